@@ -1,0 +1,687 @@
+//! Configuration: a TOML file, CAMPEER_* environment variables and command-line flags, merged
+//! with flags winning over the environment, the environment over the file, and the file over
+//! the defaults. Everything is validated once at start; a bad value fails with the key's name
+//! and the reason, so an operator can fix it without reading code.
+
+use crate::protocol::{Prefix, Segment};
+use serde::Deserialize;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+/// A configuration problem, naming the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
+/// The TOML file, as written by an operator. Every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    pub mqtt: MqttSection,
+    pub device: DeviceSection,
+    pub video: VideoSection,
+    pub sessions: SessionsSection,
+    pub ice: IceSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttSection {
+    pub broker: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub prefix: Option<String>,
+    pub client_id: Option<String>,
+    pub keep_alive_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeviceSection {
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VideoSection {
+    pub source: Option<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub fps: Option<u32>,
+    pub bitrate_kbps: Option<u32>,
+    pub keyframe_interval_secs: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionsSection {
+    pub max_viewers: Option<usize>,
+    pub timeout_secs: Option<u64>,
+    pub idle_grace_secs: Option<u64>,
+    pub keyframe_min_interval_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IceSection {
+    pub servers: Option<Vec<IceServerSection>>,
+    pub interfaces: Option<Vec<String>>,
+    pub loopback_only: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IceServerSection {
+    pub urls: Vec<String>,
+    pub username: Option<String>,
+    pub credential: Option<String>,
+}
+
+/// Flags and CAMPEER_* environment variables. clap gives flags precedence over the
+/// environment; [`Config::resolve`] gives both precedence over the file.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct Overrides {
+    /// MQTT broker, mqtt://host[:port] (port 1883 when omitted).
+    #[arg(long, env = "CAMPEER_BROKER", value_name = "URL")]
+    pub broker: Option<String>,
+    /// MQTT user name.
+    #[arg(long, env = "CAMPEER_MQTT_USERNAME", value_name = "NAME")]
+    pub mqtt_username: Option<String>,
+    /// MQTT password (prefer the environment or the config file over a flag).
+    #[arg(long, env = "CAMPEER_MQTT_PASSWORD", value_name = "PASSWORD")]
+    pub mqtt_password: Option<String>,
+    /// Topic prefix: one or more segments of [A-Za-z0-9_-] joined by '/'. Default: campeer.
+    #[arg(long, env = "CAMPEER_PREFIX")]
+    pub prefix: Option<String>,
+    /// MQTT client id. Default: campeer-<device id>.
+    #[arg(long, env = "CAMPEER_CLIENT_ID")]
+    pub client_id: Option<String>,
+    /// Device id, one topic segment. Default: the host name.
+    #[arg(long, env = "CAMPEER_DEVICE_ID", value_name = "ID")]
+    pub device_id: Option<String>,
+    /// Video source: "test" (a moving test pattern with a machine-readable timestamp).
+    #[arg(long, env = "CAMPEER_SOURCE", value_name = "SOURCE")]
+    pub source: Option<String>,
+    /// Frame width in pixels (even). Default: 640.
+    #[arg(long, env = "CAMPEER_WIDTH")]
+    pub width: Option<u32>,
+    /// Frame height in pixels (even). Default: 480.
+    #[arg(long, env = "CAMPEER_HEIGHT")]
+    pub height: Option<u32>,
+    /// Frames per second. Default: 30.
+    #[arg(long, env = "CAMPEER_FPS")]
+    pub fps: Option<u32>,
+    /// Encoder target bitrate in kbit/s. Default: 1500.
+    #[arg(long, env = "CAMPEER_BITRATE_KBPS", value_name = "KBPS")]
+    pub bitrate_kbps: Option<u32>,
+    /// Seconds between periodic keyframes; 0 sends keyframes only when a viewer needs one.
+    /// Default: 2.
+    #[arg(long, env = "CAMPEER_KEYFRAME_INTERVAL", value_name = "SECS")]
+    pub keyframe_interval: Option<f64>,
+    /// Most viewers served at once; an offer beyond it is answered "busy". Default: 4.
+    #[arg(long, env = "CAMPEER_MAX_VIEWERS")]
+    pub max_viewers: Option<usize>,
+    /// Seconds a session may spend unconnected (never connected, or disconnected or failed)
+    /// before it is torn down. Default: 30.
+    #[arg(long, env = "CAMPEER_SESSION_TIMEOUT", value_name = "SECS")]
+    pub session_timeout: Option<u64>,
+    /// Seconds the camera and encoder keep running after the last viewer leaves. Default: 10.
+    #[arg(long, env = "CAMPEER_IDLE_GRACE", value_name = "SECS")]
+    pub idle_grace: Option<u64>,
+    /// Fewest milliseconds between two keyframes forced by viewer requests (PLI/FIR).
+    /// Default: 500.
+    #[arg(long, env = "CAMPEER_KEYFRAME_MIN_INTERVAL_MS", value_name = "MS")]
+    pub keyframe_min_interval_ms: Option<u64>,
+    /// STUN or TURN server URL; repeat for several. Replaces the config file's list.
+    #[arg(
+        long = "ice-server",
+        env = "CAMPEER_ICE_SERVERS",
+        value_delimiter = ',',
+        value_name = "URL"
+    )]
+    pub ice_servers: Vec<String>,
+    /// Interface name or IP address to gather host candidates on; repeat for several.
+    /// Default: every non-loopback interface.
+    #[arg(
+        long = "ice-interface",
+        env = "CAMPEER_ICE_INTERFACES",
+        value_delimiter = ',',
+        value_name = "IFACE"
+    )]
+    pub ice_interfaces: Vec<String>,
+    /// Gather only 127.0.0.1 host candidates, ignore remote candidates outside 127.0.0.0/8,
+    /// no STUN, no mDNS: no media packet leaves the machine. For tests and local viewing.
+    #[arg(long, env = "CAMPEER_ICE_LOOPBACK_ONLY")]
+    pub ice_loopback_only: bool,
+}
+
+/// Where the MQTT broker is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerAddress {
+    pub host: String,
+    pub port: u16,
+}
+
+impl BrokerAddress {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let rest = url
+            .strip_prefix("mqtt://")
+            .or_else(|| url.strip_prefix("tcp://"))
+            .ok_or_else(|| format!("{url:?} must start with mqtt:// (TLS is not supported yet)"))?;
+        let rest = rest.trim_end_matches('/');
+        if rest.contains('/') || rest.contains('@') {
+            return Err(format!(
+                "{url:?}: give only host and port; credentials go in mqtt.username and mqtt.password"
+            ));
+        }
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((host, port)) if !host.ends_with(']') || host.starts_with('[') => {
+                let port = port.parse::<u16>().map_err(|_| {
+                    format!("{url:?}: port {port:?} is not a number from 1 to 65535")
+                })?;
+                (host, port)
+            }
+            _ => (rest, 1883),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() || port == 0 {
+            return Err(format!("{url:?} needs a host and a port from 1 to 65535"));
+        }
+        Ok(Self {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+impl fmt::Display for BrokerAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "mqtt://{}:{}", self.host, self.port)
+    }
+}
+
+/// A secret that never appears in logs or Debug output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"<redacted>\"")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MqttConfig {
+    pub broker: Option<BrokerAddress>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub prefix: Prefix,
+    pub client_id: String,
+    pub keep_alive: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    TestPattern,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct VideoConfig {
+    pub source: SourceKind,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub bitrate_bps: u32,
+    /// `None`: keyframes only on demand.
+    pub keyframe_interval: Option<Duration>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub max_viewers: usize,
+    pub timeout: Duration,
+    pub idle_grace: Duration,
+    pub keyframe_min_interval: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    pub username: Option<String>,
+    pub credential: Option<Secret>,
+}
+
+#[derive(Debug, Clone)]
+pub struct IceConfig {
+    pub servers: Vec<IceServer>,
+    /// Interface names or IP addresses; empty means every non-loopback interface.
+    pub interfaces: Vec<String>,
+    pub loopback_only: bool,
+}
+
+/// The validated configuration the daemon runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub device_id: Segment,
+    pub mqtt: MqttConfig,
+    pub video: VideoConfig,
+    pub sessions: SessionConfig,
+    pub ice: IceConfig,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.display().to_string(),
+            message,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
+impl Config {
+    /// Merges the layers and validates the result.
+    pub fn resolve(file: FileConfig, flags: Overrides) -> Result<Self, ConfigError> {
+        let device_id = match flags.device_id.or(file.device.id) {
+            Some(id) => Segment::parse(&id).map_err(|e| invalid("device.id", e.to_string()))?,
+            None => default_device_id(),
+        };
+
+        let broker = flags
+            .broker
+            .or(file.mqtt.broker)
+            .map(|url| BrokerAddress::parse(&url).map_err(|e| invalid("mqtt.broker", e)))
+            .transpose()?;
+        let prefix_text = flags
+            .prefix
+            .or(file.mqtt.prefix)
+            .unwrap_or_else(|| "campeer".to_owned());
+        let prefix =
+            Prefix::parse(&prefix_text).map_err(|e| invalid("mqtt.prefix", e.to_string()))?;
+        let client_id = flags
+            .client_id
+            .or(file.mqtt.client_id)
+            .unwrap_or_else(|| format!("campeer-{device_id}"));
+        if client_id.is_empty() || client_id.len() > 128 {
+            return Err(invalid(
+                "mqtt.client_id",
+                "must be 1 to 128 characters long",
+            ));
+        }
+        let keep_alive_secs = file.mqtt.keep_alive_secs.unwrap_or(15);
+        if !(5..=3600).contains(&keep_alive_secs) {
+            return Err(invalid(
+                "mqtt.keep_alive_secs",
+                format!("must be from 5 to 3600, got {keep_alive_secs}"),
+            ));
+        }
+        let mqtt = MqttConfig {
+            broker,
+            username: flags.mqtt_username.or(file.mqtt.username),
+            password: flags.mqtt_password.or(file.mqtt.password).map(Secret),
+            prefix,
+            client_id,
+            keep_alive: Duration::from_secs(keep_alive_secs),
+        };
+
+        let source = match flags
+            .source
+            .or(file.video.source)
+            .as_deref()
+            .unwrap_or("test")
+        {
+            "test" => SourceKind::TestPattern,
+            other => {
+                return Err(invalid(
+                    "video.source",
+                    format!("unknown source {other:?}; the only source so far is \"test\""),
+                ));
+            }
+        };
+        let width = flags.width.or(file.video.width).unwrap_or(640);
+        if !(16..=3840).contains(&width) || width % 2 != 0 {
+            return Err(invalid(
+                "video.width",
+                format!("must be an even number from 16 to 3840, got {width}"),
+            ));
+        }
+        let height = flags.height.or(file.video.height).unwrap_or(480);
+        if !(16..=2160).contains(&height) || height % 2 != 0 {
+            return Err(invalid(
+                "video.height",
+                format!("must be an even number from 16 to 2160, got {height}"),
+            ));
+        }
+        let fps = flags.fps.or(file.video.fps).unwrap_or(30);
+        if !(1..=60).contains(&fps) {
+            return Err(invalid(
+                "video.fps",
+                format!("must be from 1 to 60, got {fps}"),
+            ));
+        }
+        let bitrate_kbps = flags
+            .bitrate_kbps
+            .or(file.video.bitrate_kbps)
+            .unwrap_or(1500);
+        if !(50..=50_000).contains(&bitrate_kbps) {
+            return Err(invalid(
+                "video.bitrate_kbps",
+                format!("must be from 50 to 50000, got {bitrate_kbps}"),
+            ));
+        }
+        let keyframe_secs = flags
+            .keyframe_interval
+            .or(file.video.keyframe_interval_secs)
+            .unwrap_or(2.0);
+        let keyframe_interval = if keyframe_secs == 0.0 {
+            None
+        } else if keyframe_secs.is_finite() && (0.1..=600.0).contains(&keyframe_secs) {
+            Some(Duration::from_secs_f64(keyframe_secs))
+        } else {
+            return Err(invalid(
+                "video.keyframe_interval_secs",
+                format!("must be 0 (on demand only) or from 0.1 to 600, got {keyframe_secs}"),
+            ));
+        };
+        let video = VideoConfig {
+            source,
+            width,
+            height,
+            fps,
+            bitrate_bps: bitrate_kbps * 1000,
+            keyframe_interval,
+        };
+
+        let max_viewers = flags.max_viewers.or(file.sessions.max_viewers).unwrap_or(4);
+        if !(1..=64).contains(&max_viewers) {
+            return Err(invalid(
+                "sessions.max_viewers",
+                format!("must be from 1 to 64, got {max_viewers}"),
+            ));
+        }
+        let timeout_secs = flags
+            .session_timeout
+            .or(file.sessions.timeout_secs)
+            .unwrap_or(30);
+        if !(1..=3600).contains(&timeout_secs) {
+            return Err(invalid(
+                "sessions.timeout_secs",
+                format!("must be from 1 to 3600, got {timeout_secs}"),
+            ));
+        }
+        let idle_grace_secs = flags
+            .idle_grace
+            .or(file.sessions.idle_grace_secs)
+            .unwrap_or(10);
+        if idle_grace_secs > 3600 {
+            return Err(invalid(
+                "sessions.idle_grace_secs",
+                format!("must be from 0 to 3600, got {idle_grace_secs}"),
+            ));
+        }
+        let keyframe_min_ms = flags
+            .keyframe_min_interval_ms
+            .or(file.sessions.keyframe_min_interval_ms)
+            .unwrap_or(500);
+        if keyframe_min_ms > 60_000 {
+            return Err(invalid(
+                "sessions.keyframe_min_interval_ms",
+                format!("must be from 0 to 60000, got {keyframe_min_ms}"),
+            ));
+        }
+        let sessions = SessionConfig {
+            max_viewers,
+            timeout: Duration::from_secs(timeout_secs),
+            idle_grace: Duration::from_secs(idle_grace_secs),
+            keyframe_min_interval: Duration::from_millis(keyframe_min_ms),
+        };
+
+        let servers = if flags.ice_servers.is_empty() {
+            file.ice
+                .servers
+                .unwrap_or_default()
+                .into_iter()
+                .map(|s| IceServer {
+                    urls: s.urls,
+                    username: s.username,
+                    credential: s.credential.map(Secret),
+                })
+                .collect()
+        } else {
+            flags
+                .ice_servers
+                .into_iter()
+                .map(|url| IceServer {
+                    urls: vec![url],
+                    username: None,
+                    credential: None,
+                })
+                .collect::<Vec<_>>()
+        };
+        for server in &servers {
+            if server.urls.is_empty() {
+                return Err(invalid(
+                    "ice.servers",
+                    "every server needs at least one URL",
+                ));
+            }
+            for url in &server.urls {
+                let scheme_ok = ["stun:", "stuns:", "turn:", "turns:"]
+                    .iter()
+                    .any(|scheme| url.starts_with(scheme));
+                if !scheme_ok {
+                    return Err(invalid(
+                        "ice.servers",
+                        format!("{url:?} must start with stun:, stuns:, turn: or turns:"),
+                    ));
+                }
+                if url.starts_with("turn")
+                    && (server.username.is_none() || server.credential.is_none())
+                {
+                    return Err(invalid(
+                        "ice.servers",
+                        format!("TURN server {url:?} needs a username and a credential"),
+                    ));
+                }
+            }
+        }
+        let interfaces = if flags.ice_interfaces.is_empty() {
+            file.ice.interfaces.unwrap_or_default()
+        } else {
+            flags.ice_interfaces
+        };
+        if let Some(bad) = interfaces.iter().find(|i| i.trim().is_empty()) {
+            return Err(invalid(
+                "ice.interfaces",
+                format!("{bad:?} is not an interface name or IP address"),
+            ));
+        }
+        let ice = IceConfig {
+            servers,
+            interfaces,
+            loopback_only: flags.ice_loopback_only || file.ice.loopback_only.unwrap_or(false),
+        };
+
+        Ok(Self {
+            device_id,
+            mqtt,
+            video,
+            sessions,
+            ice,
+        })
+    }
+}
+
+/// The host name, made into a valid topic segment: anything outside [A-Za-z0-9_-] becomes '-'.
+fn default_device_id() -> Segment {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let cleaned: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(crate::protocol::MAX_SEGMENT_LEN)
+        .collect();
+    Segment::parse(&cleaned).unwrap_or_else(|_| Segment::parse("campeer").expect("valid literal"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(toml_text: &str, flags: Overrides) -> Result<Config, ConfigError> {
+        Config::resolve(FileConfig::parse(toml_text).unwrap(), flags)
+    }
+
+    fn key_of(err: ConfigError) -> &'static str {
+        match err {
+            ConfigError::Invalid { key, .. } => key,
+            other => panic!("expected an invalid key, got {other}"),
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_documentation() {
+        let config = resolve("", Overrides::default()).unwrap();
+        assert_eq!(config.video.width, 640);
+        assert_eq!(config.video.height, 480);
+        assert_eq!(config.video.fps, 30);
+        assert_eq!(config.video.bitrate_bps, 1_500_000);
+        assert_eq!(config.video.keyframe_interval, Some(Duration::from_secs(2)));
+        assert_eq!(config.sessions.max_viewers, 4);
+        assert_eq!(config.mqtt.prefix.to_string(), "campeer");
+        assert!(config.mqtt.broker.is_none());
+        assert!(!config.ice.loopback_only);
+        assert_eq!(
+            config.mqtt.client_id,
+            format!("campeer-{}", config.device_id)
+        );
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let file = r#"
+            [mqtt]
+            broker = "mqtt://10.0.0.1"
+            [video]
+            width = 320
+            height = 240
+            [sessions]
+            max_viewers = 2
+        "#;
+        let flags = Overrides {
+            broker: Some("mqtt://127.0.0.1:1999".into()),
+            width: Some(1280),
+            ..Default::default()
+        };
+        let config = resolve(file, flags).unwrap();
+        assert_eq!(
+            config.mqtt.broker,
+            Some(BrokerAddress {
+                host: "127.0.0.1".into(),
+                port: 1999
+            })
+        );
+        assert_eq!(config.video.width, 1280);
+        assert_eq!(config.video.height, 240);
+        assert_eq!(config.sessions.max_viewers, 2);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            ("[video]\nwidth = 641", "video.width"),
+            ("[video]\nheight = 0", "video.height"),
+            ("[video]\nfps = 0", "video.fps"),
+            ("[video]\nbitrate_kbps = 1", "video.bitrate_kbps"),
+            (
+                "[video]\nkeyframe_interval_secs = -1.0",
+                "video.keyframe_interval_secs",
+            ),
+            ("[video]\nsource = \"webcam\"", "video.source"),
+            ("[mqtt]\nbroker = \"http://x\"", "mqtt.broker"),
+            ("[mqtt]\nbroker = \"mqtt://x:99999\"", "mqtt.broker"),
+            ("[mqtt]\nprefix = \"a/+\"", "mqtt.prefix"),
+            ("[device]\nid = \"my cam\"", "device.id"),
+            ("[sessions]\nmax_viewers = 0", "sessions.max_viewers"),
+            ("[sessions]\ntimeout_secs = 0", "sessions.timeout_secs"),
+            ("[ice]\nservers = [{urls = [\"http://x\"]}]", "ice.servers"),
+            ("[ice]\nservers = [{urls = [\"turn:x\"]}]", "ice.servers"),
+        ];
+        for (text, key) in cases {
+            let err = resolve(text, Overrides::default()).expect_err(text);
+            assert_eq!(key_of(err), key, "{text}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = FileConfig::parse("[video]\nwidht = 320").unwrap_err();
+        assert!(err.contains("widht"), "{err}");
+    }
+
+    #[test]
+    fn broker_urls_parse() {
+        assert_eq!(
+            BrokerAddress::parse("mqtt://broker.local").unwrap(),
+            BrokerAddress {
+                host: "broker.local".into(),
+                port: 1883
+            }
+        );
+        assert_eq!(
+            BrokerAddress::parse("tcp://[::1]:1884").unwrap(),
+            BrokerAddress {
+                host: "::1".into(),
+                port: 1884
+            }
+        );
+        assert!(BrokerAddress::parse("mqtt://user:pw@host").is_err());
+        assert!(BrokerAddress::parse("mqtts://host").is_err());
+        assert!(BrokerAddress::parse("mqtt://").is_err());
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let flags = Overrides {
+            mqtt_password: Some("hunter2".into()),
+            ..Default::default()
+        };
+        let config = resolve("", flags).unwrap();
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn host_name_becomes_a_valid_device_id() {
+        let id = default_device_id();
+        assert!(Segment::parse(id.as_str()).is_ok());
+    }
+}

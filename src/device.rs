@@ -1,0 +1,445 @@
+//! The device: routes viewer messages to sessions, enforces the viewer limit, holds candidates
+//! that arrive before their offer, keeps the status topic current, and shuts everything down
+//! cleanly.
+
+use crate::config::{Config, SourceKind};
+use crate::media::VideoSource;
+use crate::media::hub::{HubStats, VideoHub};
+use crate::media::pattern::TestPattern;
+use crate::mqtt::{LinkEvent, MqttLink, Publisher};
+use crate::protocol::{
+    Candidate, DeviceMessage, DeviceTopics, ErrorCode, Segment, Status, VideoDescription,
+    ViewerMessage,
+};
+use crate::session::{self, SessionCommand, SessionContext, SessionEnded, SessionHandle};
+use anyhow::Context;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// How long sessions and MQTT get to wind down on shutdown.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
+/// How often held early candidates are checked for expiry.
+const HOUSEKEEPING_PERIOD: Duration = Duration::from_secs(5);
+
+/// Candidates that arrived before their session's offer (MQTT does not order messages across
+/// a viewer's publishes strictly enough to rely on, and browsers trickle fast). Bounded in
+/// every dimension, so an anonymous flood cannot grow memory.
+pub struct EarlyCandidates {
+    by_session: HashMap<Segment, (Instant, Vec<Candidate>)>,
+    max_sessions: usize,
+    max_per_session: usize,
+    ttl: Duration,
+}
+
+impl EarlyCandidates {
+    pub fn new(max_sessions: usize, max_per_session: usize, ttl: Duration) -> Self {
+        Self {
+            by_session: HashMap::new(),
+            max_sessions,
+            max_per_session,
+            ttl,
+        }
+    }
+
+    /// Holds a candidate; `false` when a limit refused it.
+    pub fn hold(&mut self, session: &Segment, candidate: Candidate, now: Instant) -> bool {
+        if !self.by_session.contains_key(session) && self.by_session.len() >= self.max_sessions {
+            return false;
+        }
+        let (_, held) = self
+            .by_session
+            .entry(session.clone())
+            .or_insert_with(|| (now, Vec::new()));
+        if held.len() >= self.max_per_session {
+            return false;
+        }
+        held.push(candidate);
+        true
+    }
+
+    pub fn take(&mut self, session: &Segment) -> Vec<Candidate> {
+        self.by_session
+            .remove(session)
+            .map(|(_, held)| held)
+            .unwrap_or_default()
+    }
+
+    pub fn forget(&mut self, session: &Segment) {
+        self.by_session.remove(session);
+    }
+
+    pub fn expire(&mut self, now: Instant) {
+        let ttl = self.ttl;
+        self.by_session
+            .retain(|_, (first, _)| now.saturating_duration_since(*first) < ttl);
+    }
+
+    pub fn sessions(&self) -> usize {
+        self.by_session.len()
+    }
+}
+
+/// A running daemon, for the binary, tests and benchmarks.
+pub struct DeviceHandle {
+    hub: VideoHub,
+    viewers: Arc<AtomicUsize>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl DeviceHandle {
+    pub fn hub_stats(&self) -> HubStats {
+        self.hub.stats()
+    }
+
+    /// Sessions currently served.
+    pub fn viewers(&self) -> usize {
+        self.viewers.load(Ordering::Relaxed)
+    }
+
+    /// Hangs up on every viewer, stops the pipeline, publishes the offline status and
+    /// disconnects from the broker.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Err(e) = (&mut self.task).await {
+            tracing::error!("the device task failed: {e}");
+        }
+    }
+
+    /// Resolves if the device task ends by itself (it only should on shutdown).
+    pub async fn stopped(&mut self) {
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// Starts the daemon: connects to the broker and serves viewers until shut down.
+pub fn start(config: Config) -> anyhow::Result<DeviceHandle> {
+    let broker =
+        config.mqtt.broker.clone().context(
+            "no MQTT broker configured: pass --broker mqtt://HOST:PORT or set mqtt.broker",
+        )?;
+    let topics = DeviceTopics::new(config.mqtt.prefix.clone(), config.device_id.clone());
+    let hub = make_hub(&config);
+    let link = MqttLink::start(&config.mqtt, &broker.host, broker.port, topics);
+    let (ended_tx, ended) = mpsc::unbounded_channel();
+    let context = SessionContext {
+        hub: hub.clone(),
+        ice: config.ice.clone(),
+        timeout: config.sessions.timeout,
+        publisher: link.publisher.clone(),
+        ended: ended_tx,
+    };
+    let viewers = Arc::new(AtomicUsize::new(0));
+    let device = Device {
+        publisher: link.publisher.clone(),
+        video: VideoDescription {
+            codec: "H264".into(),
+            width: config.video.width,
+            height: config.video.height,
+            fps: config.video.fps,
+        },
+        max_viewers: config.sessions.max_viewers,
+        sessions: HashMap::new(),
+        early: EarlyCandidates::new(64, 32, config.sessions.timeout),
+        context,
+        next_serial: 0,
+        viewers: Arc::clone(&viewers),
+    };
+    tracing::info!(
+        "campeer {} serving device {:?} on {broker} under {}",
+        env!("CARGO_PKG_VERSION"),
+        config.device_id.as_str(),
+        device.publisher.topics().status()
+    );
+    if config.ice.loopback_only {
+        tracing::info!("ICE is loopback-only: media stays on 127.0.0.0/8");
+    }
+    let (stop_tx, stop) = oneshot::channel();
+    let task = tokio::spawn(device.run(link, ended, stop));
+    Ok(DeviceHandle {
+        hub,
+        viewers,
+        stop: Some(stop_tx),
+        task,
+    })
+}
+
+fn make_hub(config: &Config) -> VideoHub {
+    let video = config.video.clone();
+    let factory: crate::media::hub::SourceFactory = match video.source {
+        SourceKind::TestPattern => {
+            tracing::info!(
+                "video source: test pattern {}x{}@{} (no camera configured)",
+                video.width,
+                video.height,
+                video.fps
+            );
+            let (w, h, fps) = (video.width, video.height, video.fps);
+            Box::new(move || Ok(Box::new(TestPattern::new(w, h, fps)) as Box<dyn VideoSource>))
+        }
+    };
+    VideoHub::new(
+        video,
+        config.sessions.idle_grace,
+        config.sessions.keyframe_min_interval,
+        factory,
+    )
+}
+
+struct Device {
+    publisher: Publisher,
+    video: VideoDescription,
+    max_viewers: usize,
+    sessions: HashMap<Segment, SessionHandle>,
+    early: EarlyCandidates,
+    context: SessionContext,
+    next_serial: u64,
+    viewers: Arc<AtomicUsize>,
+}
+
+impl Device {
+    async fn run(
+        mut self,
+        mut link: MqttLink,
+        mut ended: mpsc::UnboundedReceiver<SessionEnded>,
+        mut stop: oneshot::Receiver<()>,
+    ) {
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING_PERIOD);
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                event = link.events.recv() => match event {
+                    Some(LinkEvent::Connected) => {
+                        if let Err(e) = self.publisher.subscribe_inbound() {
+                            tracing::error!("cannot subscribe to viewer messages: {e}");
+                        }
+                        self.publish_status();
+                    }
+                    Some(LinkEvent::Disconnected(_)) => {}
+                    Some(LinkEvent::Inbound { topic, payload }) => {
+                        self.on_inbound(&topic, &payload);
+                    }
+                    None => {
+                        tracing::error!("the MQTT driver stopped unexpectedly");
+                        break;
+                    }
+                },
+                Some(done) = ended.recv() => self.on_session_ended(done),
+                _ = housekeeping.tick() => self.early.expire(Instant::now()),
+            }
+        }
+        self.shutdown(link, ended).await;
+    }
+
+    fn on_inbound(&mut self, topic: &str, payload: &[u8]) {
+        let session = match self.publisher.topics().session_of(topic) {
+            Ok(session) => session,
+            Err(e) => {
+                tracing::warn!("ignoring a message on {topic:?}: {e}");
+                return;
+            }
+        };
+        let message = match ViewerMessage::parse(payload) {
+            Ok(message) => message,
+            Err(e) => {
+                tracing::info!(session = %session, "bad request: {e}");
+                self.reply(
+                    &session,
+                    DeviceMessage::error(ErrorCode::BadRequest, e.to_string()),
+                );
+                return;
+            }
+        };
+        match message {
+            ViewerMessage::Offer { sdp } => match self.sessions.get(&session) {
+                Some(handle) => {
+                    if !handle.send(SessionCommand::Offer(sdp)) {
+                        tracing::warn!(session = %session, "session busy; dropped a renegotiation");
+                    }
+                }
+                None => self.open_session(session, sdp),
+            },
+            ViewerMessage::Candidate(candidate) => match self.sessions.get(&session) {
+                Some(handle) => {
+                    if !handle.send(SessionCommand::Candidate(candidate)) {
+                        tracing::debug!(session = %session, "session busy; dropped a candidate");
+                    }
+                }
+                None => {
+                    if let Some(candidate) = candidate
+                        && !self.early.hold(&session, candidate, Instant::now())
+                    {
+                        tracing::debug!(session = %session, "too many early candidates; dropped one");
+                    }
+                }
+            },
+            ViewerMessage::Hangup => {
+                self.early.forget(&session);
+                if let Some(handle) = self.sessions.remove(&session) {
+                    handle.send(SessionCommand::Hangup);
+                    tracing::info!(session = %session, "viewer hung up");
+                    self.publish_status();
+                }
+            }
+        }
+    }
+
+    fn open_session(&mut self, session: Segment, sdp: String) {
+        if self.sessions.len() >= self.max_viewers {
+            self.early.forget(&session);
+            tracing::info!(session = %session, "refused: {} viewers already", self.max_viewers);
+            self.reply(
+                &session,
+                DeviceMessage::error(
+                    ErrorCode::Busy,
+                    format!("this device serves at most {} viewers", self.max_viewers),
+                ),
+            );
+            return;
+        }
+        let choice = match session::offer::choose_h264(&sdp) {
+            Ok(choice) => choice,
+            Err(e) => {
+                self.early.forget(&session);
+                tracing::info!(session = %session, "refused: {e}");
+                self.reply(
+                    &session,
+                    DeviceMessage::error(ErrorCode::Unsupported, e.to_string()),
+                );
+                return;
+            }
+        };
+        tracing::info!(
+            session = %session,
+            "new viewer; answering with H.264 payload type {} ({})",
+            choice.payload_type,
+            choice.fmtp
+        );
+        let early = self.early.take(&session);
+        self.next_serial += 1;
+        let handle = session::spawn(
+            self.context.clone(),
+            session.clone(),
+            self.next_serial,
+            choice,
+            sdp,
+            early,
+        );
+        self.sessions.insert(session, handle);
+        self.publish_status();
+    }
+
+    fn on_session_ended(&mut self, done: SessionEnded) {
+        let current = self
+            .sessions
+            .get(&done.id)
+            .is_some_and(|handle| handle.serial == done.serial);
+        if !current {
+            return;
+        }
+        self.sessions.remove(&done.id);
+        if done.reason.notify_viewer() {
+            self.reply(&done.id, DeviceMessage::Hangup);
+        }
+        self.publish_status();
+    }
+
+    fn reply(&self, session: &Segment, message: DeviceMessage) {
+        if let Err(e) = self.publisher.to_viewer(session, &message) {
+            tracing::warn!(session = %session, "could not reply: {e}");
+        }
+    }
+
+    fn publish_status(&self) {
+        self.viewers.store(self.sessions.len(), Ordering::Relaxed);
+        let status = Status::online(self.video.clone(), None, self.sessions.len());
+        if let Err(e) = self.publisher.status(status.to_json()) {
+            tracing::warn!("could not publish the status: {e}");
+        }
+    }
+
+    async fn shutdown(mut self, link: MqttLink, mut ended: mpsc::UnboundedReceiver<SessionEnded>) {
+        tracing::info!(
+            "shutting down: hanging up on {} viewer(s)",
+            self.sessions.len()
+        );
+        let mut remaining = self.sessions.len();
+        for id in self.sessions.keys() {
+            self.reply(id, DeviceMessage::Hangup);
+        }
+        // Dropping the handles ends each session task, which closes its peer connection.
+        self.sessions.clear();
+        self.viewers.store(0, Ordering::Relaxed);
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_WAIT;
+        while remaining > 0 {
+            match tokio::time::timeout_at(deadline, ended.recv()).await {
+                Ok(Some(_)) => remaining -= 1,
+                Ok(None) | Err(_) => break,
+            }
+        }
+        self.context.hub.shutdown();
+        link.shutdown(SHUTDOWN_WAIT).await;
+        tracing::info!("stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn candidate(n: u32) -> Candidate {
+        Candidate {
+            candidate: format!("candidate:{n} 1 udp 1 127.0.0.1 {n} typ host"),
+            sdp_mid: Some("0".into()),
+            sdp_mline_index: Some(0),
+            username_fragment: None,
+        }
+    }
+
+    fn seg(s: &str) -> Segment {
+        Segment::parse(s).unwrap()
+    }
+
+    #[test]
+    fn early_candidates_are_held_in_order_and_taken_once() {
+        let mut early = EarlyCandidates::new(4, 4, Duration::from_secs(30));
+        let now = Instant::now();
+        assert!(early.hold(&seg("a"), candidate(1), now));
+        assert!(early.hold(&seg("a"), candidate(2), now));
+        assert_eq!(early.take(&seg("a")), vec![candidate(1), candidate(2)]);
+        assert!(early.take(&seg("a")).is_empty());
+    }
+
+    #[test]
+    fn early_candidates_are_bounded() {
+        let mut early = EarlyCandidates::new(2, 3, Duration::from_secs(30));
+        let now = Instant::now();
+        for n in 0..3 {
+            assert!(early.hold(&seg("a"), candidate(n), now));
+        }
+        assert!(
+            !early.hold(&seg("a"), candidate(9), now),
+            "per-session limit"
+        );
+        assert!(early.hold(&seg("b"), candidate(1), now));
+        assert!(!early.hold(&seg("c"), candidate(1), now), "session limit");
+        assert_eq!(early.sessions(), 2);
+    }
+
+    #[test]
+    fn early_candidates_expire() {
+        let mut early = EarlyCandidates::new(4, 4, Duration::from_secs(30));
+        let now = Instant::now();
+        early.hold(&seg("old"), candidate(1), now);
+        early.hold(&seg("new"), candidate(2), now + Duration::from_secs(20));
+        early.expire(now + Duration::from_secs(31));
+        assert!(early.take(&seg("old")).is_empty());
+        assert_eq!(early.take(&seg("new")), vec![candidate(2)]);
+    }
+}

@@ -1,0 +1,12 @@
+//! campeer: live camera video from a single-board computer to any browser, over WebRTC with
+//! MQTT signaling.
+//!
+//! The binary is a thin shell around [`device::start`]; everything else is here so that tests
+//! and benchmarks drive the real daemon in-process.
+
+pub mod config;
+pub mod device;
+pub mod media;
+pub mod mqtt;
+pub mod protocol;
+pub mod session;

@@ -1,0 +1,54 @@
+use anyhow::Context;
+use campeer::config::{Config, FileConfig, Overrides};
+use clap::Parser;
+use std::path::PathBuf;
+
+/// Live camera video to any browser: answers WebRTC offers that viewers send over MQTT and
+/// streams H.264 from one encoder to every viewer.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// TOML configuration file. Flags and CAMPEER_* environment variables override it.
+    #[arg(long, env = "CAMPEER_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log filter, e.g. "info" or "campeer=debug,webrtc=warn".
+    #[arg(long, env = "CAMPEER_LOG", default_value = "info")]
+    log: String,
+    #[command(flatten)]
+    overrides: Overrides,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log)
+                .with_context(|| format!("bad --log filter {:?}", cli.log))?,
+        )
+        .with_target(false)
+        .init();
+    let file = match &cli.config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    let config = Config::resolve(file, cli.overrides)?;
+    let mut device = campeer::device::start(config)?;
+    let signal = tokio::select! {
+        signal = shutdown_signal() => signal?,
+        _ = device.stopped() => anyhow::bail!("the device stopped unexpectedly"),
+    };
+    tracing::info!("received {signal}");
+    device.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    Ok(tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    })
+}

@@ -1,0 +1,252 @@
+//! H.264 encoding with openh264, producing what the RTP payloader needs: Annex-B access units,
+//! Constrained Baseline, with SPS and PPS in front of every IDR.
+
+use super::I420Frame;
+use crate::config::VideoConfig;
+use bytes::Bytes;
+use openh264::OpenH264API;
+use openh264::encoder::{
+    BitRate, Complexity, Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod, Profile,
+    RateControlMode, SpsPpsStrategy, UsageType,
+};
+
+const NAL_SPS: u8 = 7;
+const NAL_PPS: u8 = 8;
+const NAL_IDR: u8 = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EncoderError {
+    #[error("openh264 could not be set up: {0}")]
+    Setup(String),
+    #[error("openh264 failed to encode a frame: {0}")]
+    Encode(String),
+    #[error("an IDR frame came out before any SPS/PPS")]
+    MissingParameterSets,
+}
+
+/// One encoded picture.
+#[derive(Debug, Clone)]
+pub struct AccessUnit {
+    /// Annex-B NAL units (each with a 4-byte start code).
+    pub data: Bytes,
+    pub is_keyframe: bool,
+}
+
+pub struct H264Encoder {
+    encoder: Encoder,
+    /// The latest SPS and PPS, with start codes, to put in front of an IDR that lacks them.
+    parameter_sets: Option<Vec<u8>>,
+}
+
+impl H264Encoder {
+    pub fn new(video: &VideoConfig) -> Result<Self, EncoderError> {
+        let config = EncoderConfig::new()
+            .bitrate(BitRate::from_bps(video.bitrate_bps))
+            .max_frame_rate(FrameRate::from_hz(video.fps as f32))
+            .rate_control_mode(RateControlMode::Bitrate)
+            // A skipped frame is a frozen picture for every viewer; keep the frame rate and
+            // let the quantiser absorb bitrate pressure.
+            .skip_frames(false)
+            .usage_type(UsageType::CameraVideoRealTime)
+            .profile(Profile::Baseline)
+            .complexity(Complexity::Low)
+            .sps_pps_strategy(SpsPpsStrategy::ConstantId)
+            // IDRs are decided by the keyframe policy, which forces them explicitly.
+            .intra_frame_period(IntraFramePeriod::from_num_frames(0))
+            .num_threads(1);
+        let encoder = Encoder::with_api_config(OpenH264API::from_source(), config)
+            .map_err(|e| EncoderError::Setup(e.to_string()))?;
+        Ok(Self {
+            encoder,
+            parameter_sets: None,
+        })
+    }
+
+    /// Encodes one frame; `force_keyframe` makes it an IDR. `None` when the encoder emitted
+    /// nothing for this frame.
+    pub fn encode(
+        &mut self,
+        frame: &I420Frame,
+        force_keyframe: bool,
+    ) -> Result<Option<AccessUnit>, EncoderError> {
+        if force_keyframe {
+            self.encoder.force_intra_frame();
+        }
+        let bitstream = self
+            .encoder
+            .encode(frame)
+            .map_err(|e| EncoderError::Encode(e.to_string()))?;
+        if matches!(bitstream.frame_type(), FrameType::Skip | FrameType::Invalid) {
+            return Ok(None);
+        }
+        let data = bitstream.to_vec();
+        if data.is_empty() {
+            return Ok(None);
+        }
+        self.finish_access_unit(data).map(Some)
+    }
+
+    /// Remembers parameter sets and makes sure every IDR carries them.
+    fn finish_access_unit(&mut self, data: Vec<u8>) -> Result<AccessUnit, EncoderError> {
+        let mut has_sps = false;
+        let mut has_pps = false;
+        let mut has_idr = false;
+        let mut sets = Vec::new();
+        for nal in split_annex_b(&data) {
+            let Some(&header) = nal.first() else { continue };
+            match header & 0x1f {
+                NAL_SPS => {
+                    has_sps = true;
+                    sets.extend_from_slice(&[0, 0, 0, 1]);
+                    sets.extend_from_slice(nal);
+                }
+                NAL_PPS => {
+                    has_pps = true;
+                    sets.extend_from_slice(&[0, 0, 0, 1]);
+                    sets.extend_from_slice(nal);
+                }
+                NAL_IDR => has_idr = true,
+                _ => {}
+            }
+        }
+        if has_sps && has_pps {
+            self.parameter_sets = Some(sets);
+        }
+        let data = if has_idr && !(has_sps && has_pps) {
+            let sets = self
+                .parameter_sets
+                .as_ref()
+                .ok_or(EncoderError::MissingParameterSets)?;
+            let mut with_sets = Vec::with_capacity(sets.len() + data.len());
+            with_sets.extend_from_slice(sets);
+            with_sets.extend_from_slice(&data);
+            with_sets
+        } else {
+            data
+        };
+        Ok(AccessUnit {
+            data: Bytes::from(data),
+            is_keyframe: has_idr,
+        })
+    }
+}
+
+/// The NAL units of an Annex-B byte stream, without their start codes.
+pub fn split_annex_b(data: &[u8]) -> Vec<&[u8]> {
+    let mut starts = Vec::new();
+    let mut i = 0;
+    while i + 3 <= data.len() {
+        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
+            starts.push((i, i + 3));
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    let mut nals = Vec::with_capacity(starts.len());
+    for (n, &(_, payload_start)) in starts.iter().enumerate() {
+        let end = match starts.get(n + 1) {
+            // A 4-byte start code's leading zero belongs to the code, not the NAL.
+            Some(&(next, _)) if next > payload_start && data[next - 1] == 0 => next - 1,
+            Some(&(next, _)) => next,
+            None => data.len(),
+        };
+        if end > payload_start {
+            nals.push(&data[payload_start..end]);
+        }
+    }
+    nals
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SourceKind;
+    use crate::media::pattern;
+    use std::time::Duration;
+
+    fn video() -> VideoConfig {
+        VideoConfig {
+            source: SourceKind::TestPattern,
+            width: 320,
+            height: 240,
+            fps: 30,
+            bitrate_bps: 500_000,
+            keyframe_interval: Some(Duration::from_secs(2)),
+        }
+    }
+
+    fn nal_types(data: &[u8]) -> Vec<u8> {
+        split_annex_b(data).iter().map(|n| n[0] & 0x1f).collect()
+    }
+
+    #[test]
+    fn splits_annex_b_with_both_start_code_lengths() {
+        let data = [
+            0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4, 5,
+        ];
+        let nals = split_annex_b(&data);
+        assert_eq!(
+            nals,
+            vec![&[0x67, 1, 2][..], &[0x68, 3][..], &[0x65, 4, 5][..]]
+        );
+        assert!(split_annex_b(&[]).is_empty());
+        assert!(split_annex_b(&[0, 0, 1]).is_empty());
+    }
+
+    #[test]
+    fn every_idr_carries_sps_and_pps_and_forcing_works() {
+        let mut encoder = H264Encoder::new(&video()).unwrap();
+        let mut frame = I420Frame::new(320, 240);
+        let mut keyframes = 0;
+        for i in 0..20u64 {
+            pattern::draw(&mut frame, i, 1_700_000_000_000 + i);
+            let force = i == 0 || i == 10;
+            let unit = encoder.encode(&frame, force).unwrap().expect("a frame");
+            let types = nal_types(&unit.data);
+            if unit.is_keyframe {
+                keyframes += 1;
+                assert_eq!(&types[..2], &[NAL_SPS, NAL_PPS], "{types:?}");
+                assert!(types.contains(&NAL_IDR));
+            } else {
+                assert!(!types.contains(&NAL_IDR), "{types:?}");
+            }
+            assert_eq!(unit.is_keyframe, force, "frame {i}");
+        }
+        assert_eq!(keyframes, 2);
+    }
+
+    #[test]
+    fn output_is_constrained_baseline() {
+        let mut encoder = H264Encoder::new(&video()).unwrap();
+        let mut frame = I420Frame::new(320, 240);
+        pattern::draw(&mut frame, 0, 0);
+        let unit = encoder.encode(&frame, true).unwrap().unwrap();
+        let sps = split_annex_b(&unit.data)[0];
+        assert_eq!(sps[1], 66, "profile_idc must be Baseline");
+        assert_ne!(
+            sps[2] & 0x40,
+            0,
+            "constraint_set1 must be set (Constrained Baseline)"
+        );
+    }
+
+    #[test]
+    fn an_idr_without_parameter_sets_gets_the_remembered_ones() {
+        let mut encoder = H264Encoder::new(&video()).unwrap();
+        encoder
+            .finish_access_unit(vec![
+                0, 0, 0, 1, 0x67, 9, 0, 0, 0, 1, 0x68, 8, 0, 0, 0, 1, 0x65, 1,
+            ])
+            .unwrap();
+        let unit = encoder
+            .finish_access_unit(vec![0, 0, 0, 1, 0x65, 2])
+            .unwrap();
+        assert_eq!(nal_types(&unit.data), vec![NAL_SPS, NAL_PPS, NAL_IDR]);
+        let mut fresh = H264Encoder::new(&video()).unwrap();
+        assert!(matches!(
+            fresh.finish_access_unit(vec![0, 0, 0, 1, 0x65, 2]),
+            Err(EncoderError::MissingParameterSets)
+        ));
+    }
+}

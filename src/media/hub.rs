@@ -1,0 +1,538 @@
+//! The fan-out hub: one source and one encoder serve every viewer.
+//!
+//! The pipeline (source → encoder → RTP payloader) runs on its own thread only while someone
+//! watches: it starts with the first subscription and stops a grace period after the last one
+//! is dropped, so a viewer who reloads the page does not pay for a camera restart. Each encoded
+//! frame is payloaded once and broadcast; a viewer that cannot keep up loses frames and then
+//! waits for the next keyframe instead of stalling the others.
+
+use super::encoder::H264Encoder;
+use super::keyframe::KeyframePolicy;
+use super::{SourceError, VideoSource};
+use crate::config::VideoConfig;
+use bytes::Bytes;
+use rtc::rtp::codec::h264::H264Payloader;
+use rtc::rtp::packetizer::Payloader;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast;
+
+/// RTP payload size. Leaves room for RTP, SRTP, UDP and IP headers within a 1280-byte path
+/// MTU (IPv6's minimum), so packets never fragment.
+pub const RTP_PAYLOAD_MTU: usize = 1160;
+
+/// Frames a viewer may fall behind before it starts dropping: about a quarter second at 30 fps.
+/// More would only add latency for a viewer on a slow link.
+const FRAME_BACKLOG: usize = 8;
+
+/// 90 kHz, the RTP clock of every video payload format.
+const RTP_VIDEO_CLOCK: u64 = 90_000;
+
+/// One encoded picture, ready to send.
+#[derive(Debug)]
+pub struct EncodedFrame {
+    /// Counts frames since the hub was created (not reset by pipeline restarts).
+    pub sequence: u64,
+    pub capture_unix_ms: u64,
+    /// Capture time on the 90 kHz RTP clock, since the hub was created.
+    pub rtp_ticks: u64,
+    pub is_keyframe: bool,
+    /// RTP payloads (FU-A fragments, STAP-A with SPS/PPS), in order; the last ends the frame.
+    pub payloads: Vec<Bytes>,
+    pub encoded_bytes: usize,
+}
+
+/// Creates a source each time the pipeline starts.
+pub type SourceFactory = Box<dyn Fn() -> Result<Box<dyn VideoSource>, SourceError> + Send + Sync>;
+
+/// Counters for tests, benchmarks and operators.
+#[derive(Debug, Default)]
+struct Counters {
+    frames_encoded: AtomicU64,
+    keyframes_encoded: AtomicU64,
+    bytes_encoded: AtomicU64,
+    pipeline_starts: AtomicU64,
+    keyframe_requests: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HubStats {
+    pub frames_encoded: u64,
+    pub keyframes_encoded: u64,
+    pub bytes_encoded: u64,
+    pub pipeline_starts: u64,
+    pub keyframe_requests: u64,
+    pub subscribers: usize,
+    pub pipeline_running: bool,
+}
+
+struct Pipeline {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl Pipeline {
+    fn is_running(&self) -> bool {
+        !self.stop.load(Ordering::Relaxed) && !self.thread.is_finished()
+    }
+
+    /// Stops the thread and waits for it (at most about one frame period), so that the next
+    /// pipeline never finds the device still held by this one.
+    fn stop_and_join(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if self.thread.join().is_err() {
+            tracing::error!("the video pipeline thread panicked");
+        }
+    }
+}
+
+#[derive(Default)]
+struct HubState {
+    subscribers: usize,
+    pipeline: Option<Pipeline>,
+    /// A pipeline told to stop whose thread may still be finishing its last frame.
+    stopping: Option<Pipeline>,
+    /// Bumped on every subscribe and unsubscribe, so a pending idle stop can tell that
+    /// somebody came back during the grace period.
+    generation: u64,
+}
+
+struct Inner {
+    video: VideoConfig,
+    idle_grace: Duration,
+    frames: broadcast::Sender<Arc<EncodedFrame>>,
+    keyframes: Mutex<KeyframePolicy>,
+    counters: Counters,
+    state: Mutex<HubState>,
+    epoch: Instant,
+    next_sequence: AtomicU64,
+    make_source: SourceFactory,
+}
+
+/// Cheap to clone; all clones are the same hub.
+#[derive(Clone)]
+pub struct VideoHub {
+    inner: Arc<Inner>,
+}
+
+/// Locks a mutex, recovering the data if a thread panicked while holding it: the state kept
+/// here stays consistent between statements, and refusing to serve would be worse.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl VideoHub {
+    pub fn new(
+        video: VideoConfig,
+        idle_grace: Duration,
+        keyframe_min_interval: Duration,
+        make_source: SourceFactory,
+    ) -> Self {
+        let (frames, _) = broadcast::channel(FRAME_BACKLOG);
+        let keyframes = KeyframePolicy::new(video.keyframe_interval, keyframe_min_interval);
+        Self {
+            inner: Arc::new(Inner {
+                video,
+                idle_grace,
+                frames,
+                keyframes: Mutex::new(keyframes),
+                counters: Counters::default(),
+                state: Mutex::new(HubState::default()),
+                epoch: Instant::now(),
+                next_sequence: AtomicU64::new(0),
+                make_source,
+            }),
+        }
+    }
+
+    pub fn video(&self) -> &VideoConfig {
+        &self.inner.video
+    }
+
+    /// Starts watching: the pipeline runs while at least one subscription lives. The first
+    /// frame the subscription yields is a keyframe.
+    pub fn subscribe(&self) -> Subscription {
+        let receiver = self.inner.frames.subscribe();
+        {
+            let mut state = lock(&self.inner.state);
+            state.subscribers += 1;
+            state.generation += 1;
+            let running = state.pipeline.as_ref().is_some_and(Pipeline::is_running);
+            if !running {
+                for old in [state.pipeline.take(), state.stopping.take()]
+                    .into_iter()
+                    .flatten()
+                {
+                    old.stop_and_join();
+                }
+                state.pipeline = Some(self.start_pipeline());
+            }
+        }
+        self.request_keyframe();
+        Subscription {
+            hub: self.clone(),
+            receiver,
+            gate: ViewerGate::new(),
+        }
+    }
+
+    /// Asks for an IDR soon; coalesced and rate-limited by the keyframe policy.
+    pub fn request_keyframe(&self) {
+        self.inner
+            .counters
+            .keyframe_requests
+            .fetch_add(1, Ordering::Relaxed);
+        lock(&self.inner.keyframes).request();
+    }
+
+    pub fn stats(&self) -> HubStats {
+        let c = &self.inner.counters;
+        let state = lock(&self.inner.state);
+        HubStats {
+            frames_encoded: c.frames_encoded.load(Ordering::Relaxed),
+            keyframes_encoded: c.keyframes_encoded.load(Ordering::Relaxed),
+            bytes_encoded: c.bytes_encoded.load(Ordering::Relaxed),
+            pipeline_starts: c.pipeline_starts.load(Ordering::Relaxed),
+            keyframe_requests: c.keyframe_requests.load(Ordering::Relaxed),
+            subscribers: state.subscribers,
+            pipeline_running: state.pipeline.as_ref().is_some_and(Pipeline::is_running),
+        }
+    }
+
+    /// Stops the pipeline now, whoever is subscribed (daemon shutdown).
+    pub fn shutdown(&self) {
+        let (pipeline, stopping) = {
+            let mut state = lock(&self.inner.state);
+            (state.pipeline.take(), state.stopping.take())
+        };
+        for old in [pipeline, stopping].into_iter().flatten() {
+            old.stop_and_join();
+        }
+    }
+
+    fn start_pipeline(&self) -> Pipeline {
+        self.inner
+            .counters
+            .pipeline_starts
+            .fetch_add(1, Ordering::Relaxed);
+        let stop = Arc::new(AtomicBool::new(false));
+        let inner = Arc::clone(&self.inner);
+        let thread_stop = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("campeer-video".into())
+            .spawn(move || run_pipeline(&inner, &thread_stop))
+            .unwrap_or_else(|e| {
+                tracing::error!("cannot start the video thread: {e}");
+                // A finished thread reads as "not running"; the next subscriber retries.
+                std::thread::spawn(|| {})
+            });
+        Pipeline { stop, thread }
+    }
+
+    fn release(&self) {
+        let generation = {
+            let mut state = lock(&self.inner.state);
+            state.subscribers = state.subscribers.saturating_sub(1);
+            state.generation += 1;
+            if state.subscribers > 0 {
+                return;
+            }
+            state.generation
+        };
+        let hub = self.clone();
+        let grace = self.inner.idle_grace;
+        let stop_if_still_idle = move || {
+            let mut state = lock(&hub.inner.state);
+            if state.subscribers > 0 || state.generation != generation {
+                return;
+            }
+            if let Some(pipeline) = state.pipeline.take() {
+                tracing::info!("no viewers for {grace:?}: stopping the video pipeline");
+                // The thread notices within one frame; whoever starts the next pipeline joins it.
+                pipeline.stop.store(true, Ordering::Relaxed);
+                if let Some(older) = state.stopping.replace(pipeline) {
+                    drop(state);
+                    older.stop_and_join();
+                }
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    tokio::time::sleep(grace).await;
+                    stop_if_still_idle();
+                });
+            }
+            Err(_) => stop_if_still_idle(),
+        }
+    }
+}
+
+fn run_pipeline(inner: &Inner, stop: &AtomicBool) {
+    let mut source = match (inner.make_source)() {
+        Ok(source) => source,
+        Err(e) => {
+            tracing::error!("cannot open the video source: {e}");
+            return;
+        }
+    };
+    let mut encoder = match H264Encoder::new(&inner.video) {
+        Ok(encoder) => encoder,
+        Err(e) => {
+            tracing::error!("cannot start the H.264 encoder: {e}");
+            return;
+        }
+    };
+    tracing::info!(
+        "video pipeline started: {} → H.264 {} kbit/s",
+        source.describe(),
+        inner.video.bitrate_bps / 1000
+    );
+    lock(&inner.keyframes).reset();
+    let mut payloader = H264Payloader::default();
+    let mut encode_failures = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let frame = match source.next_frame() {
+            Ok(frame) => frame,
+            Err(SourceError::Stopped) => break,
+            Err(e) => {
+                tracing::warn!("video source failed: {e}; retrying in 1 s");
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let now = Instant::now();
+        let force = lock(&inner.keyframes).must_force(now);
+        let unit = match encoder.encode(&frame, force) {
+            Ok(Some(unit)) => unit,
+            Ok(None) => continue,
+            Err(e) => {
+                encode_failures += 1;
+                if encode_failures.is_power_of_two() {
+                    tracing::error!("encoding failed ({encode_failures} frames so far): {e}");
+                }
+                continue;
+            }
+        };
+        lock(&inner.keyframes).on_encoded(unit.is_keyframe, now);
+        let payloads = match payloader.payload(RTP_PAYLOAD_MTU, &unit.data) {
+            Ok(payloads) if !payloads.is_empty() => payloads,
+            Ok(_) => continue,
+            Err(e) => {
+                tracing::error!("RTP payloading failed: {e}");
+                continue;
+            }
+        };
+        let counters = &inner.counters;
+        counters.frames_encoded.fetch_add(1, Ordering::Relaxed);
+        counters
+            .bytes_encoded
+            .fetch_add(unit.data.len() as u64, Ordering::Relaxed);
+        if unit.is_keyframe {
+            counters.keyframes_encoded.fetch_add(1, Ordering::Relaxed);
+        }
+        let since_epoch = frame.captured_at.saturating_duration_since(inner.epoch);
+        let encoded = EncodedFrame {
+            sequence: inner.next_sequence.fetch_add(1, Ordering::Relaxed),
+            capture_unix_ms: frame.capture_unix_ms,
+            rtp_ticks: (since_epoch.as_micros() as u64) * RTP_VIDEO_CLOCK / 1_000_000,
+            is_keyframe: unit.is_keyframe,
+            payloads,
+            encoded_bytes: unit.data.len(),
+        };
+        // No receivers is fine: everyone may have left during the grace period.
+        let _ = inner.frames.send(Arc::new(encoded));
+    }
+    tracing::info!("video pipeline stopped");
+}
+
+/// A viewer's claim on the stream. Dropping it releases the pipeline.
+pub struct Subscription {
+    hub: VideoHub,
+    receiver: broadcast::Receiver<Arc<EncodedFrame>>,
+    gate: ViewerGate,
+}
+
+impl Subscription {
+    /// The next frame this viewer should send. After falling behind, frames up to the next
+    /// keyframe are skipped (they would not decode), and a keyframe is requested.
+    pub async fn next_frame(&mut self) -> Option<Arc<EncodedFrame>> {
+        loop {
+            match self.receiver.recv().await {
+                Ok(frame) => {
+                    if self.gate.admit(frame.is_keyframe) {
+                        return Some(frame);
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(skipped)) => {
+                    tracing::debug!("viewer fell {skipped} frames behind; waiting for a keyframe");
+                    self.gate.lost_frames();
+                    self.hub.request_keyframe();
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// Skips whatever is queued and restarts from the next keyframe, requested now. For a
+    /// viewer whose decoder has just (re)connected.
+    pub fn resync(&mut self) {
+        self.receiver = self.receiver.resubscribe();
+        self.gate.lost_frames();
+        self.hub.request_keyframe();
+    }
+
+    /// Forwards a viewer's PLI/FIR.
+    pub fn request_keyframe(&self) {
+        self.hub.request_keyframe();
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.hub.release();
+    }
+}
+
+/// Decides which frames one viewer gets: nothing until a keyframe after a gap, since
+/// predicted frames without their reference only show garbage.
+#[derive(Debug, Clone, Copy)]
+pub struct ViewerGate {
+    awaiting_keyframe: bool,
+}
+
+impl ViewerGate {
+    pub fn new() -> Self {
+        Self {
+            awaiting_keyframe: true,
+        }
+    }
+
+    pub fn admit(&mut self, is_keyframe: bool) -> bool {
+        if is_keyframe {
+            self.awaiting_keyframe = false;
+        }
+        !self.awaiting_keyframe
+    }
+
+    pub fn lost_frames(&mut self) {
+        self.awaiting_keyframe = true;
+    }
+}
+
+impl Default for ViewerGate {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SourceKind;
+    use crate::media::pattern::TestPattern;
+
+    #[test]
+    fn gate_starts_at_a_keyframe_and_resumes_at_the_next_after_a_loss() {
+        let mut gate = ViewerGate::new();
+        assert!(!gate.admit(false));
+        assert!(gate.admit(true));
+        assert!(gate.admit(false));
+        gate.lost_frames();
+        assert!(!gate.admit(false));
+        assert!(!gate.admit(false));
+        assert!(gate.admit(true));
+        assert!(gate.admit(false));
+    }
+
+    fn hub(grace: Duration) -> VideoHub {
+        let video = VideoConfig {
+            source: SourceKind::TestPattern,
+            width: 160,
+            height: 120,
+            fps: 30,
+            bitrate_bps: 300_000,
+            keyframe_interval: None,
+        };
+        VideoHub::new(
+            video,
+            grace,
+            Duration::from_millis(100),
+            Box::new(|| Ok(Box::new(TestPattern::new(160, 120, 30)) as Box<dyn VideoSource>)),
+        )
+    }
+
+    async fn wait_until(mut condition: impl FnMut() -> bool) -> bool {
+        for _ in 0..200 {
+            if condition() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn one_pipeline_serves_every_subscriber_and_stops_after_the_grace() {
+        let hub = hub(Duration::from_millis(200));
+        assert!(!hub.stats().pipeline_running);
+        let mut a = hub.subscribe();
+        let mut b = hub.subscribe();
+        let first_a = a.next_frame().await.unwrap();
+        let first_b = b.next_frame().await.unwrap();
+        assert!(first_a.is_keyframe && first_b.is_keyframe);
+        let mut seen_a = vec![];
+        let mut seen_b = vec![];
+        for _ in 0..10 {
+            seen_a.push(a.next_frame().await.unwrap().sequence);
+            seen_b.push(b.next_frame().await.unwrap().sequence);
+        }
+        assert_eq!(seen_a, seen_b, "both viewers get the very same frames");
+        let stats = hub.stats();
+        assert_eq!(stats.pipeline_starts, 1);
+        assert_eq!(stats.subscribers, 2);
+        // One encode per frame: the frames seen are all the frames encoded (give or take
+        // the ones produced before the first keyframe and after the last read).
+        assert!(stats.frames_encoded <= seen_a.last().unwrap() + 3);
+        drop(a);
+        drop(b);
+        assert!(wait_until(|| !hub.stats().pipeline_running).await);
+        let resumed = hub.subscribe();
+        assert!(wait_until(|| hub.stats().pipeline_running).await);
+        assert_eq!(hub.stats().pipeline_starts, 2);
+        drop(resumed);
+    }
+
+    #[tokio::test]
+    async fn a_viewer_back_within_the_grace_keeps_the_pipeline() {
+        let hub = hub(Duration::from_secs(5));
+        let a = hub.subscribe();
+        drop(a);
+        let mut b = hub.subscribe();
+        assert!(b.next_frame().await.unwrap().is_keyframe);
+        assert_eq!(hub.stats().pipeline_starts, 1);
+    }
+
+    #[tokio::test]
+    async fn a_slow_viewer_skips_to_a_keyframe_without_holding_back_others() {
+        let hub = hub(Duration::ZERO);
+        let mut fast = hub.subscribe();
+        let mut slow = hub.subscribe();
+        assert!(slow.next_frame().await.unwrap().is_keyframe);
+        // The slow viewer reads nothing while the fast one reads a second's worth.
+        for _ in 0..30 {
+            fast.next_frame().await.unwrap();
+        }
+        let requests_before = hub.stats().keyframe_requests;
+        let next = slow.next_frame().await.unwrap();
+        assert!(
+            next.is_keyframe,
+            "after lagging, the next frame sent must be a keyframe"
+        );
+        assert!(hub.stats().keyframe_requests > requests_before);
+    }
+}

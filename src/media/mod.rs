@@ -1,0 +1,100 @@
+//! Media: sources of raw frames, the H.264 encoder, and the hub that encodes once and hands
+//! every encoded frame to every viewer.
+
+pub mod encoder;
+pub mod hub;
+pub mod keyframe;
+pub mod pattern;
+
+use std::time::Instant;
+
+/// One raw picture in I420 (planar Y, then U, then V at half resolution), the encoder's input.
+#[derive(Clone)]
+pub struct I420Frame {
+    width: usize,
+    height: usize,
+    data: Vec<u8>,
+    /// When the picture was captured, in milliseconds since the Unix epoch.
+    pub capture_unix_ms: u64,
+    /// When the picture was captured, on the monotonic clock (RTP timestamps derive from it).
+    pub captured_at: Instant,
+}
+
+impl I420Frame {
+    /// A black frame. Both dimensions must be even (checked by the configuration).
+    pub fn new(width: usize, height: usize) -> Self {
+        let luma = width * height;
+        let mut data = vec![16u8; luma + luma / 2];
+        data[luma..].fill(128);
+        Self {
+            width,
+            height,
+            data,
+            capture_unix_ms: 0,
+            captured_at: Instant::now(),
+        }
+    }
+
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    pub fn height(&self) -> usize {
+        self.height
+    }
+
+    /// The three planes, mutable: (Y, U, V).
+    pub fn planes_mut(&mut self) -> (&mut [u8], &mut [u8], &mut [u8]) {
+        let luma = self.width * self.height;
+        let chroma = luma / 4;
+        let (y, rest) = self.data.split_at_mut(luma);
+        let (u, v) = rest.split_at_mut(chroma);
+        (y, u, v)
+    }
+
+    pub fn y_plane(&self) -> &[u8] {
+        &self.data[..self.width * self.height]
+    }
+}
+
+impl openh264::formats::YUVSource for I420Frame {
+    fn dimensions(&self) -> (usize, usize) {
+        (self.width, self.height)
+    }
+
+    fn strides(&self) -> (usize, usize, usize) {
+        (self.width, self.width / 2, self.width / 2)
+    }
+
+    fn y(&self) -> &[u8] {
+        self.y_plane()
+    }
+
+    fn u(&self) -> &[u8] {
+        let luma = self.width * self.height;
+        &self.data[luma..luma + luma / 4]
+    }
+
+    fn v(&self) -> &[u8] {
+        let luma = self.width * self.height;
+        &self.data[luma + luma / 4..]
+    }
+}
+
+/// Why a source could not deliver a frame.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("the source was stopped")]
+    Stopped,
+    #[error("device error: {0}")]
+    Device(String),
+}
+
+/// Something that produces raw frames at its own pace: `next_frame` blocks until the next
+/// frame is due (a camera until the driver hands one over, the test pattern until its clock
+/// ticks). Runs on the pipeline's own thread, never on the async runtime.
+pub trait VideoSource: Send {
+    fn next_frame(&mut self) -> Result<I420Frame, SourceError>;
+    /// A short description for the log ("test pattern 640x480@30").
+    fn describe(&self) -> String;
+}

@@ -1,0 +1,201 @@
+//! The MQTT driver: keeps a connection to the broker, with the offline status as last will,
+//! reconnects with backoff, and turns inbound publishes into [`LinkEvent`]s.
+//!
+//! rumqttc's event loop is polled in its own task and nothing awaits a publish from that task
+//! (it would deadlock once the request channel fills). Everything else publishes with
+//! `try_publish`, so a broker outage can never stall the daemon: what cannot be queued is
+//! dropped with a warning, and the status is republished on every reconnect anyway.
+
+use crate::config::MqttConfig;
+use crate::protocol::{DeviceMessage, DeviceTopics, OFFLINE_STATUS, Segment};
+use bytes::Bytes;
+use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Signaling payloads are capped at 64 KiB by the protocol; leave room for the topic and
+/// MQTT framing, and refuse anything larger at the MQTT layer already.
+const MAX_PACKET_BYTES: usize = 80 * 1024;
+/// Requests (publishes, subscribes) queued for the event loop. Deep enough to absorb a burst
+/// of candidates from several sessions; during an outage, the excess is dropped.
+const REQUEST_QUEUE: usize = 256;
+/// Inbound messages waiting for the device task.
+const INBOUND_QUEUE: usize = 256;
+const BACKOFF_FIRST: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// What the connection reports to the device.
+#[derive(Debug)]
+pub enum LinkEvent {
+    /// (Re)connected: subscribe again and republish the status.
+    Connected,
+    Disconnected(String),
+    Inbound {
+        topic: String,
+        payload: Bytes,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("the MQTT request queue is full or closed: {0}")]
+    Queue(#[from] rumqttc::ClientError),
+}
+
+/// Publishes on the device's topics. Cheap to clone; never blocks.
+#[derive(Clone)]
+pub struct Publisher {
+    client: AsyncClient,
+    topics: Arc<DeviceTopics>,
+}
+
+impl Publisher {
+    pub fn topics(&self) -> &DeviceTopics {
+        &self.topics
+    }
+
+    /// Sends a signaling message on a session's outbound topic (QoS 1, not retained).
+    pub fn to_viewer(
+        &self,
+        session: &Segment,
+        message: &DeviceMessage,
+    ) -> Result<(), PublishError> {
+        self.client.try_publish(
+            self.topics.outbound(session),
+            QoS::AtLeastOnce,
+            false,
+            message.to_json(),
+        )?;
+        Ok(())
+    }
+
+    /// Publishes the retained status (QoS 1).
+    pub fn status(&self, json: String) -> Result<(), PublishError> {
+        self.client
+            .try_publish(self.topics.status(), QoS::AtLeastOnce, true, json)?;
+        Ok(())
+    }
+
+    pub fn subscribe_inbound(&self) -> Result<(), PublishError> {
+        self.client
+            .try_subscribe(self.topics.inbound_filter(), QoS::AtLeastOnce)?;
+        Ok(())
+    }
+}
+
+/// A live broker connection.
+pub struct MqttLink {
+    pub publisher: Publisher,
+    pub events: mpsc::Receiver<LinkEvent>,
+    task: JoinHandle<()>,
+}
+
+impl MqttLink {
+    /// Starts connecting in the background; [`LinkEvent::Connected`] follows once the broker
+    /// accepts. The last will marks the device offline if the connection dies uncleanly.
+    pub fn start(config: &MqttConfig, host: &str, port: u16, topics: DeviceTopics) -> Self {
+        let mut options = MqttOptions::new(config.client_id.clone(), host, port);
+        options
+            .set_keep_alive(config.keep_alive)
+            .set_clean_session(true)
+            .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES)
+            .set_request_channel_capacity(REQUEST_QUEUE)
+            .set_last_will(LastWill::new(
+                topics.status(),
+                OFFLINE_STATUS,
+                QoS::AtLeastOnce,
+                true,
+            ));
+        if let Some(username) = &config.username {
+            let password = config
+                .password
+                .as_ref()
+                .map(|p| p.0.clone())
+                .unwrap_or_default();
+            options.set_credentials(username.clone(), password);
+        }
+        let (client, eventloop) = AsyncClient::new(options, REQUEST_QUEUE);
+        let (events_tx, events) = mpsc::channel(INBOUND_QUEUE);
+        let broker = format!("{host}:{port}");
+        let task = tokio::spawn(drive(eventloop, events_tx, broker));
+        Self {
+            publisher: Publisher {
+                client,
+                topics: Arc::new(topics),
+            },
+            events,
+            task,
+        }
+    }
+
+    /// Publishes the offline status, disconnects cleanly and waits (bounded) for the event
+    /// loop to flush both.
+    pub async fn shutdown(self, wait: Duration) {
+        if let Err(e) = self.publisher.status(OFFLINE_STATUS.to_owned()) {
+            tracing::warn!("could not queue the offline status: {e}");
+        }
+        if let Err(e) = self.publisher.client.try_disconnect() {
+            tracing::warn!("could not queue the MQTT disconnect: {e}");
+        }
+        let mut task = self.task;
+        if tokio::time::timeout(wait, &mut task).await.is_err() {
+            tracing::warn!("MQTT did not flush within {wait:?}; the broker's last will covers it");
+            task.abort();
+        }
+    }
+}
+
+async fn drive(mut eventloop: EventLoop, events: mpsc::Sender<LinkEvent>, broker: String) {
+    let mut backoff = BACKOFF_FIRST;
+    let mut connected = false;
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                tracing::info!("connected to MQTT broker {broker}");
+                connected = true;
+                backoff = BACKOFF_FIRST;
+                forward(&events, LinkEvent::Connected);
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                forward(
+                    &events,
+                    LinkEvent::Inbound {
+                        topic: publish.topic,
+                        payload: publish.payload,
+                    },
+                );
+            }
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+                tracing::debug!("MQTT disconnect sent");
+                return;
+            }
+            Ok(_) => {}
+            Err(rumqttc::ConnectionError::RequestsDone) => {
+                tracing::debug!("every MQTT client handle is gone; stopping the event loop");
+                return;
+            }
+            Err(e) => {
+                if connected {
+                    tracing::warn!("lost MQTT broker {broker}: {e}");
+                    forward(&events, LinkEvent::Disconnected(e.to_string()));
+                } else {
+                    tracing::warn!(
+                        "cannot reach MQTT broker {broker}: {e}; retrying in {backoff:?}"
+                    );
+                }
+                connected = false;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// Hands an event to the device without ever blocking the event loop.
+fn forward(events: &mpsc::Sender<LinkEvent>, event: LinkEvent) {
+    if let Err(e) = events.try_send(event) {
+        tracing::warn!("dropping an MQTT event: the device is not keeping up ({e})");
+    }
+}

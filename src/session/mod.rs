@@ -1,0 +1,496 @@
+//! One viewer session: a WebRTC peer connection that answers the viewer's offer, trickles ICE
+//! both ways, sends the shared H.264 stream, forwards keyframe requests, and ends on hangup,
+//! on timeout, or when the daemon stops.
+//!
+//! Each session is a task of its own, so a slow or broken peer only ever affects itself.
+
+pub mod liveness;
+pub mod offer;
+pub mod peer;
+
+use crate::config::IceConfig;
+use crate::media::hub::{EncodedFrame, Subscription, VideoHub};
+use crate::mqtt::Publisher;
+use crate::protocol::{Candidate, DeviceMessage, ErrorCode, Segment};
+use liveness::{LinkState, Liveness};
+use offer::H264Choice;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::rtp;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionEventHandler, RTCIceCandidateInit, RTCIceGatheringState,
+    RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription,
+};
+
+/// Commands a viewer can queue before its session processes them; beyond this a flooding
+/// viewer's messages are dropped.
+const COMMAND_QUEUE: usize = 64;
+/// How long closing a peer connection may take before the session gives up on it.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// What the device forwards to a session.
+#[derive(Debug)]
+pub enum SessionCommand {
+    /// A new offer on a live session: renegotiate (ICE restart included).
+    Offer(String),
+    Candidate(Option<Candidate>),
+    Hangup,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndReason {
+    /// The viewer hung up; nothing more is sent to it.
+    ViewerHangup,
+    /// Unconnected for longer than the session timeout.
+    Timeout,
+    Failed(String),
+    Shutdown,
+}
+
+impl EndReason {
+    /// Whether the viewer must be told with a hangup.
+    pub fn notify_viewer(&self) -> bool {
+        !matches!(self, EndReason::ViewerHangup)
+    }
+}
+
+/// Reported to the device when a session task ends.
+#[derive(Debug)]
+pub struct SessionEnded {
+    pub id: Segment,
+    /// Tells this session apart from a later one that reuses its id.
+    pub serial: u64,
+    pub reason: EndReason,
+}
+
+/// Everything a session needs from the daemon.
+#[derive(Clone)]
+pub struct SessionContext {
+    pub hub: VideoHub,
+    pub ice: IceConfig,
+    pub timeout: Duration,
+    pub publisher: Publisher,
+    pub ended: mpsc::UnboundedSender<SessionEnded>,
+}
+
+/// The device's handle on a running session.
+pub struct SessionHandle {
+    pub serial: u64,
+    commands: mpsc::Sender<SessionCommand>,
+}
+
+impl SessionHandle {
+    /// Queues a command without waiting. `false` when the session is gone or flooded.
+    pub fn send(&self, command: SessionCommand) -> bool {
+        self.commands.try_send(command).is_ok()
+    }
+}
+
+/// Starts a session for an offer whose codec has already been chosen.
+pub fn spawn(
+    context: SessionContext,
+    id: Segment,
+    serial: u64,
+    choice: H264Choice,
+    offer_sdp: String,
+    early_candidates: Vec<Candidate>,
+) -> SessionHandle {
+    let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
+    tokio::spawn(async move {
+        let reason = match Session::start(&context, &id, choice, offer_sdp, early_candidates).await
+        {
+            Ok(mut session) => {
+                let reason = session.serve(commands).await;
+                session.close().await;
+                reason
+            }
+            Err(message) => {
+                tracing::warn!(session = %id, "could not start the session: {message}");
+                send(
+                    &context.publisher,
+                    &id,
+                    &DeviceMessage::error(ErrorCode::Internal, message.clone()),
+                );
+                EndReason::Failed(message)
+            }
+        };
+        tracing::info!(session = %id, "session ended: {reason:?}");
+        let _ = context.ended.send(SessionEnded { id, serial, reason });
+    });
+    SessionHandle {
+        serial,
+        commands: commands_tx,
+    }
+}
+
+fn send(publisher: &Publisher, id: &Segment, message: &DeviceMessage) {
+    if let Err(e) = publisher.to_viewer(id, message) {
+        tracing::warn!(session = %id, "could not send to the viewer: {e}");
+    }
+}
+
+/// Peer-connection events, moved from the webrtc callbacks into the session task.
+enum PeerEvent {
+    LocalCandidate(String),
+    GatheringComplete,
+    State(RTCPeerConnectionState),
+}
+
+struct EventForwarder(mpsc::UnboundedSender<PeerEvent>);
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for EventForwarder {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        match event.candidate.to_json() {
+            Ok(init) => {
+                let _ = self.0.send(PeerEvent::LocalCandidate(init.candidate));
+            }
+            Err(e) => tracing::warn!("could not encode a local ICE candidate: {e}"),
+        }
+    }
+
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.0.send(PeerEvent::GatheringComplete);
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let _ = self.0.send(PeerEvent::State(state));
+    }
+}
+
+/// Per-viewer RTP header state: the shared payloads get this viewer's SSRC, sequence numbers
+/// and timestamp offset (random, as RFC 3550 asks).
+struct RtpStamper {
+    ssrc: u32,
+    payload_type: u8,
+    next_sequence: u16,
+    timestamp_offset: u32,
+}
+
+impl RtpStamper {
+    fn new(payload_type: u8) -> Self {
+        Self {
+            ssrc: rand::random(),
+            payload_type,
+            next_sequence: rand::random(),
+            timestamp_offset: rand::random(),
+        }
+    }
+
+    fn packets(&mut self, frame: &EncodedFrame) -> Vec<rtp::Packet> {
+        let timestamp = self.timestamp_offset.wrapping_add(frame.rtp_ticks as u32);
+        let last = frame.payloads.len().saturating_sub(1);
+        frame
+            .payloads
+            .iter()
+            .enumerate()
+            .map(|(i, payload)| {
+                let sequence_number = self.next_sequence;
+                self.next_sequence = self.next_sequence.wrapping_add(1);
+                rtp::Packet {
+                    header: rtp::header::Header {
+                        version: 2,
+                        marker: i == last,
+                        payload_type: self.payload_type,
+                        sequence_number,
+                        timestamp,
+                        ssrc: self.ssrc,
+                        ..Default::default()
+                    },
+                    payload: payload.clone(),
+                }
+            })
+            .collect()
+    }
+}
+
+struct Session<'a> {
+    context: &'a SessionContext,
+    id: &'a Segment,
+    peer: Arc<dyn PeerConnection>,
+    track: Arc<TrackLocalStaticRTP>,
+    choice: H264Choice,
+    events: mpsc::UnboundedReceiver<PeerEvent>,
+    subscription: Subscription,
+    liveness: Liveness,
+    stamper: RtpStamper,
+    /// The local description's first mid and ICE ufrag, named in every trickled candidate.
+    local_mid: Option<String>,
+    local_ufrag: Option<String>,
+    keyframe_requests: tokio::task::JoinHandle<()>,
+}
+
+impl<'a> Session<'a> {
+    async fn start(
+        context: &'a SessionContext,
+        id: &'a Segment,
+        choice: H264Choice,
+        offer_sdp: String,
+        early_candidates: Vec<Candidate>,
+    ) -> Result<Session<'a>, String> {
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let peer = peer::build(&choice, &context.ice, Arc::new(EventForwarder(events_tx)))
+            .await
+            .map_err(|e| format!("cannot create the peer connection: {e}"))?;
+        let stamper = RtpStamper::new(choice.payload_type);
+        let codec = peer::h264_codec(&choice).rtp_codec;
+        let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+            format!("campeer-{id}"),
+            "video".to_owned(),
+            "campeer video".to_owned(),
+            RtpCodecKind::Video,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(stamper.ssrc),
+                    ..Default::default()
+                },
+                codec,
+                ..Default::default()
+            }],
+        )));
+        if let Err(e) = peer
+            .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
+            .await
+        {
+            let _ = peer.close().await;
+            return Err(format!("cannot add the video track: {e}"));
+        }
+        // The subscription starts the encoder now, so it is warm by the time ICE connects.
+        let subscription = context.hub.subscribe();
+        let keyframe_requests = tokio::spawn(forward_keyframe_requests(
+            Arc::clone(&track),
+            context.hub.clone(),
+        ));
+        let mut session = Session {
+            context,
+            id,
+            peer,
+            track,
+            choice,
+            events,
+            subscription,
+            liveness: Liveness::new(context.timeout, Instant::now()),
+            stamper,
+            local_mid: None,
+            local_ufrag: None,
+            keyframe_requests,
+        };
+        if let Err(e) = session.answer(offer_sdp).await {
+            session.close().await;
+            return Err(e);
+        }
+        for candidate in early_candidates {
+            session.add_remote_candidate(Some(candidate)).await;
+        }
+        Ok(session)
+    }
+
+    /// Applies an offer and sends the answer.
+    async fn answer(&mut self, offer_sdp: String) -> Result<(), String> {
+        let sdp = if self.context.ice.loopback_only {
+            offer::keep_loopback_candidates(&offer_sdp)
+        } else {
+            offer_sdp
+        };
+        let offer = RTCSessionDescription::offer(sdp).map_err(|e| format!("bad offer: {e}"))?;
+        self.peer
+            .set_remote_description(offer)
+            .await
+            .map_err(|e| format!("cannot apply the offer: {e}"))?;
+        let answer = self
+            .peer
+            .create_answer(None)
+            .await
+            .map_err(|e| format!("cannot create an answer: {e}"))?;
+        self.peer
+            .set_local_description(answer)
+            .await
+            .map_err(|e| format!("cannot apply the answer: {e}"))?;
+        let local = self
+            .peer
+            .local_description()
+            .await
+            .ok_or("the answer vanished after it was applied")?;
+        (self.local_mid, self.local_ufrag) = offer::first_mid_and_ufrag(&local.sdp);
+        send(
+            &self.context.publisher,
+            self.id,
+            &DeviceMessage::Answer { sdp: local.sdp },
+        );
+        Ok(())
+    }
+
+    async fn serve(&mut self, mut commands: mpsc::Receiver<SessionCommand>) -> EndReason {
+        loop {
+            let deadline = self.liveness.deadline();
+            let sending = self.liveness.is_connected();
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(SessionCommand::Offer(sdp)) => self.renegotiate(sdp).await,
+                    Some(SessionCommand::Candidate(candidate)) => {
+                        self.add_remote_candidate(candidate).await
+                    }
+                    Some(SessionCommand::Hangup) => return EndReason::ViewerHangup,
+                    None => return EndReason::Shutdown,
+                },
+                event = self.events.recv() => match event {
+                    Some(event) => self.on_peer_event(event),
+                    None => return EndReason::Failed("the peer connection stopped".into()),
+                },
+                frame = self.subscription.next_frame(), if sending => match frame {
+                    Some(frame) => self.send_frame(&frame).await,
+                    None => return EndReason::Failed("the video hub closed".into()),
+                },
+                _ = sleep_until(deadline), if deadline.is_some() => {}
+            }
+            if self.liveness.must_end(Instant::now()) {
+                return EndReason::Timeout;
+            }
+        }
+    }
+
+    async fn renegotiate(&mut self, sdp: String) {
+        match offer::choose_h264(&sdp) {
+            Ok(choice) if choice == self.choice => {}
+            Ok(_) => {
+                send(
+                    &self.context.publisher,
+                    self.id,
+                    &DeviceMessage::error(
+                        ErrorCode::Unsupported,
+                        "a renegotiation may not change the H.264 payload type",
+                    ),
+                );
+                return;
+            }
+            Err(e) => {
+                send(
+                    &self.context.publisher,
+                    self.id,
+                    &DeviceMessage::error(ErrorCode::Unsupported, e.to_string()),
+                );
+                return;
+            }
+        }
+        if let Err(message) = self.answer(sdp).await {
+            tracing::warn!(session = %self.id, "renegotiation failed: {message}");
+            send(
+                &self.context.publisher,
+                self.id,
+                &DeviceMessage::error(ErrorCode::BadRequest, message),
+            );
+        }
+    }
+
+    async fn add_remote_candidate(&mut self, candidate: Option<Candidate>) {
+        let Some(candidate) = candidate else {
+            // End of candidates: ICE keeps checking what it has.
+            return;
+        };
+        if self.context.ice.loopback_only && !offer::is_loopback_candidate(&candidate.candidate) {
+            tracing::debug!(session = %self.id, "ignoring a non-loopback candidate");
+            return;
+        }
+        let init = RTCIceCandidateInit {
+            candidate: candidate.candidate,
+            sdp_mid: candidate.sdp_mid,
+            sdp_mline_index: candidate.sdp_mline_index,
+            username_fragment: candidate.username_fragment,
+            url: None,
+        };
+        if let Err(e) = self.peer.add_ice_candidate(init).await {
+            tracing::debug!(session = %self.id, "ignoring an unusable remote candidate: {e}");
+        }
+    }
+
+    fn on_peer_event(&mut self, event: PeerEvent) {
+        match event {
+            PeerEvent::LocalCandidate(line) => {
+                let candidate = Candidate {
+                    candidate: line,
+                    sdp_mid: self.local_mid.clone(),
+                    sdp_mline_index: Some(0),
+                    username_fragment: self.local_ufrag.clone(),
+                };
+                send(
+                    &self.context.publisher,
+                    self.id,
+                    &DeviceMessage::Candidate {
+                        candidate: Some(candidate),
+                    },
+                );
+            }
+            PeerEvent::GatheringComplete => send(
+                &self.context.publisher,
+                self.id,
+                &DeviceMessage::Candidate { candidate: None },
+            ),
+            PeerEvent::State(state) => {
+                tracing::info!(session = %self.id, "peer connection {state}");
+                let was_connected = self.liveness.is_connected();
+                let link = match state {
+                    RTCPeerConnectionState::Connected => LinkState::Connected,
+                    RTCPeerConnectionState::Disconnected => LinkState::Disconnected,
+                    RTCPeerConnectionState::Failed => LinkState::Failed,
+                    RTCPeerConnectionState::Closed => LinkState::Closed,
+                    _ => LinkState::Connecting,
+                };
+                self.liveness.on_state(link, Instant::now());
+                if self.liveness.is_connected() && !was_connected {
+                    // A decoder that just (re)connected needs a keyframe, not stale frames.
+                    self.subscription.resync();
+                }
+            }
+        }
+    }
+
+    async fn send_frame(&mut self, frame: &EncodedFrame) {
+        for packet in self.stamper.packets(frame) {
+            if let Err(e) = self.track.write_rtp(packet).await {
+                tracing::debug!(session = %self.id, "dropping a frame: {e}");
+                self.subscription.resync();
+                return;
+            }
+        }
+    }
+
+    async fn close(self) {
+        self.keyframe_requests.abort();
+        match tokio::time::timeout(CLOSE_WAIT, self.peer.close()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(session = %self.id, "closing the peer connection: {e}"),
+            Err(_) => {
+                tracing::warn!(session = %self.id, "the peer connection did not close in time")
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    if let Some(deadline) = deadline {
+        tokio::time::sleep_until(deadline.into()).await;
+    }
+}
+
+/// Reads the RTCP the keyframe-request interceptor marked for us and asks the hub for an IDR.
+async fn forward_keyframe_requests(track: Arc<TrackLocalStaticRTP>, hub: VideoHub) {
+    while let Some(event) = track.poll().await {
+        if let TrackLocalEvent::OnRtcpPacket(packets) = event
+            && packets
+                .iter()
+                .any(|packet| peer::is_keyframe_request(packet.as_ref()))
+        {
+            tracing::debug!("viewer asked for a keyframe");
+            hub.request_keyframe();
+        }
+    }
+}

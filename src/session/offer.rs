@@ -1,0 +1,303 @@
+//! Reading a viewer's SDP offer: which H.264 payload type to answer with, and which ICE
+//! candidates to keep. Pure text processing, so every rule is unit-tested without a peer.
+
+use std::net::IpAddr;
+
+/// The H.264 payload format chosen from an offer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct H264Choice {
+    pub payload_type: u8,
+    /// The offer's fmtp line for that payload type, echoed in the answer.
+    pub fmtp: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OfferError {
+    #[error("the offer has no video section")]
+    NoVideo,
+    #[error(
+        "the offer's video section has no H.264 with packetization-mode=1 in a profile that \
+         can decode Constrained Baseline"
+    )]
+    NoUsableH264,
+}
+
+/// Picks the first payload type, in the viewer's order of preference, that can carry what
+/// campeer sends: Constrained Baseline H.264 in packetization-mode 1 (FU-A). Decoders of
+/// Baseline (42), Main (4d) and High (64) profiles all decode Constrained Baseline.
+pub fn choose_h264(sdp: &str) -> Result<H264Choice, OfferError> {
+    let section = media_sections(sdp)
+        .into_iter()
+        .find(|s| s.kind == "video" && s.port != "0")
+        .ok_or(OfferError::NoVideo)?;
+    for pt in &section.formats {
+        let Ok(payload_type) = pt.parse::<u8>() else {
+            continue;
+        };
+        let is_h264 = section
+            .attributes("rtpmap")
+            .filter_map(|value| value.split_once(' '))
+            .any(|(p, codec)| p == *pt && codec.eq_ignore_ascii_case("H264/90000"));
+        if !is_h264 {
+            continue;
+        }
+        let fmtp = section
+            .attributes("fmtp")
+            .filter_map(|value| value.split_once(' '))
+            .find(|(p, _)| p == pt)
+            .map(|(_, params)| params.trim().to_owned())
+            .unwrap_or_default();
+        if fmtp_fits(&fmtp) {
+            return Ok(H264Choice { payload_type, fmtp });
+        }
+    }
+    Err(OfferError::NoUsableH264)
+}
+
+fn fmtp_fits(fmtp: &str) -> bool {
+    let param = |name: &str| {
+        fmtp.split(';').find_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    };
+    // RFC 6184: packetization-mode defaults to 0, profile-level-id to 420010 (Baseline).
+    if param("packetization-mode") != Some("1") {
+        return false;
+    }
+    let profile_level_id = param("profile-level-id").unwrap_or("420010");
+    if profile_level_id.len() != 6 {
+        return false;
+    }
+    let Ok(profile_idc) = u8::from_str_radix(&profile_level_id[..2], 16) else {
+        return false;
+    };
+    matches!(profile_idc, 0x42 | 0x4d | 0x64)
+}
+
+/// The connection address of an ICE candidate line (with or without the `candidate:` prefix),
+/// or `None` when it is not an IP address (an mDNS `.local` name) or the line is malformed.
+pub fn candidate_ip(candidate: &str) -> Option<IpAddr> {
+    let line = candidate.trim();
+    let line = line.strip_prefix("a=").unwrap_or(line);
+    let line = line.strip_prefix("candidate:").unwrap_or(line);
+    line.split_whitespace().nth(4)?.parse().ok()
+}
+
+/// Whether a remote candidate may be used under `--ice-loopback-only`.
+pub fn is_loopback_candidate(candidate: &str) -> bool {
+    candidate_ip(candidate).is_some_and(|ip| ip.is_loopback())
+}
+
+/// Removes candidate lines whose address is not loopback, for offers that carry their
+/// candidates inline rather than trickling them.
+pub fn keep_loopback_candidates(sdp: &str) -> String {
+    let mut out = String::with_capacity(sdp.len());
+    for line in sdp.split_inclusive('\n') {
+        let trimmed = line.trim_end();
+        if trimmed.starts_with("a=candidate:") && !is_loopback_candidate(trimmed) {
+            continue;
+        }
+        out.push_str(line);
+    }
+    out
+}
+
+/// The first media section's mid and the ICE username fragment of a (local) description:
+/// what a trickled candidate needs to name for the browser to accept it. With BUNDLE, every
+/// section shares one transport, so the first section stands for all.
+pub fn first_mid_and_ufrag(sdp: &str) -> (Option<String>, Option<String>) {
+    let sections = media_sections(sdp);
+    let Some(first) = sections.first() else {
+        return (None, None);
+    };
+    let mid = first.attributes("mid").next().map(str::to_owned);
+    let ufrag = first
+        .attributes("ice-ufrag")
+        .next()
+        .or_else(|| session_attribute(sdp, "ice-ufrag"))
+        .map(str::to_owned);
+    (mid, ufrag)
+}
+
+fn session_attribute<'a>(sdp: &'a str, name: &str) -> Option<&'a str> {
+    sdp.lines()
+        .map(str::trim_end)
+        .take_while(|line| !line.starts_with("m="))
+        .find_map(|line| attribute_value(line, name))
+}
+
+fn attribute_value<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let rest = line.strip_prefix("a=")?.strip_prefix(name)?;
+    rest.strip_prefix(':')
+}
+
+struct MediaSection<'a> {
+    kind: &'a str,
+    port: &'a str,
+    formats: Vec<&'a str>,
+    lines: Vec<&'a str>,
+}
+
+impl<'a> MediaSection<'a> {
+    fn attributes<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a str> + 's {
+        self.lines
+            .iter()
+            .filter_map(move |line| attribute_value(line, name))
+    }
+}
+
+fn media_sections(sdp: &str) -> Vec<MediaSection<'_>> {
+    let mut sections: Vec<MediaSection<'_>> = Vec::new();
+    for line in sdp.lines().map(str::trim_end) {
+        if let Some(media) = line.strip_prefix("m=") {
+            let mut fields = media.split_whitespace();
+            let kind = fields.next().unwrap_or("");
+            let port = fields.next().unwrap_or("");
+            let _protocol = fields.next();
+            sections.push(MediaSection {
+                kind,
+                port,
+                formats: fields.collect(),
+                lines: Vec::new(),
+            });
+        } else if let Some(section) = sections.last_mut() {
+            section.lines.push(line);
+        }
+    }
+    sections
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The video section of a Chromium 156 offer (trimmed): 42001f first, then 42e01f, each in
+    /// packetization-mode 1 and 0, with VP8 and RTX around them.
+    const CHROMIUM_OFFER: &str = "v=0\r\n\
+o=- 1 2 IN IP4 127.0.0.1\r\n\
+s=-\r\n\
+t=0 0\r\n\
+a=group:BUNDLE 0\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 96 97 103 104 107 108 109 114\r\n\
+c=IN IP4 0.0.0.0\r\n\
+a=mid:0\r\n\
+a=ice-ufrag:abcd\r\n\
+a=recvonly\r\n\
+a=rtpmap:96 VP8/90000\r\n\
+a=rtpmap:97 rtx/90000\r\n\
+a=fmtp:97 apt=96\r\n\
+a=rtpmap:103 H264/90000\r\n\
+a=rtcp-fb:103 nack pli\r\n\
+a=fmtp:103 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f\r\n\
+a=rtpmap:104 rtx/90000\r\n\
+a=fmtp:104 apt=103\r\n\
+a=rtpmap:107 H264/90000\r\n\
+a=fmtp:107 level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42001f\r\n\
+a=rtpmap:108 H264/90000\r\n\
+a=fmtp:108 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n\
+a=rtpmap:109 H264/90000\r\n\
+a=fmtp:109 level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42e01f\r\n\
+a=rtpmap:114 H264/90000\r\n\
+a=fmtp:114 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=640032\r\n\
+a=candidate:1 1 udp 2122260223 192.168.1.20 50000 typ host\r\n\
+a=candidate:2 1 udp 2122260223 127.0.0.1 50001 typ host\r\n\
+a=candidate:3 1 udp 2122260223 3f1c.local 50002 typ host\r\n";
+
+    #[test]
+    fn chromium_order_picks_42001f_mode_1() {
+        let choice = choose_h264(CHROMIUM_OFFER).unwrap();
+        assert_eq!(choice.payload_type, 103);
+        assert!(choice.fmtp.contains("profile-level-id=42001f"));
+    }
+
+    #[test]
+    fn an_offer_with_only_42e01f_gets_it() {
+        let offer = CHROMIUM_OFFER.replace(
+            "m=video 9 UDP/TLS/RTP/SAVPF 96 97 103 104 107 108 109 114",
+            "m=video 9 UDP/TLS/RTP/SAVPF 108 109",
+        );
+        let choice = choose_h264(&offer).unwrap();
+        assert_eq!(choice.payload_type, 108);
+        assert!(choice.fmtp.contains("42e01f"));
+    }
+
+    #[test]
+    fn mode_0_only_is_unsupported() {
+        let offer = CHROMIUM_OFFER.replace(
+            "m=video 9 UDP/TLS/RTP/SAVPF 96 97 103 104 107 108 109 114",
+            "m=video 9 UDP/TLS/RTP/SAVPF 107 109",
+        );
+        assert_eq!(choose_h264(&offer), Err(OfferError::NoUsableH264));
+    }
+
+    #[test]
+    fn vp8_only_is_unsupported_and_no_video_is_reported() {
+        let offer = CHROMIUM_OFFER.replace(
+            "m=video 9 UDP/TLS/RTP/SAVPF 96 97 103 104 107 108 109 114",
+            "m=video 9 UDP/TLS/RTP/SAVPF 96 97",
+        );
+        assert_eq!(choose_h264(&offer), Err(OfferError::NoUsableH264));
+        let audio_only = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n";
+        assert_eq!(choose_h264(audio_only), Err(OfferError::NoVideo));
+        assert_eq!(choose_h264(""), Err(OfferError::NoVideo));
+        assert_eq!(choose_h264("garbage\n\n\u{0}"), Err(OfferError::NoVideo));
+    }
+
+    #[test]
+    fn missing_profile_defaults_to_baseline_and_odd_profiles_are_refused() {
+        assert!(fmtp_fits("packetization-mode=1"));
+        assert!(fmtp_fits("profile-level-id=4d001f; packetization-mode=1"));
+        assert!(!fmtp_fits("profile-level-id=f4001f;packetization-mode=1"));
+        assert!(!fmtp_fits("profile-level-id=zz001f;packetization-mode=1"));
+        assert!(!fmtp_fits("profile-level-id=42;packetization-mode=1"));
+        assert!(!fmtp_fits(""));
+    }
+
+    #[test]
+    fn candidate_addresses_are_read() {
+        assert_eq!(
+            candidate_ip("candidate:2 1 udp 2122260223 127.0.0.1 50001 typ host"),
+            Some("127.0.0.1".parse().unwrap())
+        );
+        assert_eq!(
+            candidate_ip("1 1 udp 1 ::1 5 typ host"),
+            Some("::1".parse().unwrap())
+        );
+        assert_eq!(
+            candidate_ip("candidate:3 1 udp 1 3f1c.local 5 typ host"),
+            None
+        );
+        assert_eq!(candidate_ip("candidate:"), None);
+        assert_eq!(candidate_ip(""), None);
+        assert!(is_loopback_candidate(
+            "candidate:1 1 udp 1 127.8.9.1 5 typ host"
+        ));
+        assert!(!is_loopback_candidate(
+            "candidate:1 1 udp 1 10.0.0.1 5 typ host"
+        ));
+    }
+
+    #[test]
+    fn inline_candidates_outside_loopback_are_removed() {
+        let kept = keep_loopback_candidates(CHROMIUM_OFFER);
+        assert!(kept.contains("127.0.0.1 50001"));
+        assert!(!kept.contains("192.168.1.20"));
+        assert!(!kept.contains(".local"));
+        assert!(kept.contains("a=fmtp:108"));
+    }
+
+    #[test]
+    fn mid_and_ufrag_come_from_the_first_section_or_the_session() {
+        assert_eq!(
+            first_mid_and_ufrag(CHROMIUM_OFFER),
+            (Some("0".into()), Some("abcd".into()))
+        );
+        let session_level = "v=0\r\na=ice-ufrag:zz\r\nm=video 9 X 1\r\na=mid:v\r\n";
+        assert_eq!(
+            first_mid_and_ufrag(session_level),
+            (Some("v".into()), Some("zz".into()))
+        );
+        assert_eq!(first_mid_and_ufrag("v=0"), (None, None));
+    }
+}
