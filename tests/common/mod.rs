@@ -1,0 +1,762 @@
+//! Shared test helpers: a real mosquitto broker, campeer run in-process or as its binary, and a
+//! test viewer that joins over MQTT exactly as a browser would (recvonly offer, trickle ICE),
+//! receives RTP, reassembles H.264 and decodes it with openh264.
+//!
+//! Every address used is on 127.0.0.0/8, and every wait is bounded.
+
+#![allow(dead_code)]
+
+use campeer::config::{Config, FileConfig, Overrides};
+use campeer::device::DeviceHandle;
+use openh264::formats::YUVSource;
+use rtc::peer_connection::configuration::RTCOfferOptions;
+use rtc::rtp::codec::h264::H264Packet;
+use rtc::rtp::packetizer::Depacketizer;
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::{Value, json};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCConfigurationBuilder, RTCIceCandidateInit, RTCPeerConnectionIceEvent,
+    RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
+    register_default_interceptors,
+};
+
+pub const PREFIX: &str = "campeer";
+
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CAMPEER_TEST_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("campeer=info")),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// Polls `condition` every 20 ms until it holds or `limit` passes.
+pub async fn wait_for(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn unix_ms_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn mosquitto_binary() -> PathBuf {
+    for candidate in ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"] {
+        if Path::new(candidate).exists() {
+            return PathBuf::from(candidate);
+        }
+    }
+    panic!("mosquitto is not installed; the README's test command installs it (apt-get install mosquitto)");
+}
+
+/// A real mosquitto on a free loopback port, stopped on drop.
+pub struct Broker {
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Broker {
+    pub fn start() -> Self {
+        Self::start_with("")
+    }
+
+    /// Extra lines go into the broker's configuration (an acl_file, say).
+    pub fn start_with(extra_config: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+                 log_dest stderr\nlog_type error\nlog_type warning\n{extra_config}\n"
+            ),
+        )
+        .expect("write mosquitto.conf");
+        let child = Command::new(mosquitto_binary())
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start mosquitto");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "mosquitto did not start on port {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            port,
+            child,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Flags for an in-process campeer on `broker`, loopback-only ICE, 640x480@30 by default.
+pub fn overrides(broker: &Broker, device: &str) -> Overrides {
+    Overrides {
+        broker: Some(broker.url()),
+        device_id: Some(device.to_owned()),
+        ice_loopback_only: true,
+        ..Default::default()
+    }
+}
+
+pub fn start_device(overrides: Overrides) -> DeviceHandle {
+    init_logging();
+    let config = Config::resolve(FileConfig::default(), overrides).expect("valid test config");
+    campeer::device::start(config).expect("campeer starts")
+}
+
+/// Watches one topic and keeps every payload received on it.
+pub struct TopicWatcher {
+    client: AsyncClient,
+    pub messages: Arc<Mutex<Vec<Value>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TopicWatcher {
+    pub async fn start(broker: &Broker, topic: &str) -> Self {
+        let id = format!("watch-{}", rand::random::<u32>());
+        let mut options = MqttOptions::new(id, "127.0.0.1", broker.port);
+        options.set_max_packet_size(256 * 1024, 256 * 1024);
+        let (client, mut eventloop) = AsyncClient::new(options, 64);
+        client
+            .subscribe(topic, QoS::AtLeastOnce)
+            .await
+            .expect("queue subscribe");
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&messages);
+        let task = tokio::spawn(async move {
+            for _ in 0..1_000_000 {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        if let Ok(value) = serde_json::from_slice::<Value>(&p.payload) {
+                            sink.lock().unwrap().push(value);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        Self {
+            client,
+            messages,
+            task,
+        }
+    }
+
+    pub fn last(&self) -> Option<Value> {
+        self.messages.lock().unwrap().last().cloned()
+    }
+
+    pub async fn wait_for_last(&self, limit: Duration, want: impl Fn(&Value) -> bool) -> bool {
+        wait_for(limit, || self.last().is_some_and(|v| want(&v))).await
+    }
+}
+
+impl Drop for TopicWatcher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub fn status_topic(device: &str) -> String {
+    format!("{PREFIX}/{device}/status")
+}
+
+/// A decoded frame as the test viewer saw it.
+#[derive(Debug, Clone)]
+pub struct DecodedFrame {
+    pub width: usize,
+    pub height: usize,
+    /// The capture time read from the timestamp squares.
+    pub capture_ms: u64,
+    pub decoded_at: Instant,
+}
+
+#[derive(Debug, Default)]
+pub struct ViewerState {
+    pub frames: Vec<DecodedFrame>,
+    pub decode_errors: usize,
+    pub rtp_packets: usize,
+    pub answer_received: bool,
+    pub remote_candidates: usize,
+    pub end_of_candidates: bool,
+    pub errors: Vec<(String, String)>,
+    pub hangups: usize,
+    pub connected_at: Option<Instant>,
+    pub connection_states: Vec<String>,
+    pub payload_types: Vec<u8>,
+}
+
+/// What the test viewer offers.
+#[derive(Debug, Clone)]
+pub struct ViewerOptions {
+    /// H.264 profile-level-ids to offer, in order (packetization-mode 1); empty offers VP8 only.
+    pub h264_profiles: Vec<&'static str>,
+    /// Publish every gathered candidate before the offer.
+    pub candidates_before_offer: bool,
+}
+
+impl Default for ViewerOptions {
+    fn default() -> Self {
+        Self {
+            h264_profiles: vec!["42001f", "42e01f"],
+            candidates_before_offer: false,
+        }
+    }
+}
+
+/// A WebRTC viewer built with the webrtc crate that signals over MQTT like a browser.
+pub struct TestViewer {
+    pub session: String,
+    pub state: Arc<Mutex<ViewerState>>,
+    peer: Arc<dyn PeerConnection>,
+    mqtt: AsyncClient,
+    in_topic: String,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+enum ViewerEvent {
+    Candidate(Option<String>),
+    Mqtt(Value),
+}
+
+struct ViewerHandler {
+    events: mpsc::UnboundedSender<ViewerEvent>,
+    state: Arc<Mutex<ViewerState>>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for ViewerHandler {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        if let Ok(init) = event.candidate.to_json() {
+            let _ = self.events.send(ViewerEvent::Candidate(Some(init.candidate)));
+        }
+    }
+
+    async fn on_ice_gathering_state_change(
+        &self,
+        state: webrtc::peer_connection::RTCIceGatheringState,
+    ) {
+        if state == webrtc::peer_connection::RTCIceGatheringState::Complete {
+            let _ = self.events.send(ViewerEvent::Candidate(None));
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let mut s = self.state.lock().unwrap();
+        s.connection_states.push(state.to_string());
+        if state == RTCPeerConnectionState::Connected && s.connected_at.is_none() {
+            s.connected_at = Some(Instant::now());
+        }
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let state = Arc::clone(&self.state);
+        tokio::spawn(receive_video(track, state));
+    }
+}
+
+/// Reassembles access units by the marker bit and decodes them.
+async fn receive_video(track: Arc<dyn TrackRemote>, state: Arc<Mutex<ViewerState>>) {
+    let mut depacketizer = H264Packet::default();
+    let mut decoder = openh264::decoder::Decoder::new().expect("openh264 decoder");
+    let mut access_unit: Vec<u8> = Vec::new();
+    let mut last_sequence: Option<u16> = None;
+    let mut broken = false;
+    while let Some(event) = track.poll().await {
+        let TrackRemoteEvent::OnRtpPacket(packet) = event else {
+            continue;
+        };
+        {
+            let mut s = state.lock().unwrap();
+            s.rtp_packets += 1;
+            if !s.payload_types.contains(&packet.header.payload_type) {
+                s.payload_types.push(packet.header.payload_type);
+            }
+        }
+        let sequence = packet.header.sequence_number;
+        if let Some(last) = last_sequence
+            && sequence != last.wrapping_add(1)
+        {
+            broken = true;
+        }
+        last_sequence = Some(sequence);
+        match depacketizer.depacketize(&packet.payload) {
+            Ok(bytes) => access_unit.extend_from_slice(&bytes),
+            Err(_) => broken = true,
+        }
+        if !packet.header.marker {
+            continue;
+        }
+        if broken {
+            access_unit.clear();
+            broken = false;
+            continue;
+        }
+        let decoded = match decoder.decode(&access_unit) {
+            Ok(Some(yuv)) => {
+                let (width, height) = yuv.dimensions();
+                let capture_ms = read_timestamp_squares(yuv.y(), yuv.strides().0, width, height);
+                Some(DecodedFrame {
+                    width,
+                    height,
+                    capture_ms,
+                    decoded_at: Instant::now(),
+                })
+            }
+            Ok(None) => None,
+            Err(_) => {
+                state.lock().unwrap().decode_errors += 1;
+                None
+            }
+        };
+        access_unit.clear();
+        if let Some(frame) = decoded {
+            state.lock().unwrap().frames.push(frame);
+        }
+    }
+}
+
+/// Reads the test pattern's timestamp as the README specifies it, independently of the
+/// daemon's code: 48 bits, MSB first, 16x16 squares row-major from the top-left, wrapping at
+/// the frame width, bright (235) for 1 and dark (16) for 0. Uses the mean of each square's
+/// central 8x8 pixels against the mid-level.
+pub fn read_timestamp_squares(y: &[u8], stride: usize, width: usize, height: usize) -> u64 {
+    let per_row = width / 16;
+    let mut value = 0u64;
+    for bit in 0..48 {
+        let (row, col) = (bit / per_row, bit % per_row);
+        let (y0, x0) = (row * 16 + 4, col * 16 + 4);
+        if y0 + 8 > height {
+            return 0;
+        }
+        let mut sum = 0u32;
+        for dy in 0..8 {
+            for dx in 0..8 {
+                sum += u32::from(y[(y0 + dy) * stride + x0 + dx]);
+            }
+        }
+        value = (value << 1) | u64::from(sum / 64 > (235 + 16) / 2);
+    }
+    value
+}
+
+impl TestViewer {
+    pub async fn join(broker: &Broker, device: &str, session: &str) -> Self {
+        Self::join_with(broker, device, session, ViewerOptions::default()).await
+    }
+
+    pub async fn join_with(
+        broker: &Broker,
+        device: &str,
+        session: &str,
+        options: ViewerOptions,
+    ) -> Self {
+        let state = Arc::new(Mutex::new(ViewerState::default()));
+        let in_topic = format!("{PREFIX}/{device}/in/{session}");
+        let out_topic = format!("{PREFIX}/{device}/out/{session}");
+
+        // MQTT: the client id is the session id, as the README recommends.
+        let mut mqtt_options = MqttOptions::new(session, "127.0.0.1", broker.port);
+        mqtt_options.set_max_packet_size(256 * 1024, 256 * 1024);
+        let (mqtt, mut eventloop) = AsyncClient::new(mqtt_options, 256);
+        mqtt.subscribe(&out_topic, QoS::AtLeastOnce)
+            .await
+            .expect("queue subscribe");
+        let (events_tx, mut events) = mpsc::unbounded_channel();
+        let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
+        let mqtt_events = events_tx.clone();
+        let mqtt_task = tokio::spawn(async move {
+            let mut subscribed_tx = Some(subscribed_tx);
+            for _ in 0..10_000_000 {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        if let Some(tx) = subscribed_tx.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        if let Ok(value) = serde_json::from_slice::<Value>(&p.payload) {
+                            let _ = mqtt_events.send(ViewerEvent::Mqtt(value));
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(10), subscribed)
+            .await
+            .expect("the broker acknowledges the subscription")
+            .expect("subscription acknowledged");
+
+        let peer = build_viewer_peer(&options, events_tx, Arc::clone(&state)).await;
+        peer.add_transceiver_from_kind(
+            RtpCodecKind::Video,
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Recvonly,
+                ..Default::default()
+            }),
+        )
+        .await
+        .expect("add a recvonly video transceiver");
+        let offer = peer.create_offer(None).await.expect("create an offer");
+        peer.set_local_description(offer)
+            .await
+            .expect("apply the offer");
+
+        let mut viewer = Self {
+            session: session.to_owned(),
+            state,
+            peer,
+            mqtt,
+            in_topic,
+            tasks: vec![mqtt_task],
+        };
+
+        if options.candidates_before_offer {
+            // Hold the offer back until every candidate has been published.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match tokio::time::timeout(left, events.recv()).await {
+                    Ok(Some(ViewerEvent::Candidate(candidate))) => {
+                        let done = candidate.is_none();
+                        viewer.send_candidate(candidate).await;
+                        if done {
+                            break;
+                        }
+                    }
+                    Ok(Some(ViewerEvent::Mqtt(_))) => {}
+                    _ => panic!("the viewer never finished gathering"),
+                }
+            }
+            viewer.send_offer().await;
+        } else {
+            viewer.send_offer().await;
+        }
+
+        let peer = Arc::clone(&viewer.peer);
+        let state = Arc::clone(&viewer.state);
+        let mqtt = viewer.mqtt.clone();
+        let in_topic = viewer.in_topic.clone();
+        viewer.tasks.push(tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                match event {
+                    ViewerEvent::Candidate(candidate) => {
+                        let payload = candidate_message(candidate);
+                        let _ = mqtt
+                            .publish(&in_topic, QoS::AtLeastOnce, false, payload.to_string())
+                            .await;
+                    }
+                    ViewerEvent::Mqtt(message) => {
+                        handle_device_message(&peer, &state, message).await;
+                    }
+                }
+            }
+        }));
+        viewer
+    }
+
+    async fn send_offer(&self) {
+        let local = self
+            .peer
+            .local_description()
+            .await
+            .expect("a local description");
+        self.publish(json!({"type": "offer", "sdp": local.sdp}))
+            .await;
+    }
+
+    async fn send_candidate(&self, candidate: Option<String>) {
+        self.publish(candidate_message(candidate)).await;
+    }
+
+    pub async fn publish(&self, message: Value) {
+        self.publish_raw(message.to_string().into_bytes()).await;
+    }
+
+    pub async fn publish_raw(&self, payload: Vec<u8>) {
+        self.mqtt
+            .publish(&self.in_topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .expect("queue a publish");
+    }
+
+    /// Publishes on another topic with this viewer's MQTT connection.
+    pub async fn publish_to(&self, topic: &str, payload: Vec<u8>) {
+        self.mqtt
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .expect("queue a publish");
+    }
+
+    /// Renegotiates with an ICE restart on the same session.
+    pub async fn restart_ice(&self) {
+        let offer = self
+            .peer
+            .create_offer(Some(RTCOfferOptions { ice_restart: true }))
+            .await
+            .expect("create a restart offer");
+        self.peer
+            .set_local_description(offer)
+            .await
+            .expect("apply the restart offer");
+        self.send_offer().await;
+    }
+
+    pub async fn hangup(&self) {
+        self.publish(json!({"type": "hangup"})).await;
+    }
+
+    pub fn frames(&self) -> usize {
+        self.state.lock().unwrap().frames.len()
+    }
+
+    pub fn snapshot<T>(&self, read: impl FnOnce(&ViewerState) -> T) -> T {
+        read(&self.state.lock().unwrap())
+    }
+
+    /// Waits until `count` more frames than now have been decoded.
+    pub async fn wait_for_more_frames(&self, count: usize, limit: Duration) -> bool {
+        let start = self.frames();
+        wait_for(limit, || self.frames() >= start + count).await
+    }
+
+    pub async fn close(self) {
+        let _ = self.peer.close().await;
+        let _ = self.mqtt.disconnect().await;
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+fn candidate_message(candidate: Option<String>) -> Value {
+    match candidate {
+        Some(line) => json!({
+            "type": "candidate",
+            "candidate": {"candidate": line, "sdpMid": "0", "sdpMLineIndex": 0}
+        }),
+        None => json!({"type": "candidate", "candidate": null}),
+    }
+}
+
+async fn handle_device_message(
+    peer: &Arc<dyn PeerConnection>,
+    state: &Arc<Mutex<ViewerState>>,
+    message: Value,
+) {
+    match message["type"].as_str() {
+        Some("answer") => {
+            let sdp = message["sdp"].as_str().unwrap_or_default().to_owned();
+            let answer = RTCSessionDescription::answer(sdp).expect("a well-formed answer");
+            peer.set_remote_description(answer)
+                .await
+                .expect("apply the answer");
+            state.lock().unwrap().answer_received = true;
+        }
+        Some("candidate") => {
+            if message["candidate"].is_null() {
+                state.lock().unwrap().end_of_candidates = true;
+                return;
+            }
+            let c = &message["candidate"];
+            let line = c["candidate"].as_str().unwrap_or_default().to_owned();
+            assert!(
+                campeer::session::offer::is_loopback_candidate(&line),
+                "campeer sent a non-loopback candidate under --ice-loopback-only: {line}"
+            );
+            let init = RTCIceCandidateInit {
+                candidate: line,
+                sdp_mid: c["sdpMid"].as_str().map(str::to_owned),
+                sdp_mline_index: c["sdpMLineIndex"].as_u64().map(|n| n as u16),
+                username_fragment: c["usernameFragment"].as_str().map(str::to_owned),
+                url: None,
+            };
+            let _ = peer.add_ice_candidate(init).await;
+            state.lock().unwrap().remote_candidates += 1;
+        }
+        Some("hangup") => state.lock().unwrap().hangups += 1,
+        Some("error") => state.lock().unwrap().errors.push((
+            message["code"].as_str().unwrap_or_default().to_owned(),
+            message["message"].as_str().unwrap_or_default().to_owned(),
+        )),
+        _ => {}
+    }
+}
+
+async fn build_viewer_peer(
+    options: &ViewerOptions,
+    events: mpsc::UnboundedSender<ViewerEvent>,
+    state: Arc<Mutex<ViewerState>>,
+) -> Arc<dyn PeerConnection> {
+    let mut media_engine = MediaEngine::default();
+    let mut payload_type = 102u8;
+    for profile in &options.h264_profiles {
+        media_engine
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: RTCRtpCodec {
+                        mime_type: "video/H264".to_owned(),
+                        clock_rate: 90_000,
+                        channels: 0,
+                        sdp_fmtp_line: format!(
+                            "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={profile}"
+                        ),
+                        rtcp_feedback: vec![],
+                    },
+                    payload_type,
+                    ..Default::default()
+                },
+                RtpCodecKind::Video,
+            )
+            .expect("register H.264");
+        payload_type += 2;
+    }
+    if options.h264_profiles.is_empty() {
+        media_engine
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: RTCRtpCodec {
+                        mime_type: "video/VP8".to_owned(),
+                        clock_rate: 90_000,
+                        channels: 0,
+                        sdp_fmtp_line: String::new(),
+                        rtcp_feedback: vec![],
+                    },
+                    payload_type: 96,
+                    ..Default::default()
+                },
+                RtpCodecKind::Video,
+            )
+            .expect("register VP8");
+    }
+    let registry =
+        register_default_interceptors(Registry::new(), &mut media_engine).expect("interceptors");
+    let settings = SettingEngineBuilder::new()
+        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+        .with_include_loopback_candidate(true)
+        .build();
+    let peer = PeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_media_engine(media_engine)
+        .with_setting_engine(settings)
+        .with_interceptor_registry(registry)
+        .with_handler(Arc::new(ViewerHandler { events, state }))
+        .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
+        .build()
+        .await
+        .expect("build the viewer's peer connection");
+    Arc::new(peer)
+}
+
+/// Asserts that frames were decoded at the configured size with a capture time close to now.
+pub fn assert_live_frames(viewer: &TestViewer, width: usize, height: usize) {
+    viewer.snapshot(|s| {
+        assert!(!s.frames.is_empty(), "no frame was decoded");
+        let now = unix_ms_now();
+        for frame in &s.frames {
+            assert_eq!((frame.width, frame.height), (width, height));
+            let age = now as i64 - frame.capture_ms as i64;
+            assert!(
+                (-2_000..10_000).contains(&age),
+                "the timestamp squares read {} ms, {age} ms from now",
+                frame.capture_ms
+            );
+        }
+    });
+}
+
+/// Runs the campeer binary as a child process.
+pub struct DaemonProcess {
+    pub child: Child,
+}
+
+impl DaemonProcess {
+    pub fn spawn(args: &[&str]) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_campeer"))
+            .args(args)
+            .env("CAMPEER_LOG", "campeer=info")
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the campeer binary");
+        Self { child }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    /// Waits (bounded) for the process to exit; its exit status.
+    pub fn wait(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
