@@ -158,7 +158,11 @@ pub struct TopicWatcher {
 
 impl TopicWatcher {
     pub async fn start(broker: &Broker, topic: &str) -> Self {
-        let id = format!("watch-{}", rand::random::<u32>());
+        Self::start_as(broker, &format!("watch-{}", rand::random::<u32>()), topic).await
+    }
+
+    /// Connects with the given client id.
+    pub async fn start_as(broker: &Broker, id: &str, topic: &str) -> Self {
         let mut options = MqttOptions::new(id, "127.0.0.1", broker.port);
         options.set_max_packet_size(256 * 1024, 256 * 1024);
         let (client, mut eventloop) = AsyncClient::new(options, 64);
@@ -168,9 +172,16 @@ impl TopicWatcher {
             .expect("queue subscribe");
         let messages = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&messages);
+        let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
+            let mut subscribed_tx = Some(subscribed_tx);
             for _ in 0..1_000_000 {
                 match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        if let Some(tx) = subscribed_tx.take() {
+                            let _ = tx.send(());
+                        }
+                    }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         if let Ok(value) = serde_json::from_slice::<Value>(&p.payload) {
                             sink.lock().unwrap().push(value);
@@ -181,11 +192,27 @@ impl TopicWatcher {
                 }
             }
         });
+        tokio::time::timeout(Duration::from_secs(10), subscribed)
+            .await
+            .expect("the broker acknowledges the subscription")
+            .expect("subscription acknowledged");
         Self {
             client,
             messages,
             task,
         }
+    }
+
+    /// Publishes with this watcher's own connection (QoS 1, not retained).
+    pub async fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload.into())
+            .await
+            .expect("queue a publish");
+    }
+
+    pub fn count(&self, want: impl Fn(&Value) -> bool) -> usize {
+        self.messages.lock().unwrap().iter().filter(|v| want(v)).count()
     }
 
     pub fn last(&self) -> Option<Value> {
@@ -222,7 +249,7 @@ pub struct ViewerState {
     pub frames: Vec<DecodedFrame>,
     pub decode_errors: usize,
     pub rtp_packets: usize,
-    pub answer_received: bool,
+    pub answers: usize,
     pub remote_candidates: usize,
     pub end_of_candidates: bool,
     pub errors: Vec<(String, String)>,
@@ -239,6 +266,9 @@ pub struct ViewerOptions {
     pub h264_profiles: Vec<&'static str>,
     /// Publish every gathered candidate before the offer.
     pub candidates_before_offer: bool,
+    /// Drop the device's trickled candidates, so that only the candidates this viewer sent
+    /// can connect the two (the viewer then learns the device's address from its checks).
+    pub ignore_device_candidates: bool,
 }
 
 impl Default for ViewerOptions {
@@ -246,6 +276,7 @@ impl Default for ViewerOptions {
         Self {
             h264_profiles: vec!["42001f", "42e01f"],
             candidates_before_offer: false,
+            ignore_device_candidates: false,
         }
     }
 }
@@ -485,6 +516,7 @@ impl TestViewer {
         let state = Arc::clone(&viewer.state);
         let mqtt = viewer.mqtt.clone();
         let in_topic = viewer.in_topic.clone();
+        let ignore_device_candidates = options.ignore_device_candidates;
         viewer.tasks.push(tokio::spawn(async move {
             while let Some(event) = events.recv().await {
                 match event {
@@ -495,6 +527,9 @@ impl TestViewer {
                             .await;
                     }
                     ViewerEvent::Mqtt(message) => {
+                        if ignore_device_candidates && message["type"] == "candidate" {
+                            continue;
+                        }
                         handle_device_message(&peer, &state, message).await;
                     }
                 }
@@ -599,7 +634,7 @@ async fn handle_device_message(
             peer.set_remote_description(answer)
                 .await
                 .expect("apply the answer");
-            state.lock().unwrap().answer_received = true;
+            state.lock().unwrap().answers += 1;
         }
         Some("candidate") => {
             if message["candidate"].is_null() {
@@ -759,4 +794,25 @@ impl Drop for DaemonProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A real offer from a peer that is closed right after making it: whoever answers it will
+/// never complete ICE.
+pub async fn offer_from_vanished_peer() -> String {
+    let (events, _events_rx) = mpsc::unbounded_channel();
+    let state = Arc::new(Mutex::new(ViewerState::default()));
+    let peer = build_viewer_peer(&ViewerOptions::default(), events, state).await;
+    peer.add_transceiver_from_kind(
+        RtpCodecKind::Video,
+        Some(RTCRtpTransceiverInit {
+            direction: RTCRtpTransceiverDirection::Recvonly,
+            ..Default::default()
+        }),
+    )
+    .await
+    .expect("add a transceiver");
+    let offer = peer.create_offer(None).await.expect("create an offer");
+    let sdp = offer.sdp.clone();
+    let _ = peer.close().await;
+    sdp
 }
