@@ -507,7 +507,8 @@ impl TestViewer {
                     _ => panic!("the viewer never finished gathering"),
                 }
             }
-            viewer.send_offer().await;
+            // As a trickling browser would: the offer itself carries no candidates.
+            viewer.send_offer_without_candidates().await;
         } else {
             viewer.send_offer().await;
         }
@@ -527,8 +528,18 @@ impl TestViewer {
                             .await;
                     }
                     ViewerEvent::Mqtt(message) => {
-                        if ignore_device_candidates && message["type"] == "candidate" {
-                            continue;
+                        if ignore_device_candidates {
+                            match message["type"].as_str() {
+                                Some("candidate") => continue,
+                                Some("answer") => {
+                                    let sdp = message["sdp"].as_str().unwrap_or_default();
+                                    let message =
+                                        json!({"type": "answer", "sdp": strip_candidates(sdp)});
+                                    handle_device_message(&peer, &state, message).await;
+                                    continue;
+                                }
+                                _ => {}
+                            }
                         }
                         handle_device_message(&peer, &state, message).await;
                     }
@@ -546,6 +557,16 @@ impl TestViewer {
             .expect("a local description");
         self.publish(json!({"type": "offer", "sdp": local.sdp}))
             .await;
+    }
+
+    async fn send_offer_without_candidates(&self) {
+        let local = self
+            .peer
+            .local_description()
+            .await
+            .expect("a local description");
+        let sdp = strip_candidates(&local.sdp);
+        self.publish(json!({"type": "offer", "sdp": sdp})).await;
     }
 
     async fn send_candidate(&self, candidate: Option<String>) {
@@ -610,6 +631,12 @@ impl TestViewer {
             task.abort();
         }
     }
+}
+
+fn strip_candidates(sdp: &str) -> String {
+    sdp.split_inclusive('\n')
+        .filter(|line| !line.starts_with("a=candidate:") && !line.starts_with("a=end-of-candidates"))
+        .collect()
 }
 
 fn candidate_message(candidate: Option<String>) -> Value {
