@@ -10,7 +10,10 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acl_fences_viewers_to_their_own_sessions() {
-    let acl = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/mosquitto/acl");
+    let acl = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/mosquitto-campeer.acl"
+    );
     let broker = Broker::start_with(&format!("acl_file {acl}"));
     let device = start_device(Overrides {
         mqtt_username: Some("campeer".into()),
@@ -25,17 +28,26 @@ async fn acl_fences_viewers_to_their_own_sessions() {
     );
 
     let alice = TestViewer::join(&broker, "cam1", "alice").await;
-    assert!(alice.wait_for_more_frames(10, Duration::from_secs(20)).await);
+    assert!(
+        alice
+            .wait_for_more_frames(10, Duration::from_secs(20))
+            .await
+    );
 
     // Mallory listens on alice's out topic and tries to hang up on her.
     let snoop = TopicWatcher::start_as(&broker, "mallory", "campeer/cam1/out/alice").await;
     snoop
-        .publish("campeer/cam1/in/alice", json!({"type": "hangup"}).to_string())
+        .publish(
+            "campeer/cam1/in/alice",
+            json!({"type": "hangup"}).to_string(),
+        )
         .await;
     // Trigger traffic on alice's out topic that mallory must not see.
     alice.publish_raw(b"not json".to_vec()).await;
     assert!(
-        wait_for(Duration::from_secs(5), || alice.snapshot(|s| !s.errors.is_empty())).await,
+        wait_for(Duration::from_secs(5), || alice
+            .snapshot(|s| !s.errors.is_empty()))
+        .await,
         "alice gets her own replies"
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -44,7 +56,8 @@ async fn acl_fences_viewers_to_their_own_sessions() {
     assert!(alice.wait_for_more_frames(15, Duration::from_secs(5)).await);
 
     // Mallory can still use her own session.
-    let mallory_out = TopicWatcher::start_as(&broker, "mallory2", "campeer/cam1/out/mallory2").await;
+    let mallory_out =
+        TopicWatcher::start_as(&broker, "mallory2", "campeer/cam1/out/mallory2").await;
     mallory_out
         .publish("campeer/cam1/in/mallory2", b"{}".to_vec())
         .await;

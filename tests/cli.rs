@@ -39,7 +39,10 @@ fn help_lists_every_flag() {
         "--ice-loopback-only",
         "CAMPEER_BROKER",
     ] {
-        assert!(help.contains(flag), "--help does not mention {flag}:\n{help}");
+        assert!(
+            help.contains(flag),
+            "--help does not mention {flag}:\n{help}"
+        );
     }
 }
 
@@ -53,7 +56,12 @@ fn bad_values_name_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("campeer.toml");
     std::fs::write(&file, "[video]\nfps = 500\n").unwrap();
-    let out = campeer(&["--config", file.to_str().unwrap(), "--broker", "mqtt://127.0.0.1:1"]);
+    let out = campeer(&[
+        "--config",
+        file.to_str().unwrap(),
+        "--broker",
+        "mqtt://127.0.0.1:1",
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("video.fps"), "{err}");

@@ -18,7 +18,9 @@ async fn candidates_sent_before_the_offer_still_connect() {
     };
     let viewer = TestViewer::join_with(&broker, "cam1", "eager", options).await;
     assert!(
-        viewer.wait_for_more_frames(10, Duration::from_secs(20)).await,
+        viewer
+            .wait_for_more_frames(10, Duration::from_secs(20))
+            .await,
         "no video: {:?}",
         viewer.snapshot(|s| s.connection_states.clone())
     );

@@ -17,7 +17,11 @@ async fn hangup_tears_the_session_down_and_idles_the_encoder() {
     });
 
     let viewer = TestViewer::join(&broker, "cam1", "alice").await;
-    assert!(viewer.wait_for_more_frames(10, Duration::from_secs(20)).await);
+    assert!(
+        viewer
+            .wait_for_more_frames(10, Duration::from_secs(20))
+            .await
+    );
     assert!(
         status
             .wait_for_last(Duration::from_secs(5), |s| s["viewers"] == 1)
@@ -39,15 +43,28 @@ async fn hangup_tears_the_session_down_and_idles_the_encoder() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let packets = viewer.snapshot(|s| s.rtp_packets);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(viewer.snapshot(|s| s.rtp_packets), packets, "RTP still flowing");
+    assert_eq!(
+        viewer.snapshot(|s| s.rtp_packets),
+        packets,
+        "RTP still flowing"
+    );
     // The viewer hung up itself, so it is not sent a hangup back.
     assert_eq!(viewer.snapshot(|s| s.hangups), 0);
 
     // Nobody watches: the pipeline stops after the 1 s grace period.
-    assert!(wait_for(Duration::from_secs(5), || !device.hub_stats().pipeline_running).await);
+    assert!(
+        wait_for(Duration::from_secs(5), || !device
+            .hub_stats()
+            .pipeline_running)
+        .await
+    );
     let frames = device.hub_stats().frames_encoded;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(device.hub_stats().frames_encoded, frames, "still encoding with no viewer");
+    assert_eq!(
+        device.hub_stats().frames_encoded,
+        frames,
+        "still encoding with no viewer"
+    );
 
     viewer.close().await;
     device.shutdown().await;

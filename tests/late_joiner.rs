@@ -16,7 +16,11 @@ async fn late_joiner_gets_a_picture_within_a_second() {
     });
 
     let early = TestViewer::join(&broker, "cam1", "early").await;
-    assert!(early.wait_for_more_frames(45, Duration::from_secs(20)).await);
+    assert!(
+        early
+            .wait_for_more_frames(45, Duration::from_secs(20))
+            .await
+    );
     let keyframes_before = device.hub_stats().keyframes_encoded;
 
     let late = TestViewer::join(&broker, "cam1", "late").await;

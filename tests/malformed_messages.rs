@@ -12,7 +12,11 @@ async fn garbage_leaves_a_running_viewer_untouched() {
     let broker = Broker::start();
     let device = start_device(overrides(&broker, "cam1"));
     let alice = TestViewer::join(&broker, "cam1", "alice").await;
-    assert!(alice.wait_for_more_frames(10, Duration::from_secs(20)).await);
+    assert!(
+        alice
+            .wait_for_more_frames(10, Duration::from_secs(20))
+            .await
+    );
 
     let mallory = TopicWatcher::start_as(&broker, "mallory", "campeer/cam1/out/mallory").await;
     let garbage: Vec<Vec<u8>> = vec![
@@ -35,18 +39,26 @@ async fn garbage_leaves_a_running_viewer_untouched() {
     ];
     let expected_bad_requests = garbage.len() - 1; // the last one is "unsupported"
     for payload in &garbage {
-        mallory.publish("campeer/cam1/in/mallory", payload.clone()).await;
+        mallory
+            .publish("campeer/cam1/in/mallory", payload.clone())
+            .await;
     }
     // Topics that are not well-formed sessions are ignored (there is no out topic to answer).
-    mallory.publish("campeer/cam1/in/bad.session", b"{}".to_vec()).await;
     mallory
-        .publish(&format!("campeer/cam1/in/{}", "x".repeat(65)), b"{}".to_vec())
+        .publish("campeer/cam1/in/bad.session", b"{}".to_vec())
+        .await;
+    mallory
+        .publish(
+            &format!("campeer/cam1/in/{}", "x".repeat(65)),
+            b"{}".to_vec(),
+        )
         .await;
     // Garbage on alice's own session is answered there, and her stream goes on.
     alice.publish_raw(b"{\"type\":".to_vec()).await;
 
     assert!(
-        wait_for(Duration::from_secs(10), || mallory.count(|m| m["type"] == "error")
+        wait_for(Duration::from_secs(10), || mallory
+            .count(|m| m["type"] == "error")
             >= garbage.len())
         .await,
         "replies: {:?}",
@@ -58,8 +70,10 @@ async fn garbage_leaves_a_running_viewer_untouched() {
     assert_eq!(unsupported, 1, "the non-SDP offer has no H.264");
     assert_eq!(mallory.count(|m| m["type"] == "answer"), 0);
     assert!(
-        wait_for(Duration::from_secs(5), || alice
-            .snapshot(|s| s.errors.iter().any(|(code, _)| code == "bad-request")))
+        wait_for(Duration::from_secs(5), || alice.snapshot(|s| s
+            .errors
+            .iter()
+            .any(|(code, _)| code == "bad-request")))
         .await
     );
 

@@ -41,7 +41,11 @@ async fn status_tracks_viewers_and_goes_offline_on_stop_and_on_kill() {
     assert!(online["audio"].is_null());
 
     let viewer = TestViewer::join(&broker, "cam9", "alice").await;
-    assert!(viewer.wait_for_more_frames(5, Duration::from_secs(20)).await);
+    assert!(
+        viewer
+            .wait_for_more_frames(5, Duration::from_secs(20))
+            .await
+    );
     assert_live_frames(&viewer, 320, 240);
     assert!(
         status
@@ -51,16 +55,23 @@ async fn status_tracks_viewers_and_goes_offline_on_stop_and_on_kill() {
 
     // Clean stop: the viewer is told, and the retained status says offline.
     daemon.signal("TERM");
-    let exit = daemon.wait(Duration::from_secs(15)).expect("campeer exits on SIGTERM");
+    let exit = daemon
+        .wait(Duration::from_secs(15))
+        .expect("campeer exits on SIGTERM");
     assert!(exit.success(), "exit status {exit:?}");
     assert!(
         status
-            .wait_for_last(Duration::from_secs(5), |s| *s == serde_json::json!({"state": "offline"}))
+            .wait_for_last(Duration::from_secs(5), |s| *s
+                == serde_json::json!({"state": "offline"}))
             .await,
         "{:?}",
         status.last()
     );
-    assert!(wait_for(Duration::from_secs(5), || viewer.snapshot(|s| s.hangups) == 1).await);
+    assert!(
+        wait_for(Duration::from_secs(5), || viewer.snapshot(|s| s.hangups)
+            == 1)
+        .await
+    );
     viewer.close().await;
 
     // Back online, then killed: the broker publishes the last will.

@@ -15,7 +15,9 @@ async fn two_viewers_share_one_encoder() {
     let alice = TestViewer::join(&broker, "cam1", "alice").await;
     let bob = TestViewer::join(&broker, "cam1", "bob").await;
     assert!(
-        alice.wait_for_more_frames(30, Duration::from_secs(20)).await,
+        alice
+            .wait_for_more_frames(30, Duration::from_secs(20))
+            .await,
         "alice decoded no video: {:?}",
         alice.snapshot(|s| (s.rtp_packets, s.decode_errors, s.connection_states.clone()))
     );
@@ -30,8 +32,14 @@ async fn two_viewers_share_one_encoder() {
 
     // One encode per frame: each viewer decoded about as many frames as were encoded, and
     // the encoder did not run twice (once per viewer).
-    assert!(encoded >= 60, "only {encoded} frames encoded in 3 s at 30 fps");
-    assert!(encoded <= 100, "{encoded} frames encoded in 3 s at 30 fps: more than one encoder?");
+    assert!(
+        encoded >= 60,
+        "only {encoded} frames encoded in 3 s at 30 fps"
+    );
+    assert!(
+        encoded <= 100,
+        "{encoded} frames encoded in 3 s at 30 fps: more than one encoder?"
+    );
     for (name, got) in [("alice", alice_got), ("bob", bob_got)] {
         assert!(
             got * 10 >= encoded * 8 && got <= encoded + 3,

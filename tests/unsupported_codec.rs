@@ -31,7 +31,11 @@ async fn vp8_only_offer_is_unsupported() {
     assert!(errors[0].1.contains("H.264"), "{errors:?}");
     assert_eq!(answers, 0);
     assert_eq!(device.viewers(), 0);
-    assert_eq!(device.hub_stats().pipeline_starts, 0, "no encoder for a refused offer");
+    assert_eq!(
+        device.hub_stats().pipeline_starts,
+        0,
+        "no encoder for a refused offer"
+    );
     assert_eq!(status.last().unwrap()["viewers"], 0);
 
     viewer.close().await;

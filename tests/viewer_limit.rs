@@ -19,7 +19,11 @@ async fn offers_beyond_the_limit_are_busy() {
     assert!(alice.wait_for_more_frames(5, Duration::from_secs(20)).await);
 
     let bob = TestViewer::join(&broker, "cam1", "bob").await;
-    assert!(wait_for(Duration::from_secs(10), || bob.snapshot(|s| !s.errors.is_empty())).await);
+    assert!(
+        wait_for(Duration::from_secs(10), || bob
+            .snapshot(|s| !s.errors.is_empty()))
+        .await
+    );
     assert_eq!(bob.snapshot(|s| s.errors[0].0.clone()), "busy");
     assert_eq!(bob.snapshot(|s| s.answers), 0);
     assert_eq!(device.viewers(), 1);

@@ -154,7 +154,8 @@ impl VideoHub {
     }
 
     /// Starts watching: the pipeline runs while at least one subscription lives. The first
-    /// frame the subscription yields is a keyframe.
+    /// frame the subscription yields is a keyframe; a viewer that joins a running pipeline
+    /// gets one through [`Subscription::resync`] once it can receive it.
     pub fn subscribe(&self) -> Subscription {
         let receiver = self.inner.frames.subscribe();
         {
@@ -172,7 +173,6 @@ impl VideoHub {
                 state.pipeline = Some(self.start_pipeline());
             }
         }
-        self.request_keyframe();
         Subscription {
             hub: self.clone(),
             receiver,
@@ -306,7 +306,7 @@ fn run_pipeline(inner: &Inner, stop: &AtomicBool) {
             }
         };
         let now = Instant::now();
-        let force = lock(&inner.keyframes).must_force(now);
+        let force = lock(&inner.keyframes).decide(now);
         let unit = match encoder.encode(&frame, force) {
             Ok(Some(unit)) => unit,
             Ok(None) => continue,
@@ -482,6 +482,7 @@ mod tests {
         assert!(!hub.stats().pipeline_running);
         let mut a = hub.subscribe();
         let mut b = hub.subscribe();
+        b.resync();
         let first_a = a.next_frame().await.unwrap();
         let first_b = b.next_frame().await.unwrap();
         assert!(first_a.is_keyframe && first_b.is_keyframe);
@@ -513,6 +514,7 @@ mod tests {
         let a = hub.subscribe();
         drop(a);
         let mut b = hub.subscribe();
+        b.resync();
         assert!(b.next_frame().await.unwrap().is_keyframe);
         assert_eq!(hub.stats().pipeline_starts, 1);
     }

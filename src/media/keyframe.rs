@@ -1,11 +1,16 @@
 //! When the encoder must produce an IDR frame.
 //!
-//! Three things ask for one: the periodic interval, a viewer that joins or falls behind, and
-//! PLI/FIR feedback from a viewer's decoder. Requests are coalesced and rate-limited, so a
-//! viewer that floods keyframe requests cannot turn the stream into all-IDR (which would raise
+//! Three things ask for one: the periodic interval, a viewer whose decoder (re)connects or
+//! fell behind, and PLI/FIR feedback from a viewer's decoder. Requests are coalesced and
+//! rate-limited by a token bucket: a short burst is served at once (two viewers joining
+//! together both see a picture immediately), but a viewer that floods keyframe requests gets
+//! at most one IDR per `min_gap`, so it cannot turn the stream into all-IDR (which would raise
 //! the bitrate for every viewer and starve the link).
 
 use std::time::{Duration, Instant};
+
+/// Request-driven IDRs that may follow each other without waiting for `min_gap`.
+const BURST: f64 = 2.0;
 
 #[derive(Debug, Clone)]
 pub struct KeyframePolicy {
@@ -13,17 +18,21 @@ pub struct KeyframePolicy {
     min_gap: Duration,
     last_keyframe: Option<Instant>,
     requested: bool,
+    tokens: f64,
+    refilled_at: Option<Instant>,
 }
 
 impl KeyframePolicy {
-    /// `interval`: periodic IDR spacing (`None`: on demand only). `min_gap`: fewest time between
-    /// two IDRs forced by requests.
+    /// `interval`: periodic IDR spacing (`None`: on demand only). `min_gap`: the sustained
+    /// spacing of IDRs forced by requests (zero: no limit).
     pub fn new(interval: Option<Duration>, min_gap: Duration) -> Self {
         Self {
             interval,
             min_gap,
             last_keyframe: None,
             requested: false,
+            tokens: BURST,
+            refilled_at: None,
         }
     }
 
@@ -32,16 +41,41 @@ impl KeyframePolicy {
         self.requested = true;
     }
 
-    /// Whether the frame about to be encoded must be an IDR.
-    pub fn must_force(&self, now: Instant) -> bool {
+    /// Whether the frame about to be encoded must be an IDR. Spends a token when a request is
+    /// what forces it.
+    pub fn decide(&mut self, now: Instant) -> bool {
+        self.refill(now);
         let Some(last) = self.last_keyframe else {
             return true;
         };
-        let since = now.saturating_duration_since(last);
-        if self.interval.is_some_and(|interval| since >= interval) {
+        if self
+            .interval
+            .is_some_and(|interval| now.saturating_duration_since(last) >= interval)
+        {
             return true;
         }
-        self.requested && since >= self.min_gap
+        if !self.requested {
+            return false;
+        }
+        if self.min_gap.is_zero() {
+            return true;
+        }
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return true;
+        }
+        false
+    }
+
+    fn refill(&mut self, now: Instant) {
+        if let Some(then) = self.refilled_at
+            && !self.min_gap.is_zero()
+        {
+            let earned =
+                now.saturating_duration_since(then).as_secs_f64() / self.min_gap.as_secs_f64();
+            self.tokens = (self.tokens + earned).min(BURST);
+        }
+        self.refilled_at = Some(now);
     }
 
     /// Records what the encoder produced. Any IDR satisfies outstanding requests, whether it
@@ -67,7 +101,7 @@ mod tests {
     const FRAME: Duration = Duration::from_millis(33);
 
     /// Runs `frames` frames; `requests_at(i)` says whether a request arrives before frame i.
-    fn count_keyframes(
+    fn keyframes(
         policy: &mut KeyframePolicy,
         frames: u32,
         requests_at: impl Fn(u32) -> bool,
@@ -79,7 +113,7 @@ mod tests {
                 policy.request();
             }
             let now = start + FRAME * i;
-            let key = policy.must_force(now);
+            let key = policy.decide(now);
             if key {
                 keyframes.push(i);
             }
@@ -90,14 +124,14 @@ mod tests {
 
     #[test]
     fn first_frame_is_a_keyframe() {
-        let policy = KeyframePolicy::new(None, Duration::from_millis(500));
-        assert!(policy.must_force(Instant::now()));
+        let mut policy = KeyframePolicy::new(None, Duration::from_millis(500));
+        assert!(policy.decide(Instant::now()));
     }
 
     #[test]
     fn periodic_interval_is_honoured() {
         let mut policy = KeyframePolicy::new(Some(Duration::from_secs(1)), Duration::ZERO);
-        let keys = count_keyframes(&mut policy, 100, |_| false);
+        let keys = keyframes(&mut policy, 100, |_| false);
         // 100 frames of 33 ms = 3.3 s: frames 0, ~31, ~62, ~93.
         assert_eq!(keys.len(), 4, "{keys:?}");
         assert!(keys.windows(2).all(|w| w[1] - w[0] == 31), "{keys:?}");
@@ -106,24 +140,41 @@ mod tests {
     #[test]
     fn a_request_is_served_by_the_next_frame() {
         let mut policy = KeyframePolicy::new(None, Duration::from_millis(500));
-        let keys = count_keyframes(&mut policy, 60, |i| i == 40);
-        assert_eq!(keys, vec![0, 40]);
+        assert_eq!(keyframes(&mut policy, 60, |i| i == 40), vec![0, 40]);
+    }
+
+    #[test]
+    fn a_request_right_after_the_first_keyframe_is_not_delayed() {
+        // A viewer connecting just after the encoder started must not wait out the gap.
+        let mut policy = KeyframePolicy::new(None, Duration::from_millis(500));
+        assert_eq!(
+            keyframes(&mut policy, 20, |i| i == 3 || i == 5),
+            vec![0, 3, 5]
+        );
     }
 
     #[test]
     fn a_flood_of_requests_is_rate_limited() {
         let mut policy = KeyframePolicy::new(None, Duration::from_millis(500));
-        // A request before every frame for 3.3 s.
-        let keys = count_keyframes(&mut policy, 100, |_| true);
-        // At most one per 500 ms (16 frames at 33 ms): 0, 16, 32, 48, 64, 80, 96.
-        assert_eq!(keys, vec![0, 16, 32, 48, 64, 80, 96]);
+        // A request before every frame for 10 s.
+        let keys = keyframes(&mut policy, 300, |_| true);
+        // The first frame, a burst of two, then one per 500 ms: about 1 + 2 + 20.
+        assert!(
+            (20..=24).contains(&keys.len()),
+            "{} keyframes: {keys:?}",
+            keys.len()
+        );
+        let sustained = &keys[3..];
+        assert!(
+            sustained.windows(2).all(|w| w[1] - w[0] >= 15),
+            "IDRs closer than the gap: {keys:?}"
+        );
     }
 
     #[test]
-    fn a_request_inside_the_gap_waits_rather_than_being_lost() {
-        let mut policy = KeyframePolicy::new(None, Duration::from_millis(500));
-        let keys = count_keyframes(&mut policy, 40, |i| i == 3);
-        assert_eq!(keys, vec![0, 16]);
+    fn zero_gap_means_no_limit() {
+        let mut policy = KeyframePolicy::new(None, Duration::ZERO);
+        assert_eq!(keyframes(&mut policy, 5, |_| true), vec![0, 1, 2, 3, 4]);
     }
 
     #[test]
@@ -133,7 +184,7 @@ mod tests {
         policy.on_encoded(true, now);
         policy.request();
         policy.on_encoded(true, now + FRAME);
-        assert!(!policy.must_force(now + FRAME * 2));
+        assert!(!policy.decide(now + FRAME * 2));
     }
 
     #[test]
@@ -141,8 +192,8 @@ mod tests {
         let mut policy = KeyframePolicy::new(None, Duration::from_secs(10));
         let now = Instant::now();
         policy.on_encoded(true, now);
-        assert!(!policy.must_force(now + FRAME));
+        assert!(!policy.decide(now + FRAME));
         policy.reset();
-        assert!(policy.must_force(now + FRAME));
+        assert!(policy.decide(now + FRAME));
     }
 }

@@ -74,7 +74,9 @@ fn mosquitto_binary() -> PathBuf {
             return PathBuf::from(candidate);
         }
     }
-    panic!("mosquitto is not installed; the README's test command installs it (apt-get install mosquitto)");
+    panic!(
+        "mosquitto is not installed; the README's test command installs it (apt-get install mosquitto)"
+    );
 }
 
 /// A real mosquitto on a free loopback port, stopped on drop.
@@ -111,7 +113,10 @@ impl Broker {
             .expect("start mosquitto");
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto did not start on port {port}");
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not start on port {port}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         Self {
@@ -212,7 +217,12 @@ impl TopicWatcher {
     }
 
     pub fn count(&self, want: impl Fn(&Value) -> bool) -> usize {
-        self.messages.lock().unwrap().iter().filter(|v| want(v)).count()
+        self.messages
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|v| want(v))
+            .count()
     }
 
     pub fn last(&self) -> Option<Value> {
@@ -249,12 +259,15 @@ pub struct ViewerState {
     pub frames: Vec<DecodedFrame>,
     pub decode_errors: usize,
     pub rtp_packets: usize,
+    pub rtp_payload_bytes: usize,
     pub answers: usize,
     pub remote_candidates: usize,
     pub end_of_candidates: bool,
     pub errors: Vec<(String, String)>,
     pub hangups: usize,
     pub connected_at: Option<Instant>,
+    pub offer_sent_at: Option<Instant>,
+    pub answered_at: Option<Instant>,
     pub connection_states: Vec<String>,
     pub payload_types: Vec<u8>,
 }
@@ -305,7 +318,9 @@ struct ViewerHandler {
 impl PeerConnectionEventHandler for ViewerHandler {
     async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
         if let Ok(init) = event.candidate.to_json() {
-            let _ = self.events.send(ViewerEvent::Candidate(Some(init.candidate)));
+            let _ = self
+                .events
+                .send(ViewerEvent::Candidate(Some(init.candidate)));
         }
     }
 
@@ -346,6 +361,7 @@ async fn receive_video(track: Arc<dyn TrackRemote>, state: Arc<Mutex<ViewerState
         {
             let mut s = state.lock().unwrap();
             s.rtp_packets += 1;
+            s.rtp_payload_bytes += packet.payload.len();
             if !s.payload_types.contains(&packet.header.payload_type) {
                 s.payload_types.push(packet.header.payload_type);
             }
@@ -456,6 +472,7 @@ impl TestViewer {
                             let _ = mqtt_events.send(ViewerEvent::Mqtt(value));
                         }
                     }
+                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
                     Ok(_) => {}
                     Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                 }
@@ -557,6 +574,11 @@ impl TestViewer {
             .expect("a local description");
         self.publish(json!({"type": "offer", "sdp": local.sdp}))
             .await;
+        self.state
+            .lock()
+            .unwrap()
+            .offer_sent_at
+            .get_or_insert_with(Instant::now);
     }
 
     async fn send_offer_without_candidates(&self) {
@@ -624,9 +646,13 @@ impl TestViewer {
         wait_for(limit, || self.frames() >= start + count).await
     }
 
-    pub async fn close(self) {
+    /// Closes the peer connection and the MQTT connection, after flushing what was queued
+    /// (a hangup, say). Without a hangup first, the device only notices through ICE.
+    pub async fn close(mut self) {
         let _ = self.peer.close().await;
         let _ = self.mqtt.disconnect().await;
+        let mqtt_task = self.tasks.remove(0);
+        let _ = tokio::time::timeout(Duration::from_secs(2), mqtt_task).await;
         for task in &self.tasks {
             task.abort();
         }
@@ -635,7 +661,9 @@ impl TestViewer {
 
 fn strip_candidates(sdp: &str) -> String {
     sdp.split_inclusive('\n')
-        .filter(|line| !line.starts_with("a=candidate:") && !line.starts_with("a=end-of-candidates"))
+        .filter(|line| {
+            !line.starts_with("a=candidate:") && !line.starts_with("a=end-of-candidates")
+        })
         .collect()
 }
 
@@ -661,7 +689,9 @@ async fn handle_device_message(
             peer.set_remote_description(answer)
                 .await
                 .expect("apply the answer");
-            state.lock().unwrap().answers += 1;
+            let mut s = state.lock().unwrap();
+            s.answers += 1;
+            s.answered_at.get_or_insert_with(Instant::now);
         }
         Some("candidate") => {
             if message["candidate"].is_null() {
