@@ -363,14 +363,14 @@ impl Config {
             }
         };
         let width = flags.width.or(file.video.width).unwrap_or(640);
-        if !(16..=3840).contains(&width) || width % 2 != 0 {
+        if !(16..=3840).contains(&width) || !width.is_multiple_of(2) {
             return Err(invalid(
                 "video.width",
                 format!("must be an even number from 16 to 3840, got {width}"),
             ));
         }
         let height = flags.height.or(file.video.height).unwrap_or(480);
-        if !(16..=2160).contains(&height) || height % 2 != 0 {
+        if !(16..=2160).contains(&height) || !height.is_multiple_of(2) {
             return Err(invalid(
                 "video.height",
                 format!("must be an even number from 16 to 2160, got {height}"),

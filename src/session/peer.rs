@@ -52,7 +52,6 @@ pub fn h264_codec(choice: &H264Choice) -> RTCRtpCodecParameters {
             ],
         },
         payload_type: choice.payload_type,
-        ..Default::default()
     }
 }
 

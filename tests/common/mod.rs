@@ -744,7 +744,6 @@ async fn build_viewer_peer(
                         rtcp_feedback: vec![],
                     },
                     payload_type,
-                    ..Default::default()
                 },
                 RtpCodecKind::Video,
             )
@@ -763,7 +762,6 @@ async fn build_viewer_peer(
                         rtcp_feedback: vec![],
                     },
                     payload_type: 96,
-                    ..Default::default()
                 },
                 RtpCodecKind::Video,
             )
