@@ -83,6 +83,7 @@ fn mosquitto_binary() -> PathBuf {
 pub struct Broker {
     pub port: u16,
     child: Child,
+    conf: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -104,31 +105,46 @@ impl Broker {
             ),
         )
         .expect("write mosquitto.conf");
-        let child = Command::new(mosquitto_binary())
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start mosquitto");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "mosquitto did not start on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let child = spawn_mosquitto(&conf, port);
         Self {
             port,
             child,
+            conf,
             _dir: dir,
         }
+    }
+
+    /// Kills the broker (clients see the connection drop), waits `down`, and starts it again on
+    /// the same port. Retained messages do not survive (persistence is off).
+    pub fn restart(&mut self, down: Duration) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(down);
+        self.child = spawn_mosquitto(&self.conf, self.port);
     }
 
     pub fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.port)
     }
+}
+
+fn spawn_mosquitto(conf: &Path, port: u16) -> Child {
+    let child = Command::new(mosquitto_binary())
+        .arg("-c")
+        .arg(conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start mosquitto");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "mosquitto did not start on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
 }
 
 impl Drop for Broker {
@@ -298,6 +314,7 @@ impl Default for ViewerOptions {
 pub struct TestViewer {
     pub session: String,
     pub state: Arc<Mutex<ViewerState>>,
+    track: Arc<Mutex<Option<Arc<dyn TrackRemote>>>>,
     peer: Arc<dyn PeerConnection>,
     mqtt: AsyncClient,
     in_topic: String,
@@ -312,6 +329,7 @@ enum ViewerEvent {
 struct ViewerHandler {
     events: mpsc::UnboundedSender<ViewerEvent>,
     state: Arc<Mutex<ViewerState>>,
+    track: Arc<Mutex<Option<Arc<dyn TrackRemote>>>>,
 }
 
 #[async_trait::async_trait]
@@ -342,6 +360,7 @@ impl PeerConnectionEventHandler for ViewerHandler {
     }
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        *self.track.lock().unwrap() = Some(Arc::clone(&track));
         let state = Arc::clone(&self.state);
         tokio::spawn(receive_video(track, state));
     }
@@ -483,7 +502,9 @@ impl TestViewer {
             .expect("the broker acknowledges the subscription")
             .expect("subscription acknowledged");
 
-        let peer = build_viewer_peer(&options, events_tx, Arc::clone(&state)).await;
+        let track = Arc::new(Mutex::new(None));
+        let peer =
+            build_viewer_peer(&options, events_tx, Arc::clone(&state), Arc::clone(&track)).await;
         peer.add_transceiver_from_kind(
             RtpCodecKind::Video,
             Some(RTCRtpTransceiverInit {
@@ -501,6 +522,7 @@ impl TestViewer {
         let mut viewer = Self {
             session: session.to_owned(),
             state,
+            track,
             peer,
             mqtt,
             in_topic,
@@ -628,6 +650,21 @@ impl TestViewer {
         self.send_offer().await;
     }
 
+    /// Sends a picture loss indication for the received video, as a decoder does when it
+    /// lost its reference.
+    pub async fn send_pli(&self) {
+        let track = self.track.lock().unwrap().clone().expect("a video track");
+        let media_ssrc = track.ssrcs().await.first().copied().expect("an SSRC");
+        let pli = rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication {
+            sender_ssrc: 1,
+            media_ssrc,
+        };
+        track
+            .write_rtcp(vec![Box::new(pli)])
+            .await
+            .expect("send a PLI");
+    }
+
     pub async fn hangup(&self) {
         self.publish(json!({"type": "hangup"})).await;
     }
@@ -727,6 +764,7 @@ async fn build_viewer_peer(
     options: &ViewerOptions,
     events: mpsc::UnboundedSender<ViewerEvent>,
     state: Arc<Mutex<ViewerState>>,
+    track: Arc<Mutex<Option<Arc<dyn TrackRemote>>>>,
 ) -> Arc<dyn PeerConnection> {
     let mut media_engine = MediaEngine::default();
     let mut payload_type = 102u8;
@@ -778,7 +816,11 @@ async fn build_viewer_peer(
         .with_media_engine(media_engine)
         .with_setting_engine(settings)
         .with_interceptor_registry(registry)
-        .with_handler(Arc::new(ViewerHandler { events, state }))
+        .with_handler(Arc::new(ViewerHandler {
+            events,
+            state,
+            track,
+        }))
         .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
         .build()
         .await
@@ -856,7 +898,13 @@ impl Drop for DaemonProcess {
 pub async fn offer_from_vanished_peer() -> String {
     let (events, _events_rx) = mpsc::unbounded_channel();
     let state = Arc::new(Mutex::new(ViewerState::default()));
-    let peer = build_viewer_peer(&ViewerOptions::default(), events, state).await;
+    let peer = build_viewer_peer(
+        &ViewerOptions::default(),
+        events,
+        state,
+        Arc::new(Mutex::new(None)),
+    )
+    .await;
     peer.add_transceiver_from_kind(
         RtpCodecKind::Video,
         Some(RTCRtpTransceiverInit {
