@@ -80,6 +80,19 @@ async fn time_to_first_frame(broker: &Broker, session: &str) -> ([Duration; 3], 
     (times, viewer)
 }
 
+/// Hangs up every viewer and waits until the device counts none.
+async fn leave_all(viewers: Vec<TestViewer>, status: &TopicWatcher) {
+    for viewer in viewers {
+        viewer.hangup().await;
+        viewer.close().await;
+    }
+    assert!(
+        status
+            .wait_for_last(Duration::from_secs(10), |s| s["viewers"] == 0)
+            .await
+    );
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
 async fn main() {
     let broker = Broker::start();
@@ -113,15 +126,7 @@ async fn main() {
         // Warm: a second viewer while the first keeps the encoder running.
         let (warm_time, second) = time_to_first_frame(&broker, &format!("warm{round}")).await;
         warm.push(warm_time);
-        for viewer in [first, second] {
-            viewer.hangup().await;
-            viewer.close().await;
-        }
-        assert!(
-            status
-                .wait_for_last(Duration::from_secs(10), |s| s["viewers"] == 0)
-                .await
-        );
+        leave_all(vec![first, second], &status).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -172,15 +177,7 @@ async fn main() {
              decoded fps per viewer [{}], video {kbps:.0} kbit/s per viewer",
             fps.join(", ")
         );
-        for viewer in viewers {
-            viewer.hangup().await;
-            viewer.close().await;
-        }
-        assert!(
-            status
-                .wait_for_last(Duration::from_secs(10), |s| s["viewers"] == 0)
-                .await
-        );
+        leave_all(viewers, &status).await;
     }
     daemon.signal("TERM");
 }

@@ -184,39 +184,12 @@ impl TopicWatcher {
 
     /// Connects with the given client id.
     pub async fn start_as(broker: &Broker, id: &str, topic: &str) -> Self {
-        let mut options = MqttOptions::new(id, "127.0.0.1", broker.port);
-        options.set_max_packet_size(256 * 1024, 256 * 1024);
-        let (client, mut eventloop) = AsyncClient::new(options, 64);
-        client
-            .subscribe(topic, QoS::AtLeastOnce)
-            .await
-            .expect("queue subscribe");
         let messages = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&messages);
-        let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(async move {
-            let mut subscribed_tx = Some(subscribed_tx);
-            for _ in 0..1_000_000 {
-                match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::SubAck(_))) => {
-                        if let Some(tx) = subscribed_tx.take() {
-                            let _ = tx.send(());
-                        }
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        if let Ok(value) = serde_json::from_slice::<Value>(&p.payload) {
-                            sink.lock().unwrap().push(value);
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                }
-            }
-        });
-        tokio::time::timeout(Duration::from_secs(10), subscribed)
-            .await
-            .expect("the broker acknowledges the subscription")
-            .expect("subscription acknowledged");
+        let (client, task) = subscribe_json(broker, id, topic, move |value| {
+            sink.lock().unwrap().push(value)
+        })
+        .await;
         Self {
             client,
             messages,
@@ -254,6 +227,49 @@ impl Drop for TopicWatcher {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Connects as `client_id`, subscribes to `topic` and waits for the broker to confirm, then
+/// hands every JSON payload received to `on_message` until the client disconnects.
+async fn subscribe_json(
+    broker: &Broker,
+    client_id: &str,
+    topic: &str,
+    mut on_message: impl FnMut(Value) + Send + 'static,
+) -> (AsyncClient, tokio::task::JoinHandle<()>) {
+    let mut options = MqttOptions::new(client_id, "127.0.0.1", broker.port);
+    options.set_max_packet_size(256 * 1024, 256 * 1024);
+    let (client, mut eventloop) = AsyncClient::new(options, 256);
+    client
+        .subscribe(topic, QoS::AtLeastOnce)
+        .await
+        .expect("queue subscribe");
+    let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        let mut subscribed_tx = Some(subscribed_tx);
+        for _ in 0..10_000_000 {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    if let Some(tx) = subscribed_tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if let Ok(value) = serde_json::from_slice::<Value>(&p.payload) {
+                        on_message(value);
+                    }
+                }
+                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(10), subscribed)
+        .await
+        .expect("the broker acknowledges the subscription")
+        .expect("subscription acknowledged");
+    (client, task)
 }
 
 pub fn status_topic(device: &str) -> String {
@@ -468,53 +484,17 @@ impl TestViewer {
         let out_topic = format!("{PREFIX}/{device}/out/{session}");
 
         // MQTT: the client id is the session id, as the README recommends.
-        let mut mqtt_options = MqttOptions::new(session, "127.0.0.1", broker.port);
-        mqtt_options.set_max_packet_size(256 * 1024, 256 * 1024);
-        let (mqtt, mut eventloop) = AsyncClient::new(mqtt_options, 256);
-        mqtt.subscribe(&out_topic, QoS::AtLeastOnce)
-            .await
-            .expect("queue subscribe");
         let (events_tx, mut events) = mpsc::unbounded_channel();
-        let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
         let mqtt_events = events_tx.clone();
-        let mqtt_task = tokio::spawn(async move {
-            let mut subscribed_tx = Some(subscribed_tx);
-            for _ in 0..10_000_000 {
-                match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::SubAck(_))) => {
-                        if let Some(tx) = subscribed_tx.take() {
-                            let _ = tx.send(());
-                        }
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        if let Ok(value) = serde_json::from_slice::<Value>(&p.payload) {
-                            let _ = mqtt_events.send(ViewerEvent::Mqtt(value));
-                        }
-                    }
-                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
-                    Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                }
-            }
-        });
-        tokio::time::timeout(Duration::from_secs(10), subscribed)
-            .await
-            .expect("the broker acknowledges the subscription")
-            .expect("subscription acknowledged");
+        let (mqtt, mqtt_task) = subscribe_json(broker, session, &out_topic, move |value| {
+            let _ = mqtt_events.send(ViewerEvent::Mqtt(value));
+        })
+        .await;
 
         let track = Arc::new(Mutex::new(None));
         let peer =
             build_viewer_peer(&options, events_tx, Arc::clone(&state), Arc::clone(&track)).await;
-        peer.add_transceiver_from_kind(
-            RtpCodecKind::Video,
-            Some(RTCRtpTransceiverInit {
-                direction: RTCRtpTransceiverDirection::Recvonly,
-                ..Default::default()
-            }),
-        )
-        .await
-        .expect("add a recvonly video transceiver");
-        let offer = peer.create_offer(None).await.expect("create an offer");
+        let offer = recvonly_video_offer(&peer).await;
         peer.set_local_description(offer)
             .await
             .expect("apply the offer");
@@ -905,6 +885,13 @@ pub async fn offer_from_vanished_peer() -> String {
         Arc::new(Mutex::new(None)),
     )
     .await;
+    let sdp = recvonly_video_offer(&peer).await.sdp;
+    let _ = peer.close().await;
+    sdp
+}
+
+/// Adds a recvonly video transceiver and creates the offer, as a browser viewer does.
+async fn recvonly_video_offer(peer: &Arc<dyn PeerConnection>) -> RTCSessionDescription {
     peer.add_transceiver_from_kind(
         RtpCodecKind::Video,
         Some(RTCRtpTransceiverInit {
@@ -913,9 +900,6 @@ pub async fn offer_from_vanished_peer() -> String {
         }),
     )
     .await
-    .expect("add a transceiver");
-    let offer = peer.create_offer(None).await.expect("create an offer");
-    let sdp = offer.sdp.clone();
-    let _ = peer.close().await;
-    sdp
+    .expect("add a recvonly video transceiver");
+    peer.create_offer(None).await.expect("create an offer")
 }
