@@ -186,3 +186,43 @@ impl Interceptor for KeyframeRequestMarker {
     fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interfaces_resolve_to_bind_addresses() {
+        let wildcard = bind_addresses(&[]).unwrap();
+        assert_eq!(wildcard, vec!["0.0.0.0:0".parse::<SocketAddr>().unwrap()]);
+        let explicit = bind_addresses(&["10.1.2.3".into()]).unwrap();
+        assert_eq!(explicit, vec!["10.1.2.3:0".parse::<SocketAddr>().unwrap()]);
+        let lo = bind_addresses(&["lo".into()]).unwrap();
+        assert!(lo.iter().any(|a| a.ip().is_loopback()), "{lo:?}");
+        assert!(matches!(
+            bind_addresses(&["no-such-if0".into()]),
+            Err(PeerError::NoInterfaceAddress(_))
+        ));
+    }
+
+    #[test]
+    fn the_codec_echoes_the_offer_and_asks_for_keyframe_feedback() {
+        let codec = h264_codec(&H264Choice {
+            payload_type: 108,
+            fmtp: "packetization-mode=1;profile-level-id=42e01f".into(),
+        });
+        assert_eq!(codec.payload_type, 108);
+        assert_eq!(
+            codec.rtp_codec.sdp_fmtp_line,
+            "packetization-mode=1;profile-level-id=42e01f"
+        );
+        let feedback: Vec<_> = codec
+            .rtp_codec
+            .rtcp_feedback
+            .iter()
+            .map(|f| format!("{} {}", f.typ, f.parameter))
+            .collect();
+        assert!(feedback.contains(&"nack pli".to_owned()));
+        assert!(feedback.contains(&"ccm fir".to_owned()));
+    }
+}
