@@ -6,6 +6,7 @@
 use crate::protocol::{Prefix, Segment};
 use serde::Deserialize;
 use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
@@ -39,6 +40,25 @@ pub struct FileConfig {
     pub video: VideoSection,
     pub sessions: SessionsSection,
     pub ice: IceSection,
+    pub web: WebSection,
+    pub broker: BrokerSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSection {
+    pub listen: Option<String>,
+    pub public: Option<bool>,
+    pub broker_ws_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerSection {
+    pub listen: Option<String>,
+    pub ws_listen: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -98,9 +118,41 @@ pub struct IceServerSection {
 /// environment; [`Config::resolve`] gives both precedence over the file.
 #[derive(Debug, Default, Clone, clap::Args)]
 pub struct Overrides {
-    /// MQTT broker, mqtt://host[:port] (port 1883 when omitted).
+    /// External MQTT broker, mqtt://host[:port] (port 1883 when omitted). Without one,
+    /// campeer runs its own embedded broker.
     #[arg(long, env = "CAMPEER_BROKER", value_name = "URL")]
     pub broker: Option<String>,
+    /// Address of the built-in viewer page. Default: 127.0.0.1:8080.
+    #[arg(long, env = "CAMPEER_HTTP_LISTEN", value_name = "ADDR:PORT")]
+    pub http_listen: Option<String>,
+    /// Open the viewer page and the embedded broker to the network (all interfaces).
+    /// Anyone who can reach this machine can then watch, unless the broker requires a password.
+    #[arg(long, env = "CAMPEER_PUBLIC")]
+    pub public: bool,
+    /// The WebSocket URL browsers use to reach the broker (ws:// or wss://). Needed with an
+    /// external broker; with the embedded one the page works it out.
+    #[arg(long, env = "CAMPEER_BROKER_WS_URL", value_name = "URL")]
+    pub broker_ws_url: Option<String>,
+    /// Embedded broker: plain MQTT listener. Default: 127.0.0.1:1883.
+    #[arg(long, env = "CAMPEER_EMBEDDED_BROKER_LISTEN", value_name = "ADDR:PORT")]
+    pub embedded_broker_listen: Option<String>,
+    /// Embedded broker: MQTT-over-WebSocket listener for the page. Default: 127.0.0.1:8083.
+    #[arg(
+        long,
+        env = "CAMPEER_EMBEDDED_BROKER_WS_LISTEN",
+        value_name = "ADDR:PORT"
+    )]
+    pub embedded_broker_ws_listen: Option<String>,
+    /// Embedded broker: require this user name (with --embedded-broker-password).
+    #[arg(long, env = "CAMPEER_EMBEDDED_BROKER_USERNAME", value_name = "NAME")]
+    pub embedded_broker_username: Option<String>,
+    /// Embedded broker: the password that goes with --embedded-broker-username.
+    #[arg(
+        long,
+        env = "CAMPEER_EMBEDDED_BROKER_PASSWORD",
+        value_name = "PASSWORD"
+    )]
+    pub embedded_broker_password: Option<String>,
     /// MQTT user name.
     #[arg(long, env = "CAMPEER_MQTT_USERNAME", value_name = "NAME")]
     pub mqtt_username: Option<String>,
@@ -276,6 +328,24 @@ pub struct IceConfig {
     pub loopback_only: bool,
 }
 
+/// The built-in viewer page.
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    pub listen: SocketAddr,
+    /// What browsers connect to; `None` with the embedded broker (the page uses the host it
+    /// was loaded from and the embedded broker's WebSocket port).
+    pub broker_ws_url: Option<String>,
+}
+
+/// The broker campeer runs itself when no external one is configured.
+#[derive(Debug, Clone)]
+pub struct EmbeddedBrokerConfig {
+    pub listen: SocketAddr,
+    pub ws_listen: SocketAddr,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+}
+
 /// The validated configuration the daemon runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -284,6 +354,11 @@ pub struct Config {
     pub video: VideoConfig,
     pub sessions: SessionConfig,
     pub ice: IceConfig,
+    pub web: WebConfig,
+    /// `Some` exactly when `mqtt.broker` is not set.
+    pub embedded_broker: Option<EmbeddedBrokerConfig>,
+    /// The page and the embedded broker listen on every interface.
+    pub public: bool,
 }
 
 impl FileConfig {
@@ -526,12 +601,72 @@ impl Config {
             loopback_only: flags.ice_loopback_only || file.ice.loopback_only.unwrap_or(false),
         };
 
+        let public = flags.public || file.web.public.unwrap_or(false);
+        let listen_key = |key: &'static str, value: Option<String>, default: &str| {
+            let text = value.unwrap_or_else(|| default.to_owned());
+            let addr = text
+                .parse::<SocketAddr>()
+                .map_err(|_| invalid(key, format!("{text:?} is not an address:port")))?;
+            // Public opens every listener to the network; the port stays as configured.
+            Ok::<_, ConfigError>(if public {
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), addr.port())
+            } else {
+                addr
+            })
+        };
+        let broker_ws_url = flags.broker_ws_url.or(file.web.broker_ws_url);
+        if let Some(url) = &broker_ws_url
+            && !(url.starts_with("ws://") || url.starts_with("wss://"))
+        {
+            return Err(invalid(
+                "web.broker_ws_url",
+                format!("{url:?} must start with ws:// or wss://"),
+            ));
+        }
+        let web = WebConfig {
+            listen: listen_key(
+                "web.listen",
+                flags.http_listen.or(file.web.listen),
+                "127.0.0.1:8080",
+            )?,
+            broker_ws_url,
+        };
+        let embedded_broker = if mqtt.broker.is_some() {
+            None
+        } else {
+            let username = flags.embedded_broker_username.or(file.broker.username);
+            let password = flags.embedded_broker_password.or(file.broker.password);
+            if username.is_some() != password.is_some() {
+                return Err(invalid(
+                    "broker.username",
+                    "the embedded broker needs both a username and a password, or neither",
+                ));
+            }
+            Some(EmbeddedBrokerConfig {
+                listen: listen_key(
+                    "broker.listen",
+                    flags.embedded_broker_listen.or(file.broker.listen),
+                    "127.0.0.1:1883",
+                )?,
+                ws_listen: listen_key(
+                    "broker.ws_listen",
+                    flags.embedded_broker_ws_listen.or(file.broker.ws_listen),
+                    "127.0.0.1:8083",
+                )?,
+                username,
+                password: password.map(Secret),
+            })
+        };
+
         Ok(Self {
             device_id,
             mqtt,
             video,
             sessions,
             ice,
+            web,
+            embedded_broker,
+            public,
         })
     }
 }
@@ -637,6 +772,45 @@ mod tests {
             ("[ice]\nservers = [{urls = [\"turn:x\"]}]", "ice.servers"),
         ];
         for (text, key) in cases {
+            let err = resolve(text, Overrides::default()).expect_err(text);
+            assert_eq!(key_of(err), key, "{text}");
+        }
+    }
+
+    #[test]
+    fn no_broker_means_the_embedded_one_on_loopback() {
+        let config = resolve("", Overrides::default()).unwrap();
+        let embedded = config.embedded_broker.expect("embedded broker");
+        assert_eq!(embedded.listen, "127.0.0.1:1883".parse().unwrap());
+        assert_eq!(embedded.ws_listen, "127.0.0.1:8083".parse().unwrap());
+        assert_eq!(config.web.listen, "127.0.0.1:8080".parse().unwrap());
+        assert!(!config.public);
+        let external = resolve("[mqtt]\nbroker = \"mqtt://h\"", Overrides::default()).unwrap();
+        assert!(external.embedded_broker.is_none());
+    }
+
+    #[test]
+    fn public_opens_every_listener_and_keeps_ports() {
+        let flags = Overrides {
+            public: true,
+            http_listen: Some("127.0.0.1:9000".into()),
+            ..Default::default()
+        };
+        let config = resolve("", flags).unwrap();
+        assert_eq!(config.web.listen, "0.0.0.0:9000".parse().unwrap());
+        let embedded = config.embedded_broker.unwrap();
+        assert_eq!(embedded.listen, "0.0.0.0:1883".parse().unwrap());
+        assert_eq!(embedded.ws_listen, "0.0.0.0:8083".parse().unwrap());
+    }
+
+    #[test]
+    fn web_and_broker_values_are_validated() {
+        for (text, key) in [
+            ("[web]\nlisten = \"localhost\"", "web.listen"),
+            ("[web]\nbroker_ws_url = \"http://x\"", "web.broker_ws_url"),
+            ("[broker]\nws_listen = \"1.2.3.4\"", "broker.ws_listen"),
+            ("[broker]\nusername = \"u\"", "broker.username"),
+        ] {
             let err = resolve(text, Overrides::default()).expect_err(text);
             assert_eq!(key_of(err), key, "{text}");
         }

@@ -12,6 +12,9 @@ use crate::protocol::{
     ViewerMessage,
 };
 use crate::session::{self, SessionCommand, SessionContext, SessionEnded, SessionHandle};
+use crate::web;
+use crate::web::broker::EmbeddedBroker;
+use crate::web::http::{HttpServer, PageConfig};
 use anyhow::Context;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -87,11 +90,23 @@ impl EarlyCandidates {
 pub struct DeviceHandle {
     hub: VideoHub,
     viewers: Arc<AtomicUsize>,
+    http: HttpServer,
+    embedded: Option<EmbeddedBroker>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
 
 impl DeviceHandle {
+    /// Where the viewer page is served.
+    pub fn http_addr(&self) -> std::net::SocketAddr {
+        self.http.local_addr
+    }
+
+    /// The embedded broker, when campeer runs one.
+    pub fn embedded_broker(&self) -> Option<&EmbeddedBroker> {
+        self.embedded.as_ref()
+    }
+
     pub fn hub_stats(&self) -> HubStats {
         self.hub.stats()
     }
@@ -118,15 +133,61 @@ impl DeviceHandle {
     }
 }
 
-/// Starts the daemon: connects to the broker and serves viewers until shut down.
-pub fn start(config: Config) -> anyhow::Result<DeviceHandle> {
-    let broker =
-        config.mqtt.broker.clone().context(
-            "no MQTT broker configured: pass --broker mqtt://HOST:PORT or set mqtt.broker",
-        )?;
+/// Starts the daemon: the embedded broker when no external one is configured, the viewer
+/// page, and the device itself, which serves viewers until shut down.
+pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
+    let mut mqtt = config.mqtt.clone();
+    let (host, port, embedded) = match (&config.mqtt.broker, &config.embedded_broker) {
+        (Some(broker), _) => (broker.host.clone(), broker.port, None),
+        (None, Some(settings)) => {
+            let broker = web::broker::start(settings)?;
+            // campeer logs in to its own broker like any client.
+            mqtt.username = settings.username.clone();
+            mqtt.password = settings.password.clone();
+            let (host, port) = broker.client_address();
+            (host, port, Some(broker))
+        }
+        (None, None) => anyhow::bail!("no MQTT broker configured"),
+    };
+    let page = PageConfig {
+        prefix: config.mqtt.prefix.to_string(),
+        device: config.device_id.to_string(),
+        broker_url: config.web.broker_ws_url.clone(),
+        broker_ws_port: embedded.as_ref().map(|b| b.ws_listen.port()),
+    };
+    if page.broker_url.is_none() && page.broker_ws_port.is_none() {
+        tracing::warn!(
+            "the viewer page does not know how browsers reach the external broker: set \
+             web.broker_ws_url (--broker-ws-url) to its WebSocket URL"
+        );
+    }
+    let http = HttpServer::start(config.web.listen, page)
+        .await
+        .with_context(|| format!("cannot serve the viewer page on {}", config.web.listen))?;
+    if config.public {
+        let open_broker = config
+            .embedded_broker
+            .as_ref()
+            .is_some_and(|b| b.password.is_none());
+        tracing::warn!(
+            "public: the viewer page{} listen on every interface; anyone on the network can \
+             watch{}",
+            if embedded.is_some() {
+                " and the embedded broker"
+            } else {
+                ""
+            },
+            if open_broker {
+                " (the embedded broker requires no password: set broker.username and broker.password)"
+            } else {
+                ""
+            }
+        );
+    }
+
     let topics = DeviceTopics::new(config.mqtt.prefix.clone(), config.device_id.clone());
     let hub = make_hub(&config);
-    let link = MqttLink::start(&config.mqtt, &broker.host, broker.port, topics);
+    let link = MqttLink::start(&mqtt, &host, port, topics);
     let (ended_tx, ended) = mpsc::unbounded_channel();
     let context = SessionContext {
         hub: hub.clone(),
@@ -152,7 +213,7 @@ pub fn start(config: Config) -> anyhow::Result<DeviceHandle> {
         viewers: Arc::clone(&viewers),
     };
     tracing::info!(
-        "campeer {} serving device {:?} on {broker} under {}",
+        "campeer {} serving device {:?} on mqtt://{host}:{port} under {}",
         env!("CARGO_PKG_VERSION"),
         config.device_id.as_str(),
         device.publisher.topics().status()
@@ -165,6 +226,8 @@ pub fn start(config: Config) -> anyhow::Result<DeviceHandle> {
     Ok(DeviceHandle {
         hub,
         viewers,
+        http,
+        embedded,
         stop: Some(stop_tx),
         task,
     })

@@ -10,3 +10,4 @@ pub mod media;
 pub mod mqtt;
 pub mod protocol;
 pub mod session;
+pub mod web;

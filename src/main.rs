@@ -12,7 +12,11 @@ struct Cli {
     #[arg(long, env = "CAMPEER_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Log filter, e.g. "info" or "campeer=debug,webrtc=warn".
-    #[arg(long, env = "CAMPEER_LOG", default_value = "info")]
+    #[arg(
+        long,
+        env = "CAMPEER_LOG",
+        default_value = "info,rumqttd=warn,webrtc=warn,rtc=warn,rtc_ice=error,rtc_dtls=error"
+    )]
     log: String,
     #[command(flatten)]
     overrides: Overrides,
@@ -33,7 +37,7 @@ async fn main() -> anyhow::Result<()> {
         None => FileConfig::default(),
     };
     let config = Config::resolve(file, cli.overrides)?;
-    let mut device = campeer::device::start(config)?;
+    let mut device = campeer::device::start(config).await?;
     let signal = tokio::select! {
         signal = shutdown_signal() => signal?,
         _ = device.stopped() => anyhow::bail!("the device stopped unexpectedly"),

@@ -18,7 +18,8 @@ async fn acl_fences_viewers_to_their_own_sessions() {
     let device = start_device(Overrides {
         mqtt_username: Some("campeer".into()),
         ..overrides(&broker, "cam1")
-    });
+    })
+    .await;
     let status = TopicWatcher::start(&broker, &status_topic("cam1")).await;
     assert!(
         status

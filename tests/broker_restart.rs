@@ -10,7 +10,7 @@ use std::time::Duration;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn survives_a_broker_restart() {
     let mut broker = Broker::start();
-    let device = start_device(overrides(&broker, "cam1"));
+    let device = start_device(overrides(&broker, "cam1")).await;
     let alice = TestViewer::join(&broker, "cam1", "alice").await;
     assert!(
         alice

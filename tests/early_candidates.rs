@@ -10,7 +10,7 @@ use std::time::Duration;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn candidates_sent_before_the_offer_still_connect() {
     let broker = Broker::start();
-    let device = start_device(overrides(&broker, "cam1"));
+    let device = start_device(overrides(&broker, "cam1")).await;
     let options = ViewerOptions {
         candidates_before_offer: true,
         ignore_device_candidates: true,

@@ -14,7 +14,8 @@ async fn hangup_tears_the_session_down_and_idles_the_encoder() {
     let device = start_device(Overrides {
         idle_grace: Some(1),
         ..overrides(&broker, "cam1")
-    });
+    })
+    .await;
 
     let viewer = TestViewer::join(&broker, "cam1", "alice").await;
     assert!(

@@ -14,7 +14,8 @@ async fn pli_forces_keyframes_but_a_flood_is_limited() {
         keyframe_interval: Some(60.0),
         keyframe_min_interval_ms: Some(500),
         ..overrides(&broker, "cam1")
-    });
+    })
+    .await;
     let viewer = TestViewer::join(&broker, "cam1", "alice").await;
     assert!(
         viewer

@@ -13,7 +13,8 @@ async fn late_joiner_gets_a_picture_within_a_second() {
     let device = start_device(Overrides {
         keyframe_interval: Some(60.0),
         ..overrides(&broker, "cam1")
-    });
+    })
+    .await;
 
     let early = TestViewer::join(&broker, "cam1", "early").await;
     assert!(

@@ -9,7 +9,7 @@ use std::time::Duration;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ice_restart_on_the_same_session_keeps_the_stream() {
     let broker = Broker::start();
-    let device = start_device(overrides(&broker, "cam1"));
+    let device = start_device(overrides(&broker, "cam1")).await;
     let viewer = TestViewer::join(&broker, "cam1", "alice").await;
     assert!(
         viewer

@@ -14,7 +14,8 @@ async fn unconnected_session_times_out_with_a_hangup() {
     let device = start_device(Overrides {
         session_timeout: Some(2),
         ..overrides(&broker, "cam1")
-    });
+    })
+    .await;
     let out = TopicWatcher::start_as(&broker, "ghost", "campeer/cam1/out/ghost").await;
 
     let sdp = offer_from_vanished_peer().await;

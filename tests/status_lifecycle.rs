@@ -11,7 +11,10 @@ async fn status_tracks_viewers_and_goes_offline_on_stop_and_on_kill() {
     let broker = Broker::start();
     let status = TopicWatcher::start(&broker, &status_topic("cam9")).await;
     let url = broker.url();
+    let http = format!("127.0.0.1:{}", free_port());
     let args = [
+        "--http-listen",
+        http.as_str(),
         "--broker",
         url.as_str(),
         "--device-id",

@@ -11,7 +11,7 @@ use std::time::Duration;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_viewers_share_one_encoder() {
     let broker = Broker::start();
-    let device = start_device(overrides(&broker, "cam1"));
+    let device = start_device(overrides(&broker, "cam1")).await;
 
     let alice = TestViewer::join(&broker, "cam1", "alice").await;
     let bob_options = ViewerOptions {

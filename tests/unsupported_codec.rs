@@ -9,7 +9,7 @@ use std::time::Duration;
 async fn vp8_only_offer_is_unsupported() {
     let broker = Broker::start();
     let status = TopicWatcher::start(&broker, &status_topic("cam1")).await;
-    let device = start_device(overrides(&broker, "cam1"));
+    let device = start_device(overrides(&broker, "cam1")).await;
     assert!(
         status
             .wait_for_last(Duration::from_secs(10), |s| s["state"] == "online")

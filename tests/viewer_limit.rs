@@ -13,7 +13,8 @@ async fn offers_beyond_the_limit_are_busy() {
     let device = start_device(Overrides {
         max_viewers: Some(1),
         ..overrides(&broker, "cam1")
-    });
+    })
+    .await;
 
     let alice = TestViewer::join(&broker, "cam1", "alice").await;
     assert!(alice.wait_for_more_frames(5, Duration::from_secs(20)).await);

@@ -97,7 +97,10 @@ async fn leave_all(viewers: Vec<TestViewer>, status: &TopicWatcher) {
 async fn main() {
     let broker = Broker::start();
     let url = broker.url();
+    let http = format!("127.0.0.1:{}", free_port());
     let daemon = DaemonProcess::spawn(&[
+        "--http-listen",
+        &http,
         "--broker",
         &url,
         "--device-id",

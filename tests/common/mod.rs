@@ -154,20 +154,24 @@ impl Drop for Broker {
     }
 }
 
-/// Flags for an in-process campeer on `broker`, loopback-only ICE, 640x480@30 by default.
+/// Flags for an in-process campeer on `broker`, loopback-only ICE, 640x480@30 by default,
+/// the viewer page on a free port.
 pub fn overrides(broker: &Broker, device: &str) -> Overrides {
     Overrides {
         broker: Some(broker.url()),
         device_id: Some(device.to_owned()),
         ice_loopback_only: true,
+        http_listen: Some(format!("127.0.0.1:{}", free_port())),
         ..Default::default()
     }
 }
 
-pub fn start_device(overrides: Overrides) -> DeviceHandle {
+pub async fn start_device(overrides: Overrides) -> DeviceHandle {
     init_logging();
     let config = Config::resolve(FileConfig::default(), overrides).expect("valid test config");
-    campeer::device::start(config).expect("campeer starts")
+    campeer::device::start(config)
+        .await
+        .expect("campeer starts")
 }
 
 /// Watches one topic and keeps every payload received on it.

@@ -1,0 +1,355 @@
+// campeer viewer: lists the devices announced on MQTT and plays the one you pick over WebRTC,
+// speaking exactly the signaling protocol in the README. Standards only, no build step.
+import mqtt from "./vendor/mqtt.esm.js";
+
+const $ = (id) => document.getElementById(id);
+const video = $("video");
+
+// Everything the overlay shows, also read by the browser tests.
+const stats = (window.campeerStats = {
+  state: "idle", device: null, message: "", codec: "", width: 0, height: 0, fps: 0,
+  framesDecoded: 0, bitrateKbps: 0, packetLossPercent: 0, rttMs: null, latencyMs: null,
+  latencySamples: [], brokerConnected: false,
+});
+
+let config = null;
+let client = null;
+let brokerAttempt = 0;
+let reconnectTimer = null;
+const devices = new Map(); // device id -> last status
+let wanted = null; // the device the viewer wants to watch
+let watching = null; // the live session, if any
+// The session id is this page's MQTT client id, so a broker ACL on the client id fences it.
+const sessionId = "web-" + Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) =>
+  (b % 36).toString(36)).join("");
+
+function say(text) {
+  stats.message = text;
+  $("message").textContent = text;
+}
+
+function brokerUrl() {
+  if (config.brokerUrl) return config.brokerUrl;
+  if (!config.brokerWsPort) return null;
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  return `${scheme}://${location.hostname}:${config.brokerWsPort}`;
+}
+
+function credentials() {
+  const user = sessionStorage.getItem("campeer-user");
+  return user ? { username: user, password: sessionStorage.getItem("campeer-password") ?? "" } : {};
+}
+
+function connectBroker() {
+  const url = brokerUrl();
+  if (!url) {
+    $("broker-state").textContent = "No broker address is configured (set web.broker_ws_url).";
+    return;
+  }
+  clearTimeout(reconnectTimer);
+  if (client) client.end(true);
+  $("broker-state").textContent = `connecting to ${url}…`;
+  // Reconnection is ours, with backoff; mqtt.js would retry at a fixed pace.
+  const c = mqtt.connect(url, {
+    clientId: sessionId, clean: true, reconnectPeriod: 0, connectTimeout: 5000,
+    protocolVersion: 4, ...credentials(),
+  });
+  client = c;
+  let failure = "";
+  c.on("connect", () => {
+    brokerAttempt = 0;
+    stats.brokerConnected = true;
+    $("broker-state").textContent = `connected to ${url}`;
+    $("login").hidden = true;
+    c.subscribe([`${config.prefix}/+/status`, `${config.prefix}/+/out/${sessionId}`], { qos: 1 });
+  });
+  c.on("message", onMessage);
+  c.on("error", (err) => {
+    failure = err.message;
+    if (err.code === 4 || err.code === 5) $("login").hidden = false;
+  });
+  c.on("close", () => {
+    if (client !== c) return;
+    stats.brokerConnected = false;
+    const delay = Math.min(30, 0.5 * 2 ** brokerAttempt++);
+    $("broker-state").textContent =
+      `Cannot reach the MQTT broker at ${url}${failure ? ` (${failure})` : ""}. ` +
+      `Retrying in ${delay < 1 ? delay.toFixed(1) : Math.round(delay)} s.`;
+    if (!watching) say("The broker is unreachable, so no device can be reached right now.");
+    c.end(true);
+    reconnectTimer = setTimeout(connectBroker, delay * 1000);
+  });
+}
+
+function publish(device, message) {
+  if (!client?.connected) return;
+  client.publish(`${config.prefix}/${device}/in/${sessionId}`, JSON.stringify(message), { qos: 1 });
+}
+
+function onMessage(topic, payload) {
+  const parts = topic.split("/");
+  let message;
+  try { message = JSON.parse(new TextDecoder().decode(payload)); } catch { return; }
+  if (parts.at(-1) === "status") {
+    onStatus(parts.at(-2), message);
+  } else if (parts.at(-2) === "out" && parts.at(-1) === sessionId) {
+    const device = parts.at(-3);
+    if (watching?.device === device) onDeviceMessage(watching, message);
+  }
+}
+
+function onStatus(device, status) {
+  const before = devices.get(device);
+  devices.set(device, status);
+  renderDevices();
+  const online = status.state === "online";
+  if (watching?.device === device && !online) {
+    stopWatching(false);
+    say(`${device} went offline. Playback resumes when it is back.`);
+  } else if (wanted === device && online && !watching && before?.state !== "online") {
+    watch(device);
+  } else if (wanted === device && !online && !watching) {
+    say(`${device} is offline.`);
+  }
+}
+
+function renderDevices() {
+  const list = $("devices");
+  list.replaceChildren();
+  if (devices.size === 0) {
+    list.innerHTML = '<li class="muted">No device has announced itself yet.</li>';
+    return;
+  }
+  for (const [id, status] of [...devices].sort(([a], [b]) => a.localeCompare(b))) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.dataset.device = id;
+    button.setAttribute("aria-pressed", String(wanted === id));
+    const online = status.state === "online";
+    const details = online && status.video
+      ? `${status.video.width}x${status.video.height} · ${status.viewers} viewer${status.viewers === 1 ? "" : "s"}`
+      : "offline";
+    button.innerHTML = `<span class="badge ${online ? "online" : "offline"}"></span><b></b><br><small class="muted"></small>`;
+    button.querySelector(".badge").textContent = online ? "online" : "offline";
+    button.querySelector("b").textContent = id;
+    button.querySelector("small").textContent = details;
+    button.addEventListener("click", () => { wanted = id; renderDevices(); watch(id); });
+    const item = document.createElement("li");
+    item.append(button);
+    list.append(item);
+  }
+}
+
+function preferH264(transceiver) {
+  if (!transceiver.setCodecPreferences || !RTCRtpReceiver.getCapabilities) return;
+  const codecs = RTCRtpReceiver.getCapabilities("video")?.codecs ?? [];
+  const h264 = codecs.filter((c) => c.mimeType.toLowerCase() === "video/h264");
+  const helpers = codecs.filter((c) => /\/(rtx|red|ulpfec|flexfec-03)$/i.test(c.mimeType));
+  if (h264.length) transceiver.setCodecPreferences([...h264, ...helpers]);
+}
+
+async function watch(device) {
+  stopWatching(true);
+  const status = devices.get(device);
+  if (status?.state !== "online") {
+    say(`${device} is offline.`);
+    return;
+  }
+  say(`Connecting to ${device}…`);
+  stats.state = "connecting";
+  stats.device = device;
+  const pc = new RTCPeerConnection({ iceServers: [] });
+  const session = { device, pc, remoteReady: false, early: [], stream: new MediaStream() };
+  watching = session;
+  preferH264(pc.addTransceiver("video", { direction: "recvonly" }));
+  if (status.audio) pc.addTransceiver("audio", { direction: "recvonly" });
+  pc.ontrack = ({ track }) => {
+    session.stream.addTrack(track);
+    video.srcObject = session.stream;
+    $("mute").disabled = track.kind !== "audio" && !status.audio;
+  };
+  pc.onicecandidate = ({ candidate }) => {
+    publish(device, { type: "candidate", candidate: candidate ? candidate.toJSON() : null });
+  };
+  pc.onconnectionstatechange = () => {
+    if (watching !== session) return;
+    if (pc.connectionState === "connected") {
+      stats.state = "playing";
+      say("");
+    } else if (pc.connectionState === "failed") {
+      stats.state = "failed";
+      say(`The video connection to ${device} failed: no network path between this browser and ` +
+        "the device was found. A STUN or TURN server may be needed.");
+    } else if (pc.connectionState === "disconnected") {
+      say(`The connection to ${device} is interrupted; waiting for it to come back…`);
+    }
+  };
+  $("hangup").disabled = false;
+  try {
+    await pc.setLocalDescription(await pc.createOffer());
+    publish(device, { type: "offer", sdp: pc.localDescription.sdp });
+  } catch (err) {
+    say(`This browser could not start a video session: ${err.message}`);
+  }
+}
+
+async function onDeviceMessage(session, message) {
+  const { pc, device } = session;
+  try {
+    if (message.type === "answer") {
+      await pc.setRemoteDescription({ type: "answer", sdp: message.sdp });
+      session.remoteReady = true;
+      for (const c of session.early.splice(0)) await pc.addIceCandidate(c);
+    } else if (message.type === "candidate") {
+      if (!message.candidate) return;
+      if (session.remoteReady) await pc.addIceCandidate(message.candidate);
+      else session.early.push(message.candidate);
+    } else if (message.type === "hangup") {
+      stopWatching(false);
+      say(`${device} ended the session. Pick it again to reconnect.`);
+    } else if (message.type === "error") {
+      stopWatching(false);
+      stats.state = message.code;
+      const reasons = {
+        busy: `${device} is busy: it is already serving as many viewers as it can. Try again later.`,
+        unsupported: `${device} cannot send video this browser can play (it sends H.264). ${message.message}`,
+      };
+      say(reasons[message.code] ?? `${device} refused the session: ${message.message}`);
+    }
+  } catch (err) {
+    say(`Could not set up the video from ${device}: ${err.message}`);
+  }
+}
+
+function stopWatching(sendHangup) {
+  if (!watching) return;
+  const { pc, device } = watching;
+  watching = null;
+  if (sendHangup) publish(device, { type: "hangup" });
+  pc.close();
+  video.srcObject = null;
+  Object.assign(stats, { state: "idle", codec: "", fps: 0, bitrateKbps: 0, latencyMs: null, rttMs: null });
+  $("overlay").textContent = "";
+  $("hangup").disabled = true;
+  $("mute").disabled = true;
+}
+
+// Once a second: what the overlay shows, from the standard statistics.
+let previous = null;
+async function updateStats() {
+  const session = watching;
+  if (!session) return;
+  const report = await session.pc.getStats();
+  let inbound = null;
+  let pair = null;
+  report.forEach((r) => {
+    if (r.type === "inbound-rtp" && r.kind === "video") inbound = r;
+    if (r.type === "transport" && r.selectedCandidatePairId) pair = report.get(r.selectedCandidatePairId);
+    if (!pair && r.type === "candidate-pair" && r.nominated && r.state === "succeeded") pair = r;
+  });
+  if (!inbound) return;
+  const now = inbound.timestamp;
+  if (previous && now > previous.timestamp) {
+    const seconds = (now - previous.timestamp) / 1000;
+    stats.bitrateKbps = Math.round(((inbound.bytesReceived - previous.bytesReceived) * 8) / seconds / 1000);
+    stats.fps = inbound.framesPerSecond ?? Math.round((inbound.framesDecoded - previous.framesDecoded) / seconds);
+  }
+  previous = inbound;
+  stats.codec = report.get(inbound.codecId)?.mimeType?.replace(/^video\//, "") ?? "";
+  stats.width = inbound.frameWidth ?? video.videoWidth;
+  stats.height = inbound.frameHeight ?? video.videoHeight;
+  stats.framesDecoded = inbound.framesDecoded ?? 0;
+  const lost = inbound.packetsLost ?? 0;
+  const total = lost + (inbound.packetsReceived ?? 0);
+  stats.packetLossPercent = total ? (100 * lost) / total : 0;
+  stats.rttMs = pair?.currentRoundTripTime != null ? pair.currentRoundTripTime * 1000 : null;
+  const line = [
+    `${stats.width}x${stats.height}`, `${stats.fps} fps`, `${stats.bitrateKbps} kbit/s`,
+    `loss ${stats.packetLossPercent.toFixed(1)} %`,
+    `RTT ${stats.rttMs == null ? "–" : Math.round(stats.rttMs) + " ms"}`,
+    stats.latencyMs == null ? null : `latency ${Math.round(stats.latencyMs)} ms`, stats.codec,
+  ].filter(Boolean);
+  $("overlay").textContent = line.join(" · ");
+}
+
+// Glass-to-glass latency from the test pattern's timestamp squares: 48 bits of Unix-epoch
+// milliseconds, MSB first, 16x16 squares row-major from the top-left, bright for 1.
+const canvas = document.createElement("canvas");
+const context = canvas.getContext("2d", { willReadFrequently: true });
+function readTimestamp() {
+  const width = video.videoWidth;
+  const perRow = Math.floor(width / 16);
+  if (!perRow) return null;
+  const rows = Math.ceil(48 / perRow);
+  if (rows * 16 > video.videoHeight) return null;
+  canvas.width = width;
+  canvas.height = rows * 16;
+  context.drawImage(video, 0, 0, width, rows * 16, 0, 0, width, rows * 16);
+  const pixels = context.getImageData(0, 0, width, rows * 16).data;
+  let value = 0;
+  for (let bit = 0; bit < 48; bit++) {
+    const x0 = (bit % perRow) * 16 + 4;
+    const y0 = Math.floor(bit / perRow) * 16 + 4;
+    let sum = 0;
+    for (let y = y0; y < y0 + 8; y++) {
+      for (let x = x0; x < x0 + 8; x++) {
+        const i = (y * width + x) * 4;
+        sum += 0.299 * pixels[i] + 0.587 * pixels[i + 1] + 0.114 * pixels[i + 2];
+      }
+    }
+    const mean = sum / 64;
+    if (mean > 70 && mean < 185) return null; // not a square: no test pattern here
+    value = value * 2 + (mean >= 128 ? 1 : 0);
+  }
+  return value;
+}
+
+function onFrame() {
+  if (watching && video.videoWidth) {
+    const captured = readTimestamp();
+    const latency = captured == null ? null : Date.now() - captured;
+    if (latency != null && Math.abs(latency) < 3600_000) {
+      stats.latencySamples.push(latency);
+      if (stats.latencySamples.length > 600) stats.latencySamples.shift();
+      const recent = stats.latencySamples.slice(-30).sort((a, b) => a - b);
+      stats.latencyMs = recent[Math.floor(recent.length / 2)];
+    }
+  }
+  scheduleFrame();
+}
+function scheduleFrame() {
+  if (video.requestVideoFrameCallback) video.requestVideoFrameCallback(onFrame);
+  else setTimeout(onFrame, 100);
+}
+
+async function main() {
+  config = await (await fetch("config.json")).json();
+  const fromUrl = new URLSearchParams(location.search).get("device");
+  wanted = fromUrl ?? config.device;
+  $("mute").addEventListener("click", () => {
+    video.muted = !video.muted;
+    $("mute").textContent = video.muted ? "Unmute" : "Mute";
+  });
+  $("fullscreen").addEventListener("click", () => $("player").requestFullscreen?.());
+  $("hangup").addEventListener("click", () => {
+    wanted = null;
+    stopWatching(true);
+    renderDevices();
+    say("Hung up.");
+  });
+  $("login").addEventListener("submit", (event) => {
+    event.preventDefault();
+    sessionStorage.setItem("campeer-user", $("login-user").value);
+    sessionStorage.setItem("campeer-password", $("login-password").value);
+    connectBroker();
+  });
+  addEventListener("pagehide", () => {
+    stopWatching(true);
+    client?.end();
+  });
+  setInterval(updateStats, 1000);
+  scheduleFrame();
+  connectBroker();
+}
+
+main().catch((err) => say(`The viewer could not start: ${err.message}`));

@@ -1,0 +1,5 @@
+//! What a newcomer needs to watch with no setup: the built-in viewer page and its HTTP server,
+//! and the embedded MQTT broker.
+
+pub mod broker;
+pub mod http;

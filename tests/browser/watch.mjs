@@ -1,0 +1,65 @@
+// Opens campeer's viewer page in Debian's headless Chromium and reports what a person would
+// see, for the Rust browser tests: one JSON line per page every 500 ms with the page's
+// window.campeerStats, the message shown, the broker state and the device list; screenshots at
+// the end; then {"done":true}. Bounded: it exits after --seconds.
+//
+//   node tests/browser/watch.mjs --url URL [--pages N] [--seconds S] [--screenshot PREFIX]
+import { chromium } from "playwright-core";
+
+const args = Object.fromEntries(
+  process.argv.slice(2).reduce((pairs, arg, i, all) => {
+    if (arg.startsWith("--")) pairs.push([arg.slice(2), all[i + 1]]);
+    return pairs;
+  }, []),
+);
+const url = args.url;
+const pages = Number(args.pages ?? 1);
+const seconds = Number(args.seconds ?? 20);
+const emit = (value) => process.stdout.write(JSON.stringify(value) + "\n");
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  headless: true,
+  args: [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+  ],
+});
+const deadline = Date.now() + seconds * 1000;
+try {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 720 } });
+  const opened = [];
+  for (let i = 0; i < pages; i++) {
+    const page = await context.newPage();
+    page.on("console", (m) => m.type() === "error" && emit({ page: i, console: m.text() }));
+    page.on("pageerror", (e) => emit({ page: i, pageerror: String(e) }));
+    const loadedAt = Date.now();
+    await page.goto(url);
+    opened.push({ page, loadedAt });
+  }
+  while (Date.now() < deadline) {
+    for (const [i, { page, loadedAt }] of opened.entries()) {
+      const seen = await page.evaluate(() => ({
+        stats: { ...window.campeerStats, latencySamples: undefined },
+        latencySamples: window.campeerStats?.latencySamples?.length ?? 0,
+        message: document.getElementById("message")?.textContent ?? "",
+        broker: document.getElementById("broker-state")?.textContent ?? "",
+        devices: [...document.querySelectorAll("#devices button")].map((b) => b.innerText),
+        overlay: document.getElementById("overlay")?.textContent ?? "",
+        videoWidth: document.getElementById("video")?.videoWidth ?? 0,
+        videoHeight: document.getElementById("video")?.videoHeight ?? 0,
+      })).catch((e) => ({ error: String(e) }));
+      emit({ page: i, sinceLoadMs: Date.now() - loadedAt, ...seen });
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  for (const [i, { page }] of opened.entries()) {
+    if (args.screenshot) await page.screenshot({ path: `${args.screenshot}-${i}.png` });
+    const samples = await page.evaluate(() => window.campeerStats?.latencySamples ?? []);
+    emit({ page: i, latencySamples: samples });
+  }
+} finally {
+  await browser.close();
+  emit({ done: true });
+}
