@@ -907,3 +907,111 @@ async fn recvonly_video_offer(peer: &Arc<dyn PeerConnection>) -> RTCSessionDescr
     .expect("add a recvonly video transceiver");
     peer.create_offer(None).await.expect("create an offer")
 }
+
+/// Flags for an in-process campeer with its embedded broker (no --broker), every listener on a
+/// free loopback port. Returns the flags and the embedded broker's WebSocket port.
+pub fn zero_config_overrides(device: &str) -> Overrides {
+    Overrides {
+        device_id: Some(device.to_owned()),
+        ice_loopback_only: true,
+        http_listen: Some(format!("127.0.0.1:{}", free_port())),
+        embedded_broker_listen: Some(format!("127.0.0.1:{}", free_port())),
+        embedded_broker_ws_listen: Some(format!("127.0.0.1:{}", free_port())),
+        ..Default::default()
+    }
+}
+
+/// Headless Chromium on campeer's page, driven by tests/browser/watch.mjs: one JSON line per
+/// page every 500 ms with what the page shows.
+pub struct BrowserRun {
+    child: tokio::process::Child,
+    pub lines: Arc<Mutex<Vec<Value>>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+pub fn screenshot_prefix(name: &str) -> String {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/target/browser-screenshots");
+    std::fs::create_dir_all(dir).expect("create the screenshot folder");
+    format!("{dir}/{name}")
+}
+
+impl BrowserRun {
+    pub fn start(url: &str, pages: usize, seconds: u64, screenshot: &str) -> Self {
+        let root = env!("CARGO_MANIFEST_DIR");
+        assert!(
+            Path::new("/usr/bin/chromium").exists(),
+            "Debian's chromium is not installed; tests/run installs it (apt-get install chromium)"
+        );
+        assert!(
+            Path::new(&format!("{root}/tests/browser/node_modules/playwright-core")).exists(),
+            "playwright-core is not installed; tests/run installs it (npm ci --prefix tests/browser)"
+        );
+        let mut child = tokio::process::Command::new("node")
+            .arg(format!("{root}/tests/browser/watch.mjs"))
+            .args(["--url", url, "--pages", &pages.to_string()])
+            .args(["--seconds", &seconds.to_string(), "--screenshot", screenshot])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run node (tests/run installs it)");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&lines);
+        let reader = tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt;
+            let mut reader = tokio::io::BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                match serde_json::from_str::<Value>(&line) {
+                    Ok(value) => {
+                        if value.get("console").is_some() || value.get("pageerror").is_some() {
+                            eprintln!("browser: {value}");
+                        }
+                        sink.lock().unwrap().push(value);
+                    }
+                    Err(_) => eprintln!("browser: {line}"),
+                }
+            }
+        });
+        Self {
+            child,
+            lines,
+            reader,
+        }
+    }
+
+    /// The latest snapshot of `page`.
+    pub fn latest(&self, page: usize) -> Option<Value> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|v| v["page"] == page && v.get("stats").is_some())
+            .cloned()
+    }
+
+    /// Waits until the latest snapshot of `page` satisfies `want`.
+    pub async fn wait_for(&self, limit: Duration, page: usize, want: impl Fn(&Value) -> bool) -> bool {
+        wait_for(limit, || self.latest(page).is_some_and(|v| want(&v))).await
+    }
+
+    /// Waits for the script to finish (screenshots taken); every line it printed.
+    pub async fn finish(mut self, limit: Duration) -> Vec<Value> {
+        let done = wait_for(limit, || {
+            self.lines.lock().unwrap().iter().any(|v| v["done"] == true)
+        })
+        .await;
+        assert!(done, "the browser script did not finish");
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+        self.reader.abort();
+        let lines = self.lines.lock().unwrap().clone();
+        lines
+    }
+}
+
+/// A page is playing live video of the test pattern.
+pub fn is_playing(snapshot: &Value, min_frames: u64) -> bool {
+    let stats = &snapshot["stats"];
+    stats["state"] == "playing" && stats["framesDecoded"].as_u64().unwrap_or(0) >= min_frames
+}
