@@ -22,7 +22,9 @@ async fn chromium_plays_from_the_embedded_broker() {
         "the page never played: {:?}",
         browser.latest(0)
     );
-    let first = browser.latest(0).unwrap()["stats"]["framesDecoded"].as_u64().unwrap();
+    let first = browser.latest(0).unwrap()["stats"]["framesDecoded"]
+        .as_u64()
+        .unwrap();
     assert!(
         browser
             .wait_for(Duration::from_secs(10), 0, |v| {
@@ -42,11 +44,17 @@ async fn chromium_plays_from_the_embedded_broker() {
     assert!(seen["overlay"].as_str().unwrap().contains("latency"));
     assert!(seen["broker"].as_str().unwrap().starts_with("connected"));
     let devices = seen["devices"].to_string();
-    assert!(devices.contains("cam1") && devices.contains("online"), "{devices}");
+    assert!(
+        devices.contains("cam1") && devices.contains("online"),
+        "{devices}"
+    );
     assert_eq!(device.viewers(), 1);
 
     let lines = browser.finish(Duration::from_secs(30)).await;
-    assert!(lines.iter().all(|l| l.get("pageerror").is_none()), "page errors: {lines:?}");
+    assert!(
+        lines.iter().all(|l| l.get("pageerror").is_none()),
+        "page errors: {lines:?}"
+    );
     assert!(std::path::Path::new(&format!("{shots}-0.png")).exists());
     device.shutdown().await;
 }

@@ -943,13 +943,21 @@ impl BrowserRun {
             "Debian's chromium is not installed; tests/run installs it (apt-get install chromium)"
         );
         assert!(
-            Path::new(&format!("{root}/tests/browser/node_modules/playwright-core")).exists(),
+            Path::new(&format!(
+                "{root}/tests/browser/node_modules/playwright-core"
+            ))
+            .exists(),
             "playwright-core is not installed; tests/run installs it (npm ci --prefix tests/browser)"
         );
         let mut child = tokio::process::Command::new("node")
             .arg(format!("{root}/tests/browser/watch.mjs"))
             .args(["--url", url, "--pages", &pages.to_string()])
-            .args(["--seconds", &seconds.to_string(), "--screenshot", screenshot])
+            .args([
+                "--seconds",
+                &seconds.to_string(),
+                "--screenshot",
+                screenshot,
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -992,7 +1000,12 @@ impl BrowserRun {
     }
 
     /// Waits until the latest snapshot of `page` satisfies `want`.
-    pub async fn wait_for(&self, limit: Duration, page: usize, want: impl Fn(&Value) -> bool) -> bool {
+    pub async fn wait_for(
+        &self,
+        limit: Duration,
+        page: usize,
+        want: impl Fn(&Value) -> bool,
+    ) -> bool {
         wait_for(limit, || self.latest(page).is_some_and(|v| want(&v))).await
     }
 

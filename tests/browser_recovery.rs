@@ -1,0 +1,65 @@
+//! The page recovers after campeer restarts: the zero-config binary (embedded broker and all)
+//! is stopped and started again on the same ports, and the page plays again by itself.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn page_recovers_after_a_restart() {
+    let (http, mqtt, ws) = (free_port(), free_port(), free_port());
+    let args_owned = [
+        "--device-id".to_owned(),
+        "cam4".to_owned(),
+        "--ice-loopback-only".to_owned(),
+        "--http-listen".to_owned(),
+        format!("127.0.0.1:{http}"),
+        "--embedded-broker-listen".to_owned(),
+        format!("127.0.0.1:{mqtt}"),
+        "--embedded-broker-ws-listen".to_owned(),
+        format!("127.0.0.1:{ws}"),
+    ];
+    let args: Vec<&str> = args_owned.iter().map(String::as_str).collect();
+    let mut daemon = DaemonProcess::spawn(&args);
+    let url = format!("http://127.0.0.1:{http}/");
+    assert!(
+        wait_for(Duration::from_secs(20), || std::net::TcpStream::connect((
+            "127.0.0.1",
+            http
+        ))
+        .is_ok())
+        .await
+    );
+    let browser = BrowserRun::start(&url, 1, 40, &screenshot_prefix("recovery"));
+    assert!(
+        browser
+            .wait_for(Duration::from_secs(30), 0, |v| is_playing(v, 30))
+            .await,
+        "the page never played: {:?}",
+        browser.latest(0)
+    );
+
+    daemon.signal("TERM");
+    assert!(
+        daemon
+            .wait(Duration::from_secs(15))
+            .is_some_and(|s| s.success())
+    );
+    assert!(
+        browser
+            .wait_for(Duration::from_secs(10), 0, |v| v["stats"]["state"]
+                != "playing")
+            .await,
+        "the page still claims to play after campeer stopped"
+    );
+    let _daemon = DaemonProcess::spawn(&args);
+    assert!(
+        browser
+            .wait_for(Duration::from_secs(25), 0, |v| is_playing(v, 30))
+            .await,
+        "the page did not recover: {:?}",
+        browser.latest(0)
+    );
+    browser.finish(Duration::from_secs(40)).await;
+}
