@@ -9,7 +9,7 @@ const video = $("video");
 const stats = (window.campeerStats = {
   state: "idle", device: null, message: "", codec: "", width: 0, height: 0, fps: 0,
   framesDecoded: 0, bitrateKbps: 0, packetLossPercent: 0, rttMs: null, latencyMs: null,
-  latencySamples: [], brokerConnected: false,
+  latencySamples: [], brokerConnected: false, firstFrameMs: null,
 });
 
 let config = null;
@@ -306,11 +306,13 @@ function readTimestamp() {
 
 function onFrame() {
   if (watching && video.videoWidth) {
+    // Milliseconds from the start of page navigation to the first picture shown.
+    stats.firstFrameMs ??= Math.round(performance.now());
     const captured = readTimestamp();
     const latency = captured == null ? null : Date.now() - captured;
     if (latency != null && Math.abs(latency) < 3600_000) {
       stats.latencySamples.push(latency);
-      if (stats.latencySamples.length > 600) stats.latencySamples.shift();
+      if (stats.latencySamples.length > 4000) stats.latencySamples.shift();
       const recent = stats.latencySamples.slice(-30).sort((a, b) => a - b);
       stats.latencyMs = recent[Math.floor(recent.length / 2)];
     }

@@ -1,0 +1,77 @@
+//! `cargo bench --bench page`: what a person sees in the built-in page, measured in headless
+//! Chromium against the release binary in its zero-config form (embedded broker), on
+//! loopback: the glass-to-glass latency the page reads from the test pattern (median and 90th
+//! percentile over a minute) and the time from page load to the first picture.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let (http, mqtt, ws) = (free_port(), free_port(), free_port());
+    let args_owned = [
+        "--device-id".to_owned(),
+        "bench".to_owned(),
+        "--ice-loopback-only".to_owned(),
+        "--http-listen".to_owned(),
+        format!("127.0.0.1:{http}"),
+        "--embedded-broker-listen".to_owned(),
+        format!("127.0.0.1:{mqtt}"),
+        "--embedded-broker-ws-listen".to_owned(),
+        format!("127.0.0.1:{ws}"),
+        "--log".to_owned(),
+        "warn".to_owned(),
+    ];
+    let args: Vec<&str> = args_owned.iter().map(String::as_str).collect();
+    let _daemon = DaemonProcess::spawn(&args);
+    assert!(
+        wait_for(Duration::from_secs(20), || std::net::TcpStream::connect((
+            "127.0.0.1",
+            http
+        ))
+        .is_ok())
+        .await
+    );
+    let browser = BrowserRun::start(
+        &format!("http://127.0.0.1:{http}/"),
+        1,
+        65,
+        &screenshot_prefix("bench-page"),
+    );
+    let lines = browser.finish(Duration::from_secs(120)).await;
+    let last = lines
+        .iter()
+        .rev()
+        .find(|l| l.get("stats").is_some())
+        .expect("page snapshots");
+    let mut samples: Vec<i64> = lines
+        .iter()
+        .find_map(|l| l["latencySamples"].as_array())
+        .expect("latency samples")
+        .iter()
+        .filter_map(|v| v.as_i64())
+        .collect();
+    assert!(!samples.is_empty(), "the page read no latency");
+    // The last minute only.
+    let minute = samples.len().saturating_sub(60 * 30);
+    let mut window = samples.split_off(minute);
+    window.sort_unstable();
+    let at = |q: f64| window[((window.len() - 1) as f64 * q) as usize];
+    println!("campeer page bench: 640x480@30, embedded broker, headless Chromium, loopback");
+    println!(
+        "glass-to-glass latency read by the page: median {} ms, p90 {} ms, min {} ms, max {} ms \
+         ({} frames over the last minute)",
+        at(0.5),
+        at(0.9),
+        window[0],
+        window[window.len() - 1],
+        window.len()
+    );
+    println!(
+        "first picture after page load: {} ms; stream at the end: {}",
+        last["stats"]["firstFrameMs"], last["overlay"]
+    );
+}
