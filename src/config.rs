@@ -777,13 +777,17 @@ mod tests {
         }
     }
 
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().unwrap()
+    }
+
     #[test]
     fn no_broker_means_the_embedded_one_on_loopback() {
         let config = resolve("", Overrides::default()).unwrap();
         let embedded = config.embedded_broker.expect("embedded broker");
-        assert_eq!(embedded.listen, "127.0.0.1:1883".parse().unwrap());
-        assert_eq!(embedded.ws_listen, "127.0.0.1:8083".parse().unwrap());
-        assert_eq!(config.web.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(embedded.listen, addr("127.0.0.1:1883"));
+        assert_eq!(embedded.ws_listen, addr("127.0.0.1:8083"));
+        assert_eq!(config.web.listen, addr("127.0.0.1:8080"));
         assert!(!config.public);
         let external = resolve("[mqtt]\nbroker = \"mqtt://h\"", Overrides::default()).unwrap();
         assert!(external.embedded_broker.is_none());
@@ -797,10 +801,10 @@ mod tests {
             ..Default::default()
         };
         let config = resolve("", flags).unwrap();
-        assert_eq!(config.web.listen, "0.0.0.0:9000".parse().unwrap());
+        assert_eq!(config.web.listen, addr("0.0.0.0:9000"));
         let embedded = config.embedded_broker.unwrap();
-        assert_eq!(embedded.listen, "0.0.0.0:1883".parse().unwrap());
-        assert_eq!(embedded.ws_listen, "0.0.0.0:8083".parse().unwrap());
+        assert_eq!(embedded.listen, addr("0.0.0.0:1883"));
+        assert_eq!(embedded.ws_listen, addr("0.0.0.0:8083"));
     }
 
     #[test]

@@ -1018,8 +1018,7 @@ impl BrowserRun {
         assert!(done, "the browser script did not finish");
         let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
         self.reader.abort();
-        let lines = self.lines.lock().unwrap().clone();
-        lines
+        self.lines.lock().unwrap().clone()
     }
 }
 
