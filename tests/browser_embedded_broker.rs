@@ -1,6 +1,6 @@
 //! Zero configuration: campeer with its embedded broker and built-in page, watched in headless
 //! Chromium. The page finds the device on its own, plays H.264 at 640x480, and reads the
-//! latency from the test pattern.
+//! latency from the test pattern. Closing the tab hangs up.
 
 mod common;
 
@@ -56,5 +56,10 @@ async fn chromium_plays_from_the_embedded_broker() {
         "page errors: {lines:?}"
     );
     assert!(std::path::Path::new(&format!("{shots}-0.png")).exists());
+    // Closing the tab hangs up: the session goes at once, not after the 30 s session timeout.
+    assert!(
+        wait_for(Duration::from_secs(5), || device.viewers() == 0).await,
+        "the closed page did not hang up"
+    );
     device.shutdown().await;
 }

@@ -59,6 +59,9 @@ try {
     const samples = await page.evaluate(() => window.campeerStats?.latencySamples ?? []);
     emit({ page: i, latencySamples: samples });
   }
+  // Close the pages the way a person closes a tab (pagehide fires).
+  for (const { page } of opened) await page.close({ runBeforeUnload: true });
+  await new Promise((r) => setTimeout(r, 500));
 } finally {
   await browser.close();
   emit({ done: true });

@@ -190,7 +190,23 @@ impl TopicWatcher {
     pub async fn start_as(broker: &Broker, id: &str, topic: &str) -> Self {
         let messages = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&messages);
-        let (client, task) = subscribe_json(broker, id, topic, move |value| {
+        let (client, task) = subscribe_json(broker.port, id, topic, move |value| {
+            sink.lock().unwrap().push(value)
+        })
+        .await;
+        Self {
+            client,
+            messages,
+            task,
+        }
+    }
+
+    /// Watches a topic on any broker listening on a loopback port, with optional credentials.
+    pub async fn start_on(port: u16, credentials: Option<(&str, &str)>, topic: &str) -> Self {
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&messages);
+        let id = format!("watch-{}", rand::random::<u32>());
+        let (client, task) = subscribe_json_as(port, &id, credentials, topic, move |value| {
             sink.lock().unwrap().push(value)
         })
         .await;
@@ -236,13 +252,27 @@ impl Drop for TopicWatcher {
 /// Connects as `client_id`, subscribes to `topic` and waits for the broker to confirm, then
 /// hands every JSON payload received to `on_message` until the client disconnects.
 async fn subscribe_json(
-    broker: &Broker,
+    port: u16,
     client_id: &str,
+    topic: &str,
+    on_message: impl FnMut(Value) + Send + 'static,
+) -> (AsyncClient, tokio::task::JoinHandle<()>) {
+    subscribe_json_as(port, client_id, None, topic, on_message).await
+}
+
+/// [`subscribe_json`] with MQTT credentials.
+async fn subscribe_json_as(
+    port: u16,
+    client_id: &str,
+    credentials: Option<(&str, &str)>,
     topic: &str,
     mut on_message: impl FnMut(Value) + Send + 'static,
 ) -> (AsyncClient, tokio::task::JoinHandle<()>) {
-    let mut options = MqttOptions::new(client_id, "127.0.0.1", broker.port);
+    let mut options = MqttOptions::new(client_id, "127.0.0.1", port);
     options.set_max_packet_size(256 * 1024, 256 * 1024);
+    if let Some((user, password)) = credentials {
+        options.set_credentials(user, password);
+    }
     let (client, mut eventloop) = AsyncClient::new(options, 256);
     client
         .subscribe(topic, QoS::AtLeastOnce)
@@ -490,7 +520,7 @@ impl TestViewer {
         // MQTT: the client id is the session id, as the README recommends.
         let (events_tx, mut events) = mpsc::unbounded_channel();
         let mqtt_events = events_tx.clone();
-        let (mqtt, mqtt_task) = subscribe_json(broker, session, &out_topic, move |value| {
+        let (mqtt, mqtt_task) = subscribe_json(broker.port, session, &out_topic, move |value| {
             let _ = mqtt_events.send(ViewerEvent::Mqtt(value));
         })
         .await;

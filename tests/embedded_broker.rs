@@ -1,0 +1,98 @@
+//! The embedded broker does what the status topic needs from a broker, for campeer itself and
+//! for other devices that use it: retained messages, the last will when a device dies, and
+//! the optional username and password.
+
+mod common;
+
+use campeer::config::Overrides;
+use common::*;
+use std::time::Duration;
+
+fn embedded_port(device: &campeer::device::DeviceHandle) -> u16 {
+    device
+        .embedded_broker()
+        .expect("the embedded broker runs")
+        .listen
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retained_status_and_last_will_work_on_the_embedded_broker() {
+    let host = start_device(zero_config_overrides("host")).await;
+    let port = embedded_port(&host);
+
+    // A late subscriber gets the host's retained status.
+    let own = TopicWatcher::start_on(port, None, &status_topic("host")).await;
+    assert!(
+        own.wait_for_last(Duration::from_secs(10), |s| s["state"] == "online")
+            .await
+    );
+
+    // Another campeer uses this broker, and is killed: its last will marks it offline.
+    let url = format!("mqtt://127.0.0.1:{port}");
+    let http = format!("127.0.0.1:{}", free_port());
+    let mut other = DaemonProcess::spawn(&[
+        "--broker",
+        &url,
+        "--device-id",
+        "other",
+        "--ice-loopback-only",
+        "--http-listen",
+        &http,
+    ]);
+    let status = TopicWatcher::start_on(port, None, &status_topic("other")).await;
+    assert!(
+        status
+            .wait_for_last(Duration::from_secs(20), |s| s["state"] == "online")
+            .await
+    );
+    other.signal("KILL");
+    other.wait(Duration::from_secs(5)).expect("killed");
+    assert!(
+        status
+            .wait_for_last(Duration::from_secs(15), |s| s["state"] == "offline")
+            .await,
+        "no last will: {:?}",
+        status.last()
+    );
+    let late = TopicWatcher::start_on(port, None, &status_topic("other")).await;
+    assert!(
+        late.wait_for_last(Duration::from_secs(5), |s| s["state"] == "offline")
+            .await,
+        "the last will was not retained"
+    );
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_embedded_broker_can_require_a_password() {
+    let device = start_device(Overrides {
+        embedded_broker_username: Some("watcher".into()),
+        embedded_broker_password: Some("s3cret".into()),
+        ..zero_config_overrides("locked")
+    })
+    .await;
+    let port = embedded_port(&device);
+    // campeer itself logs in: its status is there for a client with the password.
+    let allowed =
+        TopicWatcher::start_on(port, Some(("watcher", "s3cret")), &status_topic("locked")).await;
+    assert!(
+        allowed
+            .wait_for_last(Duration::from_secs(10), |s| s["state"] == "online")
+            .await
+    );
+    // Without it, or with a wrong one, the broker refuses the connection.
+    for credentials in [None, Some(("watcher", "wrong"))] {
+        let mut options = rumqttc::MqttOptions::new("intruder", "127.0.0.1", port);
+        if let Some((user, password)) = credentials {
+            options.set_credentials(user, password);
+        }
+        let (_client, mut eventloop) = rumqttc::AsyncClient::new(options, 8);
+        let outcome = tokio::time::timeout(Duration::from_secs(5), eventloop.poll()).await;
+        assert!(
+            matches!(outcome, Ok(Err(_))),
+            "connected with {credentials:?}: {outcome:?}"
+        );
+    }
+    device.shutdown().await;
+}
