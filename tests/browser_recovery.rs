@@ -8,29 +8,11 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn page_recovers_after_a_restart() {
-    let (http, mqtt, ws) = (free_port(), free_port(), free_port());
-    let args_owned = [
-        "--device-id".to_owned(),
-        "cam4".to_owned(),
-        "--ice-loopback-only".to_owned(),
-        "--http-listen".to_owned(),
-        format!("127.0.0.1:{http}"),
-        "--embedded-broker-listen".to_owned(),
-        format!("127.0.0.1:{mqtt}"),
-        "--embedded-broker-ws-listen".to_owned(),
-        format!("127.0.0.1:{ws}"),
-    ];
+    let (args_owned, http) = zero_config_args("cam4");
     let args: Vec<&str> = args_owned.iter().map(String::as_str).collect();
     let mut daemon = DaemonProcess::spawn(&args);
     let url = format!("http://127.0.0.1:{http}/");
-    assert!(
-        wait_for(Duration::from_secs(20), || std::net::TcpStream::connect((
-            "127.0.0.1",
-            http
-        ))
-        .is_ok())
-        .await
-    );
+    assert!(wait_for_listener(http).await);
     let browser = BrowserRun::start(&url, 1, 40, &screenshot_prefix("recovery"));
     assert!(
         browser

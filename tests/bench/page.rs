@@ -11,30 +11,11 @@ use std::time::Duration;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let (http, mqtt, ws) = (free_port(), free_port(), free_port());
-    let args_owned = [
-        "--device-id".to_owned(),
-        "bench".to_owned(),
-        "--ice-loopback-only".to_owned(),
-        "--http-listen".to_owned(),
-        format!("127.0.0.1:{http}"),
-        "--embedded-broker-listen".to_owned(),
-        format!("127.0.0.1:{mqtt}"),
-        "--embedded-broker-ws-listen".to_owned(),
-        format!("127.0.0.1:{ws}"),
-        "--log".to_owned(),
-        "warn".to_owned(),
-    ];
+    let (mut args_owned, http) = zero_config_args("bench");
+    args_owned.extend(["--log".to_owned(), "warn".to_owned()]);
     let args: Vec<&str> = args_owned.iter().map(String::as_str).collect();
     let _daemon = DaemonProcess::spawn(&args);
-    assert!(
-        wait_for(Duration::from_secs(20), || std::net::TcpStream::connect((
-            "127.0.0.1",
-            http
-        ))
-        .is_ok())
-        .await
-    );
+    assert!(wait_for_listener(http).await);
     let browser = BrowserRun::start(
         &format!("http://127.0.0.1:{http}/"),
         1,

@@ -188,25 +188,19 @@ impl TopicWatcher {
 
     /// Connects with the given client id.
     pub async fn start_as(broker: &Broker, id: &str, topic: &str) -> Self {
-        let messages = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&messages);
-        let (client, task) = subscribe_json(broker.port, id, topic, move |value| {
-            sink.lock().unwrap().push(value)
-        })
-        .await;
-        Self {
-            client,
-            messages,
-            task,
-        }
+        Self::connect(broker.port, id, None, topic).await
     }
 
     /// Watches a topic on any broker listening on a loopback port, with optional credentials.
     pub async fn start_on(port: u16, credentials: Option<(&str, &str)>, topic: &str) -> Self {
+        let id = format!("watch-{}", rand::random::<u32>());
+        Self::connect(port, &id, credentials, topic).await
+    }
+
+    async fn connect(port: u16, id: &str, credentials: Option<(&str, &str)>, topic: &str) -> Self {
         let messages = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&messages);
-        let id = format!("watch-{}", rand::random::<u32>());
-        let (client, task) = subscribe_json_as(port, &id, credentials, topic, move |value| {
+        let (client, task) = subscribe_json_as(port, id, credentials, topic, move |value| {
             sink.lock().unwrap().push(value)
         })
         .await;
@@ -1056,4 +1050,32 @@ impl BrowserRun {
 pub fn is_playing(snapshot: &Value, min_frames: u64) -> bool {
     let stats = &snapshot["stats"];
     stats["state"] == "playing" && stats["framesDecoded"].as_u64().unwrap_or(0) >= min_frames
+}
+
+/// The campeer binary in its zero-config form (embedded broker, page), every listener on a free
+/// loopback port, loopback-only ICE. Returns the arguments and the page's port.
+pub fn zero_config_args(device: &str) -> (Vec<String>, u16) {
+    let (http, mqtt, ws) = (free_port(), free_port(), free_port());
+    let args = [
+        "--device-id",
+        device,
+        "--ice-loopback-only",
+        "--http-listen",
+        &format!("127.0.0.1:{http}"),
+        "--embedded-broker-listen",
+        &format!("127.0.0.1:{mqtt}"),
+        "--embedded-broker-ws-listen",
+        &format!("127.0.0.1:{ws}"),
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    (args, http)
+}
+
+/// Waits (bounded) until something accepts TCP connections on a loopback port.
+pub async fn wait_for_listener(port: u16) -> bool {
+    wait_for(Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await
 }
