@@ -102,8 +102,8 @@ fn yuyv(data: &[u8], stride: usize, out: &mut I420Frame) -> Result<(), ConvertEr
         // 4:2:2 → 4:2:0: average the chroma of the two lines.
         let c = row / 2 * half;
         for (x, (t, b)) in top.chunks_exact(4).zip(bottom.chunks_exact(4)).enumerate() {
-            u_plane[c + x] = ((u16::from(t[1]) + u16::from(b[1]) + 1) / 2) as u8;
-            v_plane[c + x] = ((u16::from(t[3]) + u16::from(b[3]) + 1) / 2) as u8;
+            u_plane[c + x] = (u16::from(t[1]) + u16::from(b[1])).div_ceil(2) as u8;
+            v_plane[c + x] = (u16::from(t[3]) + u16::from(b[3])).div_ceil(2) as u8;
         }
     }
     Ok(())
