@@ -5,6 +5,7 @@ pub mod convert;
 pub mod encoder;
 pub mod hub;
 pub mod keyframe;
+pub mod negotiate;
 pub mod pattern;
 
 use std::time::Instant;
