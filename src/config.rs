@@ -168,7 +168,8 @@ pub struct Overrides {
     /// Device id, one topic segment. Default: the host name.
     #[arg(long, env = "CAMPEER_DEVICE_ID", value_name = "ID")]
     pub device_id: Option<String>,
-    /// Video source: "test" (a moving test pattern with a machine-readable timestamp).
+    /// Video source: "test" (a moving test pattern with a machine-readable timestamp) or a
+    /// V4L2 camera's device path such as /dev/video0.
     #[arg(long, env = "CAMPEER_SOURCE", value_name = "SOURCE")]
     pub source: Option<String>,
     /// Frame width in pixels (even). Default: 640.
@@ -289,9 +290,11 @@ pub struct MqttConfig {
     pub keep_alive: Duration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceKind {
     TestPattern,
+    /// A V4L2 capture device.
+    Camera(std::path::PathBuf),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -430,10 +433,14 @@ impl Config {
             .unwrap_or("test")
         {
             "test" => SourceKind::TestPattern,
+            path if path.starts_with('/') => SourceKind::Camera(path.into()),
             other => {
                 return Err(invalid(
                     "video.source",
-                    format!("unknown source {other:?}; the only source so far is \"test\""),
+                    format!(
+                        "unknown source {other:?}: use \"test\" or a camera's device path \
+                         such as /dev/video0"
+                    ),
                 ));
             }
         };

@@ -4,7 +4,9 @@
 
 use crate::config::{Config, SourceKind};
 use crate::media::VideoSource;
+use crate::media::camera::V4l2Camera;
 use crate::media::hub::{HubStats, VideoHub};
+use crate::media::negotiate::Wanted;
 use crate::media::pattern::TestPattern;
 use crate::mqtt::{LinkEvent, MqttLink, Publisher};
 use crate::protocol::{
@@ -235,7 +237,7 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
 
 fn make_hub(config: &Config) -> VideoHub {
     let video = config.video.clone();
-    let factory: crate::media::hub::SourceFactory = match video.source {
+    let factory: crate::media::hub::SourceFactory = match video.source.clone() {
         SourceKind::TestPattern => {
             tracing::info!(
                 "video source: test pattern {}x{}@{} (no camera configured)",
@@ -245,6 +247,20 @@ fn make_hub(config: &Config) -> VideoHub {
             );
             let (w, h, fps) = (video.width, video.height, video.fps);
             Box::new(move || Ok(Box::new(TestPattern::new(w, h, fps)) as Box<dyn VideoSource>))
+        }
+        SourceKind::Camera(path) => {
+            tracing::info!("video source: camera {}", path.display());
+            let wanted = Wanted {
+                width: video.width,
+                height: video.height,
+                fps: video.fps,
+                passthrough: false,
+            };
+            Box::new(move || {
+                V4l2Camera::open(&path, wanted)
+                    .map(|camera| Box::new(camera) as Box<dyn VideoSource>)
+                    .map_err(|e| crate::media::SourceError::Device(e.to_string()))
+            })
         }
     };
     VideoHub::new(

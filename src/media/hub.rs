@@ -27,6 +27,10 @@ pub const RTP_PAYLOAD_MTU: usize = 1160;
 /// More would only add latency for a viewer on a slow link.
 const FRAME_BACKLOG: usize = 8;
 
+/// Reopening a failed source: first retry, and the longest wait between retries.
+const REOPEN_FIRST: Duration = Duration::from_secs(1);
+const REOPEN_MAX: Duration = Duration::from_secs(10);
+
 /// 90 kHz, the RTP clock of every video payload format.
 const RTP_VIDEO_CLOCK: u64 = 90_000;
 
@@ -272,14 +276,17 @@ impl VideoHub {
     }
 }
 
+/// Sleeps up to `total`, waking early when asked to stop.
+fn pause(total: Duration, stop: &AtomicBool) {
+    let deadline = Instant::now() + total;
+    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs the source and encoder until told to stop. A source that fails (a camera unplugged)
+/// is reopened with backoff while viewers stay connected; frames resume when it is back.
 fn run_pipeline(inner: &Inner, stop: &AtomicBool) {
-    let mut source = match (inner.make_source)() {
-        Ok(source) => source,
-        Err(e) => {
-            tracing::error!("cannot open the video source: {e}");
-            return;
-        }
-    };
     let mut encoder = match H264Encoder::new(&inner.video) {
         Ok(encoder) => encoder,
         Err(e) => {
@@ -287,23 +294,52 @@ fn run_pipeline(inner: &Inner, stop: &AtomicBool) {
             return;
         }
     };
-    tracing::info!(
-        "video pipeline started: {} → H.264 {} kbit/s",
-        source.describe(),
-        inner.video.bitrate_bps / 1000
-    );
-    lock(&inner.keyframes).reset();
     let mut payloader = H264Payloader::default();
+    let mut backoff = REOPEN_FIRST;
+    while !stop.load(Ordering::Relaxed) {
+        let mut source = match (inner.make_source)() {
+            Ok(source) => source,
+            Err(e) => {
+                tracing::warn!("cannot open the video source: {e}; retrying in {backoff:?}");
+                pause(backoff, stop);
+                backoff = (backoff * 2).min(REOPEN_MAX);
+                continue;
+            }
+        };
+        backoff = REOPEN_FIRST;
+        tracing::info!(
+            "video pipeline started: {} → H.264 {} kbit/s",
+            source.describe(),
+            inner.video.bitrate_bps / 1000
+        );
+        // A (re)started source needs a keyframe before anything else decodes.
+        lock(&inner.keyframes).reset();
+        match encode_frames(inner, stop, source.as_mut(), &mut encoder, &mut payloader) {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!("video source failed: {e}; reopening in {backoff:?}");
+                drop(source);
+                pause(backoff, stop);
+            }
+        }
+    }
+    tracing::info!("video pipeline stopped");
+}
+
+/// Encodes frames from `source` until stopped (`Ok`) or the source fails (`Err`).
+fn encode_frames(
+    inner: &Inner,
+    stop: &AtomicBool,
+    source: &mut dyn VideoSource,
+    encoder: &mut H264Encoder,
+    payloader: &mut H264Payloader,
+) -> Result<(), SourceError> {
     let mut encode_failures = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let frame = match source.next_frame() {
             Ok(frame) => frame,
-            Err(SourceError::Stopped) => break,
-            Err(e) => {
-                tracing::warn!("video source failed: {e}; retrying in 1 s");
-                std::thread::sleep(Duration::from_secs(1));
-                continue;
-            }
+            Err(SourceError::Stopped) => return Ok(()),
+            Err(e) => return Err(e),
         };
         let now = Instant::now();
         let force = lock(&inner.keyframes).decide(now);
@@ -347,7 +383,7 @@ fn run_pipeline(inner: &Inner, stop: &AtomicBool) {
         // No receivers is fine: everyone may have left during the grace period.
         let _ = inner.frames.send(Arc::new(encoded));
     }
-    tracing::info!("video pipeline stopped");
+    Ok(())
 }
 
 /// A viewer's claim on the stream. Dropping it releases the pipeline.

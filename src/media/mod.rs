@@ -1,6 +1,7 @@
 //! Media: sources of raw frames, the H.264 encoder, and the hub that encodes once and hands
 //! every encoded frame to every viewer.
 
+pub mod camera;
 pub mod convert;
 pub mod encoder;
 pub mod hub;

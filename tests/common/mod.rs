@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod fakecam;
+
 use campeer::config::{Config, FileConfig, Overrides};
 use campeer::device::DeviceHandle;
 use openh264::formats::YUVSource;
@@ -311,6 +313,8 @@ pub struct DecodedFrame {
     pub height: usize,
     /// The capture time read from the timestamp squares.
     pub capture_ms: u64,
+    /// Mean (Y, U, V) of each cell of an 8x6 grid over the picture, row by row.
+    pub grid: Vec<(u8, u8, u8)>,
     pub decoded_at: Instant,
 }
 
@@ -456,6 +460,7 @@ async fn receive_video(track: Arc<dyn TrackRemote>, state: Arc<Mutex<ViewerState
                     width,
                     height,
                     capture_ms,
+                    grid: grid_means(&yuv, width, height),
                     decoded_at: Instant::now(),
                 })
             }
@@ -470,6 +475,36 @@ async fn receive_video(track: Arc<dyn TrackRemote>, state: Arc<Mutex<ViewerState
             state.lock().unwrap().frames.push(frame);
         }
     }
+}
+
+/// Mean Y, U and V over each cell of an 8x6 grid (the colour bars are 8 wide).
+fn grid_means(yuv: &impl YUVSource, width: usize, height: usize) -> Vec<(u8, u8, u8)> {
+    let (ys, us, _) = yuv.strides();
+    let mut cells = Vec::with_capacity(48);
+    for gy in 0..6 {
+        for gx in 0..8 {
+            let (x0, x1) = (gx * width / 8 + 4, (gx + 1) * width / 8 - 4);
+            let (y0, y1) = (gy * height / 6 + 4, (gy + 1) * height / 6 - 4);
+            let (mut sy, mut su, mut sv, mut n, mut nc) = (0u64, 0u64, 0u64, 0u64, 0u64);
+            for y in y0..y1 {
+                for x in x0..x1 {
+                    sy += u64::from(yuv.y()[y * ys + x]);
+                    n += 1;
+                    if x % 2 == 0 && y % 2 == 0 {
+                        su += u64::from(yuv.u()[(y / 2) * us + x / 2]);
+                        sv += u64::from(yuv.v()[(y / 2) * us + x / 2]);
+                        nc += 1;
+                    }
+                }
+            }
+            cells.push((
+                (sy / n.max(1)) as u8,
+                (su / nc.max(1)) as u8,
+                (sv / nc.max(1)) as u8,
+            ));
+        }
+    }
+    cells
 }
 
 /// Reads the test pattern's timestamp as the README specifies it, independently of the

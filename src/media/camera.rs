@@ -1,0 +1,212 @@
+//! V4L2 capture (v4l crate): open a camera, negotiate its mode, stream with MMAP buffers, and
+//! hand the encoder I420 frames, newest first.
+
+use super::convert::{self, PixelFormat};
+use super::negotiate::{self, CameraFormat, Choice, OfferedMode, Wanted};
+use super::{I420Frame, SourceError, VideoSource};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+use v4l::buffer::Type;
+use v4l::frameinterval::FrameIntervalEnum;
+use v4l::framesize::FrameSizeEnum;
+use v4l::io::traits::CaptureStream;
+use v4l::video::Capture;
+use v4l::{Device, FourCC};
+
+/// Buffers the driver cycles through. Enough to never starve the driver, few enough that a
+/// backlog (if the encoder falls behind) stays short; the newest frame is taken anyway.
+const BUFFERS: u32 = 4;
+/// A camera that delivers nothing for this long is treated as failed.
+const FRAME_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+pub enum CameraError {
+    #[error("cannot open {path}: {source}")]
+    Open {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a video capture device with streaming I/O")]
+    NotCapture { path: String },
+    #[error("{path}: {source}")]
+    Negotiate {
+        path: String,
+        source: negotiate::NegotiateError,
+    },
+    #[error("{path}: {what}: {source}")]
+    Io {
+        path: String,
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("{path}: H.264 passthrough is not supported yet")]
+    Passthrough { path: String },
+}
+
+/// Every mode the device offers, in campeer's terms. Unknown formats are skipped.
+pub fn offered_modes(device: &Device) -> std::io::Result<Vec<OfferedMode>> {
+    let mut modes = Vec::new();
+    for description in device.enum_formats()? {
+        let Some(format) = CameraFormat::from_fourcc(description.fourcc.repr) else {
+            continue;
+        };
+        for size in device.enum_framesizes(description.fourcc)? {
+            let sizes = match size.size {
+                FrameSizeEnum::Discrete(d) => vec![(d.width, d.height)],
+                // A range: its largest and smallest sizes stand for it.
+                FrameSizeEnum::Stepwise(s) => {
+                    vec![(s.max_width, s.max_height), (s.min_width, s.min_height)]
+                }
+            };
+            for (width, height) in sizes {
+                let rates = device
+                    .enum_frameintervals(description.fourcc, width, height)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|interval| match interval.interval {
+                        FrameIntervalEnum::Discrete(f) if f.numerator > 0 => {
+                            Some(f64::from(f.denominator) / f64::from(f.numerator))
+                        }
+                        FrameIntervalEnum::Stepwise(s) if s.min.numerator > 0 => {
+                            Some(f64::from(s.min.denominator) / f64::from(s.min.numerator))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                modes.push(OfferedMode {
+                    format,
+                    width,
+                    height,
+                    rates,
+                });
+            }
+        }
+    }
+    Ok(modes)
+}
+
+pub struct V4l2Camera {
+    path: PathBuf,
+    choice: Choice,
+    pixel_format: PixelFormat,
+    stride: usize,
+    device: Device,
+    stream: v4l::io::mmap::Stream<'static>,
+}
+
+impl V4l2Camera {
+    pub fn open(path: &Path, wanted: Wanted) -> Result<Self, CameraError> {
+        let name = path.display().to_string();
+        let io = |what: &'static str| {
+            let path = name.clone();
+            move |source| CameraError::Io { path, what, source }
+        };
+        let device = Device::with_path(path).map_err(|source| CameraError::Open {
+            path: name.clone(),
+            source,
+        })?;
+        let caps = device.query_caps().map_err(io("query capabilities"))?;
+        let needed = v4l::capability::Flags::VIDEO_CAPTURE | v4l::capability::Flags::STREAMING;
+        if !caps.capabilities.contains(needed) {
+            return Err(CameraError::NotCapture { path: name });
+        }
+        let offered = offered_modes(&device).map_err(io("list formats"))?;
+        let choice =
+            negotiate::choose(&offered, wanted).map_err(|source| CameraError::Negotiate {
+                path: name.clone(),
+                source,
+            })?;
+        let CameraFormat::Raw(pixel_format) = choice.format else {
+            return Err(CameraError::Passthrough { path: name });
+        };
+        let request = v4l::Format::new(
+            choice.width,
+            choice.height,
+            FourCC::new(&choice.format.fourcc()),
+        );
+        let format = device.set_format(&request).map_err(io("set the format"))?;
+        if format.width != choice.width
+            || format.height != choice.height
+            || format.fourcc != request.fourcc
+        {
+            return Err(CameraError::Io {
+                path: name,
+                what: "set the format",
+                source: std::io::Error::other(format!(
+                    "the driver answered {}x{} {} instead",
+                    format.width, format.height, format.fourcc
+                )),
+            });
+        }
+        let fps = choice.fps.round().max(1.0) as u32;
+        if let Err(e) = device.set_params(&v4l::video::capture::Parameters::with_fps(fps)) {
+            tracing::warn!("{name}: cannot set {fps} fps ({e}); using the driver's rate");
+        }
+        let mut stream = v4l::io::mmap::Stream::with_buffers(&device, Type::VideoCapture, BUFFERS)
+            .map_err(io("map capture buffers"))?;
+        stream.set_timeout(FRAME_TIMEOUT);
+        tracing::info!(
+            "camera {name} ({}, {}): {}",
+            caps.card,
+            caps.driver,
+            choice.reason
+        );
+        Ok(Self {
+            path: path.to_owned(),
+            stride: format.stride as usize,
+            pixel_format,
+            choice,
+            device,
+            stream,
+        })
+    }
+
+    pub fn choice(&self) -> &Choice {
+        &self.choice
+    }
+}
+
+/// Whether the driver already holds another filled buffer.
+fn newer_frame_waiting(device: &Device) -> bool {
+    device
+        .handle()
+        .poll(libc::POLLIN, 0)
+        .is_ok_and(|ready| ready > 0)
+}
+
+impl VideoSource for V4l2Camera {
+    fn next_frame(&mut self) -> Result<I420Frame, SourceError> {
+        let (pixel_format, stride) = (self.pixel_format, self.stride);
+        let (width, height) = (self.choice.width as usize, self.choice.height as usize);
+        let name = self.path.display().to_string();
+        let mut skipped = 0;
+        loop {
+            let (data, meta) = self
+                .stream
+                .next()
+                .map_err(|e| SourceError::Device(format!("{name}: {e}")))?;
+            // Newest frame wins: if the encoder fell behind, skip what queued up meanwhile.
+            if skipped < BUFFERS && newer_frame_waiting(&self.device) {
+                skipped += 1;
+                continue;
+            }
+            let used = (meta.bytesused as usize).min(data.len());
+            let mut frame = I420Frame::new(width, height);
+            frame.captured_at = Instant::now();
+            frame.capture_unix_ms = super::pattern::unix_millis(SystemTime::now());
+            convert::to_i420(pixel_format, &data[..used], stride, &mut frame)
+                .map_err(|e| SourceError::Device(format!("{name}: {e}")))?;
+            return Ok(frame);
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "camera {} {}x{}@{:.0}",
+            self.path.display(),
+            self.choice.width,
+            self.choice.height,
+            self.choice.fps
+        )
+    }
+}
