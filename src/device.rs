@@ -5,7 +5,7 @@
 use crate::config::{Config, SourceKind};
 use crate::media::VideoSource;
 use crate::media::camera::V4l2Camera;
-use crate::media::hub::{HubStats, VideoHub};
+use crate::media::hub::{HubStats, SourceState, VideoHub};
 use crate::media::negotiate::Wanted;
 use crate::media::pattern::TestPattern;
 use crate::mqtt::{LinkEvent, MqttLink, Publisher};
@@ -206,7 +206,10 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
             width: config.video.width,
             height: config.video.height,
             fps: config.video.fps,
+            state: None,
+            error: None,
         },
+        source_state: hub.source_state(),
         max_viewers: config.sessions.max_viewers,
         sessions: HashMap::new(),
         early: EarlyCandidates::new(64, 32, config.sessions.timeout),
@@ -274,6 +277,7 @@ fn make_hub(config: &Config) -> VideoHub {
 struct Device {
     publisher: Publisher,
     video: VideoDescription,
+    source_state: tokio::sync::watch::Receiver<SourceState>,
     max_viewers: usize,
     sessions: HashMap<Segment, SessionHandle>,
     early: EarlyCandidates,
@@ -310,6 +314,7 @@ impl Device {
                     }
                 },
                 Some(done) = ended.recv() => self.on_session_ended(done),
+                Ok(()) = self.source_state.changed() => self.publish_status(),
                 _ = housekeeping.tick() => self.early.expire(Instant::now()),
             }
         }
@@ -437,7 +442,13 @@ impl Device {
 
     fn publish_status(&self) {
         self.viewers.store(self.sessions.len(), Ordering::Relaxed);
-        let status = Status::online(self.video.clone(), None, self.sessions.len());
+        let mut video = self.video.clone();
+        let source = self.source_state.borrow().clone();
+        video.state = Some(source.name().to_owned());
+        if let SourceState::Failed(reason) = source {
+            video.error = Some(reason);
+        }
+        let status = Status::online(video, None, self.sessions.len());
         if let Err(e) = self.publisher.status(status.to_json()) {
             tracing::warn!("could not publish the status: {e}");
         }

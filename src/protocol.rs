@@ -354,6 +354,12 @@ pub struct VideoDescription {
     pub width: u32,
     pub height: u32,
     pub fps: u32,
+    /// What the source is doing: idle, starting, live or failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Why the source failed, while it is failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -588,6 +594,8 @@ mod tests {
                 width: 640,
                 height: 480,
                 fps: 30,
+                state: None,
+                error: None,
             },
             None,
             0,

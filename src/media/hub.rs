@@ -48,6 +48,29 @@ pub struct EncodedFrame {
     pub encoded_bytes: usize,
 }
 
+/// What the video source is doing, for the status topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceState {
+    /// Nobody watches; the source is closed.
+    Idle,
+    /// Opening the source, or waiting for its first frame.
+    Starting,
+    Live,
+    /// The source failed (a camera unplugged, say); campeer keeps retrying.
+    Failed(String),
+}
+
+impl SourceState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            SourceState::Idle => "idle",
+            SourceState::Starting => "starting",
+            SourceState::Live => "live",
+            SourceState::Failed(_) => "failed",
+        }
+    }
+}
+
 /// Creates a source each time the pipeline starts.
 pub type SourceFactory = Box<dyn Fn() -> Result<Box<dyn VideoSource>, SourceError> + Send + Sync>;
 
@@ -113,6 +136,17 @@ struct Inner {
     epoch: Instant,
     next_sequence: AtomicU64,
     make_source: SourceFactory,
+    source_state: tokio::sync::watch::Sender<SourceState>,
+}
+
+impl Inner {
+    fn set_source_state(&self, state: SourceState) {
+        self.source_state.send_if_modified(|current| {
+            let changed = *current != state;
+            *current = state;
+            changed
+        });
+    }
 }
 
 /// Cheap to clone; all clones are the same hub.
@@ -149,12 +183,18 @@ impl VideoHub {
                 epoch: Instant::now(),
                 next_sequence: AtomicU64::new(0),
                 make_source,
+                source_state: tokio::sync::watch::channel(SourceState::Idle).0,
             }),
         }
     }
 
     pub fn video(&self) -> &VideoConfig {
         &self.inner.video
+    }
+
+    /// Follows what the source is doing.
+    pub fn source_state(&self) -> tokio::sync::watch::Receiver<SourceState> {
+        self.inner.source_state.subscribe()
     }
 
     /// Starts watching: the pipeline runs while at least one subscription lives. The first
@@ -296,10 +336,12 @@ fn run_pipeline(inner: &Inner, stop: &AtomicBool) {
     };
     let mut payloader = H264Payloader::default();
     let mut backoff = REOPEN_FIRST;
+    inner.set_source_state(SourceState::Starting);
     while !stop.load(Ordering::Relaxed) {
         let mut source = match (inner.make_source)() {
             Ok(source) => source,
             Err(e) => {
+                inner.set_source_state(SourceState::Failed(e.to_string()));
                 tracing::warn!("cannot open the video source: {e}; retrying in {backoff:?}");
                 pause(backoff, stop);
                 backoff = (backoff * 2).min(REOPEN_MAX);
@@ -317,12 +359,14 @@ fn run_pipeline(inner: &Inner, stop: &AtomicBool) {
         match encode_frames(inner, stop, source.as_mut(), &mut encoder, &mut payloader) {
             Ok(()) => break,
             Err(e) => {
+                inner.set_source_state(SourceState::Failed(e.to_string()));
                 tracing::warn!("video source failed: {e}; reopening in {backoff:?}");
                 drop(source);
                 pause(backoff, stop);
             }
         }
     }
+    inner.set_source_state(SourceState::Idle);
     tracing::info!("video pipeline stopped");
 }
 
@@ -382,6 +426,7 @@ fn encode_frames(
         };
         // No receivers is fine: everyone may have left during the grace period.
         let _ = inner.frames.send(Arc::new(encoded));
+        inner.set_source_state(SourceState::Live);
     }
     Ok(())
 }

@@ -148,13 +148,16 @@ impl FakeCamera {
         self.dir.path().join("video0")
     }
 
-    /// Unplugs (every ioctl fails with ENODEV) or replugs the camera.
+    /// Unplugs (every ioctl fails with ENODEV) or replugs the camera. A replugged camera is a
+    /// fresh device, as after a real USB reconnect: no buffers, not streaming.
     pub fn set_unplugged(&self, unplugged: bool) {
         let mut state = self.shared.state.lock().unwrap();
         state.unplugged = unplugged;
-        if unplugged {
-            state.streaming = false;
-            state.queued.clear();
+        state.streaming = false;
+        state.queued.clear();
+        if !unplugged {
+            state.buffers.clear();
+            state.next_due = None;
         }
         self.shared.ready.notify_all();
         wake(&self.shared, &mut state);
