@@ -168,8 +168,9 @@ pub struct Overrides {
     /// Device id, one topic segment. Default: the host name.
     #[arg(long, env = "CAMPEER_DEVICE_ID", value_name = "ID")]
     pub device_id: Option<String>,
-    /// Video source: "test" (a moving test pattern with a machine-readable timestamp) or a
-    /// V4L2 camera's device path such as /dev/video0.
+    /// Video source: "auto" (the first camera found, else the test pattern), "test" (a moving
+    /// test pattern with a machine-readable timestamp) or a camera's device path such as
+    /// /dev/video0. Default: auto.
     #[arg(long, env = "CAMPEER_SOURCE", value_name = "SOURCE")]
     pub source: Option<String>,
     /// Frame width in pixels (even). Default: 640.
@@ -292,6 +293,8 @@ pub struct MqttConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceKind {
+    /// The first camera found at start, else the test pattern.
+    Auto,
     TestPattern,
     /// A V4L2 capture device.
     Camera(std::path::PathBuf),
@@ -430,16 +433,17 @@ impl Config {
             .source
             .or(file.video.source)
             .as_deref()
-            .unwrap_or("test")
+            .unwrap_or("auto")
         {
+            "auto" => SourceKind::Auto,
             "test" => SourceKind::TestPattern,
             path if path.starts_with('/') => SourceKind::Camera(path.into()),
             other => {
                 return Err(invalid(
                     "video.source",
                     format!(
-                        "unknown source {other:?}: use \"test\" or a camera's device path \
-                         such as /dev/video0"
+                        "unknown source {other:?}: use \"auto\", \"test\" or a camera's \
+                         device path such as /dev/video0"
                     ),
                 ));
             }
@@ -717,6 +721,7 @@ mod tests {
         assert_eq!(config.video.height, 480);
         assert_eq!(config.video.fps, 30);
         assert_eq!(config.video.bitrate_bps, 1_500_000);
+        assert_eq!(config.video.source, SourceKind::Auto);
         assert_eq!(config.video.keyframe_interval, Some(Duration::from_secs(2)));
         assert_eq!(config.sessions.max_viewers, 4);
         assert_eq!(config.mqtt.prefix.to_string(), "campeer");
@@ -825,6 +830,22 @@ mod tests {
             let err = resolve(text, Overrides::default()).expect_err(text);
             assert_eq!(key_of(err), key, "{text}");
         }
+    }
+
+    #[test]
+    fn sources_parse() {
+        let source = |text: &str| {
+            resolve(&format!("[video]\nsource = {text:?}"), Overrides::default())
+                .unwrap()
+                .video
+                .source
+        };
+        assert_eq!(source("test"), SourceKind::TestPattern);
+        assert_eq!(source("auto"), SourceKind::Auto);
+        assert_eq!(
+            source("/dev/video2"),
+            SourceKind::Camera("/dev/video2".into())
+        );
     }
 
     #[test]

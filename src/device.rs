@@ -240,10 +240,23 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
 
 fn make_hub(config: &Config) -> VideoHub {
     let video = config.video.clone();
-    let factory: crate::media::hub::SourceFactory = match video.source.clone() {
-        SourceKind::TestPattern => {
+    let source = match video.source.clone() {
+        SourceKind::Auto => match crate::media::camera::first_capture_device() {
+            Some(path) => {
+                tracing::info!("found camera {}", path.display());
+                SourceKind::Camera(path)
+            }
+            None => {
+                tracing::info!("no camera found: streaming the test pattern instead");
+                SourceKind::TestPattern
+            }
+        },
+        other => other,
+    };
+    let factory: crate::media::hub::SourceFactory = match source {
+        SourceKind::Auto | SourceKind::TestPattern => {
             tracing::info!(
-                "video source: test pattern {}x{}@{} (no camera configured)",
+                "video source: test pattern {}x{}@{}",
                 video.width,
                 video.height,
                 video.fps

@@ -20,11 +20,28 @@ struct Cli {
     log: String,
     #[command(flatten)]
     overrides: Overrides,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// List cameras with their formats, sizes and frame rates, then exit.
+    Devices {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Devices to describe (default: every /dev/video*).
+        paths: Vec<PathBuf>,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Command::Devices { json, paths }) = &cli.command {
+        return list_devices(*json, paths);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&cli.log)
@@ -44,6 +61,25 @@ async fn main() -> anyhow::Result<()> {
     };
     tracing::info!("received {signal}");
     device.shutdown().await;
+    Ok(())
+}
+
+fn list_devices(json: bool, paths: &[PathBuf]) -> anyhow::Result<()> {
+    use campeer::media::camera;
+    let paths = if paths.is_empty() {
+        camera::device_paths()
+    } else {
+        paths.to_vec()
+    };
+    let cameras: Vec<_> = paths.iter().map(|p| camera::describe_device(p)).collect();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "cameras": cameras }))?
+        );
+    } else {
+        print!("{}", camera::format_devices(&cameras));
+    }
     Ok(())
 }
 

@@ -36,6 +36,8 @@ async fn retained_status_and_last_will_work_on_the_embedded_broker() {
         &url,
         "--device-id",
         "other",
+        "--source",
+        "test",
         "--ice-loopback-only",
         "--http-listen",
         &http,

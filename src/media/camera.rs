@@ -210,3 +210,187 @@ impl VideoSource for V4l2Camera {
         )
     }
 }
+
+/// One camera as `campeer devices` reports it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CameraInfo {
+    pub path: String,
+    pub driver: String,
+    pub card: String,
+    pub bus: String,
+    pub capture: bool,
+    pub formats: Vec<FormatInfo>,
+    /// Why the device could not be read, if it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FormatInfo {
+    pub fourcc: String,
+    pub description: String,
+    /// Whether campeer can use it.
+    pub supported: bool,
+    pub sizes: Vec<SizeInfo>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SizeInfo {
+    pub width: u32,
+    pub height: u32,
+    pub fps: Vec<f64>,
+}
+
+/// The video devices under /dev, in number order.
+pub fn device_paths() -> Vec<PathBuf> {
+    let mut paths: Vec<(u32, PathBuf)> = std::fs::read_dir("/dev")
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|entry| {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    let number = name.strip_prefix("video")?.parse().ok()?;
+                    Some((number, entry.path()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    paths.sort();
+    paths.into_iter().map(|(_, path)| path).collect()
+}
+
+/// The first device that can capture video, for a camera not named in the configuration.
+pub fn first_capture_device() -> Option<PathBuf> {
+    device_paths()
+        .into_iter()
+        .find(|path| describe_device(path).capture)
+}
+
+/// Everything a device offers, the way `v4l2-ctl --list-formats-ext` shows it.
+pub fn describe_device(path: &Path) -> CameraInfo {
+    let mut info = CameraInfo {
+        path: path.display().to_string(),
+        driver: String::new(),
+        card: String::new(),
+        bus: String::new(),
+        capture: false,
+        formats: Vec::new(),
+        error: None,
+    };
+    let device = match Device::with_path(path) {
+        Ok(device) => device,
+        Err(e) => {
+            info.error = Some(e.to_string());
+            return info;
+        }
+    };
+    match device.query_caps() {
+        Ok(caps) => {
+            info.driver = caps.driver;
+            info.card = caps.card;
+            info.bus = caps.bus;
+            info.capture = caps.capabilities.contains(
+                v4l::capability::Flags::VIDEO_CAPTURE | v4l::capability::Flags::STREAMING,
+            );
+        }
+        Err(e) => {
+            info.error = Some(e.to_string());
+            return info;
+        }
+    }
+    if !info.capture {
+        return info;
+    }
+    let formats = match device.enum_formats() {
+        Ok(formats) => formats,
+        Err(e) => {
+            info.error = Some(e.to_string());
+            return info;
+        }
+    };
+    for description in formats {
+        let fourcc = description.fourcc;
+        let mut sizes = Vec::new();
+        for size in device.enum_framesizes(fourcc).unwrap_or_default() {
+            let dims = match size.size {
+                FrameSizeEnum::Discrete(d) => vec![(d.width, d.height)],
+                FrameSizeEnum::Stepwise(s) => {
+                    vec![(s.min_width, s.min_height), (s.max_width, s.max_height)]
+                }
+            };
+            for (width, height) in dims {
+                let fps = device
+                    .enum_frameintervals(fourcc, width, height)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|i| match i.interval {
+                        FrameIntervalEnum::Discrete(f) if f.numerator > 0 => {
+                            Some(f64::from(f.denominator) / f64::from(f.numerator))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                sizes.push(SizeInfo { width, height, fps });
+            }
+        }
+        info.formats.push(FormatInfo {
+            fourcc: String::from_utf8_lossy(&fourcc.repr).into_owned(),
+            description: description.description,
+            supported: CameraFormat::from_fourcc(fourcc.repr).is_some(),
+            sizes,
+        });
+    }
+    info
+}
+
+/// A readable table of cameras.
+pub fn format_devices(cameras: &[CameraInfo]) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    if cameras.is_empty() {
+        out.push_str("No video devices found (campeer streams its test pattern without one).\n");
+    }
+    for camera in cameras {
+        let _ = writeln!(out, "{}", camera.path);
+        if let Some(error) = &camera.error {
+            let _ = writeln!(out, "  cannot read it: {error}");
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "  {} (driver {}, bus {}){}",
+            camera.card,
+            camera.driver,
+            camera.bus,
+            if camera.capture {
+                ""
+            } else {
+                ": not a capture device"
+            }
+        );
+        for format in &camera.formats {
+            let _ = writeln!(
+                out,
+                "  {} {}{}",
+                format.fourcc,
+                format.description,
+                if format.supported {
+                    ""
+                } else {
+                    " (not usable by campeer)"
+                }
+            );
+            for size in &format.sizes {
+                let rates: Vec<String> = size.fps.iter().map(|f| format!("{f:.0}")).collect();
+                let _ = writeln!(
+                    out,
+                    "    {}x{} @ {} fps",
+                    size.width,
+                    size.height,
+                    rates.join(", ")
+                );
+            }
+        }
+    }
+    out
+}

@@ -105,6 +105,8 @@ async fn main() {
         &url,
         "--device-id",
         "bench",
+        "--source",
+        "test",
         "--ice-loopback-only",
         "--idle-grace",
         "0",

@@ -162,6 +162,7 @@ pub fn overrides(broker: &Broker, device: &str) -> Overrides {
     Overrides {
         broker: Some(broker.url()),
         device_id: Some(device.to_owned()),
+        source: Some("test".into()),
         ice_loopback_only: true,
         http_listen: Some(format!("127.0.0.1:{}", free_port())),
         ..Default::default()
@@ -972,6 +973,7 @@ async fn recvonly_video_offer(peer: &Arc<dyn PeerConnection>) -> RTCSessionDescr
 pub fn zero_config_overrides(device: &str) -> Overrides {
     Overrides {
         device_id: Some(device.to_owned()),
+        source: Some("test".into()),
         ice_loopback_only: true,
         http_listen: Some(format!("127.0.0.1:{}", free_port())),
         embedded_broker_listen: Some(format!("127.0.0.1:{}", free_port())),
@@ -1094,6 +1096,8 @@ pub fn zero_config_args(device: &str) -> (Vec<String>, u16) {
     let args = [
         "--device-id",
         device,
+        "--source",
+        "test",
         "--ice-loopback-only",
         "--http-listen",
         &format!("127.0.0.1:{http}"),
