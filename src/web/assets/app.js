@@ -81,9 +81,9 @@ function connectBroker() {
   });
 }
 
-function publish(device, message) {
+function publish(device, message, qos = 1) {
   if (!client?.connected) return;
-  client.publish(`${config.prefix}/${device}/in/${sessionId}`, JSON.stringify(message), { qos: 1 });
+  client.publish(`${config.prefix}/${device}/in/${sessionId}`, JSON.stringify(message), { qos });
 }
 
 function onMessage(topic, payload) {
@@ -345,9 +345,11 @@ async function main() {
     sessionStorage.setItem("campeer-password", $("login-password").value);
     connectBroker();
   });
+  // Closing the tab hangs up. QoS 0 goes on the socket at once; waiting for an
+  // acknowledgement (or ending the client) could lose it while the page unloads.
   addEventListener("pagehide", () => {
-    stopWatching(true);
-    client?.end();
+    if (watching) publish(watching.device, { type: "hangup" }, 0);
+    stopWatching(false);
   });
   setInterval(updateStats, 1000);
   scheduleFrame();
