@@ -37,6 +37,14 @@ fn help_lists_every_flag() {
         "--ice-server",
         "--ice-interface",
         "--ice-loopback-only",
+        "--http-listen",
+        "--public",
+        "--broker-ws-url",
+        "--embedded-broker-listen",
+        "--embedded-broker-ws-listen",
+        "--embedded-broker-username",
+        "--embedded-broker-password",
+        "devices",
         "CAMPEER_BROKER",
     ] {
         assert!(
