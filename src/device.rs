@@ -458,8 +458,10 @@ impl Device {
         let mut video = self.video.clone();
         let source = self.source_state.borrow().clone();
         video.state = Some(source.name().to_owned());
-        if let SourceState::Failed(reason) = source {
-            video.error = Some(reason);
+        match source {
+            SourceState::Failed(reason) => video.error = Some(reason),
+            SourceState::Live { width, height } => (video.width, video.height) = (width, height),
+            SourceState::Idle | SourceState::Starting => {}
         }
         let status = Status::online(video, None, self.sessions.len());
         if let Err(e) = self.publisher.status(status.to_json()) {

@@ -55,7 +55,8 @@ pub enum SourceState {
     Idle,
     /// Opening the source, or waiting for its first frame.
     Starting,
-    Live,
+    /// Frames flowing, at this size (a camera may not offer the configured one).
+    Live { width: u32, height: u32 },
     /// The source failed (a camera unplugged, say); campeer keeps retrying.
     Failed(String),
 }
@@ -65,7 +66,7 @@ impl SourceState {
         match self {
             SourceState::Idle => "idle",
             SourceState::Starting => "starting",
-            SourceState::Live => "live",
+            SourceState::Live { .. } => "live",
             SourceState::Failed(_) => "failed",
         }
     }
@@ -426,7 +427,10 @@ fn encode_frames(
         };
         // No receivers is fine: everyone may have left during the grace period.
         let _ = inner.frames.send(Arc::new(encoded));
-        inner.set_source_state(SourceState::Live);
+        inner.set_source_state(SourceState::Live {
+            width: frame.width() as u32,
+            height: frame.height() as u32,
+        });
     }
     Ok(())
 }

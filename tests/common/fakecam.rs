@@ -15,7 +15,7 @@ use fuser::{
 use std::collections::VecDeque;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 const fn ioc(dir: u32, nr: u32, size: u32) -> u32 {
@@ -74,7 +74,6 @@ struct State {
 struct Shared {
     spec: CameraSpec,
     state: Mutex<State>,
-    ready: Condvar,
     notifier: Mutex<Option<fuser::Notifier>>,
 }
 
@@ -119,7 +118,6 @@ impl FakeCamera {
                 poll_waiters: Vec::new(),
                 unplugged: false,
             }),
-            ready: Condvar::new(),
             notifier: Mutex::new(None),
         });
         {
@@ -159,7 +157,6 @@ impl FakeCamera {
             state.buffers.clear();
             state.next_due = None;
         }
-        self.shared.ready.notify_all();
         wake(&self.shared, &mut state);
     }
 
@@ -231,9 +228,10 @@ fn put_str(buf: &mut [u8], at: usize, len: usize, text: &str) {
 }
 
 impl FakeCamFs {
+    /// Fixed and large enough for 8 buffers of any mode: the kernel caches the size from
+    /// lookup, and mapping past it would read nothing.
     fn video_size(&self) -> u64 {
-        let state = self.0.state.lock().unwrap();
-        (self.0.buffer_len(&state) * 8) as u64
+        8 * 16 * 1024 * 1024
     }
 
     fn sizes_of(&self, fourcc: u32) -> Option<&Vec<(u32, u32)>> {
@@ -378,25 +376,15 @@ impl FakeCamFs {
                 }
                 state.queued.push_back(index);
                 self.fill_buffer_info(&state, out, index, 0x1 | 0x2);
-                shared.ready.notify_all();
                 wake(shared, &mut state);
             }
             DQBUF => {
-                let index = loop {
-                    if state.unplugged {
-                        return Err(Errno::from_i32(libc::ENODEV));
-                    }
-                    if state.streaming
-                        && let Some(index) = state.queued.pop_front()
-                    {
-                        break index;
-                    }
-                    let (next, _) = shared
-                        .ready
-                        .wait_timeout(state, Duration::from_millis(200))
-                        .unwrap();
-                    state = next;
-                };
+                // The v4l crate opens the device non-blocking and polls first, as a real
+                // driver expects: with nothing to dequeue, say so at once.
+                if !state.streaming {
+                    return Err(Errno::EINVAL);
+                }
+                let index = state.queued.pop_front().ok_or(Errno::EAGAIN)?;
                 // Pace like a real camera.
                 let period = Duration::from_secs(1) / shared.spec.fps;
                 let due = state.next_due.unwrap_or_else(Instant::now);
@@ -437,7 +425,6 @@ impl FakeCamFs {
             }
             STREAMON => {
                 state.streaming = true;
-                shared.ready.notify_all();
                 wake(shared, &mut state);
             }
             STREAMOFF => {
