@@ -56,7 +56,25 @@ function connectBroker() {
   });
   client = c;
   let failure = "";
+  let retrying = false;
+  // One retry per client, whichever reports the failure first: "close", an error, or no
+  // connection by the time the connect timeout has passed (a refused WebSocket does not
+  // always end in "close").
+  const retry = () => {
+    if (client !== c || retrying) return;
+    retrying = true;
+    stats.brokerConnected = false;
+    const delay = Math.min(30, 0.5 * 2 ** brokerAttempt++);
+    $("broker-state").textContent =
+      `Cannot reach the MQTT broker at ${url}${failure ? ` (${failure})` : ""}. ` +
+      `Retrying in ${delay < 1 ? delay.toFixed(1) : Math.round(delay)} s.`;
+    if (!watching) say("The broker is unreachable, so no device can be reached right now.");
+    c.end(true);
+    reconnectTimer = setTimeout(connectBroker, delay * 1000);
+  };
+  const watchdog = setTimeout(() => { if (!c.connected) retry(); }, 6000);
   c.on("connect", () => {
+    clearTimeout(watchdog);
     brokerAttempt = 0;
     stats.brokerConnected = true;
     $("broker-state").textContent = `connected to ${url}`;
@@ -67,18 +85,9 @@ function connectBroker() {
   c.on("error", (err) => {
     failure = err.message;
     if (err.code === 4 || err.code === 5) $("login").hidden = false;
+    if (!c.connected) retry();
   });
-  c.on("close", () => {
-    if (client !== c) return;
-    stats.brokerConnected = false;
-    const delay = Math.min(30, 0.5 * 2 ** brokerAttempt++);
-    $("broker-state").textContent =
-      `Cannot reach the MQTT broker at ${url}${failure ? ` (${failure})` : ""}. ` +
-      `Retrying in ${delay < 1 ? delay.toFixed(1) : Math.round(delay)} s.`;
-    if (!watching) say("The broker is unreachable, so no device can be reached right now.");
-    c.end(true);
-    reconnectTimer = setTimeout(connectBroker, delay * 1000);
-  });
+  c.on("close", retry);
 }
 
 function publish(device, message, qos = 1) {
@@ -98,15 +107,19 @@ function onMessage(topic, payload) {
   }
 }
 
+// Devices whose video this browser cannot play: not offered again automatically.
+const unplayable = new Set();
+
 function onStatus(device, status) {
-  const before = devices.get(device);
   devices.set(device, status);
   renderDevices();
   const online = status.state === "online";
   if (watching?.device === device && !online) {
     stopWatching(false);
     say(`${device} went offline. Playback resumes when it is back.`);
-  } else if (wanted === device && online && !watching && before?.state !== "online") {
+  } else if (wanted === device && online && !watching && !unplayable.has(device)) {
+    // Also after the device restarted, after a broker outage, or when a busy device frees a
+    // place: every status update is a chance to play again.
     watch(device);
   } else if (wanted === device && !online && !watching) {
     say(`${device} is offline.`);
@@ -133,7 +146,12 @@ function renderDevices() {
     button.querySelector(".badge").textContent = online ? "online" : "offline";
     button.querySelector("b").textContent = id;
     button.querySelector("small").textContent = details;
-    button.addEventListener("click", () => { wanted = id; renderDevices(); watch(id); });
+    button.addEventListener("click", () => {
+      wanted = id;
+      unplayable.delete(id);
+      renderDevices();
+      watch(id);
+    });
     const item = document.createElement("li");
     item.append(button);
     list.append(item);
@@ -206,12 +224,13 @@ async function onDeviceMessage(session, message) {
       else session.early.push(message.candidate);
     } else if (message.type === "hangup") {
       stopWatching(false);
-      say(`${device} ended the session. Pick it again to reconnect.`);
+      say(`${device} ended the session.`);
     } else if (message.type === "error") {
       stopWatching(false);
       stats.state = message.code;
+      if (message.code === "unsupported") unplayable.add(device);
       const reasons = {
-        busy: `${device} is busy: it is already serving as many viewers as it can. Try again later.`,
+        busy: `${device} is busy: it is already serving as many viewers as it can. Playback starts when a place frees up.`,
         unsupported: `${device} cannot send video this browser can play (it sends H.264). ${message.message}`,
       };
       say(reasons[message.code] ?? `${device} refused the session: ${message.message}`);
