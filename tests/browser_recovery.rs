@@ -35,6 +35,8 @@ async fn page_recovers_after_a_restart() {
             .await,
         "the page still claims to play after campeer stopped"
     );
+    // Down long enough that the page's first reconnection attempts fail.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let _daemon = DaemonProcess::spawn(&args);
     assert!(
         browser
