@@ -43,6 +43,38 @@ pub enum CameraError {
     Passthrough { path: String },
 }
 
+/// The sizes a device offers in `fourcc`, each with its frame rates. A stepwise range is
+/// represented by its largest and smallest sizes.
+fn sizes_and_rates(device: &Device, fourcc: FourCC) -> Vec<(u32, u32, Vec<f64>)> {
+    let mut out = Vec::new();
+    for size in device.enum_framesizes(fourcc).unwrap_or_default() {
+        let sizes = match size.size {
+            FrameSizeEnum::Discrete(d) => vec![(d.width, d.height)],
+            FrameSizeEnum::Stepwise(s) => {
+                vec![(s.max_width, s.max_height), (s.min_width, s.min_height)]
+            }
+        };
+        for (width, height) in sizes {
+            let rates = device
+                .enum_frameintervals(fourcc, width, height)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|interval| match interval.interval {
+                    FrameIntervalEnum::Discrete(f) if f.numerator > 0 => {
+                        Some(f64::from(f.denominator) / f64::from(f.numerator))
+                    }
+                    FrameIntervalEnum::Stepwise(s) if s.min.numerator > 0 => {
+                        Some(f64::from(s.min.denominator) / f64::from(s.min.numerator))
+                    }
+                    _ => None,
+                })
+                .collect();
+            out.push((width, height, rates));
+        }
+    }
+    out
+}
+
 /// Every mode the device offers, in campeer's terms. Unknown formats are skipped.
 pub fn offered_modes(device: &Device) -> std::io::Result<Vec<OfferedMode>> {
     let mut modes = Vec::new();
@@ -50,36 +82,13 @@ pub fn offered_modes(device: &Device) -> std::io::Result<Vec<OfferedMode>> {
         let Some(format) = CameraFormat::from_fourcc(description.fourcc.repr) else {
             continue;
         };
-        for size in device.enum_framesizes(description.fourcc)? {
-            let sizes = match size.size {
-                FrameSizeEnum::Discrete(d) => vec![(d.width, d.height)],
-                // A range: its largest and smallest sizes stand for it.
-                FrameSizeEnum::Stepwise(s) => {
-                    vec![(s.max_width, s.max_height), (s.min_width, s.min_height)]
-                }
-            };
-            for (width, height) in sizes {
-                let rates = device
-                    .enum_frameintervals(description.fourcc, width, height)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|interval| match interval.interval {
-                        FrameIntervalEnum::Discrete(f) if f.numerator > 0 => {
-                            Some(f64::from(f.denominator) / f64::from(f.numerator))
-                        }
-                        FrameIntervalEnum::Stepwise(s) if s.min.numerator > 0 => {
-                            Some(f64::from(s.min.denominator) / f64::from(s.min.numerator))
-                        }
-                        _ => None,
-                    })
-                    .collect();
-                modes.push(OfferedMode {
-                    format,
-                    width,
-                    height,
-                    rates,
-                });
-            }
+        for (width, height, rates) in sizes_and_rates(device, description.fourcc) {
+            modes.push(OfferedMode {
+                format,
+                width,
+                height,
+                rates,
+            });
         }
     }
     Ok(modes)
@@ -310,29 +319,10 @@ pub fn describe_device(path: &Path) -> CameraInfo {
     };
     for description in formats {
         let fourcc = description.fourcc;
-        let mut sizes = Vec::new();
-        for size in device.enum_framesizes(fourcc).unwrap_or_default() {
-            let dims = match size.size {
-                FrameSizeEnum::Discrete(d) => vec![(d.width, d.height)],
-                FrameSizeEnum::Stepwise(s) => {
-                    vec![(s.min_width, s.min_height), (s.max_width, s.max_height)]
-                }
-            };
-            for (width, height) in dims {
-                let fps = device
-                    .enum_frameintervals(fourcc, width, height)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|i| match i.interval {
-                        FrameIntervalEnum::Discrete(f) if f.numerator > 0 => {
-                            Some(f64::from(f.denominator) / f64::from(f.numerator))
-                        }
-                        _ => None,
-                    })
-                    .collect();
-                sizes.push(SizeInfo { width, height, fps });
-            }
-        }
+        let sizes = sizes_and_rates(&device, fourcc)
+            .into_iter()
+            .map(|(width, height, fps)| SizeInfo { width, height, fps })
+            .collect();
         info.formats.push(FormatInfo {
             fourcc: String::from_utf8_lossy(&fourcc.repr).into_owned(),
             description: description.description,
