@@ -15,13 +15,7 @@ async fn chromium_plays_from_the_embedded_broker() {
     let shots = screenshot_prefix("embedded-broker");
     let browser = BrowserRun::start(&url, 1, 14, &shots);
 
-    assert!(
-        browser
-            .wait_for(Duration::from_secs(30), 0, |v| is_playing(v, 30))
-            .await,
-        "the page never played: {:?}",
-        browser.latest(0)
-    );
+    assert_page_plays(&browser, 0, 30).await;
     let first = browser.latest(0).unwrap()["stats"]["framesDecoded"]
         .as_u64()
         .unwrap();

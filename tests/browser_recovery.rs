@@ -14,13 +14,7 @@ async fn page_recovers_after_a_restart() {
     let url = format!("http://127.0.0.1:{http}/");
     assert!(wait_for_listener(http).await);
     let browser = BrowserRun::start(&url, 1, 40, &screenshot_prefix("recovery"));
-    assert!(
-        browser
-            .wait_for(Duration::from_secs(30), 0, |v| is_playing(v, 30))
-            .await,
-        "the page never played: {:?}",
-        browser.latest(0)
-    );
+    assert_page_plays(&browser, 0, 30).await;
 
     daemon.signal("TERM");
     assert!(

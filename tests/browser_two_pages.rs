@@ -11,13 +11,7 @@ async fn two_pages_one_encoder() {
     let url = format!("http://{}/", device.http_addr());
     let browser = BrowserRun::start(&url, 2, 14, &screenshot_prefix("two-pages"));
     for page in 0..2 {
-        assert!(
-            browser
-                .wait_for(Duration::from_secs(30), page, |v| is_playing(v, 60))
-                .await,
-            "page {page} never played: {:?}",
-            browser.latest(page)
-        );
+        assert_page_plays(&browser, page, 60).await;
     }
     assert_eq!(device.viewers(), 2);
     let stats = device.hub_stats();

@@ -4,7 +4,6 @@
 
 mod common;
 
-use campeer::config::Overrides;
 use common::fakecam::{BARS, bars_camera, mount_or_skip};
 use common::*;
 use std::time::Duration;
@@ -14,11 +13,7 @@ async fn streams_the_bars(fourcc: &[u8; 4]) {
         return;
     };
     let broker = Broker::start();
-    let device = start_device(Overrides {
-        source: Some(camera.path().display().to_string()),
-        ..overrides(&broker, "cam1")
-    })
-    .await;
+    let device = start_camera_device(&broker, &camera, "cam1").await;
     let viewer = TestViewer::join(&broker, "cam1", "alice").await;
     assert!(
         viewer

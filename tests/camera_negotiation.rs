@@ -4,7 +4,6 @@
 
 mod common;
 
-use campeer::config::Overrides;
 use common::fakecam::{CameraSpec, bars_frame, mount_or_skip};
 use common::*;
 use std::time::Duration;
@@ -13,11 +12,7 @@ async fn stream(spec: CameraSpec, device_id: &str) -> Option<((usize, usize), se
     let camera = mount_or_skip(spec)?;
     let broker = Broker::start();
     let status = TopicWatcher::start(&broker, &status_topic(device_id)).await;
-    let device = start_device(Overrides {
-        source: Some(camera.path().display().to_string()),
-        ..overrides(&broker, device_id)
-    })
-    .await;
+    let device = start_camera_device(&broker, &camera, device_id).await;
     let viewer = TestViewer::join(&broker, device_id, "alice").await;
     assert!(
         viewer

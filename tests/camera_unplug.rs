@@ -3,7 +3,6 @@
 
 mod common;
 
-use campeer::config::Overrides;
 use common::fakecam::{bars_camera, mount_or_skip};
 use common::*;
 use std::time::Duration;
@@ -15,11 +14,7 @@ async fn video_resumes_after_the_camera_comes_back() {
     };
     let broker = Broker::start();
     let status = TopicWatcher::start(&broker, &status_topic("cam1")).await;
-    let device = start_device(Overrides {
-        source: Some(camera.path().display().to_string()),
-        ..overrides(&broker, "cam1")
-    })
-    .await;
+    let device = start_camera_device(&broker, &camera, "cam1").await;
     let viewer = TestViewer::join(&broker, "cam1", "alice").await;
     assert!(
         viewer

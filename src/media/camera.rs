@@ -16,6 +16,9 @@ use v4l::{Device, FourCC};
 /// Buffers the driver cycles through. Enough to never starve the driver, few enough that a
 /// backlog (if the encoder falls behind) stays short; the newest frame is taken anyway.
 const BUFFERS: u32 = 4;
+/// What a device must do for campeer to stream from it.
+const CAPTURE_CAPS: v4l::capability::Flags =
+    v4l::capability::Flags::VIDEO_CAPTURE.union(v4l::capability::Flags::STREAMING);
 /// A camera that delivers nothing for this long is treated as failed.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -115,8 +118,7 @@ impl V4l2Camera {
             source,
         })?;
         let caps = device.query_caps().map_err(io("query capabilities"))?;
-        let needed = v4l::capability::Flags::VIDEO_CAPTURE | v4l::capability::Flags::STREAMING;
-        if !caps.capabilities.contains(needed) {
+        if !caps.capabilities.contains(CAPTURE_CAPS) {
             return Err(CameraError::NotCapture { path: name });
         }
         let offered = offered_modes(&device).map_err(io("list formats"))?;
@@ -270,9 +272,14 @@ pub fn device_paths() -> Vec<PathBuf> {
 
 /// The first device that can capture video, for a camera not named in the configuration.
 pub fn first_capture_device() -> Option<PathBuf> {
-    device_paths()
-        .into_iter()
-        .find(|path| describe_device(path).capture)
+    device_paths().into_iter().find(|path| can_capture(path))
+}
+
+/// Whether a device captures video with streaming I/O (capabilities only, no enumeration).
+fn can_capture(path: &Path) -> bool {
+    Device::with_path(path)
+        .and_then(|device| device.query_caps())
+        .is_ok_and(|caps| caps.capabilities.contains(CAPTURE_CAPS))
 }
 
 /// Everything a device offers, the way `v4l2-ctl --list-formats-ext` shows it.
@@ -298,9 +305,7 @@ pub fn describe_device(path: &Path) -> CameraInfo {
             info.driver = caps.driver;
             info.card = caps.card;
             info.bus = caps.bus;
-            info.capture = caps.capabilities.contains(
-                v4l::capability::Flags::VIDEO_CAPTURE | v4l::capability::Flags::STREAMING,
-            );
+            info.capture = caps.capabilities.contains(CAPTURE_CAPS);
         }
         Err(e) => {
             info.error = Some(e.to_string());

@@ -381,11 +381,7 @@ fn encode_frames(
 ) -> Result<(), SourceError> {
     let mut encode_failures = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        let frame = match source.next_frame() {
-            Ok(frame) => frame,
-            Err(SourceError::Stopped) => return Ok(()),
-            Err(e) => return Err(e),
-        };
+        let frame = source.next_frame()?;
         let now = Instant::now();
         let force = lock(&inner.keyframes).decide(now);
         let unit = match encoder.encode(&frame, force) {

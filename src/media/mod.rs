@@ -87,8 +87,6 @@ impl openh264::formats::YUVSource for I420Frame {
 /// Why a source could not deliver a frame.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("the source was stopped")]
-    Stopped,
     #[error("device error: {0}")]
     Device(String),
 }

@@ -1083,6 +1083,30 @@ impl BrowserRun {
     }
 }
 
+/// Waits for `page` to play at least `min_frames` frames, failing with what it shows.
+pub async fn assert_page_plays(browser: &BrowserRun, page: usize, min_frames: u64) {
+    assert!(
+        browser
+            .wait_for(Duration::from_secs(30), page, |v| is_playing(v, min_frames))
+            .await,
+        "page {page} never played: {:?}",
+        browser.latest(page)
+    );
+}
+
+/// Campeer streaming from `camera` on `broker`, in-process.
+pub async fn start_camera_device(
+    broker: &Broker,
+    camera: &fakecam::FakeCamera,
+    device: &str,
+) -> DeviceHandle {
+    start_device(Overrides {
+        source: Some(camera.path().display().to_string()),
+        ..overrides(broker, device)
+    })
+    .await
+}
+
 /// A page is playing live video of the test pattern.
 pub fn is_playing(snapshot: &Value, min_frames: u64) -> bool {
     let stats = &snapshot["stats"];
