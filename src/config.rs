@@ -38,6 +38,7 @@ pub struct FileConfig {
     pub mqtt: MqttSection,
     pub device: DeviceSection,
     pub video: VideoSection,
+    pub audio: AudioSection,
     pub sessions: SessionsSection,
     pub ice: IceSection,
     pub web: WebSection,
@@ -87,6 +88,14 @@ pub struct VideoSection {
     pub fps: Option<u32>,
     pub bitrate_kbps: Option<u32>,
     pub keyframe_interval_secs: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AudioSection {
+    pub source: Option<String>,
+    pub channels: Option<u8>,
+    pub bitrate_kbps: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -189,6 +198,17 @@ pub struct Overrides {
     /// Default: 2.
     #[arg(long, env = "CAMPEER_KEYFRAME_INTERVAL", value_name = "SECS")]
     pub keyframe_interval: Option<f64>,
+    /// Audio source: "auto" (the ALSA "default" device when the machine has a sound card that
+    /// can capture, else no audio), "none", "test" (a 440 Hz tone) or an ALSA capture device
+    /// name such as "default" or "plughw:CARD=Device". Default: auto.
+    #[arg(long, env = "CAMPEER_AUDIO_SOURCE", value_name = "SOURCE")]
+    pub audio_source: Option<String>,
+    /// Audio channels: 1 (mono) or 2 (stereo). Default: 1.
+    #[arg(long, env = "CAMPEER_AUDIO_CHANNELS")]
+    pub audio_channels: Option<u8>,
+    /// Opus target bitrate in kbit/s. Default: 32.
+    #[arg(long, env = "CAMPEER_AUDIO_BITRATE_KBPS", value_name = "KBPS")]
+    pub audio_bitrate_kbps: Option<u32>,
     /// Most viewers served at once; an offer beyond it is answered "busy". Default: 4.
     #[arg(long, env = "CAMPEER_MAX_VIEWERS")]
     pub max_viewers: Option<usize>,
@@ -311,6 +331,23 @@ pub struct VideoConfig {
     pub keyframe_interval: Option<Duration>,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AudioSourceKind {
+    /// The ALSA "default" device when the machine has capture hardware, else no audio.
+    Auto,
+    None,
+    TestTone,
+    /// An ALSA capture device name.
+    Alsa(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioConfig {
+    pub source: AudioSourceKind,
+    pub channels: u8,
+    pub bitrate_bps: u32,
+}
+
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
     pub max_viewers: usize,
@@ -358,6 +395,7 @@ pub struct Config {
     pub device_id: Segment,
     pub mqtt: MqttConfig,
     pub video: VideoConfig,
+    pub audio: AudioConfig,
     pub sessions: SessionConfig,
     pub ice: IceConfig,
     pub web: WebConfig,
@@ -500,6 +538,51 @@ impl Config {
             fps,
             bitrate_bps: bitrate_kbps * 1000,
             keyframe_interval,
+        };
+
+        let audio_source = match flags
+            .audio_source
+            .or(file.audio.source)
+            .as_deref()
+            .unwrap_or("auto")
+        {
+            "auto" => AudioSourceKind::Auto,
+            "none" => AudioSourceKind::None,
+            "test" => AudioSourceKind::TestTone,
+            name if !name.trim().is_empty() && !name.contains(char::is_control) => {
+                AudioSourceKind::Alsa(name.to_owned())
+            }
+            other => {
+                return Err(invalid(
+                    "audio.source",
+                    format!(
+                        "{other:?} is not a source: use \"auto\", \"none\", \"test\" or an \
+                         ALSA capture device such as \"default\" or \"plughw:CARD=Device\""
+                    ),
+                ));
+            }
+        };
+        let audio_channels = flags.audio_channels.or(file.audio.channels).unwrap_or(1);
+        if !(1..=2).contains(&audio_channels) {
+            return Err(invalid(
+                "audio.channels",
+                format!("must be 1 (mono) or 2 (stereo), got {audio_channels}"),
+            ));
+        }
+        let audio_kbps = flags
+            .audio_bitrate_kbps
+            .or(file.audio.bitrate_kbps)
+            .unwrap_or(32);
+        if !(6..=510).contains(&audio_kbps) {
+            return Err(invalid(
+                "audio.bitrate_kbps",
+                format!("must be from 6 to 510, got {audio_kbps}"),
+            ));
+        }
+        let audio = AudioConfig {
+            source: audio_source,
+            channels: audio_channels,
+            bitrate_bps: audio_kbps * 1000,
         };
 
         let max_viewers = flags.max_viewers.or(file.sessions.max_viewers).unwrap_or(4);
@@ -673,6 +756,7 @@ impl Config {
             device_id,
             mqtt,
             video,
+            audio,
             sessions,
             ice,
             web,
@@ -724,6 +808,14 @@ mod tests {
         assert_eq!(config.video.source, SourceKind::Auto);
         assert_eq!(config.video.keyframe_interval, Some(Duration::from_secs(2)));
         assert_eq!(config.sessions.max_viewers, 4);
+        assert_eq!(
+            config.audio,
+            AudioConfig {
+                source: AudioSourceKind::Auto,
+                channels: 1,
+                bitrate_bps: 32_000
+            }
+        );
         assert_eq!(config.mqtt.prefix.to_string(), "campeer");
         assert!(config.mqtt.broker.is_none());
         assert!(!config.ice.loopback_only);
@@ -774,6 +866,9 @@ mod tests {
                 "video.keyframe_interval_secs",
             ),
             ("[video]\nsource = \"webcam\"", "video.source"),
+            ("[audio]\nsource = \"\"", "audio.source"),
+            ("[audio]\nchannels = 3", "audio.channels"),
+            ("[audio]\nbitrate_kbps = 600", "audio.bitrate_kbps"),
             ("[mqtt]\nbroker = \"http://x\"", "mqtt.broker"),
             ("[mqtt]\nbroker = \"mqtt://x:99999\"", "mqtt.broker"),
             ("[mqtt]\nprefix = \"a/+\"", "mqtt.prefix"),
@@ -830,6 +925,33 @@ mod tests {
             let err = resolve(text, Overrides::default()).expect_err(text);
             assert_eq!(key_of(err), key, "{text}");
         }
+    }
+
+    #[test]
+    fn audio_sources_parse() {
+        let source = |text: &str| {
+            resolve(&format!("[audio]\nsource = {text:?}"), Overrides::default())
+                .unwrap()
+                .audio
+                .source
+        };
+        assert_eq!(source("auto"), AudioSourceKind::Auto);
+        assert_eq!(source("none"), AudioSourceKind::None);
+        assert_eq!(source("test"), AudioSourceKind::TestTone);
+        assert_eq!(
+            source("plughw:CARD=Device"),
+            AudioSourceKind::Alsa("plughw:CARD=Device".into())
+        );
+        let flags = Overrides {
+            audio_source: Some("test".into()),
+            audio_channels: Some(2),
+            ..Default::default()
+        };
+        let audio = resolve("[audio]\nsource = \"default\"", flags)
+            .unwrap()
+            .audio;
+        assert_eq!(audio.source, AudioSourceKind::TestTone, "the flag wins");
+        assert_eq!(audio.channels, 2);
     }
 
     #[test]

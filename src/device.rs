@@ -2,16 +2,20 @@
 //! that arrive before their offer, keeps the status topic current, and shuts everything down
 //! cleanly.
 
-use crate::config::{Config, SourceKind};
+use crate::config::{AudioConfig, AudioSourceKind, Config, SourceKind};
 use crate::media::VideoSource;
+use crate::media::audio::{AudioSource, TestTone};
+use crate::media::audio_hub::{AudioHub, AudioSettings, AudioStats};
 use crate::media::camera::V4l2Camera;
 use crate::media::hub::{HubStats, SourceState, VideoHub};
+use crate::media::microphone::{self, AlsaMicrophone};
 use crate::media::negotiate::Wanted;
 use crate::media::pattern::TestPattern;
+use crate::media::worker;
 use crate::mqtt::{LinkEvent, MqttLink, Publisher};
 use crate::protocol::{
-    Candidate, DeviceMessage, DeviceTopics, ErrorCode, Segment, Status, VideoDescription,
-    ViewerMessage,
+    AudioDescription, Candidate, DeviceMessage, DeviceTopics, ErrorCode, Segment, Status,
+    VideoDescription, ViewerMessage,
 };
 use crate::session::{self, SessionCommand, SessionContext, SessionEnded, SessionHandle};
 use crate::web;
@@ -91,6 +95,7 @@ impl EarlyCandidates {
 /// A running daemon, for the binary, tests and benchmarks.
 pub struct DeviceHandle {
     hub: VideoHub,
+    audio: Option<AudioHub>,
     viewers: Arc<AtomicUsize>,
     http: HttpServer,
     embedded: Option<EmbeddedBroker>,
@@ -111,6 +116,11 @@ impl DeviceHandle {
 
     pub fn hub_stats(&self) -> HubStats {
         self.hub.stats()
+    }
+
+    /// The audio pipeline's counters; `None` when the device has no audio.
+    pub fn audio_stats(&self) -> Option<AudioStats> {
+        self.audio.as_ref().map(AudioHub::stats)
     }
 
     /// Sessions currently served.
@@ -189,10 +199,12 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
 
     let topics = DeviceTopics::new(config.mqtt.prefix.clone(), config.device_id.clone());
     let hub = make_hub(&config);
+    let audio = make_audio_hub(&config.audio, config.sessions.idle_grace);
     let link = MqttLink::start(&mqtt, &host, port, topics);
     let (ended_tx, ended) = mpsc::unbounded_channel();
     let context = SessionContext {
         hub: hub.clone(),
+        audio: audio.clone(),
         ice: config.ice.clone(),
         timeout: config.sessions.timeout,
         publisher: link.publisher.clone(),
@@ -210,6 +222,7 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
             error: None,
         },
         source_state: hub.source_state(),
+        audio_state: audio.as_ref().map(AudioHub::source_state),
         max_viewers: config.sessions.max_viewers,
         sessions: HashMap::new(),
         early: EarlyCandidates::new(64, 32, config.sessions.timeout),
@@ -230,6 +243,7 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
     let task = tokio::spawn(device.run(link, ended, stop));
     Ok(DeviceHandle {
         hub,
+        audio,
         viewers,
         http,
         embedded,
@@ -287,10 +301,60 @@ fn make_hub(config: &Config) -> VideoHub {
     )
 }
 
+/// The audio hub the configuration asks for: `None` for no audio.
+fn make_audio_hub(audio: &AudioConfig, idle_grace: Duration) -> Option<AudioHub> {
+    let channels = audio.channels;
+    let factory: crate::media::audio_hub::AudioSourceFactory = match &audio.source {
+        AudioSourceKind::None => {
+            tracing::info!("audio: none (configured)");
+            return None;
+        }
+        AudioSourceKind::Auto if !microphone::has_capture_hardware() => {
+            tracing::info!("audio: none (no sound card that can capture was found)");
+            return None;
+        }
+        AudioSourceKind::TestTone => {
+            tracing::info!("audio source: test tone");
+            Box::new(move || Ok(Box::new(TestTone::new(channels)) as Box<dyn AudioSource>))
+        }
+        AudioSourceKind::Auto | AudioSourceKind::Alsa(_) => {
+            let device = match &audio.source {
+                AudioSourceKind::Alsa(name) => name.clone(),
+                _ => "default".to_owned(),
+            };
+            tracing::info!("audio source: ALSA capture device {device:?}");
+            Box::new(move || {
+                AlsaMicrophone::open(&device, channels)
+                    .map(|mic| Box::new(mic) as Box<dyn AudioSource>)
+                    .map_err(|e| crate::media::SourceError::Device(e.to_string()))
+            })
+        }
+    };
+    let settings = AudioSettings {
+        channels,
+        bitrate_bps: audio.bitrate_bps,
+    };
+    Some(AudioHub::new(settings, idle_grace, factory))
+}
+
+/// Waits for the next change of an optional source state; never resolves without one.
+async fn state_changed<L>(
+    state: &mut Option<tokio::sync::watch::Receiver<worker::SourceState<L>>>,
+) {
+    let alive = match state {
+        Some(state) => state.changed().await.is_ok(),
+        None => false,
+    };
+    if !alive {
+        std::future::pending::<()>().await;
+    }
+}
+
 struct Device {
     publisher: Publisher,
     video: VideoDescription,
     source_state: tokio::sync::watch::Receiver<SourceState>,
+    audio_state: Option<tokio::sync::watch::Receiver<worker::SourceState>>,
     max_viewers: usize,
     sessions: HashMap<Segment, SessionHandle>,
     early: EarlyCandidates,
@@ -328,6 +392,7 @@ impl Device {
                 },
                 Some(done) = ended.recv() => self.on_session_ended(done),
                 Ok(()) = self.source_state.changed() => self.publish_status(),
+                () = state_changed(&mut self.audio_state) => self.publish_status(),
                 _ = housekeeping.tick() => self.early.expire(Instant::now()),
             }
         }
@@ -400,7 +465,7 @@ impl Device {
             );
             return;
         }
-        let choice = match session::offer::choose_h264(&sdp) {
+        let choice = match session::offer::negotiate(&sdp, self.context.audio.is_some()) {
             Ok(choice) => choice,
             Err(e) => {
                 self.early.forget(&session);
@@ -414,9 +479,13 @@ impl Device {
         };
         tracing::info!(
             session = %session,
-            "new viewer; answering with H.264 payload type {} ({})",
-            choice.payload_type,
-            choice.fmtp
+            "new viewer; answering with H.264 payload type {} ({}){}",
+            choice.video.payload_type,
+            choice.video.fmtp,
+            match &choice.audio {
+                Some(opus) => format!(" and Opus payload type {}", opus.payload_type),
+                None => String::new(),
+            }
         );
         let early = self.early.take(&session);
         self.next_serial += 1;
@@ -460,10 +529,28 @@ impl Device {
         video.state = Some(source.name().to_owned());
         match source {
             SourceState::Failed(reason) => video.error = Some(reason),
-            SourceState::Live { width, height } => (video.width, video.height) = (width, height),
+            SourceState::Live(size) => (video.width, video.height) = (size.width, size.height),
             SourceState::Idle | SourceState::Starting => {}
         }
-        let status = Status::online(video, None, self.sessions.len());
+        let audio = self
+            .context
+            .audio
+            .as_ref()
+            .zip(self.audio_state.as_ref())
+            .map(|(hub, state)| {
+                let state = state.borrow().clone();
+                AudioDescription {
+                    codec: "opus".into(),
+                    sample_rate: crate::media::audio::SAMPLE_RATE,
+                    channels: hub.settings().channels,
+                    state: Some(state.name().to_owned()),
+                    error: match state {
+                        worker::SourceState::Failed(reason) => Some(reason),
+                        _ => None,
+                    },
+                }
+            });
+        let status = Status::online(video, audio, self.sessions.len());
         if let Err(e) = self.publisher.status(status.to_json()) {
             tracing::warn!("could not publish the status: {e}");
         }
@@ -489,6 +576,9 @@ impl Device {
             }
         }
         self.context.hub.shutdown();
+        if let Some(audio) = &self.context.audio {
+            audio.shutdown();
+        }
         link.shutdown(SHUTDOWN_WAIT).await;
         tracing::info!("stopped");
     }

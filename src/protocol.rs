@@ -367,6 +367,12 @@ pub struct AudioDescription {
     pub codec: String,
     pub sample_rate: u32,
     pub channels: u8,
+    /// What the source is doing: idle, starting, live or failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Why the source failed, while it is failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl Status {

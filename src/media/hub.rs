@@ -8,14 +8,14 @@
 
 use super::encoder::H264Encoder;
 use super::keyframe::KeyframePolicy;
+use super::worker::{OnDemand, StateReporter, lock, supervise};
 use super::{SourceError, VideoSource};
 use crate::config::VideoConfig;
 use bytes::Bytes;
 use rtc::rtp::codec::h264::H264Payloader;
 use rtc::rtp::packetizer::Payloader;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
@@ -26,10 +26,6 @@ pub const RTP_PAYLOAD_MTU: usize = 1160;
 /// Frames a viewer may fall behind before it starts dropping: about a quarter second at 30 fps.
 /// More would only add latency for a viewer on a slow link.
 const FRAME_BACKLOG: usize = 8;
-
-/// Reopening a failed source: first retry, and the longest wait between retries.
-const REOPEN_FIRST: Duration = Duration::from_secs(1);
-const REOPEN_MAX: Duration = Duration::from_secs(10);
 
 /// 90 kHz, the RTP clock of every video payload format.
 const RTP_VIDEO_CLOCK: u64 = 90_000;
@@ -48,29 +44,16 @@ pub struct EncodedFrame {
     pub encoded_bytes: usize,
 }
 
-/// What the video source is doing, for the status topic.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SourceState {
-    /// Nobody watches; the source is closed.
-    Idle,
-    /// Opening the source, or waiting for its first frame.
-    Starting,
-    /// Frames flowing, at this size (a camera may not offer the configured one).
-    Live { width: u32, height: u32 },
-    /// The source failed (a camera unplugged, say); campeer keeps retrying.
-    Failed(String),
+/// The size of the picture a live video source streams (a camera may not offer the
+/// configured one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameSize {
+    pub width: u32,
+    pub height: u32,
 }
 
-impl SourceState {
-    pub fn name(&self) -> &'static str {
-        match self {
-            SourceState::Idle => "idle",
-            SourceState::Starting => "starting",
-            SourceState::Live { .. } => "live",
-            SourceState::Failed(_) => "failed",
-        }
-    }
-}
+/// What the video source is doing, for the status topic.
+pub type SourceState = super::worker::SourceState<FrameSize>;
 
 /// Creates a source each time the pipeline starts.
 pub type SourceFactory = Box<dyn Fn() -> Result<Box<dyn VideoSource>, SourceError> + Send + Sync>;
@@ -81,7 +64,6 @@ struct Counters {
     frames_encoded: AtomicU64,
     keyframes_encoded: AtomicU64,
     bytes_encoded: AtomicU64,
-    pipeline_starts: AtomicU64,
     keyframe_requests: AtomicU64,
 }
 
@@ -96,72 +78,22 @@ pub struct HubStats {
     pub pipeline_running: bool,
 }
 
-struct Pipeline {
-    stop: Arc<AtomicBool>,
-    thread: JoinHandle<()>,
-}
-
-impl Pipeline {
-    fn is_running(&self) -> bool {
-        !self.stop.load(Ordering::Relaxed) && !self.thread.is_finished()
-    }
-
-    /// Stops the thread and waits for it (at most about one frame period), so that the next
-    /// pipeline never finds the device still held by this one.
-    fn stop_and_join(self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if self.thread.join().is_err() {
-            tracing::error!("the video pipeline thread panicked");
-        }
-    }
-}
-
-#[derive(Default)]
-struct HubState {
-    subscribers: usize,
-    pipeline: Option<Pipeline>,
-    /// A pipeline told to stop whose thread may still be finishing its last frame.
-    stopping: Option<Pipeline>,
-    /// Bumped on every subscribe and unsubscribe, so a pending idle stop can tell that
-    /// somebody came back during the grace period.
-    generation: u64,
-}
-
 struct Inner {
     video: VideoConfig,
-    idle_grace: Duration,
     frames: broadcast::Sender<Arc<EncodedFrame>>,
     keyframes: Mutex<KeyframePolicy>,
     counters: Counters,
-    state: Mutex<HubState>,
     epoch: Instant,
     next_sequence: AtomicU64,
     make_source: SourceFactory,
-    source_state: tokio::sync::watch::Sender<SourceState>,
-}
-
-impl Inner {
-    fn set_source_state(&self, state: SourceState) {
-        self.source_state.send_if_modified(|current| {
-            let changed = *current != state;
-            *current = state;
-            changed
-        });
-    }
+    source_state: StateReporter<FrameSize>,
 }
 
 /// Cheap to clone; all clones are the same hub.
 #[derive(Clone)]
 pub struct VideoHub {
     inner: Arc<Inner>,
-}
-
-/// Locks a mutex, recovering the data if a thread panicked while holding it: the state kept
-/// here stays consistent between statements, and refusing to serve would be worse.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    pipeline: OnDemand,
 }
 
 impl VideoHub {
@@ -173,20 +105,19 @@ impl VideoHub {
     ) -> Self {
         let (frames, _) = broadcast::channel(FRAME_BACKLOG);
         let keyframes = KeyframePolicy::new(video.keyframe_interval, keyframe_min_interval);
-        Self {
-            inner: Arc::new(Inner {
-                video,
-                idle_grace,
-                frames,
-                keyframes: Mutex::new(keyframes),
-                counters: Counters::default(),
-                state: Mutex::new(HubState::default()),
-                epoch: Instant::now(),
-                next_sequence: AtomicU64::new(0),
-                make_source,
-                source_state: tokio::sync::watch::channel(SourceState::Idle).0,
-            }),
-        }
+        let inner = Arc::new(Inner {
+            video,
+            frames,
+            keyframes: Mutex::new(keyframes),
+            counters: Counters::default(),
+            epoch: Instant::now(),
+            next_sequence: AtomicU64::new(0),
+            make_source,
+            source_state: StateReporter::new(),
+        });
+        let body = Arc::clone(&inner);
+        let pipeline = OnDemand::new("video", idle_grace, move |stop| run_pipeline(&body, stop));
+        Self { inner, pipeline }
     }
 
     pub fn video(&self) -> &VideoConfig {
@@ -203,21 +134,7 @@ impl VideoHub {
     /// gets one through [`Subscription::resync`] once it can receive it.
     pub fn subscribe(&self) -> Subscription {
         let receiver = self.inner.frames.subscribe();
-        {
-            let mut state = lock(&self.inner.state);
-            state.subscribers += 1;
-            state.generation += 1;
-            let running = state.pipeline.as_ref().is_some_and(Pipeline::is_running);
-            if !running {
-                for old in [state.pipeline.take(), state.stopping.take()]
-                    .into_iter()
-                    .flatten()
-                {
-                    old.stop_and_join();
-                }
-                state.pipeline = Some(self.start_pipeline());
-            }
-        }
+        self.pipeline.acquire();
         Subscription {
             hub: self.clone(),
             receiver,
@@ -236,92 +153,20 @@ impl VideoHub {
 
     pub fn stats(&self) -> HubStats {
         let c = &self.inner.counters;
-        let state = lock(&self.inner.state);
         HubStats {
             frames_encoded: c.frames_encoded.load(Ordering::Relaxed),
             keyframes_encoded: c.keyframes_encoded.load(Ordering::Relaxed),
             bytes_encoded: c.bytes_encoded.load(Ordering::Relaxed),
-            pipeline_starts: c.pipeline_starts.load(Ordering::Relaxed),
+            pipeline_starts: self.pipeline.starts(),
             keyframe_requests: c.keyframe_requests.load(Ordering::Relaxed),
-            subscribers: state.subscribers,
-            pipeline_running: state.pipeline.as_ref().is_some_and(Pipeline::is_running),
+            subscribers: self.pipeline.subscribers(),
+            pipeline_running: self.pipeline.is_running(),
         }
     }
 
     /// Stops the pipeline now, whoever is subscribed (daemon shutdown).
     pub fn shutdown(&self) {
-        let (pipeline, stopping) = {
-            let mut state = lock(&self.inner.state);
-            (state.pipeline.take(), state.stopping.take())
-        };
-        for old in [pipeline, stopping].into_iter().flatten() {
-            old.stop_and_join();
-        }
-    }
-
-    fn start_pipeline(&self) -> Pipeline {
-        self.inner
-            .counters
-            .pipeline_starts
-            .fetch_add(1, Ordering::Relaxed);
-        let stop = Arc::new(AtomicBool::new(false));
-        let inner = Arc::clone(&self.inner);
-        let thread_stop = Arc::clone(&stop);
-        let thread = std::thread::Builder::new()
-            .name("campeer-video".into())
-            .spawn(move || run_pipeline(&inner, &thread_stop))
-            .unwrap_or_else(|e| {
-                tracing::error!("cannot start the video thread: {e}");
-                // A finished thread reads as "not running"; the next subscriber retries.
-                std::thread::spawn(|| {})
-            });
-        Pipeline { stop, thread }
-    }
-
-    fn release(&self) {
-        let generation = {
-            let mut state = lock(&self.inner.state);
-            state.subscribers = state.subscribers.saturating_sub(1);
-            state.generation += 1;
-            if state.subscribers > 0 {
-                return;
-            }
-            state.generation
-        };
-        let hub = self.clone();
-        let grace = self.inner.idle_grace;
-        let stop_if_still_idle = move || {
-            let mut state = lock(&hub.inner.state);
-            if state.subscribers > 0 || state.generation != generation {
-                return;
-            }
-            if let Some(pipeline) = state.pipeline.take() {
-                tracing::info!("no viewers for {grace:?}: stopping the video pipeline");
-                // The thread notices within one frame; whoever starts the next pipeline joins it.
-                pipeline.stop.store(true, Ordering::Relaxed);
-                if let Some(older) = state.stopping.replace(pipeline) {
-                    drop(state);
-                    older.stop_and_join();
-                }
-            }
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(async move {
-                    tokio::time::sleep(grace).await;
-                    stop_if_still_idle();
-                });
-            }
-            Err(_) => stop_if_still_idle(),
-        }
-    }
-}
-
-/// Sleeps up to `total`, waking early when asked to stop.
-fn pause(total: Duration, stop: &AtomicBool) {
-    let deadline = Instant::now() + total;
-    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
+        self.pipeline.shutdown();
     }
 }
 
@@ -336,38 +181,22 @@ fn run_pipeline(inner: &Inner, stop: &AtomicBool) {
         }
     };
     let mut payloader = H264Payloader::default();
-    let mut backoff = REOPEN_FIRST;
-    inner.set_source_state(SourceState::Starting);
-    while !stop.load(Ordering::Relaxed) {
-        let mut source = match (inner.make_source)() {
-            Ok(source) => source,
-            Err(e) => {
-                inner.set_source_state(SourceState::Failed(e.to_string()));
-                tracing::warn!("cannot open the video source: {e}; retrying in {backoff:?}");
-                pause(backoff, stop);
-                backoff = (backoff * 2).min(REOPEN_MAX);
-                continue;
-            }
-        };
-        backoff = REOPEN_FIRST;
-        tracing::info!(
-            "video pipeline started: {} → H.264 {} kbit/s",
-            source.describe(),
-            inner.video.bitrate_bps / 1000
-        );
-        // A (re)started source needs a keyframe before anything else decodes.
-        lock(&inner.keyframes).reset();
-        match encode_frames(inner, stop, source.as_mut(), &mut encoder, &mut payloader) {
-            Ok(()) => break,
-            Err(e) => {
-                inner.set_source_state(SourceState::Failed(e.to_string()));
-                tracing::warn!("video source failed: {e}; reopening in {backoff:?}");
-                drop(source);
-                pause(backoff, stop);
-            }
-        }
-    }
-    inner.set_source_state(SourceState::Idle);
+    supervise(
+        stop,
+        "video source",
+        &inner.source_state,
+        || (inner.make_source)(),
+        |source| {
+            tracing::info!(
+                "video pipeline started: {} → H.264 {} kbit/s",
+                source.describe(),
+                inner.video.bitrate_bps / 1000
+            );
+            // A (re)started source needs a keyframe before anything else decodes.
+            lock(&inner.keyframes).reset();
+            encode_frames(inner, stop, source.as_mut(), &mut encoder, &mut payloader)
+        },
+    );
     tracing::info!("video pipeline stopped");
 }
 
@@ -423,10 +252,10 @@ fn encode_frames(
         };
         // No receivers is fine: everyone may have left during the grace period.
         let _ = inner.frames.send(Arc::new(encoded));
-        inner.set_source_state(SourceState::Live {
+        inner.source_state.set(SourceState::Live(FrameSize {
             width: frame.width() as u32,
             height: frame.height() as u32,
-        });
+        }));
     }
     Ok(())
 }
@@ -475,7 +304,7 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.hub.release();
+        self.hub.pipeline.release();
     }
 }
 

@@ -1,13 +1,18 @@
 //! Media: sources of raw frames, the H.264 encoder, and the hub that encodes once and hands
 //! every encoded frame to every viewer.
 
+pub mod audio;
+pub mod audio_hub;
 pub mod camera;
 pub mod convert;
 pub mod encoder;
 pub mod hub;
 pub mod keyframe;
+pub mod microphone;
 pub mod negotiate;
+pub mod opus;
 pub mod pattern;
+pub mod worker;
 
 use std::time::Instant;
 

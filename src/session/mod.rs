@@ -9,11 +9,13 @@ pub mod offer;
 pub mod peer;
 
 use crate::config::IceConfig;
+use crate::media::audio_hub::{AudioHub, AudioSubscription, EncodedAudio};
 use crate::media::hub::{EncodedFrame, Subscription, VideoHub};
 use crate::mqtt::Publisher;
 use crate::protocol::{Candidate, DeviceMessage, ErrorCode, Segment};
+use bytes::Bytes;
 use liveness::{LinkState, Liveness};
-use offer::H264Choice;
+use offer::Negotiated;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -74,6 +76,8 @@ pub struct SessionEnded {
 #[derive(Clone)]
 pub struct SessionContext {
     pub hub: VideoHub,
+    /// `None` when this device has no audio.
+    pub audio: Option<AudioHub>,
     pub ice: IceConfig,
     pub timeout: Duration,
     pub publisher: Publisher,
@@ -93,12 +97,12 @@ impl SessionHandle {
     }
 }
 
-/// Starts a session for an offer whose codec has already been chosen.
+/// Starts a session for an offer whose codecs have already been chosen.
 pub fn spawn(
     context: SessionContext,
     id: Segment,
     serial: u64,
-    choice: H264Choice,
+    choice: Negotiated,
     offer_sdp: String,
     early_candidates: Vec<Candidate>,
 ) -> SessionHandle {
@@ -186,11 +190,12 @@ impl RtpStamper {
         }
     }
 
-    fn packets(&mut self, frame: &EncodedFrame) -> Vec<rtp::Packet> {
-        let timestamp = self.timestamp_offset.wrapping_add(frame.rtp_ticks as u32);
-        let last = frame.payloads.len().saturating_sub(1);
-        frame
-            .payloads
+    /// RTP packets for one frame's payloads. Video marks the last packet of a picture; an
+    /// audio packet is never marked (the mark would mean the start of a talk spurt).
+    fn packets(&mut self, rtp_ticks: u64, payloads: &[Bytes], mark_last: bool) -> Vec<rtp::Packet> {
+        let timestamp = self.timestamp_offset.wrapping_add(rtp_ticks as u32);
+        let last = payloads.len().saturating_sub(1);
+        payloads
             .iter()
             .enumerate()
             .map(|(i, payload)| {
@@ -199,7 +204,7 @@ impl RtpStamper {
                 rtp::Packet {
                     header: rtp::header::Header {
                         version: 2,
-                        marker: i == last,
+                        marker: mark_last && i == last,
                         payload_type: self.payload_type,
                         sequence_number,
                         timestamp,
@@ -213,14 +218,50 @@ impl RtpStamper {
     }
 }
 
+/// The audio half of a session, when the viewer asked for audio and the device has it.
+struct AudioSend {
+    track: Arc<TrackLocalStaticRTP>,
+    subscription: AudioSubscription,
+    stamper: RtpStamper,
+}
+
+/// A local track for one viewer: the video and audio tracks share a stream id, so the browser
+/// puts them in one MediaStream and keeps them in sync.
+fn local_track(
+    id: &Segment,
+    kind: RtpCodecKind,
+    ssrc: u32,
+    codec: rtc::rtp_transceiver::rtp_sender::RTCRtpCodec,
+) -> Arc<TrackLocalStaticRTP> {
+    let name = match kind {
+        RtpCodecKind::Audio => "audio",
+        _ => "video",
+    };
+    Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        format!("campeer-{id}"),
+        name.to_owned(),
+        format!("campeer {name}"),
+        kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec,
+            ..Default::default()
+        }],
+    )))
+}
+
 struct Session<'a> {
     context: &'a SessionContext,
     id: &'a Segment,
     peer: Arc<dyn PeerConnection>,
     track: Arc<TrackLocalStaticRTP>,
-    choice: H264Choice,
+    choice: Negotiated,
     events: mpsc::UnboundedReceiver<PeerEvent>,
     subscription: Subscription,
+    audio: Option<AudioSend>,
     liveness: Liveness,
     stamper: RtpStamper,
     /// The local description's first mid and ICE ufrag, named in every trickled candidate.
@@ -233,30 +274,28 @@ impl<'a> Session<'a> {
     async fn start(
         context: &'a SessionContext,
         id: &'a Segment,
-        choice: H264Choice,
+        choice: Negotiated,
         offer_sdp: String,
         early_candidates: Vec<Candidate>,
     ) -> Result<Session<'a>, String> {
         let (events_tx, events) = mpsc::unbounded_channel();
-        let peer = peer::build(&choice, &context.ice, Arc::new(EventForwarder(events_tx)))
-            .await
-            .map_err(|e| format!("cannot create the peer connection: {e}"))?;
-        let stamper = RtpStamper::new(choice.payload_type);
-        let codec = peer::h264_codec(&choice).rtp_codec;
-        let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-            format!("campeer-{id}"),
-            "video".to_owned(),
-            "campeer video".to_owned(),
+        let audio_hub = context.audio.as_ref().filter(|_| choice.audio.is_some());
+        let audio_choice = choice.audio.as_ref().filter(|_| audio_hub.is_some());
+        let peer = peer::build(
+            &choice.video,
+            audio_choice,
+            &context.ice,
+            Arc::new(EventForwarder(events_tx)),
+        )
+        .await
+        .map_err(|e| format!("cannot create the peer connection: {e}"))?;
+        let stamper = RtpStamper::new(choice.video.payload_type);
+        let track = local_track(
+            id,
             RtpCodecKind::Video,
-            vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters {
-                    ssrc: Some(stamper.ssrc),
-                    ..Default::default()
-                },
-                codec,
-                ..Default::default()
-            }],
-        )));
+            stamper.ssrc,
+            peer::h264_codec(&choice.video).rtp_codec,
+        );
         if let Err(e) = peer
             .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
             .await
@@ -264,6 +303,30 @@ impl<'a> Session<'a> {
             let _ = peer.close().await;
             return Err(format!("cannot add the video track: {e}"));
         }
+        let audio = match (audio_hub, audio_choice) {
+            (Some(hub), Some(opus)) => {
+                let stamper = RtpStamper::new(opus.payload_type);
+                let track = local_track(
+                    id,
+                    RtpCodecKind::Audio,
+                    stamper.ssrc,
+                    peer::opus_codec(opus).rtp_codec,
+                );
+                if let Err(e) = peer
+                    .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
+                    .await
+                {
+                    let _ = peer.close().await;
+                    return Err(format!("cannot add the audio track: {e}"));
+                }
+                Some(AudioSend {
+                    track,
+                    subscription: hub.subscribe(),
+                    stamper,
+                })
+            }
+            _ => None,
+        };
         // The subscription starts the encoder now, so it is warm by the time ICE connects.
         let subscription = context.hub.subscribe();
         let keyframe_requests = tokio::spawn(forward_keyframe_requests(
@@ -278,6 +341,7 @@ impl<'a> Session<'a> {
             choice,
             events,
             subscription,
+            audio,
             liveness: Liveness::new(context.timeout, Instant::now()),
             stamper,
             local_mid: None,
@@ -350,6 +414,10 @@ impl<'a> Session<'a> {
                     Some(frame) => self.send_frame(&frame).await,
                     None => return EndReason::Failed("the video hub closed".into()),
                 },
+                packet = next_audio(&mut self.audio), if sending => match packet {
+                    Some(packet) => self.send_audio(&packet).await,
+                    None => self.audio = None,
+                },
                 _ = sleep_until(deadline), if deadline.is_some() => {}
             }
             if self.liveness.must_end(Instant::now()) {
@@ -359,7 +427,7 @@ impl<'a> Session<'a> {
     }
 
     async fn renegotiate(&mut self, sdp: String) {
-        match offer::choose_h264(&sdp) {
+        match offer::negotiate(&sdp, self.context.audio.is_some()) {
             Ok(choice) if choice == self.choice => {}
             Ok(_) => {
                 send(
@@ -367,7 +435,7 @@ impl<'a> Session<'a> {
                     self.id,
                     &DeviceMessage::error(
                         ErrorCode::Unsupported,
-                        "a renegotiation may not change the H.264 payload type",
+                        "a renegotiation may not change the codecs or their payload types",
                     ),
                 );
                 return;
@@ -453,8 +521,20 @@ impl<'a> Session<'a> {
         }
     }
 
+    async fn send_audio(&mut self, packet: &EncodedAudio) {
+        let Some(audio) = self.audio.as_mut() else {
+            return;
+        };
+        let payload = std::slice::from_ref(&packet.payload);
+        for rtp in audio.stamper.packets(packet.rtp_ticks, payload, false) {
+            if let Err(e) = audio.track.write_rtp(rtp).await {
+                tracing::debug!(session = %self.id, "dropping an audio packet: {e}");
+            }
+        }
+    }
+
     async fn send_frame(&mut self, frame: &EncodedFrame) {
-        for packet in self.stamper.packets(frame) {
+        for packet in self.stamper.packets(frame.rtp_ticks, &frame.payloads, true) {
             if let Err(e) = self.track.write_rtp(packet).await {
                 tracing::debug!(session = %self.id, "dropping a frame: {e}");
                 self.subscription.resync();
@@ -472,6 +552,14 @@ impl<'a> Session<'a> {
                 tracing::warn!(session = %self.id, "the peer connection did not close in time")
             }
         }
+    }
+}
+
+/// The next audio packet, or never when this session sends no audio.
+async fn next_audio(audio: &mut Option<AudioSend>) -> Option<Arc<EncodedAudio>> {
+    match audio {
+        Some(audio) => audio.subscription.next_packet().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -41,17 +41,66 @@ pub fn choose_h264(sdp: &str) -> Result<H264Choice, OfferError> {
         if !is_h264 {
             continue;
         }
-        let fmtp = section
-            .attributes("fmtp")
-            .filter_map(|value| value.split_once(' '))
-            .find(|(p, _)| p == pt)
-            .map(|(_, params)| params.trim().to_owned())
-            .unwrap_or_default();
+        let fmtp = format_parameters(&section, pt);
         if fmtp_fits(&fmtp) {
             return Ok(H264Choice { payload_type, fmtp });
         }
     }
     Err(OfferError::NoUsableH264)
+}
+
+/// Everything a session sends, as chosen from the viewer's offer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Negotiated {
+    pub video: H264Choice,
+    /// `None`: no audio for this viewer (it asked for none, cannot take Opus, or the device
+    /// has no audio).
+    pub audio: Option<OpusChoice>,
+}
+
+/// Chooses the codecs for an offer. Video is required; audio is sent when the viewer asks
+/// for it in Opus and `audio_available`.
+pub fn negotiate(sdp: &str, audio_available: bool) -> Result<Negotiated, OfferError> {
+    Ok(Negotiated {
+        video: choose_h264(sdp)?,
+        audio: choose_opus(sdp).filter(|_| audio_available),
+    })
+}
+
+/// The Opus payload format chosen from an offer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpusChoice {
+    pub payload_type: u8,
+    /// The offer's fmtp line for that payload type, echoed in the answer.
+    pub fmtp: String,
+}
+
+/// The first Opus payload type of the offer's first live audio section: `None` when the viewer
+/// asked for no audio or cannot take Opus (the answer then declines audio and video goes on).
+pub fn choose_opus(sdp: &str) -> Option<OpusChoice> {
+    let section = media_sections(sdp)
+        .into_iter()
+        .find(|s| s.kind == "audio" && s.port != "0")?;
+    section.formats.iter().find_map(|pt| {
+        let payload_type = pt.parse::<u8>().ok()?;
+        let is_opus = section
+            .attributes("rtpmap")
+            .filter_map(|value| value.split_once(' '))
+            .any(|(p, codec)| p == *pt && codec.eq_ignore_ascii_case("opus/48000/2"));
+        is_opus.then(|| OpusChoice {
+            payload_type,
+            fmtp: format_parameters(&section, pt),
+        })
+    })
+}
+
+fn format_parameters(section: &MediaSection<'_>, payload_type: &str) -> String {
+    section
+        .attributes("fmtp")
+        .filter_map(|value| value.split_once(' '))
+        .find(|(p, _)| *p == payload_type)
+        .map(|(_, params)| params.trim().to_owned())
+        .unwrap_or_default()
 }
 
 fn fmtp_fits(fmtp: &str) -> bool {
@@ -242,6 +291,45 @@ a=candidate:3 1 udp 2122260223 3f1c.local 50002 typ host\r\n";
         assert_eq!(choose_h264(audio_only), Err(OfferError::NoVideo));
         assert_eq!(choose_h264(""), Err(OfferError::NoVideo));
         assert_eq!(choose_h264("garbage\n\n\u{0}"), Err(OfferError::NoVideo));
+    }
+
+    const AUDIO_SECTION: &str = "m=audio 9 UDP/TLS/RTP/SAVPF 111 63 9 0\r\n\
+a=mid:1\r\n\
+a=recvonly\r\n\
+a=rtpmap:111 opus/48000/2\r\n\
+a=fmtp:111 minptime=10;useinbandfec=1\r\n\
+a=rtpmap:63 red/48000/2\r\n\
+a=rtpmap:9 G722/8000\r\n\
+a=rtpmap:0 PCMU/8000\r\n";
+
+    #[test]
+    fn opus_is_found_in_the_audio_section() {
+        let offer = format!("{CHROMIUM_OFFER}{AUDIO_SECTION}");
+        assert_eq!(
+            choose_opus(&offer),
+            Some(OpusChoice {
+                payload_type: 111,
+                fmtp: "minptime=10;useinbandfec=1".into()
+            })
+        );
+        // Video is still chosen from the video section.
+        assert_eq!(choose_h264(&offer).unwrap().payload_type, 103);
+        let with_audio = negotiate(&offer, true).unwrap();
+        assert_eq!(with_audio.audio.map(|a| a.payload_type), Some(111));
+        assert_eq!(
+            negotiate(&offer, false).unwrap().audio,
+            None,
+            "no audio on the device"
+        );
+    }
+
+    #[test]
+    fn no_audio_section_a_rejected_one_or_no_opus_means_no_audio() {
+        assert_eq!(choose_opus(CHROMIUM_OFFER), None);
+        let rejected = AUDIO_SECTION.replace("m=audio 9", "m=audio 0");
+        assert_eq!(choose_opus(&format!("{CHROMIUM_OFFER}{rejected}")), None);
+        let pcmu_only = AUDIO_SECTION.replace("111 63 9 0", "9 0");
+        assert_eq!(choose_opus(&format!("{CHROMIUM_OFFER}{pcmu_only}")), None);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Building one viewer's peer connection: the negotiated H.264 codec, the interceptors, the
 //! ICE policy, and the keyframe-request interceptor that lets PLI/FIR reach the application.
 
-use super::offer::H264Choice;
+use super::offer::{H264Choice, OpusChoice};
 use crate::config::IceConfig;
 use rtc::interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
@@ -55,13 +55,34 @@ pub fn h264_codec(choice: &H264Choice) -> RTCRtpCodecParameters {
     }
 }
 
+/// Opus as registered with the media engine: the viewer's payload type and fmtp, so the answer
+/// agrees with the offer on every parameter.
+pub fn opus_codec(choice: &OpusChoice) -> RTCRtpCodecParameters {
+    RTCRtpCodecParameters {
+        rtp_codec: RTCRtpCodec {
+            mime_type: "audio/opus".to_owned(),
+            clock_rate: 48_000,
+            channels: 2,
+            sdp_fmtp_line: choice.fmtp.clone(),
+            rtcp_feedback: vec![],
+        },
+        payload_type: choice.payload_type,
+    }
+}
+
+/// Builds a peer connection that can send exactly the negotiated codecs: H.264, and Opus when
+/// the viewer asked for audio and this device has it (otherwise the answer declines audio).
 pub async fn build(
-    choice: &H264Choice,
+    video: &H264Choice,
+    audio: Option<&OpusChoice>,
     ice: &IceConfig,
     handler: Arc<dyn PeerConnectionEventHandler>,
 ) -> Result<Arc<dyn PeerConnection>, PeerError> {
     let mut media_engine = MediaEngine::default();
-    media_engine.register_codec(h264_codec(choice), RtpCodecKind::Video)?;
+    media_engine.register_codec(h264_codec(video), RtpCodecKind::Video)?;
+    if let Some(audio) = audio {
+        media_engine.register_codec(opus_codec(audio), RtpCodecKind::Audio)?;
+    }
     let registry = register_default_interceptors(Registry::new(), &mut media_engine)?.with(
         Slot::from(KEYFRAME_REQUEST_SLOT),
         KeyframeRequestMarker::default(),

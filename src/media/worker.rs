@@ -1,0 +1,366 @@
+//! Running a capture pipeline only while someone watches, and keeping it alive through device
+//! failures. Video and audio share this: each pipeline is a thread that starts with the first
+//! subscriber and stops a grace period after the last one leaves (a viewer who reloads the
+//! page does not pay for reopening the camera or the microphone), and a source that fails is
+//! reopened with backoff while viewers stay connected.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Reopening a failed source: first retry, and the longest wait between retries.
+const REOPEN_FIRST: Duration = Duration::from_secs(1);
+const REOPEN_MAX: Duration = Duration::from_secs(10);
+
+/// What a source is doing, for the status topic. `L` is what a live source reports (the
+/// video size actually streamed, say).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceState<L = ()> {
+    /// Nobody watches; the source is closed.
+    Idle,
+    /// Opening the source, or waiting for its first output.
+    Starting,
+    Live(L),
+    /// The source failed (a camera unplugged, a microphone missing); campeer keeps retrying.
+    Failed(String),
+}
+
+impl<L> SourceState<L> {
+    pub fn name(&self) -> &'static str {
+        match self {
+            SourceState::Idle => "idle",
+            SourceState::Starting => "starting",
+            SourceState::Live(_) => "live",
+            SourceState::Failed(_) => "failed",
+        }
+    }
+}
+
+/// Publishes a source's state, notifying watchers only of real changes (a live source reports
+/// itself on every frame).
+pub struct StateReporter<L> {
+    sender: tokio::sync::watch::Sender<SourceState<L>>,
+}
+
+impl<L: PartialEq> StateReporter<L> {
+    pub fn new() -> Self {
+        Self {
+            sender: tokio::sync::watch::channel(SourceState::Idle).0,
+        }
+    }
+
+    pub fn set(&self, state: SourceState<L>) {
+        self.sender.send_if_modified(|current| {
+            let changed = *current != state;
+            *current = state;
+            changed
+        });
+    }
+
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<SourceState<L>> {
+        self.sender.subscribe()
+    }
+}
+
+impl<L: PartialEq> Default for StateReporter<L> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Locks a mutex, recovering the data if a thread panicked while holding it: the state kept
+/// behind these locks stays consistent between statements, and refusing to serve would be
+/// worse.
+pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Sleeps up to `total`, waking early when asked to stop.
+pub fn pause(total: Duration, stop: &AtomicBool) {
+    let deadline = Instant::now() + total;
+    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50).min(total));
+    }
+}
+
+/// Opens a source and serves from it until stopped, reopening it with backoff (1 s doubling to
+/// 10 s) whenever opening or serving fails. `serve` returns `Ok` only when told to stop.
+pub fn supervise<S, E: std::fmt::Display, L>(
+    stop: &AtomicBool,
+    what: &str,
+    state: &StateReporter<L>,
+    mut open: impl FnMut() -> Result<S, E>,
+    mut serve: impl FnMut(&mut S) -> Result<(), E>,
+) where
+    L: PartialEq,
+{
+    let mut backoff = REOPEN_FIRST;
+    state.set(SourceState::Starting);
+    while !stop.load(Ordering::Relaxed) {
+        let mut source = match open() {
+            Ok(source) => source,
+            Err(e) => {
+                state.set(SourceState::Failed(e.to_string()));
+                tracing::warn!("cannot open the {what}: {e}; retrying in {backoff:?}");
+                pause(backoff, stop);
+                backoff = (backoff * 2).min(REOPEN_MAX);
+                continue;
+            }
+        };
+        backoff = REOPEN_FIRST;
+        match serve(&mut source) {
+            Ok(()) => break,
+            Err(e) => {
+                state.set(SourceState::Failed(e.to_string()));
+                tracing::warn!("the {what} failed: {e}; reopening in {backoff:?}");
+                drop(source);
+                pause(backoff, stop);
+            }
+        }
+    }
+    state.set(SourceState::Idle);
+}
+
+struct Pipeline {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl Pipeline {
+    fn is_running(&self) -> bool {
+        !self.stop.load(Ordering::Relaxed) && !self.thread.is_finished()
+    }
+
+    /// Stops the thread and waits for it (at most about one frame period), so that the next
+    /// pipeline never finds the device still held by this one.
+    fn stop_and_join(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if self.thread.join().is_err() {
+            tracing::error!("a media pipeline thread panicked");
+        }
+    }
+}
+
+#[derive(Default)]
+struct DemandState {
+    subscribers: usize,
+    pipeline: Option<Pipeline>,
+    /// A pipeline told to stop whose thread may still be finishing its last frame.
+    stopping: Option<Pipeline>,
+    /// Bumped on every acquire and release, so a pending idle stop can tell that somebody
+    /// came back during the grace period.
+    generation: u64,
+}
+
+type PipelineBody = Arc<dyn Fn(&AtomicBool) + Send + Sync>;
+
+struct DemandInner {
+    thread_name: &'static str,
+    grace: Duration,
+    body: PipelineBody,
+    state: Mutex<DemandState>,
+    starts: AtomicU64,
+}
+
+/// Runs `body` on a thread of its own while at least one subscriber holds it. The body runs
+/// until the flag it is given turns true. Cheap to clone; clones share the pipeline.
+#[derive(Clone)]
+pub struct OnDemand {
+    inner: Arc<DemandInner>,
+}
+
+impl OnDemand {
+    pub fn new(
+        thread_name: &'static str,
+        grace: Duration,
+        body: impl Fn(&AtomicBool) + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            inner: Arc::new(DemandInner {
+                thread_name,
+                grace,
+                body: Arc::new(body),
+                state: Mutex::new(DemandState::default()),
+                starts: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// One more subscriber: starts the pipeline unless it runs.
+    pub fn acquire(&self) {
+        let mut state = lock(&self.inner.state);
+        state.subscribers += 1;
+        state.generation += 1;
+        let running = state.pipeline.as_ref().is_some_and(Pipeline::is_running);
+        if !running {
+            for old in [state.pipeline.take(), state.stopping.take()]
+                .into_iter()
+                .flatten()
+            {
+                old.stop_and_join();
+            }
+            state.pipeline = Some(self.start());
+        }
+    }
+
+    /// One subscriber fewer: after the grace period without any, the pipeline stops.
+    pub fn release(&self) {
+        let generation = {
+            let mut state = lock(&self.inner.state);
+            state.subscribers = state.subscribers.saturating_sub(1);
+            state.generation += 1;
+            if state.subscribers > 0 {
+                return;
+            }
+            state.generation
+        };
+        let demand = self.clone();
+        let stop_if_still_idle = move || demand.stop_if_idle_since(generation);
+        let grace = self.inner.grace;
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    tokio::time::sleep(grace).await;
+                    stop_if_still_idle();
+                });
+            }
+            Err(_) => stop_if_still_idle(),
+        }
+    }
+
+    fn stop_if_idle_since(&self, generation: u64) {
+        let mut state = lock(&self.inner.state);
+        if state.subscribers > 0 || state.generation != generation {
+            return;
+        }
+        if let Some(pipeline) = state.pipeline.take() {
+            tracing::info!(
+                "no viewers for {:?}: stopping the {} pipeline",
+                self.inner.grace,
+                self.inner.thread_name
+            );
+            // The thread notices within one frame; whoever starts the next pipeline joins it.
+            pipeline.stop.store(true, Ordering::Relaxed);
+            if let Some(older) = state.stopping.replace(pipeline) {
+                drop(state);
+                older.stop_and_join();
+            }
+        }
+    }
+
+    /// Stops the pipeline now, whoever is subscribed (daemon shutdown).
+    pub fn shutdown(&self) {
+        let (pipeline, stopping) = {
+            let mut state = lock(&self.inner.state);
+            (state.pipeline.take(), state.stopping.take())
+        };
+        for old in [pipeline, stopping].into_iter().flatten() {
+            old.stop_and_join();
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        lock(&self.inner.state)
+            .pipeline
+            .as_ref()
+            .is_some_and(Pipeline::is_running)
+    }
+
+    pub fn subscribers(&self) -> usize {
+        lock(&self.inner.state).subscribers
+    }
+
+    /// How many times a pipeline thread was started.
+    pub fn starts(&self) -> u64 {
+        self.inner.starts.load(Ordering::Relaxed)
+    }
+
+    fn start(&self) -> Pipeline {
+        self.inner.starts.fetch_add(1, Ordering::Relaxed);
+        let stop = Arc::new(AtomicBool::new(false));
+        let body = Arc::clone(&self.inner.body);
+        let thread_stop = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name(format!("campeer-{}", self.inner.thread_name))
+            .spawn(move || body(&thread_stop))
+            .unwrap_or_else(|e| {
+                tracing::error!("cannot start the {} thread: {e}", self.inner.thread_name);
+                // A finished thread reads as "not running"; the next subscriber retries.
+                std::thread::spawn(|| {})
+            });
+        Pipeline { stop, thread }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    fn counting(grace: Duration) -> (OnDemand, Arc<AtomicUsize>) {
+        let ticks = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&ticks);
+        let demand = OnDemand::new("test", grace, move |stop| {
+            while !stop.load(Ordering::Relaxed) {
+                counter.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        (demand, ticks)
+    }
+
+    #[test]
+    fn without_a_runtime_release_stops_at_once_and_acquire_restarts() {
+        let (demand, ticks) = counting(Duration::from_secs(60));
+        demand.acquire();
+        demand.acquire();
+        assert!(demand.is_running());
+        assert_eq!(demand.subscribers(), 2);
+        demand.release();
+        assert!(demand.is_running(), "one subscriber left");
+        demand.release();
+        assert!(!demand.is_running());
+        let before = ticks.load(Ordering::Relaxed);
+        demand.acquire();
+        assert_eq!(demand.starts(), 2);
+        demand.shutdown();
+        assert!(ticks.load(Ordering::Relaxed) >= before);
+        assert!(!demand.is_running());
+    }
+
+    #[test]
+    fn supervise_reopens_with_backoff_and_reports_failure() {
+        let stop = AtomicBool::new(false);
+        let state = StateReporter::<()>::new();
+        let mut watcher = state.subscribe();
+        let mut opens = 0;
+        let started = Instant::now();
+        supervise(
+            &stop,
+            "test source",
+            &state,
+            || {
+                opens += 1;
+                if opens == 1 {
+                    Err("not there yet")
+                } else {
+                    Ok(())
+                }
+            },
+            |_| {
+                assert_eq!(
+                    *watcher.borrow_and_update(),
+                    SourceState::Failed("not there yet".into())
+                );
+                stop.store(true, Ordering::Relaxed);
+                Ok(())
+            },
+        );
+        assert_eq!(opens, 2);
+        assert!(started.elapsed() >= REOPEN_FIRST, "waited before retrying");
+        assert_eq!(*state.subscribe().borrow(), SourceState::Idle);
+    }
+}
