@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod alsamic;
 pub mod fakecam;
 
 use campeer::config::{Config, FileConfig, Overrides};
@@ -163,9 +164,51 @@ pub fn overrides(broker: &Broker, device: &str) -> Overrides {
         broker: Some(broker.url()),
         device_id: Some(device.to_owned()),
         source: Some("test".into()),
+        // Pinned like the video source, so a developer's own sound card changes nothing.
+        audio_source: Some("none".into()),
         ice_loopback_only: true,
         http_listen: Some(format!("127.0.0.1:{}", free_port())),
         ..Default::default()
+    }
+}
+
+/// The amplitude of one frequency in 48 kHz mono samples: the magnitude of a single DFT bin,
+/// normalised so that a full sine of amplitude A reads about A/2. Written here, apart from
+/// the daemon's code, so the tests check the sound independently.
+pub fn tone_amplitude(samples: &[f32], frequency: f64) -> f64 {
+    let step = std::f64::consts::TAU * frequency / 48_000.0;
+    let (mut re, mut im) = (0.0f64, 0.0f64);
+    for (n, &sample) in samples.iter().enumerate() {
+        let angle = step * n as f64;
+        re += f64::from(sample) * angle.cos();
+        im -= f64::from(sample) * angle.sin();
+    }
+    (re * re + im * im).sqrt() / samples.len().max(1) as f64
+}
+
+/// Asserts that `frequency` dominates the last second of what the viewer decoded: louder than
+/// silence and ten times stronger than any of a spread of other frequencies.
+pub fn assert_tone(viewer: &TestViewer, frequency: f64) {
+    let samples = viewer.snapshot(|s| {
+        let n = s.audio_samples.len();
+        s.audio_samples[n.saturating_sub(48_000)..].to_vec()
+    });
+    assert!(
+        samples.len() >= 24_000,
+        "only {} samples decoded",
+        samples.len()
+    );
+    let wanted = tone_amplitude(&samples, frequency);
+    assert!(wanted > 300.0, "{frequency} Hz is too quiet: {wanted:.1}");
+    for other in [220.0, 330.0, 660.0, 880.0, 1500.0, 2000.0, 3000.0, 5000.0] {
+        if (other - frequency).abs() < 50.0 {
+            continue;
+        }
+        let strength = tone_amplitude(&samples, other);
+        assert!(
+            wanted > 10.0 * strength,
+            "{frequency} Hz ({wanted:.1}) does not dominate {other} Hz ({strength:.1})"
+        );
     }
 }
 
@@ -335,6 +378,15 @@ pub struct ViewerState {
     pub answered_at: Option<Instant>,
     pub connection_states: Vec<String>,
     pub payload_types: Vec<u8>,
+    /// Opus packets received, and their decoded samples (mixed to mono, 48 kHz).
+    pub audio_packets: usize,
+    pub audio_samples: Vec<f32>,
+    pub audio_decode_errors: usize,
+    pub audio_payload_types: Vec<u8>,
+    pub audio_rtp_timestamps: Vec<u32>,
+    pub first_audio_at: Option<Instant>,
+    /// The media stream ids of the tracks received, by kind.
+    pub stream_ids: Vec<(String, String)>,
 }
 
 /// What the test viewer offers.
@@ -347,6 +399,9 @@ pub struct ViewerOptions {
     /// Drop the device's trickled candidates, so that only the candidates this viewer sent
     /// can connect the two (the viewer then learns the device's address from its checks).
     pub ignore_device_candidates: bool,
+    /// Also offer a recvonly audio section with Opus, as the page does when the device has
+    /// audio.
+    pub audio: bool,
 }
 
 impl Default for ViewerOptions {
@@ -355,6 +410,16 @@ impl Default for ViewerOptions {
             h264_profiles: vec!["42001f", "42e01f"],
             candidates_before_offer: false,
             ignore_device_candidates: false,
+            audio: false,
+        }
+    }
+}
+
+impl ViewerOptions {
+    pub fn with_audio() -> Self {
+        Self {
+            audio: true,
+            ..Self::default()
         }
     }
 }
@@ -409,9 +474,20 @@ impl PeerConnectionEventHandler for ViewerHandler {
     }
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
-        *self.track.lock().unwrap() = Some(Arc::clone(&track));
+        let kind = track.kind().await;
+        let stream_id = track.stream_id().await.to_string();
         let state = Arc::clone(&self.state);
-        tokio::spawn(receive_video(track, state));
+        state
+            .lock()
+            .unwrap()
+            .stream_ids
+            .push((kind.to_string(), stream_id));
+        if kind == RtpCodecKind::Audio {
+            tokio::spawn(receive_audio(track, state));
+        } else {
+            *self.track.lock().unwrap() = Some(Arc::clone(&track));
+            tokio::spawn(receive_video(track, state));
+        }
     }
 }
 
@@ -474,6 +550,36 @@ async fn receive_video(track: Arc<dyn TrackRemote>, state: Arc<Mutex<ViewerState
         access_unit.clear();
         if let Some(frame) = decoded {
             state.lock().unwrap().frames.push(frame);
+        }
+    }
+}
+
+/// Decodes every Opus packet (48 kHz stereo, as WebRTC signals Opus) and keeps the samples
+/// mixed to mono.
+async fn receive_audio(track: Arc<dyn TrackRemote>, state: Arc<Mutex<ViewerState>>) {
+    let mut decoder =
+        opus2::Decoder::new(48_000, opus2::Channels::Stereo).expect("an Opus decoder");
+    let mut pcm = vec![0i16; 2 * 5760];
+    while let Some(event) = track.poll().await {
+        let TrackRemoteEvent::OnRtpPacket(packet) = event else {
+            continue;
+        };
+        let decoded = decoder.decode(&packet.payload, &mut pcm, false);
+        let mut s = state.lock().unwrap();
+        s.audio_packets += 1;
+        s.first_audio_at.get_or_insert_with(Instant::now);
+        s.audio_rtp_timestamps.push(packet.header.timestamp);
+        if !s.audio_payload_types.contains(&packet.header.payload_type) {
+            s.audio_payload_types.push(packet.header.payload_type);
+        }
+        match decoded {
+            Ok(frames) => {
+                let mono = pcm[..2 * frames]
+                    .chunks(2)
+                    .map(|pair| (f32::from(pair[0]) + f32::from(pair[1])) / 2.0);
+                s.audio_samples.extend(mono);
+            }
+            Err(_) => s.audio_decode_errors += 1,
         }
     }
 }
@@ -558,7 +664,7 @@ impl TestViewer {
         let track = Arc::new(Mutex::new(None));
         let peer =
             build_viewer_peer(&options, events_tx, Arc::clone(&state), Arc::clone(&track)).await;
-        let offer = recvonly_video_offer(&peer).await;
+        let offer = recvonly_offer(&peer, options.audio).await;
         peer.set_local_description(offer)
             .await
             .expect("apply the offer");
@@ -849,6 +955,23 @@ async fn build_viewer_peer(
             )
             .expect("register VP8");
     }
+    if options.audio {
+        media_engine
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: RTCRtpCodec {
+                        mime_type: "audio/opus".to_owned(),
+                        clock_rate: 48_000,
+                        channels: 2,
+                        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+                        rtcp_feedback: vec![],
+                    },
+                    payload_type: 111,
+                },
+                RtpCodecKind::Audio,
+            )
+            .expect("register Opus");
+    }
     let registry =
         register_default_interceptors(Registry::new(), &mut media_engine).expect("interceptors");
     let settings = SettingEngineBuilder::new()
@@ -949,22 +1072,30 @@ pub async fn offer_from_vanished_peer() -> String {
         Arc::new(Mutex::new(None)),
     )
     .await;
-    let sdp = recvonly_video_offer(&peer).await.sdp;
+    let sdp = recvonly_offer(&peer, false).await.sdp;
     let _ = peer.close().await;
     sdp
 }
 
-/// Adds a recvonly video transceiver and creates the offer, as a browser viewer does.
-async fn recvonly_video_offer(peer: &Arc<dyn PeerConnection>) -> RTCSessionDescription {
-    peer.add_transceiver_from_kind(
-        RtpCodecKind::Video,
-        Some(RTCRtpTransceiverInit {
-            direction: RTCRtpTransceiverDirection::Recvonly,
-            ..Default::default()
-        }),
-    )
-    .await
-    .expect("add a recvonly video transceiver");
+/// Adds recvonly transceivers (video, and audio when asked) and creates the offer, as a
+/// browser viewer does.
+async fn recvonly_offer(peer: &Arc<dyn PeerConnection>, audio: bool) -> RTCSessionDescription {
+    let kinds: &[RtpCodecKind] = if audio {
+        &[RtpCodecKind::Video, RtpCodecKind::Audio]
+    } else {
+        &[RtpCodecKind::Video]
+    };
+    for kind in kinds {
+        peer.add_transceiver_from_kind(
+            *kind,
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Recvonly,
+                ..Default::default()
+            }),
+        )
+        .await
+        .expect("add a recvonly transceiver");
+    }
     peer.create_offer(None).await.expect("create an offer")
 }
 

@@ -1,0 +1,70 @@
+//! A microphone without a sound card: an ALSA configuration whose PCMs capture from raw files
+//! through alsa-lib's `file` plugin over a `null` slave. alsa-lib reads it from
+//! `ALSA_CONFIG_PATH`, so campeer opens these PCMs by name like any capture device.
+//!
+//! The file plugin hands out samples as fast as they are read and repeats its last buffer at
+//! the end of the file; campeer paces such a device to the clock, and the files here last far
+//! longer than any test, so what a test hears is what the file holds.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub struct FileMicrophones {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+/// A PCM to define: its name and the raw file (S16_LE, 48 kHz, mono) it captures from.
+pub struct FileMic<'a> {
+    pub name: &'a str,
+    pub file: &'a str,
+}
+
+impl FileMicrophones {
+    /// Writes the configuration; the raw files are written separately (or never, for a
+    /// microphone that is missing).
+    pub fn new(mics: &[FileMic<'_>]) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let mut text = String::new();
+        for mic in mics {
+            let infile = dir.path().join(mic.file);
+            text.push_str(&format!(
+                "pcm.{name} {{\n    type file\n    slave {{ pcm {{ type null }} }}\n    \
+                 file \"/dev/null\"\n    infile \"{infile}\"\n    format \"raw\"\n    \
+                 hint {{ show on description \"campeer test microphone {name}\" }}\n}}\n",
+                name = mic.name,
+                infile = infile.display()
+            ));
+        }
+        let config = dir.path().join("asound.conf");
+        std::fs::write(&config, text).expect("write the ALSA configuration");
+        Self { dir, config }
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
+    /// Makes this process's alsa-lib read the test configuration. Call before anything opens
+    /// ALSA (alsa-lib reads its configuration once) and before threads that might read the
+    /// environment.
+    pub fn install_for_this_process(&self) {
+        // SAFETY: called at the start of a test, before campeer starts and while no other
+        // thread of this test binary reads or writes the environment.
+        unsafe { std::env::set_var("ALSA_CONFIG_PATH", &self.config) };
+    }
+
+    /// Writes `seconds` of a sine tone at `frequency` into the microphone's file.
+    pub fn write_tone(&self, file: &str, frequency: f64, seconds: u32) {
+        let samples = 48_000 * seconds as usize;
+        let mut bytes = Vec::with_capacity(samples * 2);
+        for n in 0..samples {
+            let phase = std::f64::consts::TAU * frequency * n as f64 / 48_000.0;
+            let value = (phase.sin() * 8000.0).round() as i16;
+            bytes.extend_from_slice(&value.to_le_bytes());
+        }
+        let path = self.dir.path().join(file);
+        let mut out = std::fs::File::create(&path).expect("create the tone file");
+        out.write_all(&bytes).expect("write the tone file");
+    }
+}
