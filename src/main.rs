@@ -26,12 +26,13 @@ struct Cli {
 
 #[derive(clap::Subcommand)]
 enum Command {
-    /// List cameras with their formats, sizes and frame rates, then exit.
+    /// List cameras with their formats, sizes and frame rates, and ALSA capture devices,
+    /// then exit.
     Devices {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
-        /// Devices to describe (default: every /dev/video*).
+        /// Cameras to describe (default: every /dev/video*).
         paths: Vec<PathBuf>,
     },
 }
@@ -65,20 +66,21 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn list_devices(json: bool, paths: &[PathBuf]) -> anyhow::Result<()> {
-    use campeer::media::camera;
+    use campeer::media::{camera, microphone};
     let paths = if paths.is_empty() {
         camera::device_paths()
     } else {
         paths.to_vec()
     };
     let cameras: Vec<_> = paths.iter().map(|p| camera::describe_device(p)).collect();
+    let microphones = microphone::capture_devices();
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "cameras": cameras }))?
-        );
+        let listing = serde_json::json!({ "cameras": cameras, "microphones": microphones });
+        println!("{}", serde_json::to_string_pretty(&listing)?);
     } else {
         print!("{}", camera::format_devices(&cameras));
+        println!();
+        print!("{}", microphone::format_capture_devices(&microphones));
     }
     Ok(())
 }

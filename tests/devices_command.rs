@@ -67,3 +67,31 @@ fn a_missing_device_is_reported_not_fatal() {
         "{text}"
     );
 }
+
+#[test]
+fn devices_lists_alsa_capture_devices() {
+    let mics = common::alsamic::FileMicrophones::new(&[common::alsamic::FileMic {
+        name: "benchmic",
+        file: "bench.raw",
+    }]);
+    let run = |json: bool| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_campeer"));
+        command
+            .env("ALSA_CONFIG_PATH", mics.config_path())
+            .args(["devices", "/nonexistent/video9"]);
+        if json {
+            command.arg("--json");
+        }
+        let out = command.output().expect("run campeer devices");
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).expect("UTF-8")
+    };
+    let table = run(false);
+    assert!(
+        table.contains("ALSA capture devices") && table.contains("benchmic"),
+        "{table}"
+    );
+    assert!(table.contains("campeer test microphone benchmic"), "{table}");
+    let json: serde_json::Value = serde_json::from_str(&run(true)).expect("valid JSON");
+    assert_eq!(json["microphones"][0]["name"], "benchmic");
+}

@@ -215,17 +215,55 @@ pub fn capture_devices() -> Vec<CaptureDevice> {
         .collect()
 }
 
-/// The capture devices as a readable table, after the cameras.
+/// The capture devices as a readable table, like `arecord -L`: each name, then its
+/// description indented.
 pub fn format_capture_devices(devices: &[CaptureDevice]) -> String {
+    use std::fmt::Write;
     if devices.is_empty() {
-        return "No ALSA capture devices.\n".to_owned();
+        return "No ALSA capture devices found (campeer streams without audio, or the test \
+                tone with audio.source = \"test\").\n"
+            .to_owned();
     }
-    let mut out = String::from("ALSA capture devices (audio.source):\n");
+    let mut out = String::from("ALSA capture devices (for audio.source):\n");
     for device in devices {
-        out.push_str(&format!("  {}\n", device.name));
+        let _ = writeln!(out, "{}", device.name);
         if !device.description.is_empty() {
-            out.push_str(&format!("      {}\n", device.description));
+            let _ = writeln!(out, "    {}", device.description);
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_are_listed_like_arecord() {
+        let devices = [
+            CaptureDevice {
+                name: "default".into(),
+                description: "Default ALSA Output".into(),
+            },
+            CaptureDevice {
+                name: "plughw:CARD=Device,DEV=0".into(),
+                description: String::new(),
+            },
+        ];
+        assert_eq!(
+            format_capture_devices(&devices),
+            "ALSA capture devices (for audio.source):\ndefault\n    Default ALSA Output\n\
+             plughw:CARD=Device,DEV=0\n"
+        );
+        assert!(format_capture_devices(&[]).starts_with("No ALSA capture devices"));
+    }
+
+    #[test]
+    fn a_missing_device_is_a_typed_error_naming_it() {
+        let err = AlsaMicrophone::open("campeer-no-such-pcm", 1)
+            .err()
+            .expect("no such PCM");
+        assert!(matches!(err, MicrophoneError::Open { .. }));
+        assert!(err.to_string().contains("campeer-no-such-pcm"));
+    }
 }
