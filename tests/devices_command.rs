@@ -91,7 +91,10 @@ fn devices_lists_alsa_capture_devices() {
         table.contains("ALSA capture devices") && table.contains("benchmic"),
         "{table}"
     );
-    assert!(table.contains("campeer test microphone benchmic"), "{table}");
+    assert!(
+        table.contains("campeer test microphone benchmic"),
+        "{table}"
+    );
     let json: serde_json::Value = serde_json::from_str(&run(true)).expect("valid JSON");
     assert_eq!(json["microphones"][0]["name"], "benchmic");
 }

@@ -1105,6 +1105,7 @@ pub fn zero_config_overrides(device: &str) -> Overrides {
     Overrides {
         device_id: Some(device.to_owned()),
         source: Some("test".into()),
+        audio_source: Some("none".into()),
         ice_loopback_only: true,
         http_listen: Some(format!("127.0.0.1:{}", free_port())),
         embedded_broker_listen: Some(format!("127.0.0.1:{}", free_port())),
@@ -1253,6 +1254,8 @@ pub fn zero_config_args(device: &str) -> (Vec<String>, u16) {
         device,
         "--source",
         "test",
+        "--audio-source",
+        "none",
         "--ice-loopback-only",
         "--http-listen",
         &format!("127.0.0.1:{http}"),

@@ -10,7 +10,36 @@ const stats = (window.campeerStats = {
   state: "idle", device: null, message: "", codec: "", width: 0, height: 0, fps: 0,
   framesDecoded: 0, bitrateKbps: 0, packetLossPercent: 0, rttMs: null, latencyMs: null,
   latencySamples: [], brokerConnected: false, firstFrameMs: null,
+  audioCodec: "", audioPackets: 0, audioSamples: 0, audioLevel: null, audioPeakHz: null,
+  audioNote: "",
 });
+
+// The sound's level (RMS, 0 to 1) and strongest frequency, measured with Web Audio from the
+// received track itself, so it works while the video element is muted.
+let meter = null;
+function meterTrack(track) {
+  try {
+    const ctx = new AudioContext();
+    const analyser = ctx.createAnalyser();
+    analyser.fftSize = 8192;
+    ctx.createMediaStreamSource(new MediaStream([track])).connect(analyser);
+    meter = { ctx, analyser };
+  } catch {
+    meter = null; // no Web Audio here: the overlay simply shows no level
+  }
+}
+function readMeter() {
+  if (!meter || meter.ctx.state !== "running") return;
+  const { analyser, ctx } = meter;
+  const wave = new Float32Array(analyser.fftSize);
+  analyser.getFloatTimeDomainData(wave);
+  stats.audioLevel = Math.sqrt(wave.reduce((sum, x) => sum + x * x, 0) / wave.length);
+  const bins = new Float32Array(analyser.frequencyBinCount);
+  analyser.getFloatFrequencyData(bins);
+  let peak = 1;
+  for (let i = 2; i < bins.length; i++) if (bins[i] > bins[peak]) peak = i;
+  stats.audioPeakHz = stats.audioLevel > 0.001 ? Math.round((peak * ctx.sampleRate) / analyser.fftSize) : null;
+}
 
 let config = null;
 let client = null;
@@ -126,6 +155,13 @@ function onStatus(device, status) {
   }
 }
 
+// What the device list and the overlay say about a device's sound.
+function audioSummary(audio) {
+  if (!audio) return "";
+  if (audio.state === "failed") return "microphone failed";
+  return audio.channels === 2 ? "stereo sound" : "sound";
+}
+
 function renderDevices() {
   const list = $("devices");
   list.replaceChildren();
@@ -140,7 +176,8 @@ function renderDevices() {
     button.setAttribute("aria-pressed", String(wanted === id));
     const online = status.state === "online";
     const details = online && status.video
-      ? `${status.video.width}x${status.video.height} · ${status.viewers} viewer${status.viewers === 1 ? "" : "s"}`
+      ? [`${status.video.width}x${status.video.height}`, audioSummary(status.audio),
+        `${status.viewers} viewer${status.viewers === 1 ? "" : "s"}`].filter(Boolean).join(" · ")
       : "offline";
     button.innerHTML = `<span class="badge ${online ? "online" : "offline"}"></span><b></b><br><small class="muted"></small>`;
     button.querySelector(".badge").textContent = online ? "online" : "offline";
@@ -183,6 +220,7 @@ async function watch(device) {
   if (status.audio) pc.addTransceiver("audio", { direction: "recvonly" });
   pc.ontrack = ({ track }) => {
     session.stream.addTrack(track);
+    if (track.kind === "audio") meterTrack(track);
     video.srcObject = session.stream;
     $("mute").disabled = track.kind !== "audio" && !status.audio;
   };
@@ -247,7 +285,12 @@ function stopWatching(sendHangup) {
   if (sendHangup) publish(device, { type: "hangup" });
   pc.close();
   video.srcObject = null;
-  Object.assign(stats, { state: "idle", codec: "", fps: 0, bitrateKbps: 0, latencyMs: null, rttMs: null });
+  Object.assign(stats, {
+    state: "idle", codec: "", fps: 0, bitrateKbps: 0, latencyMs: null, rttMs: null,
+    audioCodec: "", audioLevel: null, audioPeakHz: null, audioNote: "",
+  });
+  meter?.ctx.close();
+  meter = null;
   $("overlay").textContent = "";
   $("hangup").disabled = true;
   $("mute").disabled = true;
@@ -260,9 +303,11 @@ async function updateStats() {
   if (!session) return;
   const report = await session.pc.getStats();
   let inbound = null;
+  let sound = null;
   let pair = null;
   report.forEach((r) => {
     if (r.type === "inbound-rtp" && r.kind === "video") inbound = r;
+    if (r.type === "inbound-rtp" && r.kind === "audio") sound = r;
     if (r.type === "transport" && r.selectedCandidatePairId) pair = report.get(r.selectedCandidatePairId);
     if (!pair && r.type === "candidate-pair" && r.nominated && r.state === "succeeded") pair = r;
   });
@@ -282,11 +327,25 @@ async function updateStats() {
   const total = lost + (inbound.packetsReceived ?? 0);
   stats.packetLossPercent = total ? (100 * lost) / total : 0;
   stats.rttMs = pair?.currentRoundTripTime != null ? pair.currentRoundTripTime * 1000 : null;
+  if (sound) {
+    stats.audioCodec = report.get(sound.codecId)?.mimeType?.replace(/^audio\//, "") ?? "";
+    stats.audioPackets = sound.packetsReceived ?? 0;
+    stats.audioSamples = sound.totalSamplesReceived ?? 0;
+    readMeter();
+  }
+  const audio = devices.get(session.device)?.audio;
+  stats.audioNote = audio?.state === "failed"
+    ? `no sound: the microphone failed (${audio.error ?? "unknown reason"})`
+    : "";
   const line = [
     `${stats.width}x${stats.height}`, `${stats.fps} fps`, `${stats.bitrateKbps} kbit/s`,
     `loss ${stats.packetLossPercent.toFixed(1)} %`,
     `RTT ${stats.rttMs == null ? "–" : Math.round(stats.rttMs) + " ms"}`,
     stats.latencyMs == null ? null : `latency ${Math.round(stats.latencyMs)} ms`, stats.codec,
+    stats.audioCodec && !stats.audioNote ? `${stats.audioCodec} sound${
+      stats.audioLevel == null ? "" : ` ${Math.round(20 * Math.log10(Math.max(stats.audioLevel, 1e-5)))} dBFS`}`
+      : null,
+    stats.audioNote,
   ].filter(Boolean);
   $("overlay").textContent = line.join(" · ");
 }
@@ -350,6 +409,7 @@ async function main() {
   $("mute").addEventListener("click", () => {
     video.muted = !video.muted;
     $("mute").textContent = video.muted ? "Unmute" : "Mute";
+    meter?.ctx.resume(); // browsers start Web Audio only after a click
   });
   $("fullscreen").addEventListener("click", () => $("player").requestFullscreen?.());
   $("hangup").addEventListener("click", () => {
