@@ -88,6 +88,7 @@ pub struct VideoSection {
     pub fps: Option<u32>,
     pub bitrate_kbps: Option<u32>,
     pub keyframe_interval_secs: Option<f64>,
+    pub h264_passthrough: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -209,6 +210,11 @@ pub struct Overrides {
     /// Opus target bitrate in kbit/s. Default: 32.
     #[arg(long, env = "CAMPEER_AUDIO_BITRATE_KBPS", value_name = "KBPS")]
     pub audio_bitrate_kbps: Option<u32>,
+    /// Take H.264 from a camera that encodes it and send it as it is, without re-encoding
+    /// (far less CPU; the camera then decides the bitrate and keyframes unless it accepts
+    /// campeer's requests). Other cameras are encoded as usual.
+    #[arg(long, env = "CAMPEER_H264_PASSTHROUGH")]
+    pub h264_passthrough: bool,
     /// Most viewers served at once; an offer beyond it is answered "busy". Default: 4.
     #[arg(long, env = "CAMPEER_MAX_VIEWERS")]
     pub max_viewers: Option<usize>,
@@ -329,6 +335,8 @@ pub struct VideoConfig {
     pub bitrate_bps: u32,
     /// `None`: keyframes only on demand.
     pub keyframe_interval: Option<Duration>,
+    /// Pass H.264 from a camera that produces it through without re-encoding.
+    pub h264_passthrough: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -538,6 +546,8 @@ impl Config {
             fps,
             bitrate_bps: bitrate_kbps * 1000,
             keyframe_interval,
+            h264_passthrough: flags.h264_passthrough
+                || file.video.h264_passthrough.unwrap_or(false),
         };
 
         let audio_source = match flags

@@ -284,7 +284,9 @@ fn make_hub(config: &Config) -> VideoHub {
                 width: video.width,
                 height: video.height,
                 fps: video.fps,
-                passthrough: false,
+                passthrough: video.h264_passthrough,
+                bitrate_bps: video.bitrate_bps,
+                keyframe_interval: video.keyframe_interval,
             };
             Box::new(move || {
                 V4l2Camera::open(&path, wanted)

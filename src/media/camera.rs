@@ -3,7 +3,7 @@
 
 use super::convert::{self, PixelFormat};
 use super::negotiate::{self, CameraFormat, Choice, OfferedMode, Wanted};
-use super::{I420Frame, SourceError, VideoSource};
+use super::{CapturedFrame, H264Frame, I420Frame, SourceError, VideoSource};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 use v4l::buffer::Type;
@@ -42,8 +42,82 @@ pub enum CameraError {
         what: &'static str,
         source: std::io::Error,
     },
-    #[error("{path}: H.264 passthrough is not supported yet")]
-    Passthrough { path: String },
+}
+
+/// V4L2 codec controls (linux/v4l2-controls.h): the codec class base plus each control's
+/// offset. Set with the plain VIDIOC_S_CTRL, which every driver with controls answers.
+const CODEC_CONTROLS: u32 = 0x0099_0900;
+const CID_BITRATE: u32 = CODEC_CONTROLS + 207;
+const CID_FORCE_KEY_FRAME: u32 = CODEC_CONTROLS + 229;
+const CID_H264_I_PERIOD: u32 = CODEC_CONTROLS + 358;
+/// `_IOWR('V', 28, struct v4l2_control)`: an id and a value, 8 bytes.
+const VIDIOC_S_CTRL: libc::c_ulong = (3 << 30) | (8 << 16) | ((b'V' as libc::c_ulong) << 8) | 28;
+
+#[repr(C)]
+struct V4l2Control {
+    id: u32,
+    value: i32,
+}
+
+/// Sets one V4L2 control.
+fn set_control(device: &Device, id: u32, value: i32) -> std::io::Result<()> {
+    let mut control = V4l2Control { id, value };
+    // SAFETY: VIDIOC_S_CTRL reads and writes exactly one struct v4l2_control, which
+    // `control` is, for the duration of the call; the descriptor belongs to `device`.
+    let result = unsafe {
+        libc::ioctl(
+            device.handle().fd(),
+            VIDIOC_S_CTRL as _,
+            &mut control as *mut V4l2Control,
+        )
+    };
+    if result < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// When a frame was captured, from the driver's timestamp when it is on the monotonic clock
+/// (the moment the frame was taken, not when campeer got to it), else from now. Returns the
+/// moment on the monotonic clock and in milliseconds since the Unix epoch.
+fn capture_time(meta: &v4l::buffer::Metadata) -> (Instant, u64) {
+    let now = Instant::now();
+    let wall = SystemTime::now();
+    let age = meta
+        .flags
+        .contains(v4l::buffer::Flags::TIMESTAMP_MONOTONIC)
+        .then(|| {
+            let taken = Duration::new(
+                u64::try_from(meta.timestamp.sec).ok()?,
+                u32::try_from(meta.timestamp.usec).ok()?.checked_mul(1000)?,
+            );
+            frame_age(taken, monotonic_now())
+        })
+        .flatten()
+        .unwrap_or_default();
+    let captured_at = now.checked_sub(age).unwrap_or(now);
+    let unix = wall.checked_sub(age).unwrap_or(wall);
+    (captured_at, super::pattern::unix_millis(unix))
+}
+
+/// How long ago a frame stamped `taken` was captured, given the clock reads `now`; `None` for
+/// a stamp that cannot be right (in the future, or older than any buffer queue could hold).
+pub fn frame_age(taken: Duration, now: Duration) -> Option<Duration> {
+    let age = now.checked_sub(taken)?;
+    (age < Duration::from_secs(2)).then_some(age)
+}
+
+fn monotonic_now() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes only the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    Duration::new(
+        now.tv_sec.max(0) as u64,
+        now.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
 }
 
 /// The sizes a device offers in `fourcc`, each with its frame rates. A stepwise range is
@@ -100,7 +174,8 @@ pub fn offered_modes(device: &Device) -> std::io::Result<Vec<OfferedMode>> {
 pub struct V4l2Camera {
     path: PathBuf,
     choice: Choice,
-    pixel_format: PixelFormat,
+    /// `None`: the camera sends H.264, passed through as it comes.
+    pixel_format: Option<PixelFormat>,
     stride: usize,
     device: Device,
     stream: v4l::io::mmap::Stream<'static>,
@@ -127,8 +202,9 @@ impl V4l2Camera {
                 path: name.clone(),
                 source,
             })?;
-        let CameraFormat::Raw(pixel_format) = choice.format else {
-            return Err(CameraError::Passthrough { path: name });
+        let pixel_format = match choice.format {
+            CameraFormat::Raw(format) => Some(format),
+            CameraFormat::H264 => None,
         };
         let request = v4l::Format::new(
             choice.width,
@@ -152,6 +228,9 @@ impl V4l2Camera {
         let fps = choice.fps.round().max(1.0) as u32;
         if let Err(e) = device.set_params(&v4l::video::capture::Parameters::with_fps(fps)) {
             tracing::warn!("{name}: cannot set {fps} fps ({e}); using the driver's rate");
+        }
+        if pixel_format.is_none() {
+            configure_encoder(&device, &name, wanted, fps);
         }
         let mut stream = v4l::io::mmap::Stream::with_buffers(&device, Type::VideoCapture, BUFFERS)
             .map_err(io("map capture buffers"))?;
@@ -177,6 +256,21 @@ impl V4l2Camera {
     }
 }
 
+/// Asks a camera's own H.264 encoder for campeer's bitrate and keyframe spacing. Best effort:
+/// many cameras have no such controls, and then stream as they were set.
+fn configure_encoder(device: &Device, name: &str, wanted: Wanted, fps: u32) {
+    let bitrate = i32::try_from(wanted.bitrate_bps).unwrap_or(i32::MAX);
+    if let Err(e) = set_control(device, CID_BITRATE, bitrate) {
+        tracing::info!("{name}: the camera's H.264 bitrate cannot be set ({e})");
+    }
+    if let Some(interval) = wanted.keyframe_interval {
+        let frames = (interval.as_secs_f64() * f64::from(fps)).round().max(1.0) as i32;
+        if let Err(e) = set_control(device, CID_H264_I_PERIOD, frames) {
+            tracing::info!("{name}: the camera's keyframe period cannot be set ({e})");
+        }
+    }
+}
+
 /// Whether the driver already holds another filled buffer.
 fn newer_frame_waiting(device: &Device) -> bool {
     device
@@ -186,8 +280,7 @@ fn newer_frame_waiting(device: &Device) -> bool {
 }
 
 impl VideoSource for V4l2Camera {
-    fn next_frame(&mut self) -> Result<I420Frame, SourceError> {
-        let (pixel_format, stride) = (self.pixel_format, self.stride);
+    fn next_frame(&mut self) -> Result<CapturedFrame, SourceError> {
         let (width, height) = (self.choice.width as usize, self.choice.height as usize);
         let name = self.path.display().to_string();
         let mut skipped = 0;
@@ -196,29 +289,56 @@ impl VideoSource for V4l2Camera {
                 .stream
                 .next()
                 .map_err(|e| SourceError::Device(format!("{name}: {e}")))?;
+            let used = (meta.bytesused as usize).min(data.len());
+            let (captured_at, capture_unix_ms) = capture_time(meta);
+            let Some(pixel_format) = self.pixel_format else {
+                // H.264 is passed through whole: skipping a frame would break the ones that
+                // refer to it, and there is no encoding to fall behind on.
+                return Ok(CapturedFrame::H264(H264Frame {
+                    data: bytes::Bytes::copy_from_slice(&data[..used]),
+                    width: self.choice.width,
+                    height: self.choice.height,
+                    capture_unix_ms,
+                    captured_at,
+                }));
+            };
             // Newest frame wins: if the encoder fell behind, skip what queued up meanwhile.
             if skipped < BUFFERS && newer_frame_waiting(&self.device) {
                 skipped += 1;
                 continue;
             }
-            let used = (meta.bytesused as usize).min(data.len());
             let mut frame = I420Frame::new(width, height);
-            frame.captured_at = Instant::now();
-            frame.capture_unix_ms = super::pattern::unix_millis(SystemTime::now());
-            convert::to_i420(pixel_format, &data[..used], stride, &mut frame)
+            frame.captured_at = captured_at;
+            frame.capture_unix_ms = capture_unix_ms;
+            convert::to_i420(pixel_format, &data[..used], self.stride, &mut frame)
                 .map_err(|e| SourceError::Device(format!("{name}: {e}")))?;
-            return Ok(frame);
+            return Ok(CapturedFrame::Raw(frame));
         }
     }
 
     fn describe(&self) -> String {
         format!(
-            "camera {} {}x{}@{:.0}",
+            "camera {} {}x{}@{:.0}{}",
             self.path.display(),
             self.choice.width,
             self.choice.height,
-            self.choice.fps
+            self.choice.fps,
+            if self.pixel_format.is_none() {
+                " in H.264, passed through"
+            } else {
+                ""
+            }
         )
+    }
+
+    fn request_keyframe(&mut self) -> bool {
+        match set_control(&self.device, CID_FORCE_KEY_FRAME, 1) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!("{}: cannot force a keyframe: {e}", self.path.display());
+                false
+            }
+        }
     }
 }
 
@@ -388,4 +508,33 @@ pub fn format_devices(cameras: &[CameraInfo]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn driver_timestamps_give_the_frame_age_unless_they_cannot_be_right() {
+        let now = Duration::from_secs(1000);
+        assert_eq!(
+            frame_age(Duration::from_millis(999_960), now),
+            Some(Duration::from_millis(40))
+        );
+        assert_eq!(frame_age(now, now), Some(Duration::ZERO));
+        assert_eq!(
+            frame_age(now + Duration::from_millis(1), now),
+            None,
+            "future"
+        );
+        assert_eq!(frame_age(Duration::from_secs(10), now), None, "too old");
+    }
+
+    #[test]
+    fn the_control_ioctl_number_is_vidioc_s_ctrl() {
+        // From linux/videodev2.h on a 64-bit host: _IOWR('V', 28, struct v4l2_control).
+        assert_eq!(VIDIOC_S_CTRL, 0xc008_561c);
+        assert_eq!(CID_FORCE_KEY_FRAME, 0x0099_09e5);
+        assert_eq!(std::mem::size_of::<V4l2Control>(), 8);
+    }
 }

@@ -34,8 +34,7 @@ pub struct AccessUnit {
 
 pub struct H264Encoder {
     encoder: Encoder,
-    /// The latest SPS and PPS, with start codes, to put in front of an IDR that lacks them.
-    parameter_sets: Option<Vec<u8>>,
+    parameter_sets: ParameterSets,
 }
 
 impl H264Encoder {
@@ -58,7 +57,7 @@ impl H264Encoder {
             .map_err(|e| EncoderError::Setup(e.to_string()))?;
         Ok(Self {
             encoder,
-            parameter_sets: None,
+            parameter_sets: ParameterSets::default(),
         })
     }
 
@@ -83,11 +82,23 @@ impl H264Encoder {
         if data.is_empty() {
             return Ok(None);
         }
-        self.finish_access_unit(data).map(Some)
+        self.parameter_sets.complete(data).map(Some)
     }
+}
 
-    /// Remembers parameter sets and makes sure every IDR carries them.
-    fn finish_access_unit(&mut self, data: Vec<u8>) -> Result<AccessUnit, EncoderError> {
+/// Makes every IDR self-contained, as the RTP payloader and a joining decoder need: remembers
+/// the latest SPS and PPS and puts them in front of an IDR that comes without them. Serves
+/// campeer's encoder and cameras that encode H.264 themselves (many send the parameter sets
+/// only once, at stream start).
+#[derive(Debug, Default)]
+pub struct ParameterSets {
+    /// The latest SPS and PPS, with start codes.
+    latest: Option<Vec<u8>>,
+}
+
+impl ParameterSets {
+    /// Turns one Annex-B access unit into one that can be sent.
+    pub fn complete(&mut self, data: Vec<u8>) -> Result<AccessUnit, EncoderError> {
         let mut has_sps = false;
         let mut has_pps = false;
         let mut has_idr = false;
@@ -110,11 +121,11 @@ impl H264Encoder {
             }
         }
         if has_sps && has_pps {
-            self.parameter_sets = Some(sets);
+            self.latest = Some(sets);
         }
         let data = if has_idr && !(has_sps && has_pps) {
             let sets = self
-                .parameter_sets
+                .latest
                 .as_ref()
                 .ok_or(EncoderError::MissingParameterSets)?;
             let mut with_sets = Vec::with_capacity(sets.len() + data.len());
@@ -173,6 +184,7 @@ mod tests {
             fps: 30,
             bitrate_bps: 500_000,
             keyframe_interval: Some(Duration::from_secs(2)),
+            h264_passthrough: false,
         }
     }
 
@@ -233,19 +245,26 @@ mod tests {
 
     #[test]
     fn an_idr_without_parameter_sets_gets_the_remembered_ones() {
-        let mut encoder = H264Encoder::new(&video()).unwrap();
-        encoder
-            .finish_access_unit(vec![
+        let mut sets = ParameterSets::default();
+        let first = sets
+            .complete(vec![
                 0, 0, 0, 1, 0x67, 9, 0, 0, 0, 1, 0x68, 8, 0, 0, 0, 1, 0x65, 1,
             ])
             .unwrap();
-        let unit = encoder
-            .finish_access_unit(vec![0, 0, 0, 1, 0x65, 2])
-            .unwrap();
+        assert!(first.is_keyframe);
+        let predicted = sets.complete(vec![0, 0, 0, 1, 0x41, 3]).unwrap();
+        assert!(!predicted.is_keyframe);
+        assert_eq!(
+            nal_types(&predicted.data),
+            vec![1],
+            "nothing added to P frames"
+        );
+        let unit = sets.complete(vec![0, 0, 0, 1, 0x65, 2]).unwrap();
+        assert!(unit.is_keyframe);
         assert_eq!(nal_types(&unit.data), vec![NAL_SPS, NAL_PPS, NAL_IDR]);
-        let mut fresh = H264Encoder::new(&video()).unwrap();
+        let mut fresh = ParameterSets::default();
         assert!(matches!(
-            fresh.finish_access_unit(vec![0, 0, 0, 1, 0x65, 2]),
+            fresh.complete(vec![0, 0, 0, 1, 0x65, 2]),
             Err(EncoderError::MissingParameterSets)
         ));
     }

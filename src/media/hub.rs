@@ -6,10 +6,10 @@
 //! frame is payloaded once and broadcast; a viewer that cannot keep up loses frames and then
 //! waits for the next keyframe instead of stalling the others.
 
-use super::encoder::H264Encoder;
+use super::encoder::{AccessUnit, H264Encoder, ParameterSets};
 use super::keyframe::KeyframePolicy;
 use super::worker::{OnDemand, StateReporter, lock, supervise};
-use super::{SourceError, VideoSource};
+use super::{CapturedFrame, SourceError, VideoSource};
 use crate::config::VideoConfig;
 use bytes::Bytes;
 use rtc::rtp::codec::h264::H264Payloader;
@@ -65,11 +65,15 @@ struct Counters {
     keyframes_encoded: AtomicU64,
     bytes_encoded: AtomicU64,
     keyframe_requests: AtomicU64,
+    frames_passed_through: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct HubStats {
+    /// Frames sent to viewers, whether campeer encoded them or passed a camera's H.264 on.
     pub frames_encoded: u64,
+    /// Of those, frames a camera encoded itself.
+    pub frames_passed_through: u64,
     pub keyframes_encoded: u64,
     pub bytes_encoded: u64,
     pub pipeline_starts: u64,
@@ -155,6 +159,7 @@ impl VideoHub {
         let c = &self.inner.counters;
         HubStats {
             frames_encoded: c.frames_encoded.load(Ordering::Relaxed),
+            frames_passed_through: c.frames_passed_through.load(Ordering::Relaxed),
             keyframes_encoded: c.keyframes_encoded.load(Ordering::Relaxed),
             bytes_encoded: c.bytes_encoded.load(Ordering::Relaxed),
             pipeline_starts: self.pipeline.starts(),
@@ -173,13 +178,7 @@ impl VideoHub {
 /// Runs the source and encoder until told to stop. A source that fails (a camera unplugged)
 /// is reopened with backoff while viewers stay connected; frames resume when it is back.
 fn run_pipeline(inner: &Inner, stop: &AtomicBool) {
-    let mut encoder = match H264Encoder::new(&inner.video) {
-        Ok(encoder) => encoder,
-        Err(e) => {
-            tracing::error!("cannot start the H.264 encoder: {e}");
-            return;
-        }
-    };
+    let mut encoder = None;
     let mut payloader = H264Payloader::default();
     supervise(
         stop,
@@ -188,44 +187,132 @@ fn run_pipeline(inner: &Inner, stop: &AtomicBool) {
         || (inner.make_source)(),
         |source| {
             tracing::info!(
-                "video pipeline started: {} → H.264 {} kbit/s",
+                "video pipeline started: {} (H.264 target {} kbit/s)",
                 source.describe(),
                 inner.video.bitrate_bps / 1000
             );
             // A (re)started source needs a keyframe before anything else decodes.
             lock(&inner.keyframes).reset();
-            encode_frames(inner, stop, source.as_mut(), &mut encoder, &mut payloader)
+            let mut stage = FrameStage {
+                encoder: &mut encoder,
+                passthrough: PassthroughState::default(),
+                payloader: &mut payloader,
+            };
+            encode_frames(inner, stop, source.as_mut(), &mut stage)
         },
     );
     tracing::info!("video pipeline stopped");
 }
 
-/// Encodes frames from `source` until stopped (`Ok`) or the source fails (`Err`).
+/// How often a camera that encodes H.264 itself may be asked for a keyframe: requests from the
+/// policy repeat every frame until a keyframe arrives, the camera needs only one.
+const CAMERA_KEYFRAME_REQUEST_GAP: Duration = Duration::from_millis(250);
+
+/// What a passed-through H.264 stream needs between frames.
+#[derive(Default)]
+struct PassthroughState {
+    parameter_sets: ParameterSets,
+    last_request: Option<Instant>,
+    /// The camera said it cannot force keyframes; not asked again for this stream.
+    cannot_force: bool,
+}
+
+/// Everything between a captured frame and its RTP payloads.
+struct FrameStage<'a> {
+    /// Created with the first raw frame: a camera that sends H.264 never needs it.
+    encoder: &'a mut Option<H264Encoder>,
+    passthrough: PassthroughState,
+    payloader: &'a mut H264Payloader,
+}
+
+impl FrameStage<'_> {
+    /// The access unit to send for a captured frame, with its size and capture times;
+    /// `Ok(None)` when there is nothing to send for it.
+    fn access_unit(
+        &mut self,
+        inner: &Inner,
+        source: &mut dyn VideoSource,
+        frame: CapturedFrame,
+        force_keyframe: bool,
+    ) -> Result<Option<(AccessUnit, FrameSize, u64, Instant)>, String> {
+        match frame {
+            CapturedFrame::Raw(frame) => {
+                let encoder = match self.encoder {
+                    Some(encoder) => encoder,
+                    None => self
+                        .encoder
+                        .insert(H264Encoder::new(&inner.video).map_err(|e| e.to_string())?),
+                };
+                let size = FrameSize {
+                    width: frame.width() as u32,
+                    height: frame.height() as u32,
+                };
+                Ok(encoder
+                    .encode(&frame, force_keyframe)
+                    .map_err(|e| e.to_string())?
+                    .map(|unit| (unit, size, frame.capture_unix_ms, frame.captured_at)))
+            }
+            CapturedFrame::H264(frame) => {
+                let state = &mut self.passthrough;
+                let now = Instant::now();
+                let asked_lately = state.last_request.is_some_and(|at| {
+                    now.saturating_duration_since(at) < CAMERA_KEYFRAME_REQUEST_GAP
+                });
+                if force_keyframe && !asked_lately && !state.cannot_force {
+                    state.last_request = Some(now);
+                    if !source.request_keyframe() {
+                        state.cannot_force = true;
+                        tracing::warn!(
+                            "the camera cannot be asked for keyframes: new viewers wait for its \
+                             next periodic keyframe"
+                        );
+                    }
+                }
+                let size = FrameSize {
+                    width: frame.width,
+                    height: frame.height,
+                };
+                let unit = state
+                    .parameter_sets
+                    .complete(frame.data.to_vec())
+                    .map_err(|e| e.to_string())?;
+                inner
+                    .counters
+                    .frames_passed_through
+                    .fetch_add(1, Ordering::Relaxed);
+                Ok(Some((unit, size, frame.capture_unix_ms, frame.captured_at)))
+            }
+        }
+    }
+}
+
+/// Encodes (or passes through) frames from `source` until stopped (`Ok`) or the source fails
+/// (`Err`).
 fn encode_frames(
     inner: &Inner,
     stop: &AtomicBool,
     source: &mut dyn VideoSource,
-    encoder: &mut H264Encoder,
-    payloader: &mut H264Payloader,
+    stage: &mut FrameStage<'_>,
 ) -> Result<(), SourceError> {
-    let mut encode_failures = 0u64;
+    let mut failures = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let frame = source.next_frame()?;
         let now = Instant::now();
         let force = lock(&inner.keyframes).decide(now);
-        let unit = match encoder.encode(&frame, force) {
-            Ok(Some(unit)) => unit,
-            Ok(None) => continue,
-            Err(e) => {
-                encode_failures += 1;
-                if encode_failures.is_power_of_two() {
-                    tracing::error!("encoding failed ({encode_failures} frames so far): {e}");
+        let (unit, size, capture_unix_ms, captured_at) =
+            match stage.access_unit(inner, source, frame, force) {
+                Ok(Some(done)) => done,
+                Ok(None) => continue,
+                Err(e) => {
+                    failures += 1;
+                    if failures.is_power_of_two() {
+                        tracing::error!("a frame could not be encoded ({failures} so far): {e}");
+                    }
+                    continue;
                 }
-                continue;
-            }
-        };
+            };
         lock(&inner.keyframes).on_encoded(unit.is_keyframe, now);
-        let payloads = match payloader.payload(RTP_PAYLOAD_MTU, &unit.data) {
+        let payloads = match stage.payloader.payload(RTP_PAYLOAD_MTU, &unit.data) {
             Ok(payloads) if !payloads.is_empty() => payloads,
             Ok(_) => continue,
             Err(e) => {
@@ -241,10 +328,10 @@ fn encode_frames(
         if unit.is_keyframe {
             counters.keyframes_encoded.fetch_add(1, Ordering::Relaxed);
         }
-        let since_epoch = frame.captured_at.saturating_duration_since(inner.epoch);
+        let since_epoch = captured_at.saturating_duration_since(inner.epoch);
         let encoded = EncodedFrame {
             sequence: inner.next_sequence.fetch_add(1, Ordering::Relaxed),
-            capture_unix_ms: frame.capture_unix_ms,
+            capture_unix_ms,
             rtp_ticks: (since_epoch.as_micros() as u64) * RTP_VIDEO_CLOCK / 1_000_000,
             is_keyframe: unit.is_keyframe,
             payloads,
@@ -252,10 +339,7 @@ fn encode_frames(
         };
         // No receivers is fine: everyone may have left during the grace period.
         let _ = inner.frames.send(Arc::new(encoded));
-        inner.source_state.set(SourceState::Live(FrameSize {
-            width: frame.width() as u32,
-            height: frame.height() as u32,
-        }));
+        inner.source_state.set(SourceState::Live(size));
     }
     Ok(())
 }
@@ -367,6 +451,7 @@ mod tests {
             fps: 30,
             bitrate_bps: 300_000,
             keyframe_interval: None,
+            h264_passthrough: false,
         };
         VideoHub::new(
             video,

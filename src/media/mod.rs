@@ -96,11 +96,34 @@ pub enum SourceError {
     Device(String),
 }
 
-/// Something that produces raw frames at its own pace: `next_frame` blocks until the next
-/// frame is due (a camera until the driver hands one over, the test pattern until its clock
-/// ticks). Runs on the pipeline's own thread, never on the async runtime.
+/// One access unit of H.264 that a camera encoded itself, passed through without re-encoding.
+#[derive(Debug, Clone)]
+pub struct H264Frame {
+    /// Annex-B NAL units, as the camera produced them.
+    pub data: bytes::Bytes,
+    pub width: u32,
+    pub height: u32,
+    pub capture_unix_ms: u64,
+    pub captured_at: Instant,
+}
+
+/// What a source delivers: a picture for campeer's encoder, or H.264 ready to send.
+#[derive(Clone)]
+pub enum CapturedFrame {
+    Raw(I420Frame),
+    H264(H264Frame),
+}
+
+/// Something that produces frames at its own pace: `next_frame` blocks until the next frame is
+/// due (a camera until the driver hands one over, the test pattern until its clock ticks).
+/// Runs on the pipeline's own thread, never on the async runtime.
 pub trait VideoSource: Send {
-    fn next_frame(&mut self) -> Result<I420Frame, SourceError>;
+    fn next_frame(&mut self) -> Result<CapturedFrame, SourceError>;
     /// A short description for the log ("test pattern 640x480@30").
     fn describe(&self) -> String;
+    /// Asks a source that encodes by itself (an H.264 camera) for a keyframe soon. `false`
+    /// when it cannot: viewers then wait for its next periodic keyframe.
+    fn request_keyframe(&mut self) -> bool {
+        false
+    }
 }

@@ -69,6 +69,9 @@ pub struct Wanted {
     pub fps: u32,
     /// Take H.264 from the camera when it offers it, instead of encoding.
     pub passthrough: bool,
+    /// For a camera that encodes: the bitrate and keyframe spacing to ask it for.
+    pub bitrate_bps: u32,
+    pub keyframe_interval: Option<std::time::Duration>,
 }
 
 /// The mode to ask for, and why, for the log.
@@ -198,6 +201,8 @@ mod tests {
             height,
             fps,
             passthrough: false,
+            bitrate_bps: 1_500_000,
+            keyframe_interval: None,
         }
     }
 

@@ -8,7 +8,7 @@
 //! chroma neutral. The squares sit on macroblock boundaries at full contrast, so they survive
 //! H.264 compression at any sane bitrate.
 
-use super::{I420Frame, SourceError, VideoSource};
+use super::{CapturedFrame, I420Frame, SourceError, VideoSource};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Side of one timestamp square, in pixels.
@@ -58,7 +58,7 @@ impl TestPattern {
 }
 
 impl VideoSource for TestPattern {
-    fn next_frame(&mut self) -> Result<I420Frame, SourceError> {
+    fn next_frame(&mut self) -> Result<CapturedFrame, SourceError> {
         self.wait_for_tick();
         let mut frame = I420Frame::new(self.width, self.height);
         frame.captured_at = Instant::now();
@@ -66,7 +66,7 @@ impl VideoSource for TestPattern {
         let capture_unix_ms = frame.capture_unix_ms;
         draw(&mut frame, self.frame_number, capture_unix_ms);
         self.frame_number += 1;
-        Ok(frame)
+        Ok(CapturedFrame::Raw(frame))
     }
 
     fn describe(&self) -> String {

@@ -81,6 +81,7 @@ fn main() {
                 fps: 30,
                 bitrate_bps: kbps * 1000,
                 keyframe_interval: Some(Duration::from_secs(2)),
+                h264_passthrough: false,
             };
             let mut out = I420Frame::new(width, height);
             let start = Instant::now();

@@ -36,7 +36,15 @@ const STREAMON: u32 = ioc(WRITE, 18, 4);
 const STREAMOFF: u32 = ioc(WRITE, 19, 4);
 const G_PARM: u32 = ioc(RW, 21, 204);
 const S_PARM: u32 = ioc(RW, 22, 204);
+const S_CTRL: u32 = ioc(RW, 28, 8);
 const ENUM_FRAMESIZES: u32 = ioc(RW, 74, 44);
+/// V4L2 codec controls the fake camera's H.264 encoder answers.
+const CID_BITRATE: u32 = 0x0099_0900 + 207;
+const CID_FORCE_KEY_FRAME: u32 = 0x0099_0900 + 229;
+const CID_H264_I_PERIOD: u32 = 0x0099_0900 + 358;
+/// The fake H.264 camera's own keyframe spacing: long, like many webcams', so that a viewer
+/// who sees a picture at once proves its keyframe request reached the camera.
+const DEFAULT_H264_PERIOD: u32 = 300;
 const ENUM_FRAMEINTERVALS: u32 = ioc(RW, 75, 52);
 
 const PAGE: usize = 4096;
@@ -69,6 +77,63 @@ struct State {
     poll_waiters: Vec<PollHandle>,
     /// Simulates an unplugged camera: every ioctl fails with ENODEV.
     unplugged: bool,
+    /// The camera's own H.264 encoder, while it streams H.264.
+    h264: Option<CameraEncoder>,
+    h264_period: u32,
+    keyframe_requested: bool,
+    keyframes_forced: u64,
+    bitrate_set: Option<i32>,
+}
+
+/// What a camera that encodes H.264 itself does: encode each picture, with an IDR at the start,
+/// every `period` frames, or when forced through the FORCE_KEY_FRAME control.
+struct CameraEncoder {
+    encoder: openh264::encoder::Encoder,
+    since_keyframe: u32,
+}
+
+impl CameraEncoder {
+    fn new(fps: u32) -> Self {
+        use openh264::encoder::{EncoderConfig, FrameRate, IntraFramePeriod};
+        let config = EncoderConfig::new()
+            .max_frame_rate(FrameRate::from_hz(fps as f32))
+            .intra_frame_period(IntraFramePeriod::from_num_frames(0));
+        let encoder = openh264::encoder::Encoder::with_api_config(
+            openh264::OpenH264API::from_source(),
+            config,
+        )
+        .expect("the fake camera's encoder");
+        Self {
+            encoder,
+            since_keyframe: 0,
+        }
+    }
+
+    fn encode(
+        &mut self,
+        width: usize,
+        height: usize,
+        sequence: u64,
+        force: bool,
+        period: u32,
+    ) -> Vec<u8> {
+        let (y, u, v) = bars_i420(width, height, sequence);
+        let planes = openh264::formats::YUVSlices::new(
+            (&y, &u, &v),
+            (width, height),
+            (width, width / 2, width / 2),
+        );
+        if force || self.since_keyframe + 1 >= period {
+            self.encoder.force_intra_frame();
+            self.since_keyframe = 0;
+        } else {
+            self.since_keyframe += 1;
+        }
+        self.encoder
+            .encode(&planes)
+            .expect("the fake camera encodes")
+            .to_vec()
+    }
 }
 
 struct Shared {
@@ -117,6 +182,11 @@ impl FakeCamera {
                 next_due: None,
                 poll_waiters: Vec::new(),
                 unplugged: false,
+                h264: None,
+                h264_period: DEFAULT_H264_PERIOD,
+                keyframe_requested: false,
+                keyframes_forced: 0,
+                bitrate_set: None,
             }),
             notifier: Mutex::new(None),
         });
@@ -162,6 +232,16 @@ impl FakeCamera {
 
     pub fn frames_served(&self) -> u64 {
         self.shared.state.lock().unwrap().sequence
+    }
+
+    /// How many keyframes campeer forced through the FORCE_KEY_FRAME control.
+    pub fn keyframes_forced(&self) -> u64 {
+        self.shared.state.lock().unwrap().keyframes_forced
+    }
+
+    /// The H.264 bitrate campeer asked the camera for, if any.
+    pub fn bitrate_set(&self) -> Option<i32> {
+        self.shared.state.lock().unwrap().bitrate_set
     }
 }
 
@@ -278,7 +358,8 @@ impl FakeCamFs {
                 let (fourcc, _) = shared.spec.formats.get(index).ok_or(Errno::EINVAL)?;
                 put_u32(out, 0, index as u32);
                 put_u32(out, 4, 1);
-                put_u32(out, 8, if fourcc == b"MJPG" { 1 } else { 0 }); // COMPRESSED
+                let compressed = fourcc == b"MJPG" || fourcc == b"H264";
+                put_u32(out, 8, u32::from(compressed)); // COMPRESSED
                 put_str(out, 12, 32, &String::from_utf8_lossy(fourcc));
                 put_u32(out, 44, u32::from_le_bytes(*fourcc));
             }
@@ -331,7 +412,7 @@ impl FakeCamFs {
                 }
                 let bytesperline = match &state.fourcc {
                     b"YUYV" => state.width * 2,
-                    b"MJPG" => 0,
+                    b"MJPG" | b"H264" => 0,
                     _ => state.width,
                 };
                 put_u32(out, 0, 1);
@@ -397,12 +478,18 @@ impl FakeCamFs {
                 state.next_due = Some(due.max(now) + period);
                 state.sequence += 1;
                 let sequence = state.sequence;
-                let frame = (shared.spec.make_frame)(
-                    &state.fourcc,
-                    state.width as usize,
-                    state.height as usize,
-                    sequence,
-                );
+                let (width, height) = (state.width as usize, state.height as usize);
+                let frame = if &state.fourcc == b"H264" {
+                    let force = std::mem::take(&mut state.keyframe_requested);
+                    let period = state.h264_period;
+                    let fps = shared.spec.fps;
+                    state
+                        .h264
+                        .get_or_insert_with(|| CameraEncoder::new(fps))
+                        .encode(width, height, sequence, force, period)
+                } else {
+                    (shared.spec.make_frame)(&state.fourcc, width, height, sequence)
+                };
                 let len = shared.buffer_len(&state);
                 let used = frame.len().min(len);
                 state.buffers[index as usize][..used].copy_from_slice(&frame[..used]);
@@ -423,8 +510,26 @@ impl FakeCamFs {
                 out[32..40].copy_from_slice(&(clock.tv_nsec / 1000).to_ne_bytes());
                 put_u32(out, 56, sequence as u32);
             }
+            S_CTRL => {
+                let (id, value) = (get_u32(input, 0), get_u32(input, 4) as i32);
+                if !shared.spec.formats.iter().any(|(f, _)| f == b"H264") {
+                    return Err(Errno::EINVAL);
+                }
+                match id {
+                    CID_FORCE_KEY_FRAME => {
+                        state.keyframe_requested = true;
+                        state.keyframes_forced += 1;
+                    }
+                    CID_BITRATE => state.bitrate_set = Some(value),
+                    CID_H264_I_PERIOD => state.h264_period = value.max(1) as u32,
+                    _ => return Err(Errno::EINVAL),
+                }
+                put_u32(out, 0, id);
+                put_u32(out, 4, value as u32);
+            }
             STREAMON => {
                 state.streaming = true;
+                state.h264 = None;
                 wake(shared, &mut state);
             }
             STREAMOFF => {

@@ -1239,6 +1239,42 @@ pub async fn start_camera_device(
     .await
 }
 
+/// Asserts that the viewer decoded the fake camera's colour bars at `width`x`height`: every
+/// cell of the plain rows matches its bar within codec tolerance, and the marker moved.
+pub fn assert_shows_the_bars(viewer: &TestViewer, width: usize, height: usize) {
+    use fakecam::BARS;
+    let (size, grid, markers) = viewer.snapshot(|s| {
+        let last = s.frames.last().expect("a frame");
+        // Where the moving marker sits in the top grid row, frame by frame: the cell
+        // brightest compared with its bar.
+        let markers: Vec<usize> = s
+            .frames
+            .iter()
+            .map(|f| {
+                (0..8)
+                    .max_by_key(|&i| i16::from(f.grid[i].0) - i16::from(BARS[i].0))
+                    .unwrap_or(0)
+            })
+            .collect();
+        ((last.width, last.height), last.grid.clone(), markers)
+    });
+    assert_eq!(size, (width, height));
+    // Rows 2..6 of the grid are plain bars: each cell matches its bar's colour.
+    for row in 2..6 {
+        for (col, &(y, u, v)) in BARS.iter().enumerate() {
+            let got = grid[row * 8 + col];
+            let close = |a: u8, b: u8| (i16::from(a) - i16::from(b)).abs() <= 12;
+            assert!(
+                close(got.0, y) && close(got.1, u) && close(got.2, v),
+                "bar {col} in row {row}: got {got:?}, expected {:?}",
+                (y, u, v)
+            );
+        }
+    }
+    let distinct: std::collections::HashSet<_> = markers.iter().collect();
+    assert!(distinct.len() > 1, "the marker never moved: {markers:?}");
+}
+
 /// A page is playing live video of the test pattern.
 pub fn is_playing(snapshot: &Value, min_frames: u64) -> bool {
     let stats = &snapshot["stats"];
