@@ -253,7 +253,14 @@ mod tests {
             ticks_a.push(a.next_packet().await.unwrap().rtp_ticks);
             ticks_b.push(b.next_packet().await.unwrap().rtp_ticks);
         }
-        assert_eq!(ticks_a, ticks_b);
+        // The pipeline may emit a packet between the two subscriptions; after that, both get
+        // the very same packets.
+        let skip = ticks_a
+            .iter()
+            .position(|t| *t == ticks_b[0])
+            .expect("shared packets");
+        assert!(skip <= 3, "b started {skip} packets late");
+        assert_eq!(ticks_a[skip..], ticks_b[..10 - skip]);
         assert!(
             ticks_a
                 .windows(2)
