@@ -30,6 +30,10 @@ fn help_lists_every_flag() {
         "--fps",
         "--bitrate-kbps",
         "--keyframe-interval",
+        "--h264-passthrough",
+        "--audio-source",
+        "--audio-channels",
+        "--audio-bitrate-kbps",
         "--max-viewers",
         "--session-timeout",
         "--idle-grace",
@@ -60,6 +64,10 @@ fn bad_values_name_the_key() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("video.width"), "{err}");
+    let out = campeer(&["--broker", "mqtt://127.0.0.1:1", "--audio-channels", "6"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("audio.channels"), "{err}");
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("campeer.toml");
