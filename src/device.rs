@@ -12,6 +12,7 @@ use crate::media::microphone::{self, AlsaMicrophone};
 use crate::media::negotiate::Wanted;
 use crate::media::pattern::TestPattern;
 use crate::media::worker;
+use crate::media::worker::Heartbeat;
 use crate::mqtt::{LinkEvent, MqttLink, Publisher};
 use crate::protocol::{
     AudioDescription, Candidate, DeviceMessage, DeviceTopics, ErrorCode, Segment, Status,
@@ -24,15 +25,57 @@ use crate::web::http::{HttpServer, PageConfig};
 use anyhow::Context;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 /// How long sessions and MQTT get to wind down on shutdown.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 /// How often held early candidates are checked for expiry.
 const HOUSEKEEPING_PERIOD: Duration = Duration::from_secs(5);
+/// The device loop goes round at least this often, so its heartbeat shows it is alive: well
+/// inside half of any sensible systemd watchdog time (a second or more), at no real cost.
+const HEARTBEAT_PERIOD: Duration = Duration::from_millis(200);
+
+/// What the service manager is told: whether campeer is connected to its broker, and how many
+/// viewers it serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Summary {
+    pub broker_connected: bool,
+    pub viewers: usize,
+}
+
+/// Whether the daemon's loops are still going round: the device loop, and each media pipeline
+/// while it runs. Cheap to clone; read by the systemd watchdog.
+#[derive(Clone)]
+pub struct DeviceHealth {
+    device_loop: Arc<Heartbeat>,
+    video: VideoHub,
+    audio: Option<AudioHub>,
+    summary: watch::Receiver<Summary>,
+}
+
+impl DeviceHealth {
+    /// The loops that have not gone round for `max_age`; empty when all is well.
+    pub fn stalled(&self, max_age: Duration) -> Vec<&'static str> {
+        let mut stalled = Vec::new();
+        if self.device_loop.age() > max_age {
+            stalled.push("the device loop");
+        }
+        if self.video.is_stalled(max_age) {
+            stalled.push("the video pipeline");
+        }
+        if self.audio.as_ref().is_some_and(|a| a.is_stalled(max_age)) {
+            stalled.push("the audio pipeline");
+        }
+        stalled
+    }
+
+    /// Follows the broker connection and the viewer count.
+    pub fn summary(&self) -> watch::Receiver<Summary> {
+        self.summary.clone()
+    }
+}
 
 /// Candidates that arrived before their session's offer (MQTT does not order messages across
 /// a viewer's publishes strictly enough to rely on, and browsers trickle fast). Bounded in
@@ -96,7 +139,7 @@ impl EarlyCandidates {
 pub struct DeviceHandle {
     hub: VideoHub,
     audio: Option<AudioHub>,
-    viewers: Arc<AtomicUsize>,
+    health: DeviceHealth,
     http: HttpServer,
     embedded: Option<EmbeddedBroker>,
     stop: Option<oneshot::Sender<()>>,
@@ -125,7 +168,12 @@ impl DeviceHandle {
 
     /// Sessions currently served.
     pub fn viewers(&self) -> usize {
-        self.viewers.load(Ordering::Relaxed)
+        self.health.summary.borrow().viewers
+    }
+
+    /// Liveness and status, for the service manager.
+    pub fn health(&self) -> DeviceHealth {
+        self.health.clone()
     }
 
     /// Hangs up on every viewer, stops the pipeline, publishes the offline status and
@@ -210,7 +258,14 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
         publisher: link.publisher.clone(),
         ended: ended_tx,
     };
-    let viewers = Arc::new(AtomicUsize::new(0));
+    let (summary, summary_rx) = watch::channel(Summary::default());
+    let device_loop = Arc::new(Heartbeat::new());
+    let health = DeviceHealth {
+        device_loop: Arc::clone(&device_loop),
+        video: hub.clone(),
+        audio: audio.clone(),
+        summary: summary_rx,
+    };
     let device = Device {
         publisher: link.publisher.clone(),
         video: VideoDescription {
@@ -228,7 +283,8 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
         early: EarlyCandidates::new(64, 32, config.sessions.timeout),
         context,
         next_serial: 0,
-        viewers: Arc::clone(&viewers),
+        summary,
+        heartbeat: device_loop,
     };
     tracing::info!(
         "campeer {} serving device {:?} on mqtt://{host}:{port} under {}",
@@ -244,7 +300,7 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
     Ok(DeviceHandle {
         hub,
         audio,
-        viewers,
+        health,
         http,
         embedded,
         stop: Some(stop_tx),
@@ -362,7 +418,8 @@ struct Device {
     early: EarlyCandidates,
     context: SessionContext,
     next_serial: u64,
-    viewers: Arc<AtomicUsize>,
+    summary: watch::Sender<Summary>,
+    heartbeat: Arc<Heartbeat>,
 }
 
 impl Device {
@@ -373,17 +430,22 @@ impl Device {
         mut stop: oneshot::Receiver<()>,
     ) {
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING_PERIOD);
+        let mut heartbeat = tokio::time::interval(HEARTBEAT_PERIOD);
         loop {
+            self.heartbeat.beat();
             tokio::select! {
                 _ = &mut stop => break,
                 event = link.events.recv() => match event {
                     Some(LinkEvent::Connected) => {
+                        self.summary.send_modify(|s| s.broker_connected = true);
                         if let Err(e) = self.publisher.subscribe_inbound() {
                             tracing::error!("cannot subscribe to viewer messages: {e}");
                         }
                         self.publish_status();
                     }
-                    Some(LinkEvent::Disconnected(_)) => {}
+                    Some(LinkEvent::Disconnected(_)) => {
+                        self.summary.send_modify(|s| s.broker_connected = false);
+                    }
                     Some(LinkEvent::Inbound { topic, payload }) => {
                         self.on_inbound(&topic, &payload);
                     }
@@ -396,6 +458,7 @@ impl Device {
                 Ok(()) = self.source_state.changed() => self.publish_status(),
                 () = state_changed(&mut self.audio_state) => self.publish_status(),
                 _ = housekeeping.tick() => self.early.expire(Instant::now()),
+                _ = heartbeat.tick() => {}
             }
         }
         self.shutdown(link, ended).await;
@@ -525,7 +588,12 @@ impl Device {
     }
 
     fn publish_status(&self) {
-        self.viewers.store(self.sessions.len(), Ordering::Relaxed);
+        let viewers = self.sessions.len();
+        self.summary.send_if_modified(|s| {
+            let changed = s.viewers != viewers;
+            s.viewers = viewers;
+            changed
+        });
         let mut video = self.video.clone();
         let source = self.source_state.borrow().clone();
         video.state = Some(source.name().to_owned());
@@ -569,7 +637,7 @@ impl Device {
         }
         // Dropping the handles ends each session task, which closes its peer connection.
         self.sessions.clear();
-        self.viewers.store(0, Ordering::Relaxed);
+        self.summary.send_modify(|s| s.viewers = 0);
         let deadline = tokio::time::Instant::now() + SHUTDOWN_WAIT;
         while remaining > 0 {
             match tokio::time::timeout_at(deadline, ended.recv()).await {

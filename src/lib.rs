@@ -10,4 +10,5 @@ pub mod media;
 pub mod mqtt;
 pub mod protocol;
 pub mod session;
+pub mod systemd;
 pub mod web;

@@ -56,11 +56,14 @@ async fn main() -> anyhow::Result<()> {
     };
     let config = Config::resolve(file, cli.overrides)?;
     let mut device = campeer::device::start(config).await?;
+    let service = campeer::systemd::spawn(device.health());
     let signal = tokio::select! {
         signal = shutdown_signal() => signal?,
         _ = device.stopped() => anyhow::bail!("the device stopped unexpectedly"),
     };
     tracing::info!("received {signal}");
+    campeer::systemd::stopping();
+    service.abort();
     device.shutdown().await;
     Ok(())
 }

@@ -8,10 +8,10 @@
 use super::SourceError;
 use super::audio::{AudioSource, CHUNK_FRAMES, SAMPLE_RATE};
 use super::opus::OpusEncoder;
-use super::worker::{OnDemand, SourceState, StateReporter, supervise};
+use super::worker::{OnDemand, RunFlag, SourceState, StateReporter, supervise};
 use bytes::Bytes;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
@@ -90,7 +90,7 @@ impl AudioHub {
             state: StateReporter::new(),
         });
         let body = Arc::clone(&inner);
-        let pipeline = OnDemand::new("audio", idle_grace, move |stop| run_pipeline(&body, stop));
+        let pipeline = OnDemand::new("audio", idle_grace, move |run| run_pipeline(&body, run));
         Self { inner, pipeline }
     }
 
@@ -112,6 +112,11 @@ impl AudioHub {
         }
     }
 
+    /// Whether the pipeline thread is stuck (see [`OnDemand::is_stalled`]).
+    pub fn is_stalled(&self, max_age: Duration) -> bool {
+        self.pipeline.is_stalled(max_age)
+    }
+
     pub fn stats(&self) -> AudioStats {
         let c = &self.inner.counters;
         let packets = c.packets.load(Ordering::Relaxed);
@@ -131,9 +136,9 @@ impl AudioHub {
     }
 }
 
-fn run_pipeline(inner: &Inner, stop: &AtomicBool) {
+fn run_pipeline(inner: &Inner, run: &RunFlag) {
     supervise(
-        stop,
+        run,
         "audio source",
         &inner.state,
         || {
@@ -148,7 +153,7 @@ fn run_pipeline(inner: &Inner, stop: &AtomicBool) {
                 source.describe(),
                 inner.settings.bitrate_bps / 1000
             );
-            encode_chunks(inner, stop, source.as_mut(), encoder)
+            encode_chunks(inner, run, source.as_mut(), encoder)
         },
     );
     tracing::info!("audio pipeline stopped");
@@ -156,7 +161,7 @@ fn run_pipeline(inner: &Inner, stop: &AtomicBool) {
 
 fn encode_chunks(
     inner: &Inner,
-    stop: &AtomicBool,
+    run: &RunFlag,
     source: &mut dyn AudioSource,
     encoder: &mut OpusEncoder,
 ) -> Result<(), SourceError> {
@@ -165,7 +170,7 @@ fn encode_chunks(
     let mut rtp_ticks =
         inner.epoch.elapsed().as_micros() as u64 * u64::from(SAMPLE_RATE) / 1_000_000;
     let mut encode_failures = 0u64;
-    while !stop.load(Ordering::Relaxed) {
+    while run.keep_going() {
         let chunk = source.next_chunk()?;
         let payload = match encoder.encode(&chunk.samples) {
             Ok(payload) => payload,

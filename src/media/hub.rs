@@ -8,13 +8,13 @@
 
 use super::encoder::{AccessUnit, H264Encoder, ParameterSets};
 use super::keyframe::KeyframePolicy;
-use super::worker::{OnDemand, StateReporter, lock, supervise};
+use super::worker::{OnDemand, RunFlag, StateReporter, lock, supervise};
 use super::{CapturedFrame, SourceError, VideoSource};
 use crate::config::VideoConfig;
 use bytes::Bytes;
 use rtc::rtp::codec::h264::H264Payloader;
 use rtc::rtp::packetizer::Payloader;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
@@ -120,7 +120,7 @@ impl VideoHub {
             source_state: StateReporter::new(),
         });
         let body = Arc::clone(&inner);
-        let pipeline = OnDemand::new("video", idle_grace, move |stop| run_pipeline(&body, stop));
+        let pipeline = OnDemand::new("video", idle_grace, move |run| run_pipeline(&body, run));
         Self { inner, pipeline }
     }
 
@@ -155,6 +155,11 @@ impl VideoHub {
         lock(&self.inner.keyframes).request();
     }
 
+    /// Whether the pipeline thread is stuck (see [`OnDemand::is_stalled`]).
+    pub fn is_stalled(&self, max_age: Duration) -> bool {
+        self.pipeline.is_stalled(max_age)
+    }
+
     pub fn stats(&self) -> HubStats {
         let c = &self.inner.counters;
         HubStats {
@@ -177,11 +182,11 @@ impl VideoHub {
 
 /// Runs the source and encoder until told to stop. A source that fails (a camera unplugged)
 /// is reopened with backoff while viewers stay connected; frames resume when it is back.
-fn run_pipeline(inner: &Inner, stop: &AtomicBool) {
+fn run_pipeline(inner: &Inner, run: &RunFlag) {
     let mut encoder = None;
     let mut payloader = H264Payloader::default();
     supervise(
-        stop,
+        run,
         "video source",
         &inner.source_state,
         || (inner.make_source)(),
@@ -198,7 +203,7 @@ fn run_pipeline(inner: &Inner, stop: &AtomicBool) {
                 passthrough: PassthroughState::default(),
                 payloader: &mut payloader,
             };
-            encode_frames(inner, stop, source.as_mut(), &mut stage)
+            encode_frames(inner, run, source.as_mut(), &mut stage)
         },
     );
     tracing::info!("video pipeline stopped");
@@ -290,12 +295,12 @@ impl FrameStage<'_> {
 /// (`Err`).
 fn encode_frames(
     inner: &Inner,
-    stop: &AtomicBool,
+    run: &RunFlag,
     source: &mut dyn VideoSource,
     stage: &mut FrameStage<'_>,
 ) -> Result<(), SourceError> {
     let mut failures = 0u64;
-    while !stop.load(Ordering::Relaxed) {
+    while run.keep_going() {
         let frame = source.next_frame()?;
         let now = Instant::now();
         let force = lock(&inner.keyframes).decide(now);

@@ -78,10 +78,69 @@ pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// When a loop last went round, readable from any thread: what the systemd watchdog checks, so
+/// that a loop stuck in a driver call or a deadlock stops the pings and gets campeer restarted.
+#[derive(Debug)]
+pub struct Heartbeat {
+    epoch: Instant,
+    /// Milliseconds since `epoch` at the last beat.
+    last: AtomicU64,
+}
+
+impl Heartbeat {
+    pub fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+            last: AtomicU64::new(0),
+        }
+    }
+
+    pub fn beat(&self) {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.last.store(now, Ordering::Relaxed);
+    }
+
+    /// How long ago the last beat was (since creation, before the first).
+    pub fn age(&self) -> Duration {
+        let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
+        self.epoch.elapsed().saturating_sub(last)
+    }
+}
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What a pipeline thread is given: the request to stop, and the heartbeat it proves itself
+/// alive with each time it asks whether to go on.
+#[derive(Debug, Default)]
+pub struct RunFlag {
+    stop: AtomicBool,
+    heartbeat: Heartbeat,
+}
+
+impl RunFlag {
+    /// Whether to go round once more; every call is a heartbeat.
+    pub fn keep_going(&self) -> bool {
+        self.heartbeat.beat();
+        !self.stop.load(Ordering::Relaxed)
+    }
+
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
 /// Sleeps up to `total`, waking early when asked to stop.
-pub fn pause(total: Duration, stop: &AtomicBool) {
+pub fn pause(total: Duration, run: &RunFlag) {
     let deadline = Instant::now() + total;
-    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+    while run.keep_going() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50).min(total));
     }
 }
@@ -89,7 +148,7 @@ pub fn pause(total: Duration, stop: &AtomicBool) {
 /// Opens a source and serves from it until stopped, reopening it with backoff (1 s doubling to
 /// 10 s) whenever opening or serving fails. `serve` returns `Ok` only when told to stop.
 pub fn supervise<S, E: std::fmt::Display, L>(
-    stop: &AtomicBool,
+    run: &RunFlag,
     what: &str,
     state: &StateReporter<L>,
     mut open: impl FnMut() -> Result<S, E>,
@@ -99,13 +158,13 @@ pub fn supervise<S, E: std::fmt::Display, L>(
 {
     let mut backoff = REOPEN_FIRST;
     state.set(SourceState::Starting);
-    while !stop.load(Ordering::Relaxed) {
+    while run.keep_going() {
         let mut source = match open() {
             Ok(source) => source,
             Err(e) => {
                 state.set(SourceState::Failed(e.to_string()));
                 tracing::warn!("cannot open the {what}: {e}; retrying in {backoff:?}");
-                pause(backoff, stop);
+                pause(backoff, run);
                 backoff = (backoff * 2).min(REOPEN_MAX);
                 continue;
             }
@@ -117,7 +176,7 @@ pub fn supervise<S, E: std::fmt::Display, L>(
                 state.set(SourceState::Failed(e.to_string()));
                 tracing::warn!("the {what} failed: {e}; reopening in {backoff:?}");
                 drop(source);
-                pause(backoff, stop);
+                pause(backoff, run);
             }
         }
     }
@@ -125,19 +184,19 @@ pub fn supervise<S, E: std::fmt::Display, L>(
 }
 
 struct Pipeline {
-    stop: Arc<AtomicBool>,
+    run: Arc<RunFlag>,
     thread: JoinHandle<()>,
 }
 
 impl Pipeline {
     fn is_running(&self) -> bool {
-        !self.stop.load(Ordering::Relaxed) && !self.thread.is_finished()
+        !self.run.stopped() && !self.thread.is_finished()
     }
 
     /// Stops the thread and waits for it (at most about one frame period), so that the next
     /// pipeline never finds the device still held by this one.
     fn stop_and_join(self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.run.stop();
         if self.thread.join().is_err() {
             tracing::error!("a media pipeline thread panicked");
         }
@@ -155,7 +214,7 @@ struct DemandState {
     generation: u64,
 }
 
-type PipelineBody = Arc<dyn Fn(&AtomicBool) + Send + Sync>;
+type PipelineBody = Arc<dyn Fn(&RunFlag) + Send + Sync>;
 
 struct DemandInner {
     thread_name: &'static str,
@@ -166,7 +225,7 @@ struct DemandInner {
 }
 
 /// Runs `body` on a thread of its own while at least one subscriber holds it. The body runs
-/// until the flag it is given turns true. Cheap to clone; clones share the pipeline.
+/// until the flag it is given says stop. Cheap to clone; clones share the pipeline.
 #[derive(Clone)]
 pub struct OnDemand {
     inner: Arc<DemandInner>,
@@ -176,7 +235,7 @@ impl OnDemand {
     pub fn new(
         thread_name: &'static str,
         grace: Duration,
-        body: impl Fn(&AtomicBool) + Send + Sync + 'static,
+        body: impl Fn(&RunFlag) + Send + Sync + 'static,
     ) -> Self {
         Self {
             inner: Arc::new(DemandInner {
@@ -243,7 +302,7 @@ impl OnDemand {
                 self.inner.thread_name
             );
             // The thread notices within one frame; whoever starts the next pipeline joins it.
-            pipeline.stop.store(true, Ordering::Relaxed);
+            pipeline.run.stop();
             if let Some(older) = state.stopping.replace(pipeline) {
                 drop(state);
                 older.stop_and_join();
@@ -269,6 +328,15 @@ impl OnDemand {
             .is_some_and(Pipeline::is_running)
     }
 
+    /// Whether the running pipeline has not gone round its loop for `max_age`: stuck in a
+    /// driver call, say. An idle pipeline is never stalled.
+    pub fn is_stalled(&self, max_age: Duration) -> bool {
+        lock(&self.inner.state)
+            .pipeline
+            .as_ref()
+            .is_some_and(|p| p.is_running() && p.run.heartbeat.age() > max_age)
+    }
+
     pub fn subscribers(&self) -> usize {
         lock(&self.inner.state).subscribers
     }
@@ -280,18 +348,19 @@ impl OnDemand {
 
     fn start(&self) -> Pipeline {
         self.inner.starts.fetch_add(1, Ordering::Relaxed);
-        let stop = Arc::new(AtomicBool::new(false));
+        let run = Arc::new(RunFlag::default());
+        run.heartbeat.beat();
         let body = Arc::clone(&self.inner.body);
-        let thread_stop = Arc::clone(&stop);
+        let thread_run = Arc::clone(&run);
         let thread = std::thread::Builder::new()
             .name(format!("campeer-{}", self.inner.thread_name))
-            .spawn(move || body(&thread_stop))
+            .spawn(move || body(&thread_run))
             .unwrap_or_else(|e| {
                 tracing::error!("cannot start the {} thread: {e}", self.inner.thread_name);
                 // A finished thread reads as "not running"; the next subscriber retries.
                 std::thread::spawn(|| {})
             });
-        Pipeline { stop, thread }
+        Pipeline { run, thread }
     }
 }
 
@@ -303,8 +372,8 @@ mod tests {
     fn counting(grace: Duration) -> (OnDemand, Arc<AtomicUsize>) {
         let ticks = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&ticks);
-        let demand = OnDemand::new("test", grace, move |stop| {
-            while !stop.load(Ordering::Relaxed) {
+        let demand = OnDemand::new("test", grace, move |run| {
+            while run.keep_going() {
                 counter.fetch_add(1, Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(5));
             }
@@ -332,14 +401,40 @@ mod tests {
     }
 
     #[test]
+    fn a_pipeline_that_stops_going_round_is_stalled() {
+        let stuck = Arc::new(AtomicBool::new(false));
+        let stuck_in_body = Arc::clone(&stuck);
+        let demand = OnDemand::new("test", Duration::ZERO, move |run| {
+            while run.keep_going() {
+                // Stuck as in a driver call that never returns, until released.
+                while stuck_in_body.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        assert!(!demand.is_stalled(Duration::ZERO), "idle is never stalled");
+        demand.acquire();
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!demand.is_stalled(Duration::from_millis(30)));
+        stuck.store(true, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(demand.is_stalled(Duration::from_millis(50)));
+        stuck.store(false, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!demand.is_stalled(Duration::from_millis(30)));
+        demand.shutdown();
+    }
+
+    #[test]
     fn supervise_reopens_with_backoff_and_reports_failure() {
-        let stop = AtomicBool::new(false);
+        let run = RunFlag::default();
         let state = StateReporter::<()>::new();
         let mut watcher = state.subscribe();
         let mut opens = 0;
         let started = Instant::now();
         supervise(
-            &stop,
+            &run,
             "test source",
             &state,
             || {
@@ -355,7 +450,7 @@ mod tests {
                     *watcher.borrow_and_update(),
                     SourceState::Failed("not there yet".into())
                 );
-                stop.store(true, Ordering::Relaxed);
+                run.stop();
                 Ok(())
             },
         );

@@ -77,6 +77,8 @@ struct State {
     poll_waiters: Vec<PollHandle>,
     /// Simulates an unplugged camera: every ioctl fails with ENODEV.
     unplugged: bool,
+    /// Simulates a hung driver: DQBUF blocks until released.
+    hung: bool,
     /// The camera's own H.264 encoder, while it streams H.264.
     h264: Option<CameraEncoder>,
     h264_period: u32,
@@ -182,6 +184,7 @@ impl FakeCamera {
                 next_due: None,
                 poll_waiters: Vec::new(),
                 unplugged: false,
+                hung: false,
                 h264: None,
                 h264_period: DEFAULT_H264_PERIOD,
                 keyframe_requested: false,
@@ -228,6 +231,11 @@ impl FakeCamera {
             state.next_due = None;
         }
         wake(&self.shared, &mut state);
+    }
+
+    /// Makes DQBUF block (as a wedged driver does) or releases it.
+    pub fn set_hung(&self, hung: bool) {
+        self.shared.state.lock().unwrap().hung = hung;
     }
 
     pub fn frames_served(&self) -> u64 {
@@ -464,6 +472,16 @@ impl FakeCamFs {
                 // driver expects: with nothing to dequeue, say so at once.
                 if !state.streaming {
                     return Err(Errno::EINVAL);
+                }
+                if state.hung {
+                    // Block the caller inside the ioctl, bounded so a forgotten release cannot
+                    // hang the test suite.
+                    drop(state);
+                    let deadline = Instant::now() + Duration::from_secs(120);
+                    while shared.state.lock().unwrap().hung && Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    state = shared.state.lock().unwrap();
                 }
                 let index = state.queued.pop_front().ok_or(Errno::EAGAIN)?;
                 // Pace like a real camera.

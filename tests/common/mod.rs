@@ -1012,6 +1012,83 @@ pub fn assert_live_frames(viewer: &TestViewer, width: usize, height: usize) {
     });
 }
 
+/// Stands in for systemd's notification socket: a datagram socket in a temporary directory
+/// (pass [`NotifySocket::path`] as NOTIFY_SOCKET) that keeps every message received.
+pub struct NotifySocket {
+    dir: tempfile::TempDir,
+    messages: Arc<Mutex<Vec<(Instant, String)>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NotifySocket {
+    pub fn bind() -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let socket = std::os::unix::net::UnixDatagram::bind(dir.path().join("notify"))
+            .expect("bind the notify socket");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("a read timeout");
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (kept, stopping) = (Arc::clone(&messages), Arc::clone(&stop));
+        let reader = std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(n) = socket.recv(&mut buffer) {
+                    let text = String::from_utf8_lossy(&buffer[..n]).into_owned();
+                    for line in text.lines() {
+                        kept.lock().unwrap().push((Instant::now(), line.to_owned()));
+                    }
+                }
+            }
+        });
+        Self {
+            dir,
+            messages,
+            stop,
+            reader: Some(reader),
+        }
+    }
+
+    pub fn path(&self) -> String {
+        self.dir.path().join("notify").display().to_string()
+    }
+
+    /// Every line received so far, e.g. "READY=1".
+    pub fn lines(&self) -> Vec<String> {
+        self.messages
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, l)| l.clone())
+            .collect()
+    }
+
+    /// How many lines equal to `line` arrived after `since`.
+    pub fn count_since(&self, line: &str, since: Instant) -> usize {
+        self.messages
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(at, l)| *at >= since && l == line)
+            .count()
+    }
+
+    pub async fn wait_for(&self, limit: Duration, want: impl Fn(&str) -> bool) -> bool {
+        wait_for(limit, || self.lines().iter().any(|l| want(l))).await
+    }
+}
+
+impl Drop for NotifySocket {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+    }
+}
+
 /// Runs the campeer binary as a child process.
 pub struct DaemonProcess {
     pub child: Child,
@@ -1019,9 +1096,14 @@ pub struct DaemonProcess {
 
 impl DaemonProcess {
     pub fn spawn(args: &[&str]) -> Self {
+        Self::spawn_with_env(args, &[])
+    }
+
+    pub fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_campeer"))
             .args(args)
             .env("CAMPEER_LOG", "campeer=info")
+            .envs(env.iter().copied())
             .stdout(Stdio::inherit())
             .stderr(Stdio::inherit())
             .spawn()

@@ -1,0 +1,87 @@
+//! The watchdog pings come from the loops that matter and stop when one hangs: with the camera
+//! driver wedged inside DQBUF (the fake camera blocks the ioctl), campeer withholds WATCHDOG=1,
+//! which is what makes systemd restart it; once the driver lets go, the pings resume.
+
+mod common;
+
+use common::fakecam::{bars_camera, mount_or_skip};
+use common::*;
+use std::time::{Duration, Instant};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hung_camera_stops_the_watchdog_pings() {
+    let Some(camera) = mount_or_skip(bars_camera(&[b"YUYV"])) else {
+        return;
+    };
+    let broker = Broker::start();
+    let notify = NotifySocket::bind();
+    let (url, http, source) = (
+        broker.url(),
+        format!("127.0.0.1:{}", free_port()),
+        camera.path().display().to_string(),
+    );
+    let args = [
+        "--http-listen",
+        http.as_str(),
+        "--broker",
+        url.as_str(),
+        "--device-id",
+        "cam1",
+        "--source",
+        source.as_str(),
+        "--audio-source",
+        "none",
+        "--ice-loopback-only",
+    ];
+    let socket = notify.path();
+    let _daemon = DaemonProcess::spawn_with_env(
+        &args,
+        &[
+            ("NOTIFY_SOCKET", socket.as_str()),
+            ("WATCHDOG_USEC", "2000000"),
+        ],
+    );
+    assert!(
+        notify
+            .wait_for(Duration::from_secs(20), |l| l == "READY=1")
+            .await
+    );
+    let viewer = TestViewer::join(&broker, "cam1", "alice").await;
+    assert!(
+        viewer
+            .wait_for_more_frames(10, Duration::from_secs(20))
+            .await
+    );
+    let since = Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        notify.count_since("WATCHDOG=1", since) >= 3,
+        "pings while streaming"
+    );
+
+    camera.set_hung(true);
+    // Stalled for half the watchdog time (1 s) stops the pings; allow for the last ones.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let hung_since = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pings_while_hung = notify.count_since("WATCHDOG=1", hung_since);
+    assert_eq!(
+        pings_while_hung, 0,
+        "the watchdog was pinged while the camera hung"
+    );
+
+    camera.set_hung(false);
+    assert!(
+        viewer
+            .wait_for_more_frames(10, Duration::from_secs(15))
+            .await,
+        "video resumes"
+    );
+    let resumed = Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        notify.count_since("WATCHDOG=1", resumed) >= 3,
+        "pings resume"
+    );
+    viewer.close().await;
+}
