@@ -77,15 +77,21 @@ fn list_devices(json: bool, paths: &[PathBuf]) -> anyhow::Result<()> {
     };
     let cameras: Vec<_> = paths.iter().map(|p| camera::describe_device(p)).collect();
     let microphones = microphone::capture_devices();
-    if json {
+    let text = if json {
         let listing = serde_json::json!({ "cameras": cameras, "microphones": microphones });
-        println!("{}", serde_json::to_string_pretty(&listing)?);
+        serde_json::to_string_pretty(&listing)? + "\n"
     } else {
-        print!("{}", camera::format_devices(&cameras));
-        println!();
-        print!("{}", microphone::format_capture_devices(&microphones));
+        format!(
+            "{}\n{}",
+            camera::format_devices(&cameras),
+            microphone::format_capture_devices(&microphones)
+        )
+    };
+    // A reader that stops early (`campeer devices | head`) is not an error.
+    match std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 async fn shutdown_signal() -> anyhow::Result<&'static str> {

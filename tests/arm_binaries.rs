@@ -36,7 +36,11 @@ fn newest_glibc(binary: &PathBuf) -> (u32, u32) {
         .arg(binary)
         .output()
         .expect("run objdump");
-    assert!(out.status.success(), "objdump failed on {}", binary.display());
+    assert!(
+        out.status.success(),
+        "objdump failed on {}",
+        binary.display()
+    );
     let table = String::from_utf8_lossy(&out.stdout);
     table
         .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
@@ -132,7 +136,9 @@ async fn aarch64_binary_streams_under_qemu() {
     let viewer =
         TestViewer::join_with(&broker, "pi", "host-viewer", ViewerOptions::with_audio()).await;
     assert!(
-        viewer.wait_for_more_frames(30, Duration::from_secs(60)).await,
+        viewer
+            .wait_for_more_frames(30, Duration::from_secs(60))
+            .await,
         "no frames from the aarch64 campeer: {:?}",
         viewer.snapshot(|s| (s.rtp_packets, s.decode_errors, s.connection_states.clone()))
     );

@@ -8,8 +8,7 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn page_recovers_after_a_restart() {
-    let (args_owned, http) = zero_config_args("cam4");
-    let args: Vec<&str> = args_owned.iter().map(String::as_str).collect();
+    let (args, http) = zero_config_args("cam4");
     let mut daemon = DaemonProcess::spawn(&args);
     let url = format!("http://127.0.0.1:{http}/");
     assert!(wait_for_listener(http).await);

@@ -10,23 +10,8 @@ use std::time::Duration;
 async fn status_tracks_viewers_and_goes_offline_on_stop_and_on_kill() {
     let broker = Broker::start();
     let status = TopicWatcher::start(&broker, &status_topic("cam9")).await;
-    let url = broker.url();
-    let http = format!("127.0.0.1:{}", free_port());
-    let args = [
-        "--http-listen",
-        http.as_str(),
-        "--broker",
-        url.as_str(),
-        "--device-id",
-        "cam9",
-        "--source",
-        "test",
-        "--ice-loopback-only",
-        "--width",
-        "320",
-        "--height",
-        "240",
-    ];
+    let mut args = binary_args(&broker, "cam9", "test");
+    args.extend(["--width", "320", "--height", "240"].map(str::to_owned));
 
     let mut daemon = DaemonProcess::spawn(&args);
     assert!(

@@ -10,38 +10,8 @@ use std::time::{Duration, Instant};
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ready_status_watchdog_and_stopping_reach_systemd() {
     let broker = Broker::start();
-    let notify = NotifySocket::bind();
-    let url = broker.url();
-    let http = format!("127.0.0.1:{}", free_port());
-    let args = [
-        "--http-listen",
-        http.as_str(),
-        "--broker",
-        url.as_str(),
-        "--device-id",
-        "cam1",
-        "--source",
-        "test",
-        "--audio-source",
-        "none",
-        "--ice-loopback-only",
-    ];
-    let socket = notify.path();
-    let mut daemon = DaemonProcess::spawn_with_env(
-        &args,
-        &[
-            ("NOTIFY_SOCKET", socket.as_str()),
-            ("WATCHDOG_USEC", "1000000"),
-        ],
-    );
-
-    assert!(
-        notify
-            .wait_for(Duration::from_secs(20), |l| l == "READY=1")
-            .await,
-        "no READY=1: {:?}",
-        notify.lines()
-    );
+    let args = binary_args(&broker, "cam1", "test");
+    let (mut daemon, notify) = run_under_systemd(&args, Duration::from_secs(1)).await;
     assert!(
         notify
             .wait_for(Duration::from_secs(5), |l| l

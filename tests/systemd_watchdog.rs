@@ -14,38 +14,8 @@ async fn a_hung_camera_stops_the_watchdog_pings() {
         return;
     };
     let broker = Broker::start();
-    let notify = NotifySocket::bind();
-    let (url, http, source) = (
-        broker.url(),
-        format!("127.0.0.1:{}", free_port()),
-        camera.path().display().to_string(),
-    );
-    let args = [
-        "--http-listen",
-        http.as_str(),
-        "--broker",
-        url.as_str(),
-        "--device-id",
-        "cam1",
-        "--source",
-        source.as_str(),
-        "--audio-source",
-        "none",
-        "--ice-loopback-only",
-    ];
-    let socket = notify.path();
-    let _daemon = DaemonProcess::spawn_with_env(
-        &args,
-        &[
-            ("NOTIFY_SOCKET", socket.as_str()),
-            ("WATCHDOG_USEC", "2000000"),
-        ],
-    );
-    assert!(
-        notify
-            .wait_for(Duration::from_secs(20), |l| l == "READY=1")
-            .await
-    );
+    let args = binary_args(&broker, "cam1", &camera.path().display().to_string());
+    let (_daemon, notify) = run_under_systemd(&args, Duration::from_secs(2)).await;
     let viewer = TestViewer::join(&broker, "cam1", "alice").await;
     assert!(
         viewer

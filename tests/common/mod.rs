@@ -1089,17 +1089,63 @@ impl Drop for NotifySocket {
     }
 }
 
+/// Flags for the campeer binary on `broker`: `source` for video, no sound, the page on a free
+/// loopback port, loopback-only ICE.
+pub fn binary_args(broker: &Broker, device: &str, source: &str) -> Vec<String> {
+    [
+        "--http-listen",
+        &format!("127.0.0.1:{}", free_port()),
+        "--broker",
+        &broker.url(),
+        "--device-id",
+        device,
+        "--source",
+        source,
+        "--audio-source",
+        "none",
+        "--ice-loopback-only",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// The binary as systemd runs it: NOTIFY_SOCKET on a stand-in socket and a watchdog of
+/// `watchdog`. Returns once it said READY=1.
+pub async fn run_under_systemd(
+    args: &[String],
+    watchdog: Duration,
+) -> (DaemonProcess, NotifySocket) {
+    let notify = NotifySocket::bind();
+    let socket = notify.path();
+    let usec = watchdog.as_micros().to_string();
+    let daemon = DaemonProcess::spawn_with_env(
+        args,
+        &[
+            ("NOTIFY_SOCKET", socket.as_str()),
+            ("WATCHDOG_USEC", usec.as_str()),
+        ],
+    );
+    assert!(
+        notify
+            .wait_for(Duration::from_secs(20), |l| l == "READY=1")
+            .await,
+        "no READY=1: {:?}",
+        notify.lines()
+    );
+    (daemon, notify)
+}
+
 /// Runs the campeer binary as a child process.
 pub struct DaemonProcess {
     pub child: Child,
 }
 
 impl DaemonProcess {
-    pub fn spawn(args: &[&str]) -> Self {
+    pub fn spawn<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Self {
         Self::spawn_with_env(args, &[])
     }
 
-    pub fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
+    pub fn spawn_with_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)]) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_campeer"))
             .args(args)
             .env("CAMPEER_LOG", "campeer=info")

@@ -1,0 +1,76 @@
+//! The Debian package for the Pi (`cargo deb --target aarch64-unknown-linux-gnu`, built by
+//! tests/run and passed in CAMPEER_AARCH64_DEB): arm64, depends on what the binary links, and
+//! holds the binary, the unit, the commented configuration as a conffile and the system user;
+//! its scripts enable and start nothing.
+//!
+//! Under CI=true the package must be there; elsewhere the test skips and says why.
+
+use std::process::Command;
+
+fn dpkg_deb(args: &[&str]) -> String {
+    let out = Command::new("dpkg-deb")
+        .args(args)
+        .output()
+        .expect("run dpkg-deb");
+    assert!(out.status.success(), "dpkg-deb {args:?} failed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_arm64_package_holds_the_service_and_enables_nothing() {
+    let deb = match std::env::var("CAMPEER_AARCH64_DEB") {
+        Ok(path) => path,
+        Err(_) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CAMPEER_AARCH64_DEB is not set: tests/run builds the package first")
+        }
+        Err(_) => {
+            eprintln!("skipping: CAMPEER_AARCH64_DEB is not set (tests/run builds the package)");
+            return;
+        }
+    };
+    let field = |name: &str| dpkg_deb(&["--field", &deb, name]).trim().to_owned();
+    assert_eq!(field("Package"), "campeer");
+    assert_eq!(field("Architecture"), "arm64");
+    let version = field("Version");
+    assert!(
+        version.starts_with(env!("CARGO_PKG_VERSION")),
+        "version {version}"
+    );
+    let depends = field("Depends");
+    for needed in ["libasound2", "libc6", "systemd"] {
+        assert!(
+            depends.contains(needed),
+            "Depends lacks {needed}: {depends}"
+        );
+    }
+
+    let contents = dpkg_deb(&["--contents", &deb]);
+    for path in [
+        "./usr/bin/campeer",
+        "./lib/systemd/system/campeer.service",
+        "./etc/campeer/campeer.toml",
+        "./usr/lib/sysusers.d/campeer.conf",
+    ] {
+        assert!(contents.contains(path), "{path} is missing:\n{contents}");
+    }
+
+    let control = tempfile::tempdir().expect("a temporary directory");
+    let dir = control.path().to_str().unwrap();
+    dpkg_deb(&["--control", &deb, dir]);
+    let read = |name: &str| std::fs::read_to_string(control.path().join(name)).unwrap_or_default();
+    assert!(read("conffiles").contains("/etc/campeer/campeer.toml"));
+    let postinst = read("postinst");
+    assert!(
+        postinst.contains("sysusers"),
+        "postinst creates the user:\n{postinst}"
+    );
+    for script in ["preinst", "postinst", "prerm", "postrm"] {
+        let text = read(script);
+        assert!(
+            !text.contains("systemctl enable")
+                && !text.contains("systemctl start")
+                && !text.contains("deb-systemd-invoke"),
+            "{script} enables or starts the service:\n{text}"
+        );
+    }
+}
