@@ -253,6 +253,22 @@ fn local_track(
     )))
 }
 
+/// Adds a local track, closing the peer connection if it cannot be added.
+async fn add_track(
+    peer: &Arc<dyn PeerConnection>,
+    track: &Arc<TrackLocalStaticRTP>,
+    kind: &str,
+) -> Result<(), String> {
+    if let Err(e) = peer
+        .add_track(Arc::clone(track) as Arc<dyn TrackLocal>)
+        .await
+    {
+        let _ = peer.close().await;
+        return Err(format!("cannot add the {kind} track: {e}"));
+    }
+    Ok(())
+}
+
 struct Session<'a> {
     context: &'a SessionContext,
     id: &'a Segment,
@@ -279,11 +295,11 @@ impl<'a> Session<'a> {
         early_candidates: Vec<Candidate>,
     ) -> Result<Session<'a>, String> {
         let (events_tx, events) = mpsc::unbounded_channel();
-        let audio_hub = context.audio.as_ref().filter(|_| choice.audio.is_some());
-        let audio_choice = choice.audio.as_ref().filter(|_| audio_hub.is_some());
+        // Audio goes out only when the viewer asked for it and this device has it.
+        let audio = context.audio.as_ref().zip(choice.audio.as_ref());
         let peer = peer::build(
             &choice.video,
-            audio_choice,
+            audio.map(|(_, opus)| opus),
             &context.ice,
             Arc::new(EventForwarder(events_tx)),
         )
@@ -296,15 +312,9 @@ impl<'a> Session<'a> {
             stamper.ssrc,
             peer::h264_codec(&choice.video).rtp_codec,
         );
-        if let Err(e) = peer
-            .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
-            .await
-        {
-            let _ = peer.close().await;
-            return Err(format!("cannot add the video track: {e}"));
-        }
-        let audio = match (audio_hub, audio_choice) {
-            (Some(hub), Some(opus)) => {
+        add_track(&peer, &track, "video").await?;
+        let audio = match audio {
+            Some((hub, opus)) => {
                 let stamper = RtpStamper::new(opus.payload_type);
                 let track = local_track(
                     id,
@@ -312,20 +322,14 @@ impl<'a> Session<'a> {
                     stamper.ssrc,
                     peer::opus_codec(opus).rtp_codec,
                 );
-                if let Err(e) = peer
-                    .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
-                    .await
-                {
-                    let _ = peer.close().await;
-                    return Err(format!("cannot add the audio track: {e}"));
-                }
+                add_track(&peer, &track, "audio").await?;
                 Some(AudioSend {
                     track,
                     subscription: hub.subscribe(),
                     stamper,
                 })
             }
-            _ => None,
+            None => None,
         };
         // The subscription starts the encoder now, so it is warm by the time ICE connects.
         let subscription = context.hub.subscribe();
