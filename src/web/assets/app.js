@@ -345,9 +345,9 @@ async function updateStats() {
     stats.audioCodec && !stats.audioNote ? `${stats.audioCodec} sound${
       stats.audioLevel == null ? "" : ` ${Math.round(20 * Math.log10(Math.max(stats.audioLevel, 1e-5)))} dBFS`}`
       : null,
-    stats.audioNote,
   ].filter(Boolean);
-  $("overlay").textContent = line.join(" · ");
+  // Why there is no sound goes on a line of its own, so it is read whole.
+  $("overlay").textContent = line.join(" · ") + (stats.audioNote ? `\n${stats.audioNote}` : "");
 }
 
 // Glass-to-glass latency from the test pattern's timestamp squares: 48 bits of Unix-epoch
