@@ -378,6 +378,7 @@ fn make_audio_hub(audio: &AudioConfig, idle_grace: Duration) -> Option<AudioHub>
         AudioSourceKind::Auto | AudioSourceKind::Alsa(_) => {
             let device = match &audio.source {
                 AudioSourceKind::Alsa(name) => name.clone(),
+                // Auto with capture hardware: ALSA's own default device.
                 _ => "default".to_owned(),
             };
             tracing::info!("audio source: ALSA capture device {device:?}");

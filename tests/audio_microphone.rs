@@ -20,9 +20,7 @@ async fn a_1khz_tone_from_an_alsa_device_reaches_the_viewer() {
 
     let broker = Broker::start();
     let status = TopicWatcher::start(&broker, &status_topic("cam1")).await;
-    let mut flags = overrides(&broker, "cam1");
-    flags.audio_source = Some("testmic".into());
-    let device = start_device(flags).await;
+    let device = start_audio_device(&broker, "cam1", "testmic").await;
 
     let viewer = TestViewer::join_with(&broker, "cam1", "alice", ViewerOptions::with_audio()).await;
     assert!(

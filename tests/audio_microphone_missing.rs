@@ -19,9 +19,7 @@ async fn video_carries_on_and_audio_arrives_when_the_microphone_does() {
 
     let broker = Broker::start();
     let status = TopicWatcher::start(&broker, &status_topic("cam1")).await;
-    let mut flags = overrides(&broker, "cam1");
-    flags.audio_source = Some("latemic".into());
-    let device = start_device(flags).await;
+    let device = start_audio_device(&broker, "cam1", "latemic").await;
 
     let viewer = TestViewer::join_with(&broker, "cam1", "alice", ViewerOptions::with_audio()).await;
     assert!(

@@ -12,9 +12,7 @@ use std::time::Duration;
 async fn test_tone_reaches_every_viewer_that_asks_for_audio() {
     let broker = Broker::start();
     let status = TopicWatcher::start(&broker, &status_topic("cam1")).await;
-    let mut flags = overrides(&broker, "cam1");
-    flags.audio_source = Some("test".into());
-    let device = start_device(flags).await;
+    let device = start_audio_device(&broker, "cam1", "test").await;
 
     assert!(
         status

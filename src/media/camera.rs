@@ -83,18 +83,17 @@ fn set_control(device: &Device, id: u32, value: i32) -> std::io::Result<()> {
 fn capture_time(meta: &v4l::buffer::Metadata) -> (Instant, u64) {
     let now = Instant::now();
     let wall = SystemTime::now();
-    let age = meta
-        .flags
-        .contains(v4l::buffer::Flags::TIMESTAMP_MONOTONIC)
-        .then(|| {
-            let taken = Duration::new(
-                u64::try_from(meta.timestamp.sec).ok()?,
-                u32::try_from(meta.timestamp.usec).ok()?.checked_mul(1000)?,
-            );
-            frame_age(taken, monotonic_now())
-        })
-        .flatten()
-        .unwrap_or_default();
+    let driver_stamp = || {
+        if !meta.flags.contains(v4l::buffer::Flags::TIMESTAMP_MONOTONIC) {
+            return None;
+        }
+        let taken = Duration::new(
+            u64::try_from(meta.timestamp.sec).ok()?,
+            u32::try_from(meta.timestamp.usec).ok()?.checked_mul(1000)?,
+        );
+        frame_age(taken, monotonic_now())
+    };
+    let age = driver_stamp().unwrap_or_default();
     let captured_at = now.checked_sub(age).unwrap_or(now);
     let unix = wall.checked_sub(age).unwrap_or(wall);
     (captured_at, super::pattern::unix_millis(unix))

@@ -82,7 +82,7 @@ impl H264Encoder {
         if data.is_empty() {
             return Ok(None);
         }
-        self.parameter_sets.complete(data).map(Some)
+        self.parameter_sets.complete(Bytes::from(data)).map(Some)
     }
 }
 
@@ -97,8 +97,9 @@ pub struct ParameterSets {
 }
 
 impl ParameterSets {
-    /// Turns one Annex-B access unit into one that can be sent.
-    pub fn complete(&mut self, data: Vec<u8>) -> Result<AccessUnit, EncoderError> {
+    /// Turns one Annex-B access unit into one that can be sent; copies only when it must
+    /// put the parameter sets in front.
+    pub fn complete(&mut self, data: Bytes) -> Result<AccessUnit, EncoderError> {
         let mut has_sps = false;
         let mut has_pps = false;
         let mut has_idr = false;
@@ -131,12 +132,12 @@ impl ParameterSets {
             let mut with_sets = Vec::with_capacity(sets.len() + data.len());
             with_sets.extend_from_slice(sets);
             with_sets.extend_from_slice(&data);
-            with_sets
+            Bytes::from(with_sets)
         } else {
             data
         };
         Ok(AccessUnit {
-            data: Bytes::from(data),
+            data,
             is_keyframe: has_idr,
         })
     }
@@ -247,24 +248,28 @@ mod tests {
     fn an_idr_without_parameter_sets_gets_the_remembered_ones() {
         let mut sets = ParameterSets::default();
         let first = sets
-            .complete(vec![
+            .complete(Bytes::from(vec![
                 0, 0, 0, 1, 0x67, 9, 0, 0, 0, 1, 0x68, 8, 0, 0, 0, 1, 0x65, 1,
-            ])
+            ]))
             .unwrap();
         assert!(first.is_keyframe);
-        let predicted = sets.complete(vec![0, 0, 0, 1, 0x41, 3]).unwrap();
+        let predicted = sets
+            .complete(Bytes::from(vec![0, 0, 0, 1, 0x41, 3]))
+            .unwrap();
         assert!(!predicted.is_keyframe);
         assert_eq!(
             nal_types(&predicted.data),
             vec![1],
             "nothing added to P frames"
         );
-        let unit = sets.complete(vec![0, 0, 0, 1, 0x65, 2]).unwrap();
+        let unit = sets
+            .complete(Bytes::from(vec![0, 0, 0, 1, 0x65, 2]))
+            .unwrap();
         assert!(unit.is_keyframe);
         assert_eq!(nal_types(&unit.data), vec![NAL_SPS, NAL_PPS, NAL_IDR]);
         let mut fresh = ParameterSets::default();
         assert!(matches!(
-            fresh.complete(vec![0, 0, 0, 1, 0x65, 2]),
+            fresh.complete(Bytes::from(vec![0, 0, 0, 1, 0x65, 2])),
             Err(EncoderError::MissingParameterSets)
         ));
     }

@@ -279,7 +279,7 @@ impl FrameStage<'_> {
                 };
                 let unit = state
                     .parameter_sets
-                    .complete(frame.data.to_vec())
+                    .complete(frame.data)
                     .map_err(|e| e.to_string())?;
                 inner
                     .counters

@@ -1089,6 +1089,15 @@ impl Drop for NotifySocket {
     }
 }
 
+/// campeer in-process on `broker` with `audio_source` for sound (and the test pattern).
+pub async fn start_audio_device(broker: &Broker, device: &str, audio_source: &str) -> DeviceHandle {
+    start_device(Overrides {
+        audio_source: Some(audio_source.to_owned()),
+        ..overrides(broker, device)
+    })
+    .await
+}
+
 /// Flags for the campeer binary on `broker`: `source` for video, no sound, the page on a free
 /// loopback port, loopback-only ICE.
 pub fn binary_args(broker: &Broker, device: &str, source: &str) -> Vec<String> {
