@@ -196,6 +196,9 @@ impl DeviceHandle {
 /// Starts the daemon: the embedded broker when no external one is configured, the viewer
 /// page, and the device itself, which serves viewers until shut down.
 pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
+    for (url, why) in crate::session::ice::unusable_server_urls(&config.ice) {
+        tracing::warn!("ICE server {url} is skipped: {why}");
+    }
     let mut mqtt = config.mqtt.clone();
     let (host, port, embedded) = match (&config.mqtt.broker, &config.embedded_broker) {
         (Some(broker), _) => (broker.host.clone(), broker.port, None),

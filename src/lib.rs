@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod device;
+pub mod link;
 pub mod media;
 pub mod mqtt;
 pub mod protocol;

@@ -330,6 +330,17 @@ impl VideoSource for V4l2Camera {
         )
     }
 
+    fn set_bitrate(&mut self, bps: u32) -> bool {
+        let value = i32::try_from(bps).unwrap_or(i32::MAX);
+        match set_control(&self.device, CID_BITRATE, value) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!("{}: cannot set the bitrate: {e}", self.path.display());
+                false
+            }
+        }
+    }
+
     fn request_keyframe(&mut self) -> bool {
         match set_control(&self.device, CID_FORCE_KEY_FRAME, 1) {
             Ok(()) => true,

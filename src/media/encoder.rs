@@ -14,6 +14,10 @@ const NAL_SPS: u8 = 7;
 const NAL_PPS: u8 = 8;
 const NAL_IDR: u8 = 5;
 
+/// The lowest rate campeer asks of the encoder: below it openh264's quantiser runs out and
+/// frames grow beyond the target anyway.
+pub const MIN_BITRATE_BPS: u32 = 50_000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum EncoderError {
     #[error("openh264 could not be set up: {0}")]
@@ -35,6 +39,12 @@ pub struct AccessUnit {
 pub struct H264Encoder {
     encoder: Encoder,
     parameter_sets: ParameterSets,
+    /// The rate the encoder was last told, and the one wanted: openh264 takes a new rate only
+    /// once it has been initialised (at the first frame), so a change waits for the next frame.
+    applied_bps: u32,
+    wanted_bps: u32,
+    /// The most the encoder may be asked for: its configured rate.
+    max_bps: u32,
 }
 
 impl H264Encoder {
@@ -58,7 +68,48 @@ impl H264Encoder {
         Ok(Self {
             encoder,
             parameter_sets: ParameterSets::default(),
+            applied_bps: video.bitrate_bps,
+            wanted_bps: video.bitrate_bps,
+            max_bps: video.bitrate_bps,
         })
+    }
+
+    /// Sets the target for the frames to come, at most the configured rate (the encoder's
+    /// buffers were sized for it).
+    pub fn set_bitrate(&mut self, bps: u32) {
+        self.wanted_bps = bps.clamp(MIN_BITRATE_BPS, self.max_bps.max(MIN_BITRATE_BPS));
+    }
+
+    /// The target the encoder works to now.
+    pub fn bitrate(&self) -> u32 {
+        self.applied_bps
+    }
+
+    fn apply_bitrate(&mut self) {
+        if self.wanted_bps == self.applied_bps {
+            return;
+        }
+        let mut info = openh264_sys2::SBitrateInfo {
+            iLayer: openh264_sys2::SPATIAL_LAYER_ALL,
+            iBitrate: i32::try_from(self.wanted_bps).unwrap_or(i32::MAX),
+        };
+        // SAFETY: the encoder is initialised (a frame was encoded) and `info` is a valid
+        // SBitrateInfo that outlives the call; openh264 copies what it needs.
+        let status = unsafe {
+            self.encoder.raw_api().set_option(
+                openh264_sys2::ENCODER_OPTION_BITRATE,
+                (&raw mut info).cast(),
+            )
+        };
+        if status == 0 {
+            self.applied_bps = self.wanted_bps;
+        } else {
+            tracing::warn!(
+                "openh264 refused a bitrate of {} bit/s (status {status})",
+                self.wanted_bps
+            );
+            self.wanted_bps = self.applied_bps;
+        }
     }
 
     /// Encodes one frame; `force_keyframe` makes it an IDR. `None` when the encoder emitted
@@ -71,14 +122,18 @@ impl H264Encoder {
         if force_keyframe {
             self.encoder.force_intra_frame();
         }
-        let bitstream = self
-            .encoder
-            .encode(frame)
-            .map_err(|e| EncoderError::Encode(e.to_string()))?;
-        if matches!(bitstream.frame_type(), FrameType::Skip | FrameType::Invalid) {
-            return Ok(None);
-        }
-        let data = bitstream.to_vec();
+        let data = {
+            let bitstream = self
+                .encoder
+                .encode(frame)
+                .map_err(|e| EncoderError::Encode(e.to_string()))?;
+            if matches!(bitstream.frame_type(), FrameType::Skip | FrameType::Invalid) {
+                return Ok(None);
+            }
+            bitstream.to_vec()
+        };
+        // After the frame: the first one is what initialises openh264.
+        self.apply_bitrate();
         if data.is_empty() {
             return Ok(None);
         }
@@ -227,6 +282,39 @@ mod tests {
             assert_eq!(unit.is_keyframe, force, "frame {i}");
         }
         assert_eq!(keyframes, 2);
+    }
+
+    #[test]
+    fn the_bitrate_follows_while_encoding() {
+        let mut encoder = H264Encoder::new(&video()).unwrap();
+        let mut frame = I420Frame::new(320, 240);
+        let mut bytes_at = |encoder: &mut H264Encoder, from: u64| {
+            let mut total = 0;
+            for i in from..from + 60 {
+                pattern::draw(&mut frame, i * 7, 1_700_000_000_000 + i);
+                total += encoder
+                    .encode(&frame, i == from)
+                    .unwrap()
+                    .map_or(0, |u| u.data.len());
+            }
+            total
+        };
+        let full = bytes_at(&mut encoder, 0);
+        encoder.set_bitrate(100_000);
+        let _settle = bytes_at(&mut encoder, 60);
+        assert_eq!(encoder.bitrate(), 100_000);
+        let low = bytes_at(&mut encoder, 120);
+        assert!(
+            low * 2 < full,
+            "{low} bytes at 100 kbit/s vs {full} at 500 kbit/s"
+        );
+        encoder.set_bitrate(10_000_000);
+        bytes_at(&mut encoder, 180);
+        assert_eq!(
+            encoder.bitrate(),
+            500_000,
+            "never above the configured rate"
+        );
     }
 
     #[test]

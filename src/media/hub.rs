@@ -8,12 +8,15 @@
 
 use super::encoder::{AccessUnit, H264Encoder, ParameterSets};
 use super::keyframe::KeyframePolicy;
+use super::rate::{RateAllocator, ViewerLink};
 use super::worker::{OnDemand, RunFlag, StateReporter, lock, supervise};
 use super::{CapturedFrame, SourceError, VideoSource};
 use crate::config::VideoConfig;
+use crate::link::Link;
 use bytes::Bytes;
 use rtc::rtp::codec::h264::H264Payloader;
 use rtc::rtp::packetizer::Payloader;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,6 +32,9 @@ const FRAME_BACKLOG: usize = 8;
 
 /// 90 kHz, the RTP clock of every video payload format.
 const RTP_VIDEO_CLOCK: u64 = 90_000;
+
+/// How often the encoder's rate is reconsidered from the viewers' links.
+const RATE_PERIOD: Duration = Duration::from_millis(200);
 
 /// One encoded picture, ready to send.
 #[derive(Debug)]
@@ -66,6 +72,8 @@ struct Counters {
     bytes_encoded: AtomicU64,
     keyframe_requests: AtomicU64,
     frames_passed_through: AtomicU64,
+    target_bitrate_bps: AtomicU64,
+    bitrate_changes: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -80,6 +88,16 @@ pub struct HubStats {
     pub keyframe_requests: u64,
     pub subscribers: usize,
     pub pipeline_running: bool,
+    /// What the encoder (or the camera's) works to now, set from the viewers' links.
+    pub target_bitrate_bps: u64,
+    pub bitrate_changes: u64,
+}
+
+/// The links of the viewers being served, which the pipeline reads to set the encoder's rate.
+#[derive(Default)]
+struct ViewerLinks {
+    next_id: u64,
+    links: HashMap<u64, (Link, f64)>,
 }
 
 struct Inner {
@@ -91,6 +109,20 @@ struct Inner {
     next_sequence: AtomicU64,
     make_source: SourceFactory,
     source_state: StateReporter<FrameSize>,
+    viewers: Mutex<ViewerLinks>,
+}
+
+impl Inner {
+    fn viewer_links(&self) -> Vec<ViewerLink> {
+        lock(&self.viewers)
+            .links
+            .values()
+            .map(|(link, audio_bps)| ViewerLink {
+                estimate_bps: link.lock().estimate_bps,
+                audio_bps: *audio_bps,
+            })
+            .collect()
+    }
 }
 
 /// Cheap to clone; all clones are the same hub.
@@ -118,7 +150,12 @@ impl VideoHub {
             next_sequence: AtomicU64::new(0),
             make_source,
             source_state: StateReporter::new(),
+            viewers: Mutex::new(ViewerLinks::default()),
         });
+        inner
+            .counters
+            .target_bitrate_bps
+            .store(u64::from(inner.video.bitrate_bps), Ordering::Relaxed);
         let body = Arc::clone(&inner);
         let pipeline = OnDemand::new("video", idle_grace, move |run| run_pipeline(&body, run));
         Self { inner, pipeline }
@@ -143,6 +180,7 @@ impl VideoHub {
             hub: self.clone(),
             receiver,
             gate: ViewerGate::new(),
+            link_id: None,
         }
     }
 
@@ -171,6 +209,8 @@ impl VideoHub {
             keyframe_requests: c.keyframe_requests.load(Ordering::Relaxed),
             subscribers: self.pipeline.subscribers(),
             pipeline_running: self.pipeline.is_running(),
+            target_bitrate_bps: c.target_bitrate_bps.load(Ordering::Relaxed),
+            bitrate_changes: c.bitrate_changes.load(Ordering::Relaxed),
         }
     }
 
@@ -202,6 +242,7 @@ fn run_pipeline(inner: &Inner, run: &RunFlag) {
                 encoder: &mut encoder,
                 passthrough: PassthroughState::default(),
                 payloader: &mut payloader,
+                target_bps: inner.video.bitrate_bps,
             };
             encode_frames(inner, run, source.as_mut(), &mut stage)
         },
@@ -214,12 +255,24 @@ fn run_pipeline(inner: &Inner, run: &RunFlag) {
 const CAMERA_KEYFRAME_REQUEST_GAP: Duration = Duration::from_millis(250);
 
 /// What a passed-through H.264 stream needs between frames.
-#[derive(Default)]
 struct PassthroughState {
     parameter_sets: ParameterSets,
     last_request: Option<Instant>,
     /// The camera said it cannot force keyframes; not asked again for this stream.
     cannot_force: bool,
+    /// The rate last asked of the camera; `None` once it said it has no such control.
+    camera_bitrate: Option<u32>,
+}
+
+impl Default for PassthroughState {
+    fn default() -> Self {
+        Self {
+            parameter_sets: ParameterSets::default(),
+            last_request: None,
+            cannot_force: false,
+            camera_bitrate: Some(0),
+        }
+    }
 }
 
 /// Everything between a captured frame and its RTP payloads.
@@ -228,6 +281,8 @@ struct FrameStage<'a> {
     encoder: &'a mut Option<H264Encoder>,
     passthrough: PassthroughState,
     payloader: &'a mut H264Payloader,
+    /// The rate the viewers' links allow, for whichever encoder makes the stream.
+    target_bps: u32,
 }
 
 impl FrameStage<'_> {
@@ -248,6 +303,7 @@ impl FrameStage<'_> {
                         .encoder
                         .insert(H264Encoder::new(&inner.video).map_err(|e| e.to_string())?),
                 };
+                encoder.set_bitrate(self.target_bps);
                 let size = FrameSize {
                     width: frame.width() as u32,
                     height: frame.height() as u32,
@@ -259,6 +315,20 @@ impl FrameStage<'_> {
             }
             CapturedFrame::H264(frame) => {
                 let state = &mut self.passthrough;
+                if let Some(asked) = state.camera_bitrate
+                    && asked != self.target_bps
+                {
+                    // Through the camera's V4L2 control, like the keyframe requests.
+                    state.camera_bitrate = if source.set_bitrate(self.target_bps) {
+                        Some(self.target_bps)
+                    } else {
+                        tracing::warn!(
+                            "the camera's bitrate cannot be changed: viewers on slower links \
+                             get its stream at the rate it was set up with"
+                        );
+                        None
+                    };
+                }
                 let now = Instant::now();
                 let asked_lately = state.last_request.is_some_and(|at| {
                     now.saturating_duration_since(at) < CAMERA_KEYFRAME_REQUEST_GAP
@@ -300,9 +370,26 @@ fn encode_frames(
     stage: &mut FrameStage<'_>,
 ) -> Result<(), SourceError> {
     let mut failures = 0u64;
+    let mut rates = RateAllocator::new(super::encoder::MIN_BITRATE_BPS, inner.video.bitrate_bps);
+    let mut next_rate_check = Instant::now();
     while run.keep_going() {
         let frame = source.next_frame()?;
         let now = Instant::now();
+        if now >= next_rate_check {
+            next_rate_check = now + RATE_PERIOD;
+            if let Some(bps) = rates.decide(now, &inner.viewer_links()) {
+                tracing::debug!("video target {} kbit/s", bps / 1000);
+                stage.target_bps = bps;
+                inner
+                    .counters
+                    .target_bitrate_bps
+                    .store(u64::from(bps), Ordering::Relaxed);
+                inner
+                    .counters
+                    .bitrate_changes
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
         let force = lock(&inner.keyframes).decide(now);
         let (unit, size, capture_unix_ms, captured_at) =
             match stage.access_unit(inner, source, frame, force) {
@@ -354,9 +441,26 @@ pub struct Subscription {
     hub: VideoHub,
     receiver: broadcast::Receiver<Arc<EncodedFrame>>,
     gate: ViewerGate,
+    /// This viewer's entry among the links the encoder's rate follows.
+    link_id: Option<u64>,
 }
 
 impl Subscription {
+    /// Lets this viewer's link limit the encoder's rate from now on (see `media::rate`);
+    /// `audio_bps` is the sound this viewer is sent beside the video.
+    pub fn follow_link(&mut self, link: Link, audio_bps: f64) {
+        let mut viewers = lock(&self.hub.inner.viewers);
+        let id = match self.link_id {
+            Some(id) => id,
+            None => {
+                viewers.next_id += 1;
+                viewers.next_id
+            }
+        };
+        viewers.links.insert(id, (link, audio_bps));
+        self.link_id = Some(id);
+    }
+
     /// The next frame this viewer should send. After falling behind, frames up to the next
     /// keyframe are skipped (they would not decode), and a keyframe is requested.
     pub async fn next_frame(&mut self) -> Option<Arc<EncodedFrame>> {
@@ -393,6 +497,9 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        if let Some(id) = self.link_id {
+            lock(&self.hub.inner.viewers).links.remove(&id);
+        }
         self.hub.pipeline.release();
     }
 }

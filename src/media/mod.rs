@@ -12,6 +12,7 @@ pub mod microphone;
 pub mod negotiate;
 pub mod opus;
 pub mod pattern;
+pub mod rate;
 pub mod worker;
 
 use std::time::Instant;
@@ -124,6 +125,11 @@ pub trait VideoSource: Send {
     /// Asks a source that encodes by itself (an H.264 camera) for a keyframe soon. `false`
     /// when it cannot: viewers then wait for its next periodic keyframe.
     fn request_keyframe(&mut self) -> bool {
+        false
+    }
+    /// Asks a source that encodes by itself for a new bitrate. `false` when it cannot: its
+    /// stream then keeps the rate it was set up with.
+    fn set_bitrate(&mut self, _bps: u32) -> bool {
         false
     }
 }

@@ -4,11 +4,13 @@
 //!
 //! Each session is a task of its own, so a slow or broken peer only ever affects itself.
 
+pub mod ice;
 pub mod liveness;
 pub mod offer;
 pub mod peer;
 
 use crate::config::IceConfig;
+use crate::link::{self, Link};
 use crate::media::audio_hub::{AudioHub, AudioSubscription, EncodedAudio};
 use crate::media::hub::{EncodedFrame, Subscription, VideoHub};
 use crate::mqtt::Publisher;
@@ -36,6 +38,15 @@ use webrtc::peer_connection::{
 const COMMAND_QUEUE: usize = 64;
 /// How long closing a peer connection may take before the session gives up on it.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
+/// How often a session looks at its link: keyframes wanted, feedback gone quiet.
+const LINK_CHECK_PERIOD: Duration = Duration::from_millis(250);
+/// A viewer whose pacer would take longer than this to send what is queued is sent no more
+/// frames until it drains; it then restarts at a keyframe. Keeps its latency bounded when even
+/// the lowest rate is more than its link carries.
+const MAX_PACER_DELAY: Duration = Duration::from_millis(400);
+/// How far the estimator may go above what campeer sends at most: some room, so the estimate
+/// is not pinned to the ceiling, but not so much that a shrinking link takes long to notice.
+const ESTIMATE_HEADROOM: f64 = 1.3;
 
 /// What the device forwards to a session.
 #[derive(Debug)]
@@ -88,6 +99,8 @@ pub struct SessionContext {
 pub struct SessionHandle {
     pub serial: u64,
     commands: mpsc::Sender<SessionCommand>,
+    /// The viewer's link as the session measures it, for the stats topic.
+    pub link: Link,
 }
 
 impl SessionHandle {
@@ -107,9 +120,19 @@ pub fn spawn(
     early_candidates: Vec<Candidate>,
 ) -> SessionHandle {
     let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
+    let link = new_link(&context, &choice);
+    let session_link = link.clone();
     tokio::spawn(async move {
-        let reason = match Session::start(&context, &id, choice, offer_sdp, early_candidates).await
-        {
+        let started = Session::start(
+            &context,
+            &id,
+            choice,
+            session_link,
+            offer_sdp,
+            early_candidates,
+        )
+        .await;
+        let reason = match started {
             Ok(mut session) => {
                 let reason = session.serve(commands).await;
                 session.close().await;
@@ -131,7 +154,24 @@ pub fn spawn(
     SessionHandle {
         serial,
         commands: commands_tx,
+        link,
     }
+}
+
+/// The sound a viewer is sent beside the video, in bits per second of codec rate.
+fn audio_bps(context: &SessionContext, choice: &Negotiated) -> f64 {
+    match (&context.audio, &choice.audio) {
+        (Some(hub), Some(_)) => f64::from(hub.settings().bitrate_bps),
+        _ => 0.0,
+    }
+}
+
+/// A fresh link for a viewer: its estimate starts at [`link::INITIAL_ESTIMATE_BPS`] and may
+/// not go far above the most campeer would send it.
+fn new_link(context: &SessionContext, choice: &Negotiated) -> Link {
+    let video = context.hub.video().bitrate_bps;
+    let most = (f64::from(video) + audio_bps(context, choice)) / 0.9 * ESTIMATE_HEADROOM;
+    Link::new(choice.feedback, link::INITIAL_ESTIMATE_BPS, most)
 }
 
 fn send(publisher: &Publisher, id: &Segment, message: &DeviceMessage) {
@@ -277,6 +317,11 @@ struct Session<'a> {
     choice: Negotiated,
     events: mpsc::UnboundedReceiver<PeerEvent>,
     subscription: Subscription,
+    link: Link,
+    /// When the connection last came up, for the feedback timeout.
+    connected_since: Option<Instant>,
+    /// Video paused until the pacer's queue drains.
+    backed_up: bool,
     audio: Option<AudioSend>,
     liveness: Liveness,
     stamper: RtpStamper,
@@ -291,6 +336,7 @@ impl<'a> Session<'a> {
         context: &'a SessionContext,
         id: &'a Segment,
         choice: Negotiated,
+        link: Link,
         offer_sdp: String,
         early_candidates: Vec<Candidate>,
     ) -> Result<Session<'a>, String> {
@@ -300,6 +346,8 @@ impl<'a> Session<'a> {
         let peer = peer::build(
             &choice.video,
             audio.map(|(_, opus)| opus),
+            choice.feedback,
+            &link,
             &context.ice,
             Arc::new(EventForwarder(events_tx)),
         )
@@ -310,7 +358,7 @@ impl<'a> Session<'a> {
             id,
             RtpCodecKind::Video,
             stamper.ssrc,
-            peer::h264_codec(&choice.video).rtp_codec,
+            peer::h264_codec(&choice.video, choice.feedback).rtp_codec,
         );
         add_track(&peer, &track, "video").await?;
         let audio = match audio {
@@ -320,7 +368,7 @@ impl<'a> Session<'a> {
                     id,
                     RtpCodecKind::Audio,
                     stamper.ssrc,
-                    peer::opus_codec(opus).rtp_codec,
+                    peer::opus_codec(opus, choice.feedback).rtp_codec,
                 );
                 add_track(&peer, &track, "audio").await?;
                 Some(AudioSend {
@@ -332,7 +380,8 @@ impl<'a> Session<'a> {
             None => None,
         };
         // The subscription starts the encoder now, so it is warm by the time ICE connects.
-        let subscription = context.hub.subscribe();
+        let mut subscription = context.hub.subscribe();
+        subscription.follow_link(link.clone(), audio_bps(context, &choice));
         let keyframe_requests = tokio::spawn(forward_keyframe_requests(
             Arc::clone(&track),
             context.hub.clone(),
@@ -345,6 +394,9 @@ impl<'a> Session<'a> {
             choice,
             events,
             subscription,
+            link,
+            connected_since: None,
+            backed_up: false,
             audio,
             liveness: Liveness::new(context.timeout, Instant::now()),
             stamper,
@@ -398,6 +450,8 @@ impl<'a> Session<'a> {
     }
 
     async fn serve(&mut self, mut commands: mpsc::Receiver<SessionCommand>) -> EndReason {
+        let mut link_check = tokio::time::interval(LINK_CHECK_PERIOD);
+        link_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = self.liveness.deadline();
             let sending = self.liveness.is_connected();
@@ -423,11 +477,40 @@ impl<'a> Session<'a> {
                     None => self.audio = None,
                 },
                 _ = sleep_until(deadline), if deadline.is_some() => {}
+                _ = link_check.tick() => {
+                    if let Some(reason) = self.check_link(Instant::now()) {
+                        return reason;
+                    }
+                }
             }
             if self.liveness.must_end(Instant::now()) {
                 return EndReason::Timeout;
             }
         }
+    }
+
+    /// Acts on what the link's interceptors found: a keyframe to repair loss that
+    /// retransmission may not, and a viewer that stays connected but stopped reporting.
+    fn check_link(&mut self, now: Instant) -> Option<EndReason> {
+        let (keyframe_wanted, last_feedback) = {
+            let mut link = self.link.lock();
+            (
+                std::mem::take(&mut link.keyframe_wanted),
+                link.last_feedback_at,
+            )
+        };
+        if keyframe_wanted {
+            self.subscription.request_keyframe();
+        }
+        let since = self.connected_since?;
+        let heard = last_feedback.map_or(since, |at| at.max(since));
+        let silent = now.saturating_duration_since(heard);
+        (silent > self.context.timeout).then(|| {
+            EndReason::Failed(format!(
+                "no feedback from the viewer for {} s although connected",
+                silent.as_secs()
+            ))
+        })
     }
 
     async fn renegotiate(&mut self, sdp: String) {
@@ -520,6 +603,9 @@ impl<'a> Session<'a> {
                 if self.liveness.is_connected() && !was_connected {
                     // A decoder that just (re)connected needs a keyframe, not stale frames.
                     self.subscription.resync();
+                    self.connected_since = Some(Instant::now());
+                } else if !self.liveness.is_connected() {
+                    self.connected_since = None;
                 }
             }
         }
@@ -538,6 +624,22 @@ impl<'a> Session<'a> {
     }
 
     async fn send_frame(&mut self, frame: &EncodedFrame) {
+        // When the link cannot take even this rate, let its queue drain, then start again at
+        // a keyframe rather than queue seconds of stale video.
+        let queued = self.link.lock().pacer_delay;
+        if self.backed_up {
+            if queued > MAX_PACER_DELAY / 2 {
+                return;
+            }
+            self.backed_up = false;
+            self.subscription.resync();
+            return;
+        }
+        if queued > MAX_PACER_DELAY {
+            tracing::debug!(session = %self.id, "link backed up ({queued:?} queued); pausing video");
+            self.backed_up = true;
+            return;
+        }
         for packet in self.stamper.packets(frame.rtp_ticks, &frame.payloads, true) {
             if let Err(e) = self.track.write_rtp(packet).await {
                 tracing::debug!(session = %self.id, "dropping a frame: {e}");

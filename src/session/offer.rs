@@ -56,14 +56,64 @@ pub struct Negotiated {
     /// `None`: no audio for this viewer (it asked for none, cannot take Opus, or the device
     /// has no audio).
     pub audio: Option<OpusChoice>,
+    /// How this viewer tells campeer what its link carries.
+    pub feedback: CongestionFeedback,
+}
+
+/// The bandwidth feedback a viewer can give, best first: what the estimate for its link is
+/// built from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CongestionFeedback {
+    /// Transport-wide congestion control: per-packet arrival times, so campeer estimates the
+    /// link itself (delay and loss). Browsers offer it.
+    TransportCc,
+    /// The receiver's own estimate (REMB, `goog-remb`): aiortc and some SFUs.
+    Remb,
+    /// Neither: only the loss in RTCP receiver reports, as a backstop.
+    ReceiverReports,
+}
+
+/// The RTP header extension transport-wide sequence numbers travel in.
+pub const TRANSPORT_CC_URI: &str =
+    "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
+
+/// Which feedback the offer's video section supports for `payload_type`: transport-cc needs
+/// both the `rtcp-fb` and the header extension; REMB only the `rtcp-fb`. A wildcard `*`
+/// payload type counts.
+fn congestion_feedback(section: &MediaSection<'_>, payload_type: u8) -> CongestionFeedback {
+    let pt = payload_type.to_string();
+    let has_feedback = |wanted: &str| {
+        section
+            .attributes("rtcp-fb")
+            .filter_map(|value| value.split_once(' '))
+            .any(|(p, kind)| (p == pt || p == "*") && kind.trim().eq_ignore_ascii_case(wanted))
+    };
+    let has_twcc_extension = section
+        .attributes("extmap")
+        .any(|value| value.split_whitespace().nth(1) == Some(TRANSPORT_CC_URI));
+    if has_feedback("transport-cc") && has_twcc_extension {
+        CongestionFeedback::TransportCc
+    } else if has_feedback("goog-remb") {
+        CongestionFeedback::Remb
+    } else {
+        CongestionFeedback::ReceiverReports
+    }
 }
 
 /// Chooses the codecs for an offer. Video is required; audio is sent when the viewer asks
 /// for it in Opus and `audio_available`.
 pub fn negotiate(sdp: &str, audio_available: bool) -> Result<Negotiated, OfferError> {
+    let video = choose_h264(sdp)?;
+    let feedback = media_sections(sdp)
+        .into_iter()
+        .find(|s| s.kind == "video" && s.port != "0")
+        .map_or(CongestionFeedback::ReceiverReports, |section| {
+            congestion_feedback(&section, video.payload_type)
+        });
     Ok(Negotiated {
-        video: choose_h264(sdp)?,
+        video,
         audio: choose_opus(sdp).filter(|_| audio_available),
+        feedback,
     })
 }
 
@@ -340,6 +390,42 @@ a=rtpmap:0 PCMU/8000\r\n";
         assert!(!fmtp_fits("profile-level-id=zz001f;packetization-mode=1"));
         assert!(!fmtp_fits("profile-level-id=42;packetization-mode=1"));
         assert!(!fmtp_fits(""));
+    }
+
+    #[test]
+    fn congestion_feedback_follows_what_the_offer_supports() {
+        let twcc_extension = format!("a=extmap:3 {TRANSPORT_CC_URI}\r\n");
+        let with = |lines: &str| format!("{CHROMIUM_OFFER}{lines}");
+        let feedback = |sdp: &str| negotiate(sdp, false).unwrap().feedback;
+        assert_eq!(
+            feedback(&with(&format!(
+                "a=rtcp-fb:103 transport-cc\r\n{twcc_extension}"
+            ))),
+            CongestionFeedback::TransportCc
+        );
+        assert_eq!(
+            feedback(&with(&format!(
+                "a=rtcp-fb:* transport-cc\r\n{twcc_extension}"
+            ))),
+            CongestionFeedback::TransportCc
+        );
+        // Feedback for another payload type, or without the header extension, is no use.
+        assert_eq!(
+            feedback(&with(&format!(
+                "a=rtcp-fb:108 transport-cc\r\n{twcc_extension}"
+            ))),
+            CongestionFeedback::ReceiverReports
+        );
+        assert_eq!(
+            feedback(&with(
+                "a=rtcp-fb:103 transport-cc\r\na=rtcp-fb:103 goog-remb\r\n"
+            )),
+            CongestionFeedback::Remb
+        );
+        assert_eq!(
+            feedback(CHROMIUM_OFFER),
+            CongestionFeedback::ReceiverReports
+        );
     }
 
     #[test]

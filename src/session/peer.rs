@@ -1,13 +1,21 @@
 //! Building one viewer's peer connection: the negotiated H.264 codec, the interceptors, the
 //! ICE policy, and the keyframe-request interceptor that lets PLI/FIR reach the application.
 
-use super::offer::{H264Choice, OpusChoice};
+use super::ice::{self, IceError};
+use super::offer::{CongestionFeedback, H264Choice, OpusChoice, TRANSPORT_CC_URI};
 use crate::config::IceConfig;
-use rtc::interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
+use crate::link::{self, Link};
+use rtc::interceptor::{
+    Attribute, CongestionControlBuilder, Interceptor, Packet, Slot, StreamInfo, TaggedPacket,
+    TwccSenderBuilder,
+};
+use rtc::peer_connection::configuration::interceptor_registry::{
+    configure_rtcp_reports, configure_simulcast_extension_headers,
+};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind,
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 use rtc::sansio::Protocol;
 use std::collections::VecDeque;
@@ -16,58 +24,128 @@ use std::sync::Arc;
 use std::time::Instant;
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
-    RTCConfigurationBuilder, RTCIceServer, Registry, SettingEngineBuilder,
-    register_default_interceptors,
+    RTCConfigurationBuilder, Registry, SettingEngineBuilder,
 };
 
-/// Slot for the keyframe-request marker: after every built-in interceptor, so they have all
-/// seen the RTCP (NACK responder, reports) before it is marked for the application.
+/// Where campeer's own interceptors sit in the chain, as distances from the wire (rtc's named
+/// slots are the thousands). The meter is wire-most, so it counts everything that leaves; the
+/// feedback reader sits wire-ward of the report interceptors, which consume what it reads; the
+/// keyframe-request marker is application-most, after every built-in interceptor has seen the
+/// RTCP.
+const WIRE_METER_SLOT: usize = 500;
+const FEEDBACK_READER_SLOT: usize = 4_500;
 const KEYFRAME_REQUEST_SLOT: usize = 14_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
     #[error("WebRTC: {0}")]
     WebRtc(#[from] webrtc::error::Error),
-    #[error("no usable address on ICE interface {0:?}")]
-    NoInterfaceAddress(String),
+    #[error(transparent)]
+    Ice(#[from] IceError),
+}
+
+fn feedback(typ: &str, parameter: &str) -> RTCPFeedback {
+    RTCPFeedback {
+        typ: typ.to_owned(),
+        parameter: parameter.to_owned(),
+    }
+}
+
+/// The RTCP feedback a codec announces for the viewer's congestion feedback.
+fn congestion_feedback_types(congestion: CongestionFeedback) -> Vec<RTCPFeedback> {
+    match congestion {
+        CongestionFeedback::TransportCc => vec![feedback("transport-cc", "")],
+        CongestionFeedback::Remb => vec![feedback("goog-remb", "")],
+        CongestionFeedback::ReceiverReports => vec![],
+    }
 }
 
 /// The codec as registered with the media engine: exactly the payload type and fmtp the viewer
 /// offered, so the answer carries that one H.264 entry and nothing else.
-pub fn h264_codec(choice: &H264Choice) -> RTCRtpCodecParameters {
-    let feedback = |typ: &str, parameter: &str| RTCPFeedback {
-        typ: typ.to_owned(),
-        parameter: parameter.to_owned(),
-    };
+pub fn h264_codec(choice: &H264Choice, congestion: CongestionFeedback) -> RTCRtpCodecParameters {
+    let mut rtcp_feedback = vec![
+        feedback("nack", ""),
+        feedback("nack", "pli"),
+        feedback("ccm", "fir"),
+    ];
+    rtcp_feedback.extend(congestion_feedback_types(congestion));
     RTCRtpCodecParameters {
         rtp_codec: RTCRtpCodec {
             mime_type: "video/H264".to_owned(),
             clock_rate: 90_000,
             channels: 0,
             sdp_fmtp_line: choice.fmtp.clone(),
-            rtcp_feedback: vec![
-                feedback("nack", ""),
-                feedback("nack", "pli"),
-                feedback("ccm", "fir"),
-            ],
+            rtcp_feedback,
         },
         payload_type: choice.payload_type,
     }
 }
 
 /// Opus as registered with the media engine: the viewer's payload type and fmtp, so the answer
-/// agrees with the offer on every parameter.
-pub fn opus_codec(choice: &OpusChoice) -> RTCRtpCodecParameters {
+/// agrees with the offer on every parameter. With transport-wide feedback, sound is counted
+/// in the estimate too.
+pub fn opus_codec(choice: &OpusChoice, congestion: CongestionFeedback) -> RTCRtpCodecParameters {
+    let rtcp_feedback = match congestion {
+        CongestionFeedback::TransportCc => congestion_feedback_types(congestion),
+        _ => vec![],
+    };
     RTCRtpCodecParameters {
         rtp_codec: RTCRtpCodec {
             mime_type: "audio/opus".to_owned(),
             clock_rate: 48_000,
             channels: 2,
             sdp_fmtp_line: choice.fmtp.clone(),
-            rtcp_feedback: vec![],
+            rtcp_feedback,
         },
         payload_type: choice.payload_type,
     }
+}
+
+/// The interceptor chain for one viewer: RTCP reports, the keyframe-request marker, and the
+/// link's estimator, pacer, retransmitter and meter, all sharing `link`.
+fn interceptors(
+    media_engine: &mut MediaEngine,
+    link: &Link,
+    congestion: CongestionFeedback,
+) -> Result<Registry, PeerError> {
+    configure_simulcast_extension_headers(media_engine)?;
+    let mut registry = configure_rtcp_reports(Registry::new())
+        .with(
+            Slot::from(WIRE_METER_SLOT),
+            link::meter::WireMeter::new(link.clone()),
+        )
+        .with(Slot::Pacer, link::pacer::Pacer::new(link.clone()))
+        .with(
+            Slot::NackResponder,
+            link::retransmit::Retransmitter::new(link.clone()),
+        )
+        .with(
+            Slot::from(FEEDBACK_READER_SLOT),
+            link::feedback::FeedbackReader::new(link.clone()),
+        )
+        .with(
+            Slot::from(KEYFRAME_REQUEST_SLOT),
+            KeyframeRequestMarker::default(),
+        );
+    if congestion == CongestionFeedback::TransportCc {
+        for kind in [RtpCodecKind::Video, RtpCodecKind::Audio] {
+            media_engine.register_header_extension(
+                RTCRtpHeaderExtensionCapability {
+                    uri: TRANSPORT_CC_URI.to_owned(),
+                },
+                kind,
+                None,
+            )?;
+        }
+        registry = registry
+            .with(
+                Slot::CongestionControl,
+                CongestionControlBuilder::new(link::estimator::LinkEstimator::new(link.clone()))
+                    .build(),
+            )
+            .with(Slot::TwccSender, TwccSenderBuilder::new().build());
+    }
+    Ok(registry)
 }
 
 /// Builds a peer connection that can send exactly the negotiated codecs: H.264, and Opus when
@@ -75,18 +153,17 @@ pub fn opus_codec(choice: &OpusChoice) -> RTCRtpCodecParameters {
 pub async fn build(
     video: &H264Choice,
     audio: Option<&OpusChoice>,
+    congestion: CongestionFeedback,
+    link: &Link,
     ice: &IceConfig,
     handler: Arc<dyn PeerConnectionEventHandler>,
 ) -> Result<Arc<dyn PeerConnection>, PeerError> {
     let mut media_engine = MediaEngine::default();
-    media_engine.register_codec(h264_codec(video), RtpCodecKind::Video)?;
+    media_engine.register_codec(h264_codec(video, congestion), RtpCodecKind::Video)?;
     if let Some(audio) = audio {
-        media_engine.register_codec(opus_codec(audio), RtpCodecKind::Audio)?;
+        media_engine.register_codec(opus_codec(audio, congestion), RtpCodecKind::Audio)?;
     }
-    let registry = register_default_interceptors(Registry::new(), &mut media_engine)?.with(
-        Slot::from(KEYFRAME_REQUEST_SLOT),
-        KeyframeRequestMarker::default(),
-    );
+    let registry = interceptors(&mut media_engine, link, congestion)?;
 
     let mut settings = SettingEngineBuilder::new();
     let mut servers = Vec::new();
@@ -96,20 +173,11 @@ pub async fn build(
             .with_include_loopback_candidate(true);
         vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)]
     } else {
-        servers = ice
-            .servers
-            .iter()
-            .map(|server| RTCIceServer {
-                urls: server.urls.clone(),
-                username: server.username.clone().unwrap_or_default(),
-                credential: server
-                    .credential
-                    .as_ref()
-                    .map(|c| c.0.clone())
-                    .unwrap_or_default(),
-            })
-            .collect();
-        bind_addresses(&ice.interfaces)?
+        if !ice::mdns_available() {
+            settings = settings.with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled);
+        }
+        servers = ice::ice_servers(ice);
+        ice::bind_addresses(&ice.interfaces)?
     };
     let configuration = RTCConfigurationBuilder::new()
         .with_ice_servers(servers)
@@ -124,33 +192,6 @@ pub async fn build(
         .build()
         .await?;
     Ok(Arc::new(peer))
-}
-
-/// Socket addresses for host candidates: each configured interface's addresses (names are
-/// looked up now, so an interface that came up since start is found), or the IPv4 wildcard,
-/// which webrtc expands to every non-loopback interface.
-fn bind_addresses(interfaces: &[String]) -> Result<Vec<SocketAddr>, PeerError> {
-    if interfaces.is_empty() {
-        return Ok(vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)]);
-    }
-    let known = rtc::shared::ifaces::ifaces().unwrap_or_default();
-    let mut addrs = Vec::new();
-    for wanted in interfaces {
-        if let Ok(ip) = wanted.parse::<IpAddr>() {
-            addrs.push(SocketAddr::new(ip, 0));
-            continue;
-        }
-        let before = addrs.len();
-        for iface in known.iter().filter(|i| &i.name == wanted) {
-            if let Some(addr) = iface.addr {
-                addrs.push(SocketAddr::new(addr.ip(), 0));
-            }
-        }
-        if addrs.len() == before {
-            return Err(PeerError::NoInterfaceAddress(wanted.clone()));
-        }
-    }
-    Ok(addrs)
 }
 
 /// Whether an RTCP packet asks for a keyframe.
@@ -212,38 +253,61 @@ impl Interceptor for KeyframeRequestMarker {
 mod tests {
     use super::*;
 
-    #[test]
-    fn interfaces_resolve_to_bind_addresses() {
-        let wildcard = bind_addresses(&[]).unwrap();
-        assert_eq!(wildcard, vec!["0.0.0.0:0".parse::<SocketAddr>().unwrap()]);
-        let explicit = bind_addresses(&["10.1.2.3".into()]).unwrap();
-        assert_eq!(explicit, vec!["10.1.2.3:0".parse::<SocketAddr>().unwrap()]);
-        let lo = bind_addresses(&["lo".into()]).unwrap();
-        assert!(lo.iter().any(|a| a.ip().is_loopback()), "{lo:?}");
-        assert!(matches!(
-            bind_addresses(&["no-such-if0".into()]),
-            Err(PeerError::NoInterfaceAddress(_))
-        ));
+    fn feedback_lines(codec: &RTCRtpCodecParameters) -> Vec<String> {
+        codec
+            .rtp_codec
+            .rtcp_feedback
+            .iter()
+            .map(|f| format!("{} {}", f.typ, f.parameter).trim().to_owned())
+            .collect()
     }
 
     #[test]
-    fn the_codec_echoes_the_offer_and_asks_for_keyframe_feedback() {
-        let codec = h264_codec(&H264Choice {
+    fn the_codec_echoes_the_offer_and_asks_for_keyframe_and_link_feedback() {
+        let choice = H264Choice {
             payload_type: 108,
             fmtp: "packetization-mode=1;profile-level-id=42e01f".into(),
-        });
+        };
+        let codec = h264_codec(&choice, CongestionFeedback::TransportCc);
         assert_eq!(codec.payload_type, 108);
         assert_eq!(
             codec.rtp_codec.sdp_fmtp_line,
             "packetization-mode=1;profile-level-id=42e01f"
         );
-        let feedback: Vec<_> = codec
-            .rtp_codec
-            .rtcp_feedback
-            .iter()
-            .map(|f| format!("{} {}", f.typ, f.parameter))
+        let lines = feedback_lines(&codec);
+        for wanted in ["nack", "nack pli", "ccm fir", "transport-cc"] {
+            assert!(lines.contains(&wanted.to_owned()), "{lines:?}");
+        }
+        let remb = feedback_lines(&h264_codec(&choice, CongestionFeedback::Remb));
+        assert!(
+            remb.contains(&"goog-remb".to_owned()) && !remb.contains(&"transport-cc".to_owned())
+        );
+        let plain = feedback_lines(&h264_codec(&choice, CongestionFeedback::ReceiverReports));
+        assert_eq!(plain, vec!["nack", "nack pli", "ccm fir"]);
+    }
+
+    #[test]
+    fn the_chain_has_campeers_link_interceptors_and_congestion_control_only_with_twcc() {
+        let link = Link::new(CongestionFeedback::TransportCc, 500_000.0, 2_000_000.0);
+        let mut engine = MediaEngine::default();
+        let with_twcc = interceptors(&mut engine, &link, CongestionFeedback::TransportCc).unwrap();
+        let slots: Vec<usize> = with_twcc
+            .slots()
+            .into_iter()
+            .map(|(s, _)| s.slot())
             .collect();
-        assert!(feedback.contains(&"nack pli".to_owned()));
-        assert!(feedback.contains(&"ccm fir".to_owned()));
+        assert_eq!(
+            slots,
+            vec![
+                500, 1_000, 2_000, 3_000, 4_000, 4_500, 10_000, 11_000, 14_000
+            ]
+        );
+        let mut engine = MediaEngine::default();
+        let without = interceptors(&mut engine, &link, CongestionFeedback::Remb).unwrap();
+        let slots: Vec<usize> = without.slots().into_iter().map(|(s, _)| s.slot()).collect();
+        assert_eq!(
+            slots,
+            vec![500, 3_000, 4_000, 4_500, 10_000, 11_000, 14_000]
+        );
     }
 }

@@ -8,6 +8,8 @@
 
 pub mod alsamic;
 pub mod fakecam;
+pub mod network;
+pub mod playback;
 
 use campeer::config::{Config, FileConfig, Overrides};
 use campeer::device::DeviceHandle;
@@ -243,6 +245,22 @@ impl TopicWatcher {
         Self::connect(port, &id, credentials, topic).await
     }
 
+    /// Watches a topic on a broker at `host` (inside a test's network namespace, say).
+    pub async fn start_on_host(host: &str, port: u16, topic: &str) -> Self {
+        let id = format!("watch-{}", rand::random::<u32>());
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&messages);
+        let (client, task) = subscribe_json_at(host, port, &id, None, topic, move |value| {
+            sink.lock().unwrap().push(value)
+        })
+        .await;
+        Self {
+            client,
+            messages,
+            task,
+        }
+    }
+
     async fn connect(port: u16, id: &str, credentials: Option<(&str, &str)>, topic: &str) -> Self {
         let messages = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&messages);
@@ -306,9 +324,21 @@ async fn subscribe_json_as(
     client_id: &str,
     credentials: Option<(&str, &str)>,
     topic: &str,
+    on_message: impl FnMut(Value) + Send + 'static,
+) -> (AsyncClient, tokio::task::JoinHandle<()>) {
+    subscribe_json_at("127.0.0.1", port, client_id, credentials, topic, on_message).await
+}
+
+/// [`subscribe_json_as`] on a broker at `host`.
+async fn subscribe_json_at(
+    host: &str,
+    port: u16,
+    client_id: &str,
+    credentials: Option<(&str, &str)>,
+    topic: &str,
     mut on_message: impl FnMut(Value) + Send + 'static,
 ) -> (AsyncClient, tokio::task::JoinHandle<()>) {
-    let mut options = MqttOptions::new(client_id, "127.0.0.1", port);
+    let mut options = MqttOptions::new(client_id, host, port);
     options.set_max_packet_size(256 * 1024, 256 * 1024);
     if let Some((user, password)) = credentials {
         options.set_credentials(user, password);
@@ -360,6 +390,8 @@ pub struct DecodedFrame {
     /// Mean (Y, U, V) of each cell of an 8x6 grid over the picture, row by row.
     pub grid: Vec<(u8, u8, u8)>,
     pub decoded_at: Instant,
+    /// Wall-clock time of decoding, to compare with `capture_ms` (same machine, same clock).
+    pub decoded_unix_ms: u64,
 }
 
 #[derive(Debug, Default)]
@@ -387,6 +419,8 @@ pub struct ViewerState {
     pub first_audio_at: Option<Instant>,
     /// The media stream ids of the tracks received, by kind.
     pub stream_ids: Vec<(String, String)>,
+    /// Every candidate line campeer trickled.
+    pub remote_candidate_lines: Vec<String>,
 }
 
 /// What the test viewer offers.
@@ -402,6 +436,11 @@ pub struct ViewerOptions {
     /// Also offer a recvonly audio section with Opus, as the page does when the device has
     /// audio.
     pub audio: bool,
+    /// Where the viewer's ICE sockets bind; `None`: 127.0.0.1 with loopback candidates only,
+    /// and every candidate campeer sends must be loopback.
+    pub bind_ip: Option<String>,
+    /// The broker's host as the viewer reaches it (127.0.0.1 when `None`).
+    pub broker_host: Option<String>,
 }
 
 impl Default for ViewerOptions {
@@ -411,6 +450,8 @@ impl Default for ViewerOptions {
             candidates_before_offer: false,
             ignore_device_candidates: false,
             audio: false,
+            bind_ip: None,
+            broker_host: None,
         }
     }
 }
@@ -539,6 +580,7 @@ async fn receive_video(track: Arc<dyn TrackRemote>, state: Arc<Mutex<ViewerState
                     capture_ms,
                     grid: grid_means(&yuv, width, height),
                     decoded_at: Instant::now(),
+                    decoded_unix_ms: unix_ms_now(),
                 })
             }
             Ok(None) => None,
@@ -649,6 +691,11 @@ impl TestViewer {
         session: &str,
         options: ViewerOptions,
     ) -> Self {
+        Self::join_port(broker.port, device, session, options).await
+    }
+
+    /// Joins through the broker on `port` (at `options.broker_host`).
+    pub async fn join_port(port: u16, device: &str, session: &str, options: ViewerOptions) -> Self {
         let state = Arc::new(Mutex::new(ViewerState::default()));
         let in_topic = format!("{PREFIX}/{device}/in/{session}");
         let out_topic = format!("{PREFIX}/{device}/out/{session}");
@@ -656,10 +703,12 @@ impl TestViewer {
         // MQTT: the client id is the session id, as the README recommends.
         let (events_tx, mut events) = mpsc::unbounded_channel();
         let mqtt_events = events_tx.clone();
-        let (mqtt, mqtt_task) = subscribe_json(broker.port, session, &out_topic, move |value| {
-            let _ = mqtt_events.send(ViewerEvent::Mqtt(value));
-        })
-        .await;
+        let host = options.broker_host.as_deref().unwrap_or("127.0.0.1");
+        let (mqtt, mqtt_task) =
+            subscribe_json_at(host, port, session, None, &out_topic, move |value| {
+                let _ = mqtt_events.send(ViewerEvent::Mqtt(value));
+            })
+            .await;
 
         let track = Arc::new(Mutex::new(None));
         let peer =
@@ -707,6 +756,7 @@ impl TestViewer {
         let mqtt = viewer.mqtt.clone();
         let in_topic = viewer.in_topic.clone();
         let ignore_device_candidates = options.ignore_device_candidates;
+        let loopback_only = options.bind_ip.is_none();
         viewer.tasks.push(tokio::spawn(async move {
             while let Some(event) = events.recv().await {
                 match event {
@@ -724,13 +774,14 @@ impl TestViewer {
                                     let sdp = message["sdp"].as_str().unwrap_or_default();
                                     let message =
                                         json!({"type": "answer", "sdp": strip_candidates(sdp)});
-                                    handle_device_message(&peer, &state, message).await;
+                                    handle_device_message(&peer, &state, message, loopback_only)
+                                        .await;
                                     continue;
                                 }
                                 _ => {}
                             }
                         }
-                        handle_device_message(&peer, &state, message).await;
+                        handle_device_message(&peer, &state, message, loopback_only).await;
                     }
                 }
             }
@@ -868,6 +919,7 @@ async fn handle_device_message(
     peer: &Arc<dyn PeerConnection>,
     state: &Arc<Mutex<ViewerState>>,
     message: Value,
+    loopback_only: bool,
 ) {
     match message["type"].as_str() {
         Some("answer") => {
@@ -888,9 +940,14 @@ async fn handle_device_message(
             let c = &message["candidate"];
             let line = c["candidate"].as_str().unwrap_or_default().to_owned();
             assert!(
-                campeer::session::offer::is_loopback_candidate(&line),
+                !loopback_only || campeer::session::offer::is_loopback_candidate(&line),
                 "campeer sent a non-loopback candidate under --ice-loopback-only: {line}"
             );
+            state
+                .lock()
+                .unwrap()
+                .remote_candidate_lines
+                .push(line.clone());
             let init = RTCIceCandidateInit {
                 candidate: line,
                 sdp_mid: c["sdpMid"].as_str().map(str::to_owned),
@@ -974,10 +1031,12 @@ async fn build_viewer_peer(
     }
     let registry =
         register_default_interceptors(Registry::new(), &mut media_engine).expect("interceptors");
+    let loopback = options.bind_ip.is_none();
     let settings = SettingEngineBuilder::new()
         .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-        .with_include_loopback_candidate(true)
+        .with_include_loopback_candidate(loopback)
         .build();
+    let bind = format!("{}:0", options.bind_ip.as_deref().unwrap_or("127.0.0.1"));
     let peer = PeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
         .with_media_engine(media_engine)
@@ -988,7 +1047,7 @@ async fn build_viewer_peer(
             state,
             track,
         }))
-        .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
+        .with_udp_addrs(vec![bind])
         .build()
         .await
         .expect("build the viewer's peer connection");
@@ -1163,6 +1222,20 @@ impl DaemonProcess {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start the campeer binary");
+        Self { child }
+    }
+
+    /// Runs the binary inside network namespace `ns` (`ip netns exec` execs it in place, so
+    /// the child is campeer itself).
+    pub fn spawn_in_namespace<S: AsRef<std::ffi::OsStr>>(ns: &str, args: &[S]) -> Self {
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_campeer")])
+            .args(args)
+            .env("CAMPEER_LOG", "campeer=info")
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the campeer binary in a namespace");
         Self { child }
     }
 

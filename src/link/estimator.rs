@@ -1,0 +1,443 @@
+//! The bandwidth estimate for a viewer that sends transport-wide congestion control feedback.
+//!
+//! rtc's congestion-control interceptor matches the viewer's TWCC feedback to what was sent and
+//! hands over per-packet reports (departure, arrival, size, lost or not); this estimator turns
+//! them into a rate the way Google Congestion Control does: the delay trend (rtc's slope
+//! estimator and adaptive-threshold overuse detector) drives an AIMD controller, and heavy loss
+//! caps the result. The controller is campeer's own because two things matter for one encoder
+//! serving many links: the estimate must climb back quickly once a bottleneck widens (rtc's
+//! never forgets the rate it last backed off from, and then climbs by a packet at a time
+//! forever), and it must not run far ahead of what is actually sent (an encoder that follows
+//! the estimate would otherwise jump into a link nobody has tested).
+
+use super::Link;
+use rtc::interceptor::{
+    BandwidthEstimator, EstimatorStats, OveruseDetector, PacketReport, RateControlState,
+    SlopeEstimator, Usage,
+};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// Back off to this share of what the link delivered when its queue grows.
+const DECREASE_FACTOR: f64 = 0.85;
+/// Growth per second far from the last known ceiling.
+const MULTIPLICATIVE_GROWTH: f64 = 1.15;
+/// Growth per second near the last known ceiling: a twentieth of the rate, at least this.
+const ADDITIVE_GROWTH_SHARE: f64 = 0.05;
+const ADDITIVE_GROWTH_MIN_BPS: f64 = 20_000.0;
+/// How long the rate the link last choked at is remembered as its ceiling.
+const CEILING_MEMORY: Duration = Duration::from_secs(8);
+/// How far the estimate may run ahead of what the link is seen to deliver.
+const HEADROOM_FACTOR: f64 = 1.5;
+const HEADROOM_MIN_BPS: f64 = 150_000.0;
+/// Loss above this lowers the estimate in proportion; below the lower bound it may grow.
+const HIGH_LOSS: f64 = 0.10;
+const LOW_LOSS: f64 = 0.02;
+/// Changes closer together than this act on the same evidence twice.
+const CHANGE_INTERVAL: Duration = Duration::from_millis(200);
+/// The stretch of arrivals the delivered rate is measured over.
+const DELIVERY_WINDOW: Duration = Duration::from_millis(1000);
+
+/// What the link delivered, from the arrival times the viewer reported (on its clock), not
+/// from when the reports came back: a report about packets that sat in a queue arrives in a
+/// bunch, and counting them then would read the sending rate, not the link's.
+#[derive(Debug, Clone, Default)]
+struct DeliveredRate {
+    arrivals: VecDeque<(Duration, usize)>,
+    bytes: usize,
+}
+
+impl DeliveredRate {
+    fn add(&mut self, arrival: Duration, size: usize) {
+        // Reports come in send order; an arrival earlier than the last (reordering) is
+        // counted as arriving with it.
+        let arrival = self
+            .arrivals
+            .back()
+            .map_or(arrival, |(last, _)| arrival.max(*last));
+        self.arrivals.push_back((arrival, size));
+        self.bytes += size;
+        while let Some(&(oldest, size)) = self.arrivals.front() {
+            if arrival.saturating_sub(oldest) <= DELIVERY_WINDOW {
+                break;
+            }
+            self.arrivals.pop_front();
+            self.bytes -= size;
+        }
+    }
+
+    /// Bits per second over the window; `None` until it spans a tenth of a second.
+    fn bits_per_second(&self) -> Option<f64> {
+        let (first, first_size) = *self.arrivals.front()?;
+        let (last, _) = *self.arrivals.back()?;
+        let span = last.saturating_sub(first);
+        if span < Duration::from_millis(100) {
+            return None;
+        }
+        // The first packet's bytes arrived before the span began.
+        Some((self.bytes - first_size) as f64 * 8.0 / span.as_secs_f64())
+    }
+}
+
+/// The delay-based AIMD controller with a ceiling that is forgotten.
+#[derive(Debug, Clone)]
+struct RateController {
+    state: RateControlState,
+    target: f64,
+    min: f64,
+    max: f64,
+    /// What the link delivered when it last choked, and when.
+    ceiling: Option<(f64, Instant)>,
+    last_change: Option<Instant>,
+}
+
+impl RateController {
+    fn new(initial: f64, min: f64, max: f64) -> Self {
+        Self {
+            state: RateControlState::default(),
+            target: initial.clamp(min, max),
+            min,
+            max,
+            ceiling: None,
+            last_change: None,
+        }
+    }
+
+    fn update(&mut self, now: Instant, usage: Usage, received: Option<f64>) -> f64 {
+        self.state = self.state.next(usage);
+        if let Some((ceiling, at)) = self.ceiling {
+            let grew = received.is_some_and(|r| r > ceiling * 1.3);
+            if grew || now.saturating_duration_since(at) > CEILING_MEMORY {
+                self.ceiling = None;
+            }
+        }
+        let since_change = self
+            .last_change
+            .map_or(CHANGE_INTERVAL, |last| now.saturating_duration_since(last));
+        if since_change < CHANGE_INTERVAL && self.state != RateControlState::Decrease {
+            return self.target;
+        }
+        match self.state {
+            RateControlState::Hold => {}
+            RateControlState::Decrease => {
+                // Back off from what the path delivers, not from what was aimed at; one
+                // decrease per interval, however many overuse signals arrive within it.
+                if let Some(received) = received
+                    && since_change >= CHANGE_INTERVAL
+                {
+                    self.target = (received * DECREASE_FACTOR).clamp(self.min, self.max);
+                    self.ceiling = Some((received, now));
+                    self.last_change = Some(now);
+                }
+            }
+            RateControlState::Increase => {
+                let seconds = since_change.as_secs_f64().min(1.0);
+                let near_ceiling = self
+                    .ceiling
+                    .is_some_and(|(ceiling, _)| self.target > ceiling * 0.85);
+                let grown = if near_ceiling {
+                    self.target
+                        + seconds
+                            * (self.target * ADDITIVE_GROWTH_SHARE).max(ADDITIVE_GROWTH_MIN_BPS)
+                } else {
+                    self.target * MULTIPLICATIVE_GROWTH.powf(seconds)
+                };
+                // Never far ahead of what the link has been seen to carry.
+                let limit = received.map_or(self.max, |r| {
+                    (r * HEADROOM_FACTOR).max(r + HEADROOM_MIN_BPS)
+                });
+                if grown > self.target {
+                    self.target = grown.min(limit.max(self.target)).clamp(self.min, self.max);
+                }
+                self.last_change = Some(now);
+            }
+        }
+        self.target
+    }
+}
+
+/// Loss-based cap: heavy loss lowers it in proportion, light loss lets it grow back.
+#[derive(Debug, Clone)]
+struct LossCap {
+    cap: f64,
+    min: f64,
+    max: f64,
+    average: Option<f64>,
+    last_change: Option<Instant>,
+}
+
+impl LossCap {
+    fn update(&mut self, now: Instant, lost: usize, total: usize, current: f64) {
+        if total == 0 {
+            return;
+        }
+        let sample = lost as f64 / total as f64;
+        let average = self
+            .average
+            .map_or(sample, |previous| 0.8 * previous + 0.2 * sample);
+        self.average = Some(average);
+        let since = self
+            .last_change
+            .map_or(CHANGE_INTERVAL, |last| now.saturating_duration_since(last));
+        if since < CHANGE_INTERVAL {
+            return;
+        }
+        if average > HIGH_LOSS {
+            self.cap = (current.min(self.cap) * (1.0 - 0.5 * average)).clamp(self.min, self.max);
+            self.last_change = Some(now);
+        } else if average < LOW_LOSS {
+            let growth = MULTIPLICATIVE_GROWTH.powf(since.as_secs_f64().min(1.0));
+            self.cap = (self.cap * growth).clamp(self.min, self.max);
+            self.last_change = Some(now);
+        }
+    }
+}
+
+/// Campeer's estimator for one viewer; every estimate is also written to that viewer's
+/// [`Link`].
+pub struct LinkEstimator {
+    link: Link,
+    slope: SlopeEstimator,
+    detector: OveruseDetector,
+    received: DeliveredRate,
+    delay: RateController,
+    loss: LossCap,
+    target: f64,
+}
+
+impl LinkEstimator {
+    /// Starts from the link's current estimate, within its bounds.
+    pub fn new(link: Link) -> Self {
+        let (initial, max) = {
+            let state = link.lock();
+            (state.estimate_bps, state.max_estimate_bps)
+        };
+        let min = super::MIN_ESTIMATE_BPS;
+        Self {
+            link,
+            slope: SlopeEstimator::new(),
+            detector: OveruseDetector::new(),
+            received: DeliveredRate::default(),
+            delay: RateController::new(initial, min, max),
+            loss: LossCap {
+                cap: max,
+                min,
+                max,
+                average: None,
+                last_change: None,
+            },
+            target: initial,
+        }
+    }
+}
+
+impl BandwidthEstimator for LinkEstimator {
+    fn on_reports(&mut self, now: Instant, reports: &[PacketReport]) {
+        if reports.is_empty() {
+            return;
+        }
+        let mut usage = self.detector.usage();
+        for report in reports {
+            if let (true, Some(arrival)) = (report.arrived, report.arrival) {
+                self.received.add(arrival, report.size);
+            }
+            if let Some(trend) = self.slope.accumulate(report) {
+                usage = self.detector.update(trend.at, trend.estimate_ms);
+            }
+        }
+        let received = self.received.bits_per_second();
+        let delay_target = self.delay.update(now, usage, received);
+        let lost = reports.iter().filter(|report| !report.arrived).count();
+        self.loss.update(now, lost, reports.len(), delay_target);
+        self.target = delay_target.min(self.loss.cap);
+        let mut link = self.link.lock();
+        link.set_estimate(self.target);
+        link.last_feedback_at = Some(now);
+        if let Some(loss) = self.loss.average {
+            link.loss = Some(loss);
+        }
+    }
+
+    fn target_bitrate(&self) -> f64 {
+        self.target
+    }
+
+    fn stats(&self) -> EstimatorStats {
+        let mut stats = EstimatorStats::default();
+        stats.delay_based_bitrate = Some(self.delay.target);
+        stats.loss_based_bitrate = Some(self.loss.cap);
+        stats.packet_loss = self.loss.average;
+        stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::offer::CongestionFeedback;
+
+    /// A bottleneck of `link_bps` with a 200 ms drop-tail queue (like tbf), fed with
+    /// packets of 1200 bytes; every 100 ms the viewer reports what has arrived (or was lost)
+    /// by then, as TWCC feedback does.
+    struct Path {
+        epoch: Instant,
+        next_id: u64,
+        clock_ms: f64,
+        /// When the bottleneck is next free.
+        busy_until_ms: f64,
+        pending: Vec<(f64, PacketReport)>,
+    }
+
+    impl Path {
+        fn new() -> Self {
+            Self {
+                epoch: Instant::now(),
+                next_id: 0,
+                clock_ms: 0.0,
+                busy_until_ms: 0.0,
+                pending: Vec::new(),
+            }
+        }
+
+        fn at(&self, ms: f64) -> Instant {
+            self.epoch + Duration::from_secs_f64(ms / 1000.0)
+        }
+
+        fn interval(
+            &mut self,
+            send_bps: f64,
+            link_bps: f64,
+            lost_every: Option<u64>,
+        ) -> (Instant, Vec<PacketReport>) {
+            let size = 1200usize;
+            let gap_ms = size as f64 * 8.0 / send_bps * 1000.0;
+            let service_ms = size as f64 * 8.0 / link_bps * 1000.0;
+            let end = self.clock_ms + 100.0;
+            while self.clock_ms < end {
+                let sent = self.clock_ms;
+                let id = self.next_id;
+                self.next_id += 1;
+                let queued = (self.busy_until_ms - sent).max(0.0);
+                let dropped = queued > 200.0 || lost_every.is_some_and(|n| id.is_multiple_of(n));
+                let arrival_ms = if dropped {
+                    None
+                } else {
+                    self.busy_until_ms = sent.max(self.busy_until_ms) + service_ms;
+                    Some(self.busy_until_ms + 20.0)
+                };
+                let report = PacketReport {
+                    ssrc: 1,
+                    id,
+                    rtp_sequence_number: id as u16,
+                    is_twcc: true,
+                    twcc_sequence_number: id as u16,
+                    size,
+                    arrived: arrival_ms.is_some(),
+                    departure: self.at(sent),
+                    arrival: arrival_ms.map(|ms| Duration::from_secs_f64(ms / 1000.0)),
+                    ecn: Default::default(),
+                };
+                // A lost packet is reported once a later one has arrived.
+                let known_at = arrival_ms.unwrap_or(self.busy_until_ms + 20.0);
+                self.pending.push((known_at, report));
+                self.clock_ms += gap_ms;
+            }
+            let now_ms = end + 20.0;
+            let (due, later): (Vec<_>, Vec<_>) = self
+                .pending
+                .drain(..)
+                .partition(|(known, _)| *known <= now_ms);
+            self.pending = later;
+            (self.at(now_ms), due.into_iter().map(|(_, r)| r).collect())
+        }
+    }
+
+    fn estimator(initial: f64) -> (Link, LinkEstimator) {
+        let link = Link::new(CongestionFeedback::TransportCc, initial, 5_000_000.0);
+        let estimator = LinkEstimator::new(link.clone());
+        (link, estimator)
+    }
+
+    /// Runs `seconds` of a sender that follows the estimate over a link of `link_bps`.
+    fn follow(path: &mut Path, estimator: &mut LinkEstimator, link_bps: f64, seconds: u64) {
+        for _ in 0..seconds * 10 {
+            let send = estimator.target_bitrate();
+            let (now, reports) = path.interval(send, link_bps, None);
+            estimator.on_reports(now, &reports);
+        }
+    }
+
+    #[test]
+    fn a_sender_following_the_estimate_settles_below_a_narrow_link() {
+        let mut path = Path::new();
+        let (link, mut estimator) = estimator(1_000_000.0);
+        follow(&mut path, &mut estimator, 400_000.0, 10);
+        let estimate = estimator.target_bitrate();
+        assert!(
+            (250_000.0..=440_000.0).contains(&estimate),
+            "estimate {estimate} for a 400 kbit/s link"
+        );
+        assert_eq!(
+            link.snapshot().estimate_bps,
+            estimate,
+            "written to the link"
+        );
+        assert!(link.snapshot().last_feedback_at.is_some());
+    }
+
+    #[test]
+    fn the_estimate_climbs_back_quickly_when_the_link_widens() {
+        let mut path = Path::new();
+        let (_, mut estimator) = estimator(1_000_000.0);
+        follow(&mut path, &mut estimator, 400_000.0, 8);
+        let low = estimator.target_bitrate();
+        follow(&mut path, &mut estimator, 3_000_000.0, 12);
+        let high = estimator.target_bitrate();
+        assert!(
+            high > 1_500_000.0,
+            "after 12 s on a 3 Mbit/s link the estimate is only {high} (from {low})"
+        );
+    }
+
+    #[test]
+    fn the_estimate_does_not_run_far_ahead_of_what_is_sent() {
+        let mut path = Path::new();
+        let (_, mut estimator) = estimator(300_000.0);
+        // An encoder that only ever sends 200 kbit/s on a wide link.
+        for _ in 0..200 {
+            let (now, reports) = path.interval(200_000.0, 10_000_000.0, None);
+            estimator.on_reports(now, &reports);
+        }
+        let estimate = estimator.target_bitrate();
+        assert!(
+            estimate <= 360_000.0,
+            "estimate {estimate} for a sender at 200 kbit/s"
+        );
+    }
+
+    #[test]
+    fn heavy_loss_lowers_the_estimate_light_loss_does_not() {
+        let mut path = Path::new();
+        let (_, mut light) = estimator(1_000_000.0);
+        for _ in 0..50 {
+            let (now, reports) = path.interval(1_000_000.0, 10_000_000.0, Some(33));
+            light.on_reports(now, &reports);
+        }
+        assert!(
+            light.target_bitrate() >= 1_000_000.0,
+            "3 % loss must not cut the rate"
+        );
+        let mut path = Path::new();
+        let (link, mut heavy) = estimator(1_000_000.0);
+        for _ in 0..50 {
+            let (now, reports) = path.interval(1_000_000.0, 10_000_000.0, Some(4));
+            heavy.on_reports(now, &reports);
+        }
+        assert!(
+            heavy.target_bitrate() < 700_000.0,
+            "{}",
+            heavy.target_bitrate()
+        );
+        assert!(link.snapshot().loss.is_some_and(|l| l > 0.2));
+    }
+}

@@ -1,0 +1,151 @@
+//! One viewer's network link, as campeer's side of the peer connection sees it: how much it
+//! carries (the bandwidth estimate), how long a round trip takes, what it loses, and what was
+//! sent over it. The pieces are interceptors in that viewer's webrtc chain, each a plain
+//! synchronous state machine driven by the packets and instants the chain hands it:
+//!
+//! - [`estimator::LinkEstimator`]: the estimate from transport-wide congestion control
+//!   feedback (delay trend and loss), for viewers that offer `transport-cc`;
+//! - [`feedback::FeedbackReader`]: round-trip time and loss from receiver reports, the
+//!   viewer's own estimate (REMB) for viewers that send it, and a loss-only estimate for
+//!   viewers that give neither;
+//! - [`pacer::Pacer`]: releases packets at a multiple of the estimate, sound first, so a
+//!   keyframe does not leave as one burst;
+//! - [`retransmit::Retransmitter`]: answers NACKs from a short history, each packet at most
+//!   once per round trip and within a share of the estimate, and asks for a keyframe when loss
+//!   is beyond repair;
+//! - [`meter::WireMeter`]: counts what actually leaves.
+//!
+//! They share one [`Link`]: the session reads it to report the link and to decide which
+//! frames this viewer gets, and the video hub reads every viewer's estimate to set the one
+//! encoder's rate.
+
+pub mod estimator;
+pub mod feedback;
+pub mod meter;
+pub mod pacer;
+pub mod retransmit;
+
+use crate::session::offer::CongestionFeedback;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// The lowest estimate campeer acts on: below this no useful video fits, and an estimator that
+/// went lower would take long to climb back.
+pub const MIN_ESTIMATE_BPS: f64 = 60_000.0;
+
+/// Where a viewer's estimate starts before any feedback: enough for a fair first picture,
+/// little enough that a slow link is not flooded while the estimator learns it.
+pub const INITIAL_ESTIMATE_BPS: f64 = 600_000.0;
+
+/// What is known about one viewer's link.
+#[derive(Debug, Clone)]
+pub struct LinkState {
+    pub feedback: CongestionFeedback,
+    /// What the link carries, in bits per second (all media, with packet overhead).
+    pub estimate_bps: f64,
+    /// The highest estimate the estimator may give: more than campeer would ever send is of no
+    /// use and only delays the reaction when the link shrinks.
+    pub max_estimate_bps: f64,
+    pub rtt: Option<Duration>,
+    /// Fraction of packets lost, as the viewer last reported (0.0 to 1.0).
+    pub loss: Option<f64>,
+    /// When feedback about this link last arrived (receiver report, TWCC or REMB).
+    pub last_feedback_at: Option<Instant>,
+    /// RTP bytes that left, first transmissions and retransmissions, with their headers.
+    pub sent_bytes: u64,
+    pub sent_packets: u64,
+    pub retransmitted_bytes: u64,
+    pub retransmitted_packets: u64,
+    /// NACKed packets not resent: already resent within the round trip, over the budget, or
+    /// gone from the history.
+    pub retransmissions_refused: u64,
+    /// Set when loss is beyond what retransmission may repair: the session asks the encoder
+    /// for a keyframe (rate-limited there) and clears it.
+    pub keyframe_wanted: bool,
+    /// How long the packets waiting in the pacer will take to leave at the pacing rate.
+    pub pacer_delay: Duration,
+    /// Packets the pacer refused because its queue was full.
+    pub pacer_dropped: u64,
+}
+
+impl LinkState {
+    fn new(feedback: CongestionFeedback, initial_bps: f64, max_bps: f64) -> Self {
+        let max_estimate_bps = max_bps.max(MIN_ESTIMATE_BPS);
+        Self {
+            feedback,
+            estimate_bps: initial_bps.clamp(MIN_ESTIMATE_BPS, max_estimate_bps),
+            max_estimate_bps,
+            rtt: None,
+            loss: None,
+            last_feedback_at: None,
+            sent_bytes: 0,
+            sent_packets: 0,
+            retransmitted_bytes: 0,
+            retransmitted_packets: 0,
+            retransmissions_refused: 0,
+            keyframe_wanted: false,
+            pacer_delay: Duration::ZERO,
+            pacer_dropped: 0,
+        }
+    }
+
+    /// Sets the estimate within its bounds.
+    pub fn set_estimate(&mut self, bps: f64) {
+        if bps.is_finite() {
+            self.estimate_bps = bps.clamp(MIN_ESTIMATE_BPS, self.max_estimate_bps);
+        }
+    }
+}
+
+/// One viewer's link, shared by its interceptors and its session. Cheap to clone; locked only
+/// for a few field reads or writes at a time.
+#[derive(Clone)]
+pub struct Link(Arc<Mutex<LinkState>>);
+
+impl Link {
+    pub fn new(feedback: CongestionFeedback, initial_bps: f64, max_bps: f64) -> Self {
+        Self(Arc::new(Mutex::new(LinkState::new(
+            feedback,
+            initial_bps,
+            max_bps,
+        ))))
+    }
+
+    /// The state, for a short read or update. A panic while it was held elsewhere leaves
+    /// plain numbers behind, so a poisoned lock is taken over rather than spreading the panic.
+    pub fn lock(&self) -> MutexGuard<'_, LinkState> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn snapshot(&self) -> LinkState {
+        self.lock().clone()
+    }
+}
+
+/// The compact NTP timestamp (middle 32 bits) RTCP uses to match a receiver report to the
+/// sender report it answers.
+pub fn compact_ntp(ntp: u64) -> u32 {
+    (ntp >> 16) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_estimate_stays_within_its_bounds() {
+        let link = Link::new(CongestionFeedback::TransportCc, 10.0, 2_000_000.0);
+        assert_eq!(link.snapshot().estimate_bps, MIN_ESTIMATE_BPS);
+        link.lock().set_estimate(5_000_000.0);
+        assert_eq!(link.snapshot().estimate_bps, 2_000_000.0);
+        link.lock().set_estimate(f64::NAN);
+        assert_eq!(link.snapshot().estimate_bps, 2_000_000.0);
+    }
+
+    #[test]
+    fn compact_ntp_is_the_middle_of_the_timestamp() {
+        assert_eq!(compact_ntp(0x1122_3344_5566_7788), 0x3344_5566);
+    }
+}
