@@ -36,6 +36,8 @@ const HOUSEKEEPING_PERIOD: Duration = Duration::from_secs(5);
 /// The device loop goes round at least this often, so its heartbeat shows it is alive: well
 /// inside half of any sensible systemd watchdog time (a second or more), at no real cost.
 const HEARTBEAT_PERIOD: Duration = Duration::from_millis(200);
+/// How often the link figures of the viewers go out on the stats topic.
+const STATS_PERIOD: Duration = Duration::from_secs(2);
 
 /// What the service manager is told: whether campeer is connected to its broker, and how many
 /// viewers it serves.
@@ -435,6 +437,7 @@ impl Device {
     ) {
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING_PERIOD);
         let mut heartbeat = tokio::time::interval(HEARTBEAT_PERIOD);
+        let mut stats = tokio::time::interval(STATS_PERIOD);
         loop {
             self.heartbeat.beat();
             tokio::select! {
@@ -463,6 +466,7 @@ impl Device {
                 () = state_changed(&mut self.audio_state) => self.publish_status(),
                 _ = housekeeping.tick() => self.early.expire(Instant::now()),
                 _ = heartbeat.tick() => {}
+                _ = stats.tick() => self.publish_stats(),
             }
         }
         self.shutdown(link, ended).await;
@@ -588,6 +592,30 @@ impl Device {
     fn reply(&self, session: &Segment, message: DeviceMessage) {
         if let Err(e) = self.publisher.to_viewer(session, &message) {
             tracing::warn!(session = %session, "could not reply: {e}");
+        }
+    }
+
+    /// Each viewer's estimate, sent rate, round trip and loss, and the encoder's target, while
+    /// anyone watches.
+    fn publish_stats(&mut self) {
+        if self.sessions.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let viewers: Vec<_> = self
+            .sessions
+            .iter_mut()
+            .map(|(id, handle)| {
+                let state = handle.link.snapshot();
+                handle.sampler.sample(now, id.as_str(), &state)
+            })
+            .collect();
+        let message = serde_json::json!({
+            "encoder_kbps": self.context.hub.stats().target_bitrate_bps / 1000,
+            "viewers": viewers,
+        });
+        if let Err(e) = self.publisher.stats(message.to_string()) {
+            tracing::debug!("stats not published: {e}");
         }
     }
 

@@ -78,6 +78,14 @@ impl Publisher {
         Ok(())
     }
 
+    /// Publishes link figures on the stats topic (QoS 0, not retained: they are stale in a
+    /// few seconds, and nobody should get an old one on subscribing).
+    pub fn stats(&self, json: String) -> Result<(), PublishError> {
+        self.client
+            .try_publish(self.topics.stats(), QoS::AtMostOnce, false, json)?;
+        Ok(())
+    }
+
     pub fn subscribe_inbound(&self) -> Result<(), PublishError> {
         self.client
             .try_subscribe(self.topics.inbound_filter(), QoS::AtLeastOnce)?;

@@ -112,6 +112,11 @@ impl DeviceTopics {
         format!("{}/{}/status", self.prefix, self.device)
     }
 
+    /// Where the per-viewer link figures go every few seconds while anyone watches.
+    pub fn stats(&self) -> String {
+        format!("{}/{}/stats", self.prefix, self.device)
+    }
+
     /// Subscription filter covering every viewer session's inbound topic.
     pub fn inbound_filter(&self) -> String {
         format!("{}/{}/in/+", self.prefix, self.device)

@@ -1,6 +1,7 @@
 //! Zero configuration: campeer with its embedded broker and built-in page, watched in headless
 //! Chromium. The page finds the device on its own, plays H.264 at 640x480, and reads the
-//! latency from the test pattern. Closing the tab hangs up.
+//! latency from the test pattern, and shows campeer's estimate of its link and the rate sent
+//! over it (from the stats topic). Closing the tab hangs up.
 
 mod common;
 
@@ -36,6 +37,18 @@ async fn chromium_plays_from_the_embedded_broker() {
     let latency = seen["stats"]["latencyMs"].as_f64().unwrap();
     assert!((0.0..5_000.0).contains(&latency), "latency {latency} ms");
     assert!(seen["overlay"].as_str().unwrap().contains("latency"));
+    // Chromium sends transport-wide feedback; campeer's estimate reaches the page.
+    assert!(
+        browser
+            .wait_for(Duration::from_secs(10), 0, |v| {
+                v["stats"]["estimateKbps"].as_u64().unwrap_or(0) > 0
+                    && v["stats"]["sentKbps"].as_u64().unwrap_or(0) > 0
+                    && v["overlay"].as_str().unwrap_or("").contains("link ")
+            })
+            .await,
+        "no link estimate on the page: {:?}",
+        browser.latest(0)
+    );
     assert!(seen["broker"].as_str().unwrap().starts_with("connected"));
     let devices = seen["devices"].to_string();
     assert!(

@@ -2,19 +2,20 @@
 //!
 //! rtc's congestion-control interceptor matches the viewer's TWCC feedback to what was sent and
 //! hands over per-packet reports (departure, arrival, size, lost or not); this estimator turns
-//! them into a rate the way Google Congestion Control does: the delay trend (rtc's slope
-//! estimator and adaptive-threshold overuse detector) drives an AIMD controller, and heavy loss
-//! caps the result. The controller is campeer's own because two things matter for one encoder
-//! serving many links: the estimate must climb back quickly once a bottleneck widens (rtc's
-//! never forgets the rate it last backed off from, and then climbs by a packet at a time
-//! forever), and it must not run far ahead of what is actually sent (an encoder that follows
-//! the estimate would otherwise jump into a link nobody has tested).
+//! them into a rate, in the spirit of Google Congestion Control: a delay signal drives an AIMD
+//! controller, and heavy loss caps the result.
+//!
+//! The delay signal is the queueing delay itself: each packet's one-way delay above the
+//! smallest seen in the last few seconds. A bottleneck that fills its buffer shows it directly,
+//! however slowly it fills; a per-group delay gradient against an adaptive threshold (rtc's
+//! detector) misses a sender only a little above the link until the buffer overflows, and then
+//! only loss is left to react to. The controller is campeer's own too: the estimate must climb
+//! back quickly once a bottleneck widens, must not run far ahead of what is actually sent (an
+//! encoder that follows the estimate would otherwise jump into a link nobody has tested), and
+//! must give one decrease time to show before the next.
 
 use super::Link;
-use rtc::interceptor::{
-    BandwidthEstimator, EstimatorStats, OveruseDetector, PacketReport, RateControlState,
-    SlopeEstimator, Usage,
-};
+use rtc::interceptor::{BandwidthEstimator, EstimatorStats, PacketReport, RateControlState, Usage};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -26,10 +27,10 @@ const MULTIPLICATIVE_GROWTH: f64 = 1.15;
 const ADDITIVE_GROWTH_SHARE: f64 = 0.05;
 const ADDITIVE_GROWTH_MIN_BPS: f64 = 20_000.0;
 /// How long the rate the link last choked at is remembered as its ceiling.
-const CEILING_MEMORY: Duration = Duration::from_secs(8);
+const CEILING_MEMORY: Duration = Duration::from_secs(30);
 /// How far the estimate may run ahead of what the link is seen to deliver.
-const HEADROOM_FACTOR: f64 = 1.5;
-const HEADROOM_MIN_BPS: f64 = 150_000.0;
+const HEADROOM_FACTOR: f64 = 1.25;
+const HEADROOM_MIN_BPS: f64 = 100_000.0;
 /// Loss above this lowers the estimate in proportion; below the lower bound it may grow.
 const HIGH_LOSS: f64 = 0.10;
 const LOW_LOSS: f64 = 0.02;
@@ -37,6 +38,68 @@ const LOW_LOSS: f64 = 0.02;
 const CHANGE_INTERVAL: Duration = Duration::from_millis(200);
 /// The stretch of arrivals the delivered rate is measured over.
 const DELIVERY_WINDOW: Duration = Duration::from_millis(1000);
+/// Queueing delay above this means the bottleneck's buffer is filling: back off.
+const QUEUE_OVERUSE: Duration = Duration::from_millis(40);
+/// Below this the path is clear: the rate may grow. Between the two: hold.
+const QUEUE_CLEAR: Duration = Duration::from_millis(15);
+/// How long the smallest one-way delay is remembered as the path's base delay.
+const BASE_DELAY_MEMORY: Duration = Duration::from_secs(10);
+/// After a decrease, the next waits this long for the first to show.
+const DECREASE_HOLD: Duration = Duration::from_millis(600);
+/// After the loss cap comes down, it waits this long for reports on packets sent since.
+const LOSS_HOLD: Duration = Duration::from_secs(1);
+
+/// The queueing delay on the path: one-way delay (arrival on the viewer's clock minus
+/// departure on ours, so an unknown constant offset) above its minimum over the last
+/// [`BASE_DELAY_MEMORY`].
+#[derive(Debug, Clone, Default)]
+struct QueueDelay {
+    epoch: Option<Instant>,
+    /// (departure, the smallest one-way delay in that second), per second of departures.
+    minima: VecDeque<(Instant, f64)>,
+    /// Queueing delay of the latest reports, smoothed.
+    smoothed_ms: Option<f64>,
+}
+
+impl QueueDelay {
+    fn add(&mut self, departure: Instant, arrival: Duration) {
+        let epoch = *self.epoch.get_or_insert(departure);
+        let sent_ms = departure.saturating_duration_since(epoch).as_secs_f64() * 1000.0;
+        let one_way_ms = arrival.as_secs_f64() * 1000.0 - sent_ms;
+        match self.minima.back_mut() {
+            Some((started, minimum))
+                if departure.saturating_duration_since(*started) < Duration::from_secs(1) =>
+            {
+                *minimum = minimum.min(one_way_ms);
+            }
+            _ => self.minima.push_back((departure, one_way_ms)),
+        }
+        while self
+            .minima
+            .front()
+            .is_some_and(|(at, _)| departure.saturating_duration_since(*at) > BASE_DELAY_MEMORY)
+        {
+            self.minima.pop_front();
+        }
+        let base = self
+            .minima
+            .iter()
+            .map(|(_, m)| *m)
+            .fold(f64::INFINITY, f64::min);
+        let queued = (one_way_ms - base).max(0.0);
+        self.smoothed_ms = Some(self.smoothed_ms.map_or(queued, |s| 0.7 * s + 0.3 * queued));
+    }
+
+    fn usage(&self) -> Usage {
+        match self.smoothed_ms {
+            Some(ms) if ms > QUEUE_OVERUSE.as_secs_f64() * 1000.0 => Usage::Over,
+            Some(ms) if ms < QUEUE_CLEAR.as_secs_f64() * 1000.0 => Usage::Normal,
+            // Between: hold where it is.
+            Some(_) => Usage::Under,
+            None => Usage::Normal,
+        }
+    }
+}
 
 /// What the link delivered, from the arrival times the viewer reported (on its clock), not
 /// from when the reports came back: a report about packets that sat in a queue arrives in a
@@ -120,10 +183,10 @@ impl RateController {
         match self.state {
             RateControlState::Hold => {}
             RateControlState::Decrease => {
-                // Back off from what the path delivers, not from what was aimed at; one
-                // decrease per interval, however many overuse signals arrive within it.
+                // Back off from what the path delivers, not from what was aimed at; then give
+                // the decrease time to show (the queue drains) before the next.
                 if let Some(received) = received
-                    && since_change >= CHANGE_INTERVAL
+                    && since_change >= DECREASE_HOLD
                 {
                     self.target = (received * DECREASE_FACTOR).clamp(self.min, self.max);
                     self.ceiling = Some((received, now));
@@ -164,6 +227,7 @@ struct LossCap {
     max: f64,
     average: Option<f64>,
     last_change: Option<Instant>,
+    last_decrease: Option<Instant>,
 }
 
 impl LossCap {
@@ -176,17 +240,23 @@ impl LossCap {
             .average
             .map_or(sample, |previous| 0.8 * previous + 0.2 * sample);
         self.average = Some(average);
-        let since = self
-            .last_change
-            .map_or(CHANGE_INTERVAL, |last| now.saturating_duration_since(last));
-        if since < CHANGE_INTERVAL {
-            return;
-        }
+        let since = |at: Option<Instant>, otherwise: Duration| {
+            at.map_or(otherwise, |at| now.saturating_duration_since(at))
+        };
         if average > HIGH_LOSS {
+            // Reports about packets sent before the last decrease say nothing new: wait.
+            if since(self.last_decrease, LOSS_HOLD) < LOSS_HOLD {
+                return;
+            }
             self.cap = (current.min(self.cap) * (1.0 - 0.5 * average)).clamp(self.min, self.max);
+            self.last_decrease = Some(now);
             self.last_change = Some(now);
         } else if average < LOW_LOSS {
-            let growth = MULTIPLICATIVE_GROWTH.powf(since.as_secs_f64().min(1.0));
+            let since_change = since(self.last_change, CHANGE_INTERVAL);
+            if since_change < CHANGE_INTERVAL {
+                return;
+            }
+            let growth = MULTIPLICATIVE_GROWTH.powf(since_change.as_secs_f64().min(1.0));
             self.cap = (self.cap * growth).clamp(self.min, self.max);
             self.last_change = Some(now);
         }
@@ -197,8 +267,7 @@ impl LossCap {
 /// [`Link`].
 pub struct LinkEstimator {
     link: Link,
-    slope: SlopeEstimator,
-    detector: OveruseDetector,
+    queue: QueueDelay,
     received: DeliveredRate,
     delay: RateController,
     loss: LossCap,
@@ -215,8 +284,7 @@ impl LinkEstimator {
         let min = super::MIN_ESTIMATE_BPS;
         Self {
             link,
-            slope: SlopeEstimator::new(),
-            detector: OveruseDetector::new(),
+            queue: QueueDelay::default(),
             received: DeliveredRate::default(),
             delay: RateController::new(initial, min, max),
             loss: LossCap {
@@ -225,6 +293,7 @@ impl LinkEstimator {
                 max,
                 average: None,
                 last_change: None,
+                last_decrease: None,
             },
             target: initial,
         }
@@ -236,20 +305,28 @@ impl BandwidthEstimator for LinkEstimator {
         if reports.is_empty() {
             return;
         }
-        let mut usage = self.detector.usage();
         for report in reports {
             if let (true, Some(arrival)) = (report.arrived, report.arrival) {
                 self.received.add(arrival, report.size);
-            }
-            if let Some(trend) = self.slope.accumulate(report) {
-                usage = self.detector.update(trend.at, trend.estimate_ms);
+                self.queue.add(report.departure, arrival);
             }
         }
+        let usage = self.queue.usage();
         let received = self.received.bits_per_second();
         let delay_target = self.delay.update(now, usage, received);
         let lost = reports.iter().filter(|report| !report.arrived).count();
         self.loss.update(now, lost, reports.len(), delay_target);
-        self.target = delay_target.min(self.loss.cap);
+        let target = delay_target.min(self.loss.cap);
+        if target < self.target * 0.97 {
+            tracing::debug!(
+                "link estimate down to {:.0} kbit/s: {usage:?}, delivered {:.0} kbit/s, loss cap {:.0} kbit/s ({lost}/{} lost)",
+                target / 1000.0,
+                received.unwrap_or(0.0) / 1000.0,
+                self.loss.cap / 1000.0,
+                reports.len()
+            );
+        }
+        self.target = target;
         let mut link = self.link.lock();
         link.set_estimate(self.target);
         link.last_feedback_at = Some(now);

@@ -24,6 +24,7 @@ pub mod feedback;
 pub mod meter;
 pub mod pacer;
 pub mod retransmit;
+pub mod stats;
 
 use crate::session::offer::CongestionFeedback;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -66,6 +67,9 @@ pub struct LinkState {
     pub pacer_delay: Duration,
     /// Packets the pacer refused because its queue was full.
     pub pacer_dropped: u64,
+    /// Set by the video hub when this link is sent the base layer only: the encoder works to
+    /// a faster viewer's rate, and the base layer is what fits here.
+    pub base_layer_only: bool,
 }
 
 impl LinkState {
@@ -86,6 +90,7 @@ impl LinkState {
             keyframe_wanted: false,
             pacer_delay: Duration::ZERO,
             pacer_dropped: 0,
+            base_layer_only: false,
         }
     }
 

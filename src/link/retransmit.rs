@@ -24,14 +24,16 @@ const HISTORY_PACKETS: usize = 4_096;
 /// The share of the link's estimate retransmissions may use.
 pub const RETRANSMIT_SHARE: f64 = 0.25;
 /// The retransmission budget holds at most this long a stretch of its rate.
-const BUDGET_WINDOW: Duration = Duration::from_millis(250);
+const BUDGET_WINDOW: Duration = Duration::from_secs(1);
 /// The round trip assumed before the viewer's reports have measured one.
 const DEFAULT_RTT: Duration = Duration::from_millis(100);
 /// A packet is not resent again sooner than this, however short the round trip.
 const MIN_RESEND_GAP: Duration = Duration::from_millis(10);
 /// This many packets refused within [`REFUSAL_WINDOW`] means the loss is beyond repair.
-const REFUSALS_FOR_KEYFRAME: usize = 4;
-const REFUSAL_WINDOW: Duration = Duration::from_secs(1);
+const REFUSALS_FOR_KEYFRAME: usize = 8;
+const REFUSAL_WINDOW: Duration = Duration::from_secs(2);
+/// Refused sequence numbers remembered, so that repeated NACKs count once.
+const REFUSALS_REMEMBERED: usize = 256;
 
 /// What to do with one NACKed packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +122,9 @@ pub struct Retransmitter {
     streams: HashMap<u32, History>,
     budget: Budget,
     refusals: VecDeque<Instant>,
+    /// Sequence numbers refused lately: a viewer asks for a lost packet again and again, and
+    /// it is one loss, not many.
+    refused_lately: VecDeque<u16>,
     write_queue: VecDeque<TaggedPacket>,
     read_queue: VecDeque<TaggedPacket>,
 }
@@ -134,6 +139,7 @@ impl Retransmitter {
                 last_refill: None,
             },
             refusals: VecDeque::new(),
+            refused_lately: VecDeque::new(),
             write_queue: VecDeque::new(),
             read_queue: VecDeque::new(),
         }
@@ -175,7 +181,8 @@ impl Retransmitter {
         self.budget.refill(now, estimate);
         let mut refused = 0u64;
         for sequence_number in nack.nacks.iter().flat_map(|pair| pair.packet_list()) {
-            match self.decide(now, nack.media_ssrc, sequence_number, rtt) {
+            let verdict = self.decide(now, nack.media_ssrc, sequence_number, rtt);
+            match verdict {
                 Verdict::Resend => {
                     let packet = self
                         .streams
@@ -194,8 +201,14 @@ impl Retransmitter {
                 }
                 Verdict::TooSoon => {}
                 Verdict::OverBudget | Verdict::Gone => {
-                    refused += 1;
-                    self.refusals.push_back(now);
+                    if !self.refused_lately.contains(&sequence_number) {
+                        if self.refused_lately.len() >= REFUSALS_REMEMBERED {
+                            self.refused_lately.pop_front();
+                        }
+                        self.refused_lately.push_back(sequence_number);
+                        refused += 1;
+                        self.refusals.push_back(now);
+                    }
                 }
             }
         }

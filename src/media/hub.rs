@@ -45,6 +45,9 @@ pub struct EncodedFrame {
     /// Capture time on the 90 kHz RTP clock, since the hub was created.
     pub rtp_ticks: u64,
     pub is_keyframe: bool,
+    /// 0: the base layer; above: frames nothing refers to, which a viewer whose link cannot
+    /// take the whole stream is not sent.
+    pub temporal_id: u8,
     /// RTP payloads (FU-A fragments, STAP-A with SPS/PPS), in order; the last ends the frame.
     pub payloads: Vec<Bytes>,
     pub encoded_bytes: usize,
@@ -113,15 +116,33 @@ struct Inner {
 }
 
 impl Inner {
-    fn viewer_links(&self) -> Vec<ViewerLink> {
+    /// Every viewer's link as the allocator sees it, keyed by subscription.
+    fn viewer_links(&self) -> Vec<(u64, ViewerLink)> {
         lock(&self.viewers)
             .links
-            .values()
-            .map(|(link, audio_bps)| ViewerLink {
-                estimate_bps: link.lock().estimate_bps,
-                audio_bps: *audio_bps,
+            .iter()
+            .map(|(id, (link, audio_bps))| {
+                let state = link.lock();
+                (
+                    *id,
+                    ViewerLink {
+                        estimate_bps: state.estimate_bps,
+                        audio_bps: *audio_bps,
+                        base_layer_only: state.base_layer_only,
+                    },
+                )
             })
             .collect()
+    }
+
+    /// Tells each viewer's link which layers it is sent.
+    fn assign_layers(&self, base_only: &[(u64, bool)]) {
+        let viewers = lock(&self.viewers);
+        for (id, base) in base_only {
+            if let Some((link, _)) = viewers.links.get(id) {
+                link.lock().base_layer_only = *base;
+            }
+        }
     }
 }
 
@@ -377,7 +398,9 @@ fn encode_frames(
         let now = Instant::now();
         if now >= next_rate_check {
             next_rate_check = now + RATE_PERIOD;
-            if let Some(bps) = rates.decide(now, &inner.viewer_links()) {
+            let allocation = rates.decide(now, &inner.viewer_links());
+            inner.assign_layers(&allocation.base_layer_only);
+            if let Some(bps) = allocation.encoder_bps {
                 tracing::debug!("video target {} kbit/s", bps / 1000);
                 stage.target_bps = bps;
                 inner
@@ -403,7 +426,21 @@ fn encode_frames(
                     continue;
                 }
             };
-        lock(&inner.keyframes).on_encoded(unit.is_keyframe, now);
+        {
+            let mut keyframes = lock(&inner.keyframes);
+            keyframes.on_encoded(unit.is_keyframe, now);
+            if unit.is_keyframe {
+                // Its time on the wire at the current rate, with room for the pacer and a
+                // round trip; the next requested keyframe waits for it.
+                let seconds = (unit.data.len() * 8) as f64 / f64::from(stage.target_bps.max(1));
+                tracing::debug!(
+                    "keyframe of {} bytes at {} kbit/s",
+                    unit.data.len(),
+                    stage.target_bps / 1000
+                );
+                keyframes.set_airtime(Duration::from_secs_f64((seconds * 1.5).min(3.0)));
+            }
+        }
         let payloads = match stage.payloader.payload(RTP_PAYLOAD_MTU, &unit.data) {
             Ok(payloads) if !payloads.is_empty() => payloads,
             Ok(_) => continue,
@@ -426,6 +463,7 @@ fn encode_frames(
             capture_unix_ms,
             rtp_ticks: (since_epoch.as_micros() as u64) * RTP_VIDEO_CLOCK / 1_000_000,
             is_keyframe: unit.is_keyframe,
+            temporal_id: unit.temporal_id,
             payloads,
             encoded_bytes: unit.data.len(),
         };

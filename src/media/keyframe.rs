@@ -20,6 +20,11 @@ pub struct KeyframePolicy {
     requested: bool,
     tokens: f64,
     refilled_at: Option<Instant>,
+    /// How long the last keyframe takes to reach the viewers at the encoder's rate. A
+    /// requested keyframe waits that long after it: on a slow link, a viewer that lost part of
+    /// one asks again before the rest could arrive, and keyframes sent back to back would fill
+    /// the link with pictures none of which gets through.
+    airtime: Duration,
 }
 
 impl KeyframePolicy {
@@ -33,7 +38,13 @@ impl KeyframePolicy {
             requested: false,
             tokens: BURST,
             refilled_at: None,
+            airtime: Duration::ZERO,
         }
+    }
+
+    /// Records how long the keyframe just encoded takes to send at the current rate.
+    pub fn set_airtime(&mut self, airtime: Duration) {
+        self.airtime = airtime;
     }
 
     /// A viewer needs a keyframe. Served by the next frame the rate limit allows.
@@ -55,6 +66,9 @@ impl KeyframePolicy {
             return true;
         }
         if !self.requested {
+            return false;
+        }
+        if now.saturating_duration_since(last) < self.airtime {
             return false;
         }
         if self.min_gap.is_zero() {
@@ -97,6 +111,19 @@ impl KeyframePolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_requested_keyframe_waits_for_the_last_one_to_get_through() {
+        let mut policy = KeyframePolicy::new(None, Duration::from_millis(100));
+        let start = Instant::now();
+        assert!(policy.decide(start));
+        policy.on_encoded(true, start);
+        // A 30 KB keyframe at 240 kbit/s is a second on the wire.
+        policy.set_airtime(Duration::from_secs(1));
+        policy.request();
+        assert!(!policy.decide(start + Duration::from_millis(500)));
+        assert!(policy.decide(start + Duration::from_millis(1000)));
+    }
 
     const FRAME: Duration = Duration::from_millis(33);
 

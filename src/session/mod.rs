@@ -101,6 +101,7 @@ pub struct SessionHandle {
     commands: mpsc::Sender<SessionCommand>,
     /// The viewer's link as the session measures it, for the stats topic.
     pub link: Link,
+    pub sampler: link::stats::RateSampler,
 }
 
 impl SessionHandle {
@@ -155,6 +156,7 @@ pub fn spawn(
         serial,
         commands: commands_tx,
         link,
+        sampler: link::stats::RateSampler::default(),
     }
 }
 
@@ -500,6 +502,7 @@ impl<'a> Session<'a> {
             )
         };
         if keyframe_wanted {
+            tracing::debug!(session = %self.id, "loss beyond repair; asking for a keyframe");
             self.subscription.request_keyframe();
         }
         let since = self.connected_since?;
@@ -624,14 +627,23 @@ impl<'a> Session<'a> {
     }
 
     async fn send_frame(&mut self, frame: &EncodedFrame) {
+        let (queued, base_layer_only) = {
+            let link = self.link.lock();
+            (link.pacer_delay, link.base_layer_only)
+        };
+        // A link slower than the stream gets the base layer: nothing refers to the frames
+        // in between, so leaving them out breaks nothing.
+        if base_layer_only && frame.temporal_id > 0 {
+            return;
+        }
         // When the link cannot take even this rate, let its queue drain, then start again at
         // a keyframe rather than queue seconds of stale video.
-        let queued = self.link.lock().pacer_delay;
         if self.backed_up {
             if queued > MAX_PACER_DELAY / 2 {
                 return;
             }
             self.backed_up = false;
+            tracing::debug!(session = %self.id, "link drained; resuming at a keyframe");
             self.subscription.resync();
             return;
         }

@@ -8,6 +8,7 @@
 
 pub mod alsamic;
 pub mod fakecam;
+pub mod jitter;
 pub mod network;
 pub mod playback;
 
@@ -421,6 +422,8 @@ pub struct ViewerState {
     pub stream_ids: Vec<(String, String)>,
     /// Every candidate line campeer trickled.
     pub remote_candidate_lines: Vec<String>,
+    /// Keyframe requests this viewer sent after giving up on a gap.
+    pub plis_sent: usize,
 }
 
 /// What the test viewer offers.
@@ -532,13 +535,13 @@ impl PeerConnectionEventHandler for ViewerHandler {
     }
 }
 
-/// Reassembles access units by the marker bit and decodes them.
+/// Puts packets back in order, reassembles pictures, decodes them, and asks for a keyframe
+/// (PLI, at most every half second) when a gap is given up on, as a browser does.
 async fn receive_video(track: Arc<dyn TrackRemote>, state: Arc<Mutex<ViewerState>>) {
     let mut depacketizer = H264Packet::default();
     let mut decoder = openh264::decoder::Decoder::new().expect("openh264 decoder");
-    let mut access_unit: Vec<u8> = Vec::new();
-    let mut last_sequence: Option<u16> = None;
-    let mut broken = false;
+    let mut reassembler = jitter::Reassembler::default();
+    let mut last_pli: Option<Instant> = None;
     while let Some(event) = track.poll().await {
         let TrackRemoteEvent::OnRtpPacket(packet) = event else {
             continue;
@@ -551,49 +554,70 @@ async fn receive_video(track: Arc<dyn TrackRemote>, state: Arc<Mutex<ViewerState
                 s.payload_types.push(packet.header.payload_type);
             }
         }
-        let sequence = packet.header.sequence_number;
-        if let Some(last) = last_sequence
-            && sequence != last.wrapping_add(1)
-        {
-            broken = true;
-        }
-        last_sequence = Some(sequence);
-        match depacketizer.depacketize(&packet.payload) {
-            Ok(bytes) => access_unit.extend_from_slice(&bytes),
-            Err(_) => broken = true,
-        }
-        if !packet.header.marker {
-            continue;
-        }
-        if broken {
-            access_unit.clear();
-            broken = false;
-            continue;
-        }
-        let decoded = match decoder.decode(&access_unit) {
-            Ok(Some(yuv)) => {
-                let (width, height) = yuv.dimensions();
-                let capture_ms = read_timestamp_squares(yuv.y(), yuv.strides().0, width, height);
-                Some(DecodedFrame {
-                    width,
-                    height,
-                    capture_ms,
-                    grid: grid_means(&yuv, width, height),
-                    decoded_at: Instant::now(),
-                    decoded_unix_ms: unix_ms_now(),
-                })
+        let now = Instant::now();
+        let outputs = reassembler.push(
+            now,
+            packet.header.sequence_number,
+            packet.header.marker,
+            packet.payload.clone(),
+        );
+        for output in outputs {
+            let payloads = match output {
+                jitter::Output::Frame(payloads) => payloads,
+                jitter::Output::NeedKeyframe => {
+                    if last_pli.is_none_or(|at| now.duration_since(at) > Duration::from_millis(500))
+                    {
+                        last_pli = Some(now);
+                        state.lock().unwrap().plis_sent += 1;
+                        send_pli(&track, packet.header.ssrc).await;
+                    }
+                    continue;
+                }
+            };
+            let mut access_unit = Vec::new();
+            let mut broken = false;
+            for payload in &payloads {
+                match depacketizer.depacketize(payload) {
+                    Ok(bytes) => access_unit.extend_from_slice(&bytes),
+                    Err(_) => broken = true,
+                }
             }
-            Ok(None) => None,
-            Err(_) => {
-                state.lock().unwrap().decode_errors += 1;
-                None
+            if broken {
+                continue;
             }
-        };
-        access_unit.clear();
-        if let Some(frame) = decoded {
-            state.lock().unwrap().frames.push(frame);
+            let decoded = match decoder.decode(&access_unit) {
+                Ok(Some(yuv)) => {
+                    let (width, height) = yuv.dimensions();
+                    let capture_ms =
+                        read_timestamp_squares(yuv.y(), yuv.strides().0, width, height);
+                    Some(DecodedFrame {
+                        width,
+                        height,
+                        capture_ms,
+                        grid: grid_means(&yuv, width, height),
+                        decoded_at: Instant::now(),
+                        decoded_unix_ms: unix_ms_now(),
+                    })
+                }
+                Ok(None) => None,
+                Err(_) => {
+                    state.lock().unwrap().decode_errors += 1;
+                    None
+                }
+            };
+            if let Some(frame) = decoded {
+                state.lock().unwrap().frames.push(frame);
+            }
         }
     }
+}
+
+async fn send_pli(track: &Arc<dyn TrackRemote>, media_ssrc: u32) {
+    let pli = rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication {
+        sender_ssrc: 1,
+        media_ssrc,
+    };
+    let _ = track.write_rtcp(vec![Box::new(pli)]).await;
 }
 
 /// Decodes every Opus packet (48 kHz stereo, as WebRTC signals Opus) and keeps the samples

@@ -347,6 +347,10 @@ impl LabCampeer {
         .map(str::to_owned)
         .to_vec();
         args.extend(extra.iter().map(|a| (*a).to_owned()));
+        // CAMPEER_TEST_DAEMON_LOG=campeer=debug shows the daemon's rate decisions.
+        if let Ok(filter) = std::env::var("CAMPEER_TEST_DAEMON_LOG") {
+            args.extend(["--log".to_owned(), filter]);
+        }
         let daemon = super::DaemonProcess::spawn_in_namespace(&lab.campeer_ns, &args);
         Self {
             broker,

@@ -12,6 +12,9 @@ const stats = (window.campeerStats = {
   latencySamples: [], brokerConnected: false, firstFrameMs: null,
   audioCodec: "", audioPackets: 0, audioSamples: 0, audioLevel: null, audioPeakHz: null,
   audioNote: "",
+  // What campeer says about this page's link (its stats topic): its estimate of what the
+  // link carries and what it sent over it.
+  estimateKbps: null, sentKbps: null,
 });
 
 // The sound's level (RMS, 0 to 1) and strongest frequency, measured with Web Audio from the
@@ -109,6 +112,7 @@ function connectBroker() {
     $("broker-state").textContent = `connected to ${url}`;
     $("login").hidden = true;
     c.subscribe([`${config.prefix}/+/status`, `${config.prefix}/+/out/${sessionId}`], { qos: 1 });
+    c.subscribe(`${config.prefix}/+/stats`, { qos: 0 });
   });
   c.on("message", onMessage);
   c.on("error", (err) => {
@@ -130,10 +134,21 @@ function onMessage(topic, payload) {
   try { message = JSON.parse(new TextDecoder().decode(payload)); } catch { return; }
   if (parts.at(-1) === "status") {
     onStatus(parts.at(-2), message);
+  } else if (parts.at(-1) === "stats") {
+    onLinkStats(parts.at(-2), message);
   } else if (parts.at(-2) === "out" && parts.at(-1) === sessionId) {
     const device = parts.at(-3);
     if (watching?.device === device) onDeviceMessage(watching, message);
   }
+}
+
+// The device's figures for this page's own session, if it is watching that device.
+function onLinkStats(device, message) {
+  if (watching?.device !== device || !Array.isArray(message?.viewers)) return;
+  const mine = message.viewers.find((v) => v?.session === sessionId);
+  if (!mine) return;
+  stats.estimateKbps = Number.isFinite(mine.estimate_kbps) ? mine.estimate_kbps : null;
+  stats.sentKbps = Number.isFinite(mine.sent_kbps) ? mine.sent_kbps : null;
 }
 
 // Devices whose video this browser cannot play: not offered again automatically.
@@ -288,6 +303,7 @@ function stopWatching(sendHangup) {
   Object.assign(stats, {
     state: "idle", codec: "", fps: 0, bitrateKbps: 0, latencyMs: null, rttMs: null,
     audioCodec: "", audioLevel: null, audioPeakHz: null, audioNote: "",
+    estimateKbps: null, sentKbps: null,
   });
   meter?.ctx.close();
   meter = null;
@@ -342,6 +358,8 @@ async function updateStats() {
     `loss ${stats.packetLossPercent.toFixed(1)} %`,
     `RTT ${stats.rttMs == null ? "–" : Math.round(stats.rttMs) + " ms"}`,
     stats.latencyMs == null ? null : `latency ${Math.round(stats.latencyMs)} ms`, stats.codec,
+    stats.estimateKbps == null ? null
+      : `link ${stats.estimateKbps} kbit/s, sent ${stats.sentKbps ?? "–"} kbit/s`,
     stats.audioCodec && !stats.audioNote ? `${stats.audioCodec} sound${
       stats.audioLevel == null ? "" : ` ${Math.round(20 * Math.log10(Math.max(stats.audioLevel, 1e-5)))} dBFS`}`
       : null,

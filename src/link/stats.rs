@@ -1,0 +1,96 @@
+//! Per-viewer link figures for the stats topic: the estimate, round trip and loss as the link
+//! knows them, and the rates sent over the last interval, from the link's byte counters.
+
+use super::LinkState;
+use crate::session::offer::CongestionFeedback;
+use serde::Serialize;
+use std::time::Instant;
+
+/// One viewer's line in a stats message.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ViewerStats {
+    pub session: String,
+    /// `transport-cc`, `remb` or `receiver-reports`: what the estimate is built from.
+    pub feedback: &'static str,
+    pub estimate_kbps: u64,
+    /// RTP sent over the last interval, retransmissions included, with packet headers.
+    pub sent_kbps: u64,
+    pub retransmitted_kbps: u64,
+    pub rtt_ms: Option<u64>,
+    /// Packets lost, in per cent, as the viewer last reported.
+    pub loss_percent: Option<f64>,
+    /// NACKed packets not resent (too soon, over budget, or too old), in total.
+    pub retransmissions_refused: u64,
+}
+
+/// Turns successive [`LinkState`] snapshots into rates.
+#[derive(Debug, Default)]
+pub struct RateSampler {
+    last: Option<(Instant, u64, u64)>,
+}
+
+impl RateSampler {
+    pub fn sample(&mut self, now: Instant, session: &str, state: &LinkState) -> ViewerStats {
+        let (sent_kbps, retransmitted_kbps) = match self.last {
+            Some((at, sent, resent)) => {
+                let seconds = now.saturating_duration_since(at).as_secs_f64();
+                let rate = |bytes: u64| {
+                    if seconds > 0.0 {
+                        (bytes as f64 * 8.0 / seconds / 1000.0).round() as u64
+                    } else {
+                        0
+                    }
+                };
+                (
+                    rate(state.sent_bytes.saturating_sub(sent)),
+                    rate(state.retransmitted_bytes.saturating_sub(resent)),
+                )
+            }
+            None => (0, 0),
+        };
+        self.last = Some((now, state.sent_bytes, state.retransmitted_bytes));
+        ViewerStats {
+            session: session.to_owned(),
+            feedback: match state.feedback {
+                CongestionFeedback::TransportCc => "transport-cc",
+                CongestionFeedback::Remb => "remb",
+                CongestionFeedback::ReceiverReports => "receiver-reports",
+            },
+            estimate_kbps: (state.estimate_bps / 1000.0).round() as u64,
+            sent_kbps,
+            retransmitted_kbps,
+            rtt_ms: state.rtt.map(|rtt| rtt.as_millis() as u64),
+            loss_percent: state.loss.map(|loss| (loss * 1000.0).round() / 10.0),
+            retransmissions_refused: state.retransmissions_refused,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::link::Link;
+    use std::time::Duration;
+
+    #[test]
+    fn rates_come_from_the_counters_between_samples() {
+        let link = Link::new(CongestionFeedback::TransportCc, 800_000.0, 2_000_000.0);
+        let mut sampler = RateSampler::default();
+        let start = Instant::now();
+        let first = sampler.sample(start, "v1", &link.snapshot());
+        assert_eq!((first.sent_kbps, first.estimate_kbps), (0, 800));
+        {
+            let mut state = link.lock();
+            state.sent_bytes = 250_000;
+            state.retransmitted_bytes = 25_000;
+            state.rtt = Some(Duration::from_millis(42));
+            state.loss = Some(0.0234);
+        }
+        let second = sampler.sample(start + Duration::from_secs(2), "v1", &link.snapshot());
+        assert_eq!(second.sent_kbps, 1_000);
+        assert_eq!(second.retransmitted_kbps, 100);
+        assert_eq!(second.rtt_ms, Some(42));
+        assert_eq!(second.loss_percent, Some(2.3));
+        assert_eq!(second.feedback, "transport-cc");
+    }
+}
