@@ -379,7 +379,7 @@ mod tests {
 
     #[test]
     fn retransmissions_stay_within_their_share_of_the_estimate() {
-        // 400 kbit/s: the budget is 12.5 kB/s, at most 3.1 kB at once.
+        // 400 kbit/s: the budget is 12.5 kB/s, at most a second of it (12.5 kB) at once.
         let (link, mut r) = retransmitter(400_000.0);
         let start = Instant::now();
         for seq in 0..300u16 {
@@ -392,7 +392,8 @@ mod tests {
             let all: Vec<u16> = (0..300).collect();
             resent_bytes += nack(&mut r, now, &all).len() * 1200;
         }
-        let allowed = 400_000.0 * RETRANSMIT_SHARE / 8.0 * 0.5 + 3_125.0 + 1_200.0;
+        let rate = 400_000.0 * RETRANSMIT_SHARE / 8.0;
+        let allowed = rate * 0.5 + rate * BUDGET_WINDOW.as_secs_f64() + 1_200.0;
         assert!(
             (resent_bytes as f64) <= allowed,
             "{resent_bytes} bytes resent in 0.5 s, allowed {allowed}"
