@@ -5,7 +5,7 @@
 //! link is never offered much more than it carries.
 //!
 //! The viewer is the test viewer (webrtc crate, openh264 decoding, a browser-like receive
-//! buffer). After a 5 s ramp, over 10 s: frames decoded per second, the longest freeze,
+//! buffer). Loss starts once the viewer shows a first picture. After a 5 s ramp, over 10 s: frames decoded per second, the longest freeze,
 //! glass-to-glass latency from the timestamp squares, and what campeer offered to the link
 //! (counted before the shaper and the loss rule).
 
@@ -27,12 +27,12 @@ fn run(case: Case) {
     }
     let lab = Lab::new();
     lab.shape(case.kbit, Duration::from_millis(200));
-    lab.lose(case.loss);
     let campeer = LabCampeer::start(&lab, case.name, &[]);
     let report: LinkReport = watch_over_lab(
         &lab,
         &campeer,
         &format!("v-{}", case.name),
+        case.loss,
         Duration::from_secs(5),
         Duration::from_secs(10),
     );

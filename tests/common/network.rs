@@ -360,13 +360,15 @@ impl LabCampeer {
     }
 }
 
-/// Joins one test viewer from the viewer namespace, lets `ramp` pass, then measures for
-/// `measure`: the viewer's playback and campeer's rate on the wire. `during` runs on the
-/// test's thread at the start of the measurement (to change the link mid-stream, say).
+/// Joins one test viewer from the viewer namespace; once it shows a first picture, makes the
+/// link drop `loss` of campeer's packets (the lossy stream is what is measured; setting up a
+/// connection over a lossy link is another matter), lets `ramp` pass, then measures for
+/// `measure`: the viewer's playback and campeer's rate on the wire.
 pub fn watch_over_lab(
     lab: &Lab,
     campeer: &LabCampeer,
     session: &str,
+    loss: f64,
     ramp: Duration,
     measure: Duration,
 ) -> LinkReport {
@@ -377,6 +379,7 @@ pub fn watch_over_lab(
     );
     let (device, session) = (campeer.device.clone(), session.to_owned());
     let (marks_tx, marks_rx) = std::sync::mpsc::channel::<()>();
+    let (pictured_tx, pictured_rx) = std::sync::mpsc::channel::<()>();
     let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
     let viewer = in_namespace(&lab.viewer_ns, move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -409,8 +412,9 @@ pub fn watch_over_lab(
                     .wait_for_more_frames(1, Duration::from_secs(20))
                     .await,
                 "no first picture over the lab link: {:?}",
-                viewer.snapshot(|s| s.errors.clone())
+                viewer.snapshot(|s| (s.errors.clone(), s.connection_states.clone()))
             );
+            let _ = pictured_tx.send(());
             tokio::time::sleep(ramp).await;
             let _ = marks_tx.send(());
             let from = std::time::Instant::now();
@@ -427,6 +431,9 @@ pub fn watch_over_lab(
             report
         })
     });
+    if pictured_rx.recv_timeout(Duration::from_secs(60)).is_ok() {
+        lab.lose(loss);
+    }
     marks_rx
         .recv_timeout(ramp + Duration::from_secs(60))
         .expect("the viewer started measuring");
