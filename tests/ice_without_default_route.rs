@@ -5,8 +5,9 @@
 
 mod common;
 
-use common::network::{Lab, NamespacedBroker, in_namespace, require_lab};
-use common::*;
+use common::network::{
+    Lab, LabCampeer, in_namespace, in_viewer_namespace, join_over_lab, require_lab,
+};
 use std::time::Duration;
 
 #[test]
@@ -26,59 +27,17 @@ fn a_viewer_connects_where_mdns_cannot_start() {
         "mDNS unexpectedly works in the lab namespace"
     );
 
-    let broker = NamespacedBroker::start(&lab.campeer_ns);
-    let http = free_port().to_string();
-    let _campeer = DaemonProcess::spawn_in_namespace(
-        &lab.campeer_ns,
-        &[
-            "--broker",
-            &format!("mqtt://127.0.0.1:{}", broker.port),
-            "--device-id",
-            "isolated",
-            "--source",
-            "test",
-            "--audio-source",
-            "none",
-            "--http-listen",
-            &format!("127.0.0.1:{http}"),
-        ],
-    );
-    let (port, campeer_ip, viewer_ip) =
-        (broker.port, lab.campeer_ip.clone(), lab.viewer_ip.clone());
-    let outcome = in_namespace(&lab.viewer_ns, move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        runtime.block_on(async move {
-            // campeer needs a moment to connect to the broker and subscribe.
-            let status =
-                TopicWatcher::start_on_host(&campeer_ip, port, &status_topic("isolated")).await;
-            assert!(
-                status
-                    .wait_for_last(Duration::from_secs(20), |s| s["state"] == "online")
-                    .await,
-                "campeer never came online"
-            );
-            let viewer = TestViewer::join_port(
-                port,
-                "isolated",
-                "v-isolated",
-                ViewerOptions {
-                    bind_ip: Some(viewer_ip),
-                    broker_host: Some(campeer_ip),
-                    ..Default::default()
-                },
-            )
+    let campeer = LabCampeer::start(&lab, "isolated", &[]);
+    let target = campeer.target(&lab);
+    let outcome = in_viewer_namespace(&lab, move || async move {
+        let viewer = join_over_lab(target, "v-isolated").await;
+        let played = viewer
+            .wait_for_more_frames(30, Duration::from_secs(20))
             .await;
-            let played = viewer
-                .wait_for_more_frames(30, Duration::from_secs(20))
-                .await;
-            let (errors, candidates) =
-                viewer.snapshot(|s| (s.errors.clone(), s.remote_candidate_lines.clone()));
-            viewer.close().await;
-            (played, errors, candidates)
-        })
+        let (errors, candidates) =
+            viewer.snapshot(|s| (s.errors.clone(), s.remote_candidate_lines.clone()));
+        viewer.close().await;
+        (played, errors, candidates)
     })
     .join()
     .expect("viewer thread");

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 /// Share of a link's estimate left for media after RTP, SRTP, UDP and IP headers (about 50
 /// bytes on packets of about 1200) and a margin for the estimate's own error.
-const PAYLOAD_SHARE: f64 = 0.90;
+pub const PAYLOAD_SHARE: f64 = 0.90;
 /// Per-packet overhead of sound, on top of its codec rate: 50 packets a second of ~60 bytes.
 const AUDIO_OVERHEAD_BPS: f64 = 24_000.0;
 /// Increases closer together than this would follow noise.

@@ -172,7 +172,8 @@ fn audio_bps(context: &SessionContext, choice: &Negotiated) -> f64 {
 /// not go far above the most campeer would send it.
 fn new_link(context: &SessionContext, choice: &Negotiated) -> Link {
     let video = context.hub.video().bitrate_bps;
-    let most = (f64::from(video) + audio_bps(context, choice)) / 0.9 * ESTIMATE_HEADROOM;
+    let most = (f64::from(video) + audio_bps(context, choice)) / crate::media::rate::PAYLOAD_SHARE
+        * ESTIMATE_HEADROOM;
     Link::new(choice.feedback, link::INITIAL_ESTIMATE_BPS, most)
 }
 

@@ -119,26 +119,19 @@ impl Lab {
         }
         // UDP to the viewer: first counted (what campeer offered), then the loss chain.
         lab.in_campeer(&["iptables", "-N", "CPLOSS"]);
-        lab.in_campeer(&[
-            "iptables",
-            "-A",
-            "OUTPUT",
-            "-o",
-            &lab.campeer_if,
-            "-p",
-            "udp",
-        ]);
-        lab.in_campeer(&[
-            "iptables",
-            "-A",
-            "OUTPUT",
-            "-o",
-            &lab.campeer_if,
-            "-p",
-            "udp",
-            "-j",
-            "CPLOSS",
-        ]);
+        for jump in [&[][..], &["-j", "CPLOSS"][..]] {
+            let mut rule = vec![
+                "iptables",
+                "-A",
+                "OUTPUT",
+                "-o",
+                &lab.campeer_if,
+                "-p",
+                "udp",
+            ];
+            rule.extend_from_slice(jump);
+            lab.in_campeer(&rule);
+        }
         lab
     }
 
@@ -360,6 +353,73 @@ impl LabCampeer {
     }
 }
 
+/// Runs `body` on a thread inside the lab's viewer namespace, on a runtime of its own there.
+pub fn in_viewer_namespace<T, F>(
+    lab: &Lab,
+    body: impl FnOnce() -> F + Send + 'static,
+) -> std::thread::JoinHandle<T>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = T>,
+{
+    in_namespace(&lab.viewer_ns, move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+            .block_on(body())
+    })
+}
+
+/// Where a viewer in the lab's viewer namespace finds campeer: its broker and device, and
+/// the viewer's own address.
+#[derive(Debug, Clone)]
+pub struct LabTarget {
+    pub broker_host: String,
+    pub broker_port: u16,
+    pub device: String,
+    pub bind_ip: String,
+}
+
+impl LabCampeer {
+    pub fn target(&self, lab: &Lab) -> LabTarget {
+        LabTarget {
+            broker_host: lab.campeer_ip.clone(),
+            broker_port: self.broker.port,
+            device: self.device.clone(),
+            bind_ip: lab.viewer_ip.clone(),
+        }
+    }
+}
+
+/// Waits for campeer to say it is online, then joins it as `session` over the lab link.
+/// Call from [`in_viewer_namespace`].
+pub async fn join_over_lab(target: LabTarget, session: &str) -> super::TestViewer {
+    let status = super::TopicWatcher::start_on_host(
+        &target.broker_host,
+        target.broker_port,
+        &super::status_topic(&target.device),
+    )
+    .await;
+    assert!(
+        status
+            .wait_for_last(Duration::from_secs(20), |s| s["state"] == "online")
+            .await,
+        "campeer never came online"
+    );
+    super::TestViewer::join_port(
+        target.broker_port,
+        &target.device,
+        session,
+        super::ViewerOptions {
+            bind_ip: Some(target.bind_ip),
+            broker_host: Some(target.broker_host),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
 /// Joins one test viewer from the viewer namespace; once it shows a first picture, makes the
 /// link drop `loss` of campeer's packets (the lossy stream is what is measured; setting up a
 /// connection over a lossy link is another matter), lets `ramp` pass, then measures for
@@ -372,64 +432,35 @@ pub fn watch_over_lab(
     ramp: Duration,
     measure: Duration,
 ) -> LinkReport {
-    let (port, host, bind) = (
-        campeer.broker.port,
-        lab.campeer_ip.clone(),
-        lab.viewer_ip.clone(),
-    );
-    let (device, session) = (campeer.device.clone(), session.to_owned());
+    let target = campeer.target(lab);
+    let session = session.to_owned();
     let (marks_tx, marks_rx) = std::sync::mpsc::channel::<()>();
     let (pictured_tx, pictured_rx) = std::sync::mpsc::channel::<()>();
     let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
-    let viewer = in_namespace(&lab.viewer_ns, move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        runtime.block_on(async move {
-            let status =
-                super::TopicWatcher::start_on_host(&host, port, &super::status_topic(&device))
-                    .await;
-            assert!(
-                status
-                    .wait_for_last(Duration::from_secs(20), |s| s["state"] == "online")
-                    .await,
-                "campeer never came online"
-            );
-            let viewer = super::TestViewer::join_port(
-                port,
-                &device,
-                &session,
-                super::ViewerOptions {
-                    bind_ip: Some(bind),
-                    broker_host: Some(host),
-                    ..Default::default()
-                },
+    let viewer = in_viewer_namespace(lab, move || async move {
+        let viewer = join_over_lab(target, &session).await;
+        assert!(
+            viewer
+                .wait_for_more_frames(1, Duration::from_secs(20))
+                .await,
+            "no first picture over the lab link: {:?}",
+            viewer.snapshot(|s| (s.errors.clone(), s.connection_states.clone()))
+        );
+        let _ = pictured_tx.send(());
+        tokio::time::sleep(ramp).await;
+        let _ = marks_tx.send(());
+        let from = std::time::Instant::now();
+        tokio::time::sleep(measure).await;
+        let to = std::time::Instant::now();
+        let _ = go_rx.recv_timeout(Duration::from_secs(5));
+        let report = viewer.snapshot(|s| {
+            (
+                super::playback::playback(&s.frames, from, to),
+                s.decode_errors,
             )
-            .await;
-            assert!(
-                viewer
-                    .wait_for_more_frames(1, Duration::from_secs(20))
-                    .await,
-                "no first picture over the lab link: {:?}",
-                viewer.snapshot(|s| (s.errors.clone(), s.connection_states.clone()))
-            );
-            let _ = pictured_tx.send(());
-            tokio::time::sleep(ramp).await;
-            let _ = marks_tx.send(());
-            let from = std::time::Instant::now();
-            tokio::time::sleep(measure).await;
-            let to = std::time::Instant::now();
-            let _ = go_rx.recv_timeout(Duration::from_secs(5));
-            let report = viewer.snapshot(|s| {
-                (
-                    super::playback::playback(&s.frames, from, to),
-                    s.decode_errors,
-                )
-            });
-            viewer.close().await;
-            report
-        })
+        });
+        viewer.close().await;
+        report
     });
     if pictured_rx.recv_timeout(Duration::from_secs(60)).is_ok() {
         lab.lose(loss);
