@@ -28,8 +28,8 @@ fn a_viewer_connects_where_mdns_cannot_start() {
     );
 
     let campeer = LabCampeer::start(&lab, "isolated", &[]);
-    let target = campeer.target(&lab);
-    let outcome = in_viewer_namespace(&lab, move || async move {
+    let target = campeer.target(lab.link());
+    let outcome = in_viewer_namespace(lab.link(), move || async move {
         let viewer = join_over_lab(target, "v-isolated").await;
         let played = viewer
             .wait_for_more_frames(30, Duration::from_secs(20))
@@ -48,7 +48,9 @@ fn a_viewer_connects_where_mdns_cannot_start() {
     );
     assert!(played, "no picture over a network without mDNS");
     assert!(
-        candidates.iter().any(|c| c.contains(&lab.campeer_ip)),
+        candidates
+            .iter()
+            .any(|c| c.contains(&lab.link().campeer_ip)),
         "campeer offered no host candidate on the lab's interface: {candidates:?}"
     );
 }

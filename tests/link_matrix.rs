@@ -26,7 +26,7 @@ fn run(case: Case) {
         return;
     }
     let lab = Lab::new();
-    lab.shape(case.kbit, Duration::from_millis(200));
+    lab.link().shape(case.kbit, Duration::from_millis(200));
     let campeer = LabCampeer::start(&lab, case.name, &[]);
     let report: LinkReport = watch_over_lab(
         &lab,

@@ -9,6 +9,7 @@
 pub mod alsamic;
 pub mod fakecam;
 pub mod jitter;
+pub mod nat;
 pub mod network;
 pub mod playback;
 
@@ -444,6 +445,10 @@ pub struct ViewerOptions {
     pub bind_ip: Option<String>,
     /// The broker's host as the viewer reaches it (127.0.0.1 when `None`).
     pub broker_host: Option<String>,
+    /// The viewer's STUN and TURN servers.
+    pub ice_servers: Vec<webrtc::peer_connection::RTCIceServer>,
+    /// Gather and use relay candidates only, as a browser with `iceTransportPolicy: "relay"`.
+    pub relay_only: bool,
 }
 
 impl Default for ViewerOptions {
@@ -455,6 +460,8 @@ impl Default for ViewerOptions {
             audio: false,
             bind_ip: None,
             broker_host: None,
+            ice_servers: Vec::new(),
+            relay_only: false,
         }
     }
 }
@@ -1061,8 +1068,17 @@ async fn build_viewer_peer(
         .with_include_loopback_candidate(loopback)
         .build();
     let bind = format!("{}:0", options.bind_ip.as_deref().unwrap_or("127.0.0.1"));
+    let policy = if options.relay_only {
+        rtc::peer_connection::configuration::RTCIceTransportPolicy::Relay
+    } else {
+        rtc::peer_connection::configuration::RTCIceTransportPolicy::All
+    };
+    let configuration = RTCConfigurationBuilder::new()
+        .with_ice_servers(options.ice_servers.clone())
+        .with_ice_transport_policy(policy)
+        .build();
     let peer = PeerConnectionBuilder::new()
-        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_configuration(configuration)
         .with_media_engine(media_engine)
         .with_setting_engine(settings)
         .with_interceptor_registry(registry)

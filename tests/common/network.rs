@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-fn run(args: &[&str]) -> Result<String, String> {
+pub fn run(args: &[&str]) -> Result<String, String> {
     let output = Command::new(args[0])
         .args(&args[1..])
         .output()
@@ -27,7 +27,7 @@ fn run(args: &[&str]) -> Result<String, String> {
     }
 }
 
-fn must(args: &[&str]) -> String {
+pub fn must(args: &[&str]) -> String {
     run(args).unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -60,49 +60,99 @@ pub fn require_lab() -> bool {
 
 static NEXT_LAB: AtomicU32 = AtomicU32::new(0);
 
-/// Two namespaces joined by a veth pair: campeer's side and the viewer's.
+/// Campeer's namespace and one viewer namespace per link, each joined to campeer's by a veth
+/// pair of its own, so that each viewer's link can be shaped and made lossy on its own.
 pub struct Lab {
+    pub campeer_ns: String,
+    pub links: Vec<LabLink>,
+}
+
+/// One viewer's namespace and its veth to campeer's namespace, on a /24 of its own.
+pub struct LabLink {
     pub campeer_ns: String,
     pub viewer_ns: String,
     pub campeer_if: String,
     pub viewer_if: String,
     pub campeer_ip: String,
     pub viewer_ip: String,
+    loss_chain: String,
+    /// Position of this link's counting rule in campeer's OUTPUT chain (1-based).
+    count_rule: usize,
 }
 
 impl Lab {
+    /// Campeer and one viewer.
     pub fn new() -> Self {
+        Self::with_viewers(1)
+    }
+
+    /// Campeer and `viewers` viewers (at most 4), each on a link of its own.
+    pub fn with_viewers(viewers: usize) -> Self {
+        assert!((1..=4).contains(&viewers), "1 to 4 viewers");
         let n = NEXT_LAB.fetch_add(1, Ordering::Relaxed);
         let tag = format!("{}{}", std::process::id() % 100_000, n);
         let subnet = (std::process::id() % 50) * 5 + n % 5 + 1;
-        let lab = Self {
-            campeer_ns: format!("cpc{tag}"),
-            viewer_ns: format!("cpv{tag}"),
-            campeer_if: format!("cpc{tag}"),
-            viewer_if: format!("cpv{tag}"),
-            campeer_ip: format!("10.77.{subnet}.1"),
-            viewer_ip: format!("10.77.{subnet}.2"),
-        };
-        must(&["ip", "netns", "add", &lab.campeer_ns]);
-        must(&["ip", "netns", "add", &lab.viewer_ns]);
+        let campeer_ns = format!("cpc{tag}");
+        must(&["ip", "netns", "add", &campeer_ns]);
+        must(&["ip", "-n", &campeer_ns, "link", "set", "lo", "up"]);
+        let links = (0..viewers)
+            .map(|i| {
+                let link = LabLink {
+                    campeer_ns: campeer_ns.clone(),
+                    viewer_ns: format!("cpv{tag}{i}"),
+                    campeer_if: format!("cpc{tag}{i}"),
+                    viewer_if: format!("cpv{tag}{i}"),
+                    campeer_ip: format!("10.{}.{subnet}.1", 77 + i),
+                    viewer_ip: format!("10.{}.{subnet}.2", 77 + i),
+                    loss_chain: format!("CPLOSS{i}"),
+                    count_rule: 2 * i + 1,
+                };
+                link.create();
+                link
+            })
+            .collect();
+        Self { campeer_ns, links }
+    }
+
+    /// The first (or only) viewer's link.
+    pub fn link(&self) -> &LabLink {
+        &self.links[0]
+    }
+
+    /// Runs a command inside campeer's namespace.
+    pub fn in_campeer(&self, args: &[&str]) -> String {
+        in_ns(&self.campeer_ns, args)
+    }
+}
+
+/// Runs a command inside namespace `ns`.
+pub fn in_ns(ns: &str, args: &[&str]) -> String {
+    let mut full = vec!["ip", "netns", "exec", ns];
+    full.extend_from_slice(args);
+    must(&full)
+}
+
+impl LabLink {
+    fn create(&self) {
+        must(&["ip", "netns", "add", &self.viewer_ns]);
         must(&[
             "ip",
             "link",
             "add",
-            &lab.campeer_if,
+            &self.campeer_if,
             "netns",
-            &lab.campeer_ns,
+            &self.campeer_ns,
             "type",
             "veth",
             "peer",
             "name",
-            &lab.viewer_if,
+            &self.viewer_if,
             "netns",
-            &lab.viewer_ns,
+            &self.viewer_ns,
         ]);
         for (ns, iface, ip) in [
-            (&lab.campeer_ns, &lab.campeer_if, &lab.campeer_ip),
-            (&lab.viewer_ns, &lab.viewer_if, &lab.viewer_ip),
+            (&self.campeer_ns, &self.campeer_if, &self.campeer_ip),
+            (&self.viewer_ns, &self.viewer_if, &self.viewer_ip),
         ] {
             must(&[
                 "ip",
@@ -118,31 +168,28 @@ impl Lab {
             must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
         }
         // UDP to the viewer: first counted (what campeer offered), then the loss chain.
-        lab.in_campeer(&["iptables", "-N", "CPLOSS"]);
-        for jump in [&[][..], &["-j", "CPLOSS"][..]] {
+        self.in_campeer(&["iptables", "-N", &self.loss_chain]);
+        for jump in [&[][..], &["-j", &self.loss_chain][..]] {
             let mut rule = vec![
                 "iptables",
                 "-A",
                 "OUTPUT",
                 "-o",
-                &lab.campeer_if,
+                &self.campeer_if,
                 "-p",
                 "udp",
             ];
             rule.extend_from_slice(jump);
-            lab.in_campeer(&rule);
+            self.in_campeer(&rule);
         }
-        lab
     }
 
     /// Runs a command inside campeer's namespace.
     pub fn in_campeer(&self, args: &[&str]) -> String {
-        let mut full = vec!["ip", "netns", "exec", &self.campeer_ns];
-        full.extend_from_slice(args);
-        must(&full)
+        in_ns(&self.campeer_ns, args)
     }
 
-    /// Limits what campeer sends to the viewer to `kbit` kbit/s with a queue of about
+    /// Limits what campeer sends to this viewer to `kbit` kbit/s with a queue of about
     /// `queue` (tbf: a bottleneck router's buffer), replacing any earlier limit; `None`
     /// removes it.
     pub fn shape(&self, kbit: Option<u32>, queue: Duration) {
@@ -178,14 +225,14 @@ impl Lab {
         ]);
     }
 
-    /// Drops each UDP packet campeer sends to the viewer with probability `loss` (0 clears).
+    /// Drops each UDP packet campeer sends to this viewer with probability `loss` (0 clears).
     pub fn lose(&self, loss: f64) {
-        self.in_campeer(&["iptables", "-F", "CPLOSS"]);
+        self.in_campeer(&["iptables", "-F", &self.loss_chain]);
         if loss > 0.0 {
             self.in_campeer(&[
                 "iptables",
                 "-A",
-                "CPLOSS",
+                &self.loss_chain,
                 "-m",
                 "statistic",
                 "--mode",
@@ -198,17 +245,18 @@ impl Lab {
         }
     }
 
-    /// Bytes that left campeer's side of the link (the interface's own counter: after the
+    /// Bytes that left campeer's side of this link (the interface's own counter: after the
     /// loss rule and the shaper, so what the link carried).
     pub fn campeer_sent_bytes(&self) -> u64 {
         let path = format!("/sys/class/net/{}/statistics/tx_bytes", self.campeer_if);
         self.in_campeer(&["cat", &path]).trim().parse().unwrap_or(0)
     }
 
-    /// UDP bytes campeer handed to the link, before the loss rule and the shaper: what it
-    /// offered, from the counting rule that comes first in OUTPUT.
+    /// UDP bytes campeer handed to this link, before the loss rule and the shaper: what it
+    /// offered, from this link's counting rule in OUTPUT.
     pub fn offered_bytes(&self) -> u64 {
-        let listing = self.in_campeer(&["iptables", "-L", "OUTPUT", "1", "-v", "-x", "-n"]);
+        let rule = self.count_rule.to_string();
+        let listing = self.in_campeer(&["iptables", "-L", "OUTPUT", &rule, "-v", "-x", "-n"]);
         listing
             .split_whitespace()
             .nth(1)
@@ -219,9 +267,11 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        // Deleting a namespace deletes its end of the veth, and with it the peer.
+        // Deleting a namespace deletes its end of each veth, and with it the peer.
         let _ = run(&["ip", "netns", "del", &self.campeer_ns]);
-        let _ = run(&["ip", "netns", "del", &self.viewer_ns]);
+        for link in &self.links {
+            let _ = run(&["ip", "netns", "del", &link.viewer_ns]);
+        }
     }
 }
 
@@ -323,11 +373,23 @@ pub struct LabCampeer {
 }
 
 impl LabCampeer {
+    /// Campeer in the lab's campeer namespace, its broker beside it.
     pub fn start(lab: &Lab, device: &str, extra: &[&str]) -> Self {
         let broker = NamespacedBroker::start(&lab.campeer_ns);
+        Self::start_with_broker(&lab.campeer_ns, broker, "127.0.0.1", device, extra)
+    }
+
+    /// Campeer in namespace `ns`, connecting to `broker` at `broker_host`.
+    pub fn start_with_broker(
+        ns: &str,
+        broker: NamespacedBroker,
+        broker_host: &str,
+        device: &str,
+        extra: &[&str],
+    ) -> Self {
         let mut args: Vec<String> = [
             "--broker",
-            &format!("mqtt://127.0.0.1:{}", broker.port),
+            &format!("mqtt://{broker_host}:{}", broker.port),
             "--device-id",
             device,
             "--source",
@@ -344,7 +406,7 @@ impl LabCampeer {
         if let Ok(filter) = std::env::var("CAMPEER_TEST_DAEMON_LOG") {
             args.extend(["--log".to_owned(), filter]);
         }
-        let daemon = super::DaemonProcess::spawn_in_namespace(&lab.campeer_ns, &args);
+        let daemon = super::DaemonProcess::spawn_in_namespace(ns, &args);
         Self {
             broker,
             daemon,
@@ -353,16 +415,28 @@ impl LabCampeer {
     }
 }
 
-/// Runs `body` on a thread inside the lab's viewer namespace, on a runtime of its own there.
+/// Runs `body` on a thread inside a link's viewer namespace, on a runtime of its own there.
 pub fn in_viewer_namespace<T, F>(
-    lab: &Lab,
+    link: &LabLink,
     body: impl FnOnce() -> F + Send + 'static,
 ) -> std::thread::JoinHandle<T>
 where
     T: Send + 'static,
     F: std::future::Future<Output = T>,
 {
-    in_namespace(&lab.viewer_ns, move || {
+    run_in_namespace(&link.viewer_ns, body)
+}
+
+/// Runs async `body` on a thread inside namespace `ns`, on a runtime of its own there.
+pub fn run_in_namespace<T, F>(
+    ns: &str,
+    body: impl FnOnce() -> F + Send + 'static,
+) -> std::thread::JoinHandle<T>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = T>,
+{
+    in_namespace(ns, move || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -379,15 +453,20 @@ pub struct LabTarget {
     pub broker_port: u16,
     pub device: String,
     pub bind_ip: String,
+    /// The viewer's own STUN/TURN servers, and whether it insists on relaying.
+    pub ice_servers: Vec<webrtc::peer_connection::RTCIceServer>,
+    pub relay_only: bool,
 }
 
 impl LabCampeer {
-    pub fn target(&self, lab: &Lab) -> LabTarget {
+    pub fn target(&self, link: &LabLink) -> LabTarget {
         LabTarget {
-            broker_host: lab.campeer_ip.clone(),
+            broker_host: link.campeer_ip.clone(),
             broker_port: self.broker.port,
             device: self.device.clone(),
-            bind_ip: lab.viewer_ip.clone(),
+            bind_ip: link.viewer_ip.clone(),
+            ice_servers: Vec::new(),
+            relay_only: false,
         }
     }
 }
@@ -414,16 +493,113 @@ pub async fn join_over_lab(target: LabTarget, session: &str) -> super::TestViewe
         super::ViewerOptions {
             bind_ip: Some(target.bind_ip),
             broker_host: Some(target.broker_host),
+            ice_servers: target.ice_servers,
+            relay_only: target.relay_only,
             ..Default::default()
         },
     )
     .await
 }
 
-/// Joins one test viewer from the viewer namespace; once it shows a first picture, makes the
-/// link drop `loss` of campeer's packets (the lossy stream is what is measured; setting up a
-/// connection over a lossy link is another matter), lets `ramp` pass, then measures for
-/// `measure`: the viewer's playback and campeer's rate on the wire.
+/// One viewer to watch over a lab link: which link, its session name, and the loss its link
+/// gets once it shows a first picture.
+pub struct LabViewer<'a> {
+    pub link: &'a LabLink,
+    pub session: String,
+    pub loss: f64,
+}
+
+/// Joins one test viewer per entry, each from its link's viewer namespace; once all show a
+/// first picture, makes each link drop its `loss` of campeer's packets (the lossy stream is
+/// what is measured; setting up a connection over a lossy link is another matter), lets
+/// `ramp` pass, then measures all of them over the same `measure`: each viewer's playback
+/// and campeer's rate on each link's wire.
+pub fn watch_over_lab_links(
+    campeer: &LabCampeer,
+    viewers: &[LabViewer<'_>],
+    ramp: Duration,
+    measure: Duration,
+) -> Vec<LinkReport> {
+    let (pictured_tx, pictured_rx) = std::sync::mpsc::channel::<()>();
+    let mut threads = Vec::new();
+    for viewer in viewers {
+        let target = campeer.target(viewer.link);
+        let session = viewer.session.clone();
+        let pictured_tx = pictured_tx.clone();
+        let (start_tx, start_rx) = tokio::sync::oneshot::channel::<()>();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = in_viewer_namespace(viewer.link, move || async move {
+            let viewer = join_over_lab(target, &session).await;
+            assert!(
+                viewer
+                    .wait_for_more_frames(1, Duration::from_secs(20))
+                    .await,
+                "{session}: no first picture over the lab link: {:?}",
+                viewer.snapshot(|s| (s.errors.clone(), s.connection_states.clone()))
+            );
+            let _ = pictured_tx.send(());
+            // Awaited, never blocked on: the viewer's peer connection runs on this thread.
+            let _ = tokio::time::timeout(Duration::from_secs(60), start_rx).await;
+            tokio::time::sleep(ramp).await;
+            let from = std::time::Instant::now();
+            tokio::time::sleep(measure).await;
+            let to = std::time::Instant::now();
+            // Stays connected until campeer's side has read its counters too.
+            let _ = tokio::time::timeout(Duration::from_secs(5), done_rx).await;
+            let report = viewer.snapshot(|s| {
+                (
+                    super::playback::playback(&s.frames, from, to),
+                    s.decode_errors,
+                )
+            });
+            viewer.close().await;
+            report
+        });
+        threads.push((thread, start_tx, done_tx));
+    }
+    drop(pictured_tx);
+    for _ in viewers {
+        if pictured_rx.recv_timeout(Duration::from_secs(60)).is_err() {
+            break;
+        }
+    }
+    for viewer in viewers {
+        viewer.link.lose(viewer.loss);
+    }
+    let threads: Vec<_> = threads
+        .into_iter()
+        .map(|(thread, start, done)| {
+            let _ = start.send(());
+            (thread, done)
+        })
+        .collect();
+    std::thread::sleep(ramp);
+    let counters = |link: &LabLink| (link.offered_bytes(), link.campeer_sent_bytes());
+    let before: Vec<_> = viewers.iter().map(|v| counters(v.link)).collect();
+    let started = std::time::Instant::now();
+    std::thread::sleep(measure);
+    let seconds = started.elapsed().as_secs_f64();
+    let after: Vec<_> = viewers.iter().map(|v| counters(v.link)).collect();
+    let kbps = |bytes: u64| bytes as f64 * 8.0 / seconds / 1000.0;
+    threads
+        .into_iter()
+        .zip(before.into_iter().zip(after))
+        .map(
+            |((thread, done), ((offered_0, carried_0), (offered_1, carried_1)))| {
+                let _ = done.send(());
+                let (playback, decode_errors) = thread.join().expect("viewer thread");
+                LinkReport {
+                    playback,
+                    offered_kbps: kbps(offered_1 - offered_0),
+                    delivered_kbps: kbps(carried_1 - carried_0),
+                    decode_errors,
+                }
+            },
+        )
+        .collect()
+}
+
+/// [`watch_over_lab_links`] for the lab's only viewer.
 pub fn watch_over_lab(
     lab: &Lab,
     campeer: &LabCampeer,
@@ -432,53 +608,12 @@ pub fn watch_over_lab(
     ramp: Duration,
     measure: Duration,
 ) -> LinkReport {
-    let target = campeer.target(lab);
-    let session = session.to_owned();
-    let (marks_tx, marks_rx) = std::sync::mpsc::channel::<()>();
-    let (pictured_tx, pictured_rx) = std::sync::mpsc::channel::<()>();
-    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
-    let viewer = in_viewer_namespace(lab, move || async move {
-        let viewer = join_over_lab(target, &session).await;
-        assert!(
-            viewer
-                .wait_for_more_frames(1, Duration::from_secs(20))
-                .await,
-            "no first picture over the lab link: {:?}",
-            viewer.snapshot(|s| (s.errors.clone(), s.connection_states.clone()))
-        );
-        let _ = pictured_tx.send(());
-        tokio::time::sleep(ramp).await;
-        let _ = marks_tx.send(());
-        let from = std::time::Instant::now();
-        tokio::time::sleep(measure).await;
-        let to = std::time::Instant::now();
-        let _ = go_rx.recv_timeout(Duration::from_secs(5));
-        let report = viewer.snapshot(|s| {
-            (
-                super::playback::playback(&s.frames, from, to),
-                s.decode_errors,
-            )
-        });
-        viewer.close().await;
-        report
-    });
-    if pictured_rx.recv_timeout(Duration::from_secs(60)).is_ok() {
-        lab.lose(loss);
-    }
-    marks_rx
-        .recv_timeout(ramp + Duration::from_secs(60))
-        .expect("the viewer started measuring");
-    let (offered_0, carried_0) = (lab.offered_bytes(), lab.campeer_sent_bytes());
-    let started = std::time::Instant::now();
-    std::thread::sleep(measure);
-    let seconds = started.elapsed().as_secs_f64();
-    let (offered_1, carried_1) = (lab.offered_bytes(), lab.campeer_sent_bytes());
-    let _ = go_tx.send(());
-    let (playback, decode_errors) = viewer.join().expect("viewer thread");
-    LinkReport {
-        playback,
-        offered_kbps: (offered_1 - offered_0) as f64 * 8.0 / seconds / 1000.0,
-        delivered_kbps: (carried_1 - carried_0) as f64 * 8.0 / seconds / 1000.0,
-        decode_errors,
-    }
+    let viewer = LabViewer {
+        link: lab.link(),
+        session: session.to_owned(),
+        loss,
+    };
+    watch_over_lab_links(campeer, &[viewer], ramp, measure)
+        .pop()
+        .expect("one report")
 }

@@ -1,0 +1,326 @@
+//! A NAT lab: campeer and the viewer each on a private network behind a router of its own
+//! that masquerades (iptables MASQUERADE, as a home router does), both routers joined to a
+//! "public" namespace that stands in for the internet and holds a STUN/TURN server (Debian's
+//! coturn) and the MQTT broker. Every namespace and address (10.90–10.93.x) is created here
+//! and deleted on drop; the public namespace has no default route, so nothing leaves the lab.
+//!
+//! ```text
+//! campeer ns ── campeer router (NAT) ──┐
+//!                                      public ns (coturn, mosquitto)
+//! viewer ns  ── viewer router (NAT)  ──┘
+//! ```
+
+use super::network::{in_ns, must, run};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+/// coturn's port for STUN and TURN (UDP and TCP), and its relay port range.
+pub const TURN_PORT: u16 = 3478;
+const RELAY_PORTS: (u16, u16) = (50_000, 50_200);
+pub const TURN_USER: &str = "campeer";
+pub const TURN_PASSWORD: &str = "lab-secret";
+
+static NEXT_NAT_LAB: AtomicU32 = AtomicU32::new(0);
+
+pub struct NatLab {
+    pub public_ns: String,
+    pub campeer_router_ns: String,
+    pub viewer_router_ns: String,
+    pub campeer_ns: String,
+    pub viewer_ns: String,
+    /// The public server's address (coturn, the broker): the public namespace's side of the
+    /// campeer router's link, reachable from both private networks through their NATs.
+    pub server_ip: String,
+    pub campeer_ip: String,
+    pub viewer_ip: String,
+    /// The routers' public addresses: what the other side sees after NAT.
+    pub campeer_public_ip: String,
+    pub viewer_public_ip: String,
+    turn: Option<Child>,
+    _turn_dir: Option<tempfile::TempDir>,
+}
+
+impl NatLab {
+    pub fn new() -> Self {
+        let n = NEXT_NAT_LAB.fetch_add(1, Ordering::Relaxed);
+        let tag = format!("{}{}", std::process::id() % 100_000, n);
+        let s = (std::process::id() % 50) * 5 + n % 5 + 1;
+        let name = |role: &str| format!("cpn{tag}{role}");
+        let lab = Self {
+            public_ns: name("p"),
+            campeer_router_ns: name("rc"),
+            viewer_router_ns: name("rv"),
+            campeer_ns: name("c"),
+            viewer_ns: name("v"),
+            server_ip: format!("10.90.{s}.1"),
+            campeer_public_ip: format!("10.90.{s}.2"),
+            viewer_public_ip: format!("10.91.{s}.2"),
+            campeer_ip: format!("10.92.{s}.2"),
+            viewer_ip: format!("10.93.{s}.2"),
+            turn: None,
+            _turn_dir: None,
+        };
+        for ns in [
+            &lab.public_ns,
+            &lab.campeer_router_ns,
+            &lab.viewer_router_ns,
+            &lab.campeer_ns,
+            &lab.viewer_ns,
+        ] {
+            must(&["ip", "netns", "add", ns]);
+            must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        }
+        // The internet: the public namespace forwards between the two routers.
+        lab.join(
+            (&lab.public_ns, &name("pc"), &format!("10.90.{s}.1")),
+            (&lab.campeer_router_ns, &name("rcp"), &lab.campeer_public_ip),
+        );
+        lab.join(
+            (&lab.public_ns, &name("pv"), &format!("10.91.{s}.1")),
+            (&lab.viewer_router_ns, &name("rvp"), &lab.viewer_public_ip),
+        );
+        // The private networks behind each router.
+        lab.join(
+            (
+                &lab.campeer_router_ns,
+                &name("rcl"),
+                &format!("10.92.{s}.1"),
+            ),
+            (&lab.campeer_ns, &name("cl"), &lab.campeer_ip),
+        );
+        lab.join(
+            (&lab.viewer_router_ns, &name("rvl"), &format!("10.93.{s}.1")),
+            (&lab.viewer_ns, &name("vl"), &lab.viewer_ip),
+        );
+        for ns in [
+            &lab.public_ns,
+            &lab.campeer_router_ns,
+            &lab.viewer_router_ns,
+        ] {
+            in_ns(ns, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
+        }
+        for (router, public_if, upstream) in [
+            (&lab.campeer_router_ns, name("rcp"), format!("10.90.{s}.1")),
+            (&lab.viewer_router_ns, name("rvp"), format!("10.91.{s}.1")),
+        ] {
+            must(&[
+                "ip", "-n", router, "route", "add", "default", "via", &upstream,
+            ]);
+            in_ns(
+                router,
+                &[
+                    "iptables",
+                    "-t",
+                    "nat",
+                    "-A",
+                    "POSTROUTING",
+                    "-o",
+                    &public_if,
+                    "-j",
+                    "MASQUERADE",
+                ],
+            );
+            // A home router's firewall: nothing unsolicited from outside reaches the router
+            // itself. Without it, a peer's check that arrives before ours went out leaves a
+            // connection-tracking entry that takes our port, and MASQUERADE then maps our
+            // socket to another port than the one STUN saw (the srflx candidate goes stale).
+            in_ns(
+                router,
+                &[
+                    "iptables",
+                    "-A",
+                    "INPUT",
+                    "-i",
+                    &public_if,
+                    "-m",
+                    "conntrack",
+                    "--ctstate",
+                    "NEW",
+                    "-j",
+                    "DROP",
+                ],
+            );
+        }
+        must(&[
+            "ip",
+            "-n",
+            &lab.campeer_ns,
+            "route",
+            "add",
+            "default",
+            "via",
+            &format!("10.92.{s}.1"),
+        ]);
+        must(&[
+            "ip",
+            "-n",
+            &lab.viewer_ns,
+            "route",
+            "add",
+            "default",
+            "via",
+            &format!("10.93.{s}.1"),
+        ]);
+        // Counts what reaches the TURN server's relay ports: proof that media went through it.
+        in_ns(
+            &lab.public_ns,
+            &[
+                "iptables",
+                "-A",
+                "INPUT",
+                "-p",
+                "udp",
+                "--dport",
+                &format!("{}:{}", RELAY_PORTS.0, RELAY_PORTS.1),
+            ],
+        );
+        lab
+    }
+
+    fn join(&self, (ns_a, if_a, ip_a): (&str, &str, &str), (ns_b, if_b, ip_b): (&str, &str, &str)) {
+        must(&[
+            "ip", "link", "add", if_a, "netns", ns_a, "type", "veth", "peer", "name", if_b,
+            "netns", ns_b,
+        ]);
+        for (ns, iface, ip) in [(ns_a, if_a, ip_a), (ns_b, if_b, ip_b)] {
+            must(&[
+                "ip",
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{ip}/24"),
+                "dev",
+                iface,
+            ]);
+            must(&["ip", "-n", ns, "link", "set", iface, "up"]);
+        }
+    }
+
+    /// Starts coturn in the public namespace (STUN, and TURN over UDP and TCP with a long-term
+    /// credential), waits until it accepts TCP connections.
+    pub fn start_turn(&mut self) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pid = dir.path().join("turnserver.pid");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.public_ns, "turnserver", "-n"])
+            .args([
+                &format!("--listening-ip={}", self.server_ip),
+                &format!("--relay-ip={}", self.server_ip),
+                &format!("--listening-port={TURN_PORT}"),
+                &format!("--min-port={}", RELAY_PORTS.0),
+                &format!("--max-port={}", RELAY_PORTS.1),
+                "--realm=campeer.test",
+                &format!("--user={TURN_USER}:{TURN_PASSWORD}"),
+                "--lt-cred-mech",
+                "--fingerprint",
+                "--no-tls",
+                "--no-dtls",
+                "--no-cli",
+                "--no-multicast-peers",
+                // As a TURN server on the internet is set up: relaying to private addresses is
+                // refused (403 to the permission request). Without it coturn tries campeer's
+                // private host candidate, gets "network unreachable" and closes the viewer's
+                // whole allocation.
+                "--denied-peer-ip=10.92.0.0-10.93.255.255",
+                "--simple-log",
+                "--verbose",
+            ])
+            .arg(format!(
+                "--log-file={}",
+                dir.path().join("turn.log").display()
+            ))
+            .arg(format!("--pidfile={}", pid.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start coturn (Debian's coturn package; tests/run installs it)");
+        self.turn = Some(child);
+        self._turn_dir = Some(dir);
+        let server = format!("{}:{TURN_PORT}", self.server_ip);
+        let up = super::network::in_namespace(&self.public_ns, move || {
+            (0..250).any(|_| {
+                let ok = std::net::TcpStream::connect(&server).is_ok();
+                if !ok {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                ok
+            })
+        })
+        .join()
+        .expect("probe thread");
+        assert!(up, "coturn did not start in {}", self.public_ns);
+    }
+
+    pub fn stun_url(&self) -> String {
+        format!("stun:{}:{TURN_PORT}", self.server_ip)
+    }
+
+    /// The TURN server as a viewer configures it, over `transport` ("udp" or "tcp").
+    pub fn turn_server(&self, transport: &str) -> webrtc::peer_connection::RTCIceServer {
+        webrtc::peer_connection::RTCIceServer {
+            urls: vec![format!(
+                "turn:{}:{TURN_PORT}?transport={transport}",
+                self.server_ip
+            )],
+            username: TURN_USER.into(),
+            credential: TURN_PASSWORD.into(),
+        }
+    }
+
+    /// UDP packets that reached the TURN server's relay ports (media relayed through it).
+    pub fn relayed_packets(&self) -> u64 {
+        let listing = in_ns(
+            &self.public_ns,
+            &["iptables", "-L", "INPUT", "1", "-v", "-x", "-n"],
+        );
+        listing
+            .split_whitespace()
+            .next()
+            .and_then(|packets| packets.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl NatLab {
+    /// coturn's log (sessions, permissions, refusals), for failure messages.
+    pub fn turn_log(&self) -> String {
+        let Some(dir) = &self._turn_dir else {
+            return "coturn is not running".into();
+        };
+        std::fs::read_to_string(dir.path().join("turn.log")).unwrap_or_else(|e| e.to_string())
+    }
+
+    /// The routers' connection-tracking tables, for failure messages: which mappings the NATs
+    /// made and which flows never got a reply.
+    pub fn nat_tables(&self) -> String {
+        [&self.campeer_router_ns, &self.viewer_router_ns]
+            .iter()
+            .map(|ns| {
+                let table = run(&["ip", "netns", "exec", ns, "cat", "/proc/net/nf_conntrack"])
+                    .unwrap_or_else(|e| e);
+                format!("{ns}:\n{table}")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for NatLab {
+    fn drop(&mut self) {
+        if let Some(mut turn) = self.turn.take() {
+            let _ = turn.kill();
+            let _ = turn.wait();
+        }
+        for ns in [
+            &self.campeer_ns,
+            &self.viewer_ns,
+            &self.campeer_router_ns,
+            &self.viewer_router_ns,
+            &self.public_ns,
+        ] {
+            let _ = run(&["ip", "netns", "del", ns]);
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Campeer and a viewer each behind a NAT of their own (iptables MASQUERADE routers), with a
+//! STUN/TURN server (Debian's coturn) and the broker on the "public" network between them:
+//! neither can reach the other's host candidates, so ICE must use what the servers give it.
+//! Server-reflexive candidates connect them where the NATs allow it (Linux's NAT keeps one
+//! mapping per socket, so hole punching works); a viewer that insists on relaying
+//! (`iceTransportPolicy: "relay"`) gets its media through the TURN server.
+
+mod common;
+
+use common::nat::NatLab;
+use common::network::{
+    LabCampeer, LabTarget, NamespacedBroker, join_over_lab, require_lab, run_in_namespace,
+};
+use std::time::Duration;
+
+struct Outcome {
+    played: bool,
+    errors: Vec<(String, String)>,
+    remote_candidates: Vec<String>,
+}
+
+fn watch_through_nats(
+    lab: &NatLab,
+    campeer: &LabCampeer,
+    session: &str,
+    ice_servers: Vec<webrtc::peer_connection::RTCIceServer>,
+    relay_only: bool,
+) -> Outcome {
+    let target = LabTarget {
+        broker_host: lab.server_ip.clone(),
+        broker_port: campeer.broker.port,
+        device: campeer.device.clone(),
+        bind_ip: lab.viewer_ip.clone(),
+        ice_servers,
+        relay_only,
+    };
+    let session = session.to_owned();
+    run_in_namespace(&lab.viewer_ns, move || async move {
+        let viewer = join_over_lab(target, &session).await;
+        let played = viewer
+            .wait_for_more_frames(60, Duration::from_secs(30))
+            .await;
+        let (errors, remote_candidates) =
+            viewer.snapshot(|s| (s.errors.clone(), s.remote_candidate_lines.clone()));
+        viewer.close().await;
+        Outcome {
+            played,
+            errors,
+            remote_candidates,
+        }
+    })
+    .join()
+    .expect("viewer thread")
+}
+
+/// Campeer behind its NAT, with the lab's STUN server and the broker on the public side.
+fn start_campeer(lab: &NatLab, device: &str) -> LabCampeer {
+    common::init_logging();
+    let broker = NamespacedBroker::start(&lab.public_ns);
+    let stun = lab.stun_url();
+    LabCampeer::start_with_broker(
+        &lab.campeer_ns,
+        broker,
+        &lab.server_ip,
+        device,
+        &["--ice-server", &stun],
+    )
+}
+
+#[test]
+fn viewer_and_campeer_meet_through_their_nats_with_stun() {
+    if !require_lab() {
+        return;
+    }
+    let mut lab = NatLab::new();
+    lab.start_turn();
+    let campeer = start_campeer(&lab, "nat-stun");
+    let stun = webrtc::peer_connection::RTCIceServer {
+        urls: vec![lab.stun_url()],
+        ..Default::default()
+    };
+    let outcome = watch_through_nats(&lab, &campeer, "v-stun", vec![stun], false);
+    assert!(outcome.errors.is_empty(), "errors: {:?}", outcome.errors);
+    assert!(
+        outcome.played,
+        "no picture through two NATs with STUN; campeer's candidates: {:?}\n{}",
+        outcome.remote_candidates,
+        lab.nat_tables()
+    );
+    assert!(
+        outcome
+            .remote_candidates
+            .iter()
+            .any(|c| c.contains("typ srflx") && c.contains(&lab.campeer_public_ip)),
+        "campeer sent no server-reflexive candidate at its NAT's address: {:?}",
+        outcome.remote_candidates
+    );
+    assert_eq!(
+        lab.relayed_packets(),
+        0,
+        "media went through the TURN server though no one asked for a relay"
+    );
+}
+
+#[test]
+fn a_viewer_that_forces_relay_gets_its_picture_through_turn_over_udp() {
+    if !require_lab() {
+        return;
+    }
+    let mut lab = NatLab::new();
+    lab.start_turn();
+    let campeer = start_campeer(&lab, "nat-turn");
+    let outcome = watch_through_nats(&lab, &campeer, "v-turn", vec![lab.turn_server("udp")], true);
+    assert!(outcome.errors.is_empty(), "errors: {:?}", outcome.errors);
+    assert!(
+        outcome.played,
+        "no picture through a TURN relay; campeer's candidates: {:?}\n{}\ncoturn:\n{}",
+        outcome.remote_candidates,
+        lab.nat_tables(),
+        lab.turn_log()
+    );
+    let relayed = lab.relayed_packets();
+    assert!(
+        relayed >= 60,
+        "only {relayed} packets reached the TURN server's relay ports"
+    );
+}
