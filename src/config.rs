@@ -24,6 +24,45 @@ pub enum ConfigError {
     Invalid { key: &'static str, reason: String },
 }
 
+fn ice_server_list(sections: Vec<IceServerSection>) -> Vec<IceServer> {
+    sections
+        .into_iter()
+        .map(|s| IceServer {
+            urls: s.urls,
+            username: s.username,
+            credential: s.credential.map(Secret),
+        })
+        .collect()
+}
+
+/// Every server has a URL, every URL a STUN or TURN scheme, every TURN server a credential.
+fn check_ice_servers(key: &'static str, servers: &[IceServer]) -> Result<(), ConfigError> {
+    for server in servers {
+        if server.urls.is_empty() {
+            return Err(invalid(key, "every server needs at least one URL"));
+        }
+        for url in &server.urls {
+            let scheme_ok = ["stun:", "stuns:", "turn:", "turns:"]
+                .iter()
+                .any(|scheme| url.starts_with(scheme));
+            if !scheme_ok {
+                return Err(invalid(
+                    key,
+                    format!("{url:?} must start with stun:, stuns:, turn: or turns:"),
+                ));
+            }
+            if url.starts_with("turn") && (server.username.is_none() || server.credential.is_none())
+            {
+                return Err(invalid(
+                    key,
+                    format!("TURN server {url:?} needs a username and a credential"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key,
@@ -51,6 +90,7 @@ pub struct WebSection {
     pub listen: Option<String>,
     pub public: Option<bool>,
     pub broker_ws_url: Option<String>,
+    pub ice_servers: Option<Vec<IceServerSection>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -386,6 +426,9 @@ pub struct WebConfig {
     /// What browsers connect to; `None` with the embedded broker (the page uses the host it
     /// was loaded from and the embedded broker's WebSocket port).
     pub broker_ws_url: Option<String>,
+    /// STUN and TURN servers for browsers, given to the page as they are (credentials too:
+    /// a browser needs them to allocate a relay, so they are no secret from viewers).
+    pub ice_servers: Vec<IceServer>,
 }
 
 /// The broker campeer runs itself when no external one is configured.
@@ -640,16 +683,7 @@ impl Config {
         };
 
         let servers = if flags.ice_servers.is_empty() {
-            file.ice
-                .servers
-                .unwrap_or_default()
-                .into_iter()
-                .map(|s| IceServer {
-                    urls: s.urls,
-                    username: s.username,
-                    credential: s.credential.map(Secret),
-                })
-                .collect()
+            ice_server_list(file.ice.servers.unwrap_or_default())
         } else {
             flags
                 .ice_servers
@@ -661,33 +695,7 @@ impl Config {
                 })
                 .collect::<Vec<_>>()
         };
-        for server in &servers {
-            if server.urls.is_empty() {
-                return Err(invalid(
-                    "ice.servers",
-                    "every server needs at least one URL",
-                ));
-            }
-            for url in &server.urls {
-                let scheme_ok = ["stun:", "stuns:", "turn:", "turns:"]
-                    .iter()
-                    .any(|scheme| url.starts_with(scheme));
-                if !scheme_ok {
-                    return Err(invalid(
-                        "ice.servers",
-                        format!("{url:?} must start with stun:, stuns:, turn: or turns:"),
-                    ));
-                }
-                if url.starts_with("turn")
-                    && (server.username.is_none() || server.credential.is_none())
-                {
-                    return Err(invalid(
-                        "ice.servers",
-                        format!("TURN server {url:?} needs a username and a credential"),
-                    ));
-                }
-            }
-        }
+        check_ice_servers("ice.servers", &servers)?;
         let interfaces = if flags.ice_interfaces.is_empty() {
             file.ice.interfaces.unwrap_or_default()
         } else {
@@ -734,7 +742,9 @@ impl Config {
                 "127.0.0.1:8080",
             )?,
             broker_ws_url,
+            ice_servers: ice_server_list(file.web.ice_servers.unwrap_or_default()),
         };
+        check_ice_servers("web.ice_servers", &web.ice_servers)?;
         let embedded_broker = if mqtt.broker.is_some() {
             None
         } else {
@@ -887,6 +897,11 @@ mod tests {
             ("[sessions]\ntimeout_secs = 0", "sessions.timeout_secs"),
             ("[ice]\nservers = [{urls = [\"http://x\"]}]", "ice.servers"),
             ("[ice]\nservers = [{urls = [\"turn:x\"]}]", "ice.servers"),
+            (
+                "[web]\nice_servers = [{urls = [\"turn:x\"]}]",
+                "web.ice_servers",
+            ),
+            ("[web]\nice_servers = [{urls = []}]", "web.ice_servers"),
         ];
         for (text, key) in cases {
             let err = resolve(text, Overrides::default()).expect_err(text);
@@ -896,6 +911,22 @@ mod tests {
 
     fn addr(text: &str) -> SocketAddr {
         text.parse().unwrap()
+    }
+
+    #[test]
+    fn the_page_gets_its_own_ice_servers_tcp_turn_included() {
+        let text = "[web]\nice_servers = [{urls = [\"turn:t.example:3478?transport=tcp\"], \
+                    username = \"u\", credential = \"c\"}]";
+        let config = resolve(text, Overrides::default()).unwrap();
+        let [server] = &config.web.ice_servers[..] else {
+            panic!("{:?}", config.web.ice_servers);
+        };
+        assert_eq!(server.urls, ["turn:t.example:3478?transport=tcp"]);
+        assert_eq!(server.credential.as_ref().map(|c| c.0.as_str()), Some("c"));
+        assert!(
+            config.ice.servers.is_empty(),
+            "campeer's own list stays empty"
+        );
     }
 
     #[test]

@@ -219,6 +219,7 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
         device: config.device_id.to_string(),
         broker_url: config.web.broker_ws_url.clone(),
         broker_ws_port: embedded.as_ref().map(|b| b.ws_listen.port()),
+        ice_servers: config.web.ice_servers.iter().map(Into::into).collect(),
     };
     if page.broker_url.is_none() && page.broker_ws_port.is_none() {
         tracing::warn!(

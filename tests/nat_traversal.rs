@@ -125,3 +125,81 @@ fn a_viewer_that_forces_relay_gets_its_picture_through_turn_over_udp() {
         "only {relayed} packets reached the TURN server's relay ports"
     );
 }
+
+/// Headless Chromium behind its NAT opens the page (published through a port forward on
+/// campeer's router), which tells it the TURN server over TCP (`web.ice_servers`), and with
+/// `?relay=1` relays everything: the TCP connection to coturn carries the picture.
+#[tokio::test]
+async fn a_browser_that_forces_relay_plays_through_turn_over_tcp() {
+    if !require_lab() {
+        return;
+    }
+    let mut lab = NatLab::new();
+    lab.start_turn();
+    let (broker, ws_port) = NamespacedBroker::start_with_websockets(&lab.public_ns);
+    let config = tempfile::NamedTempFile::new().expect("a config file");
+    std::fs::write(
+        config.path(),
+        format!(
+            "[web]\nice_servers = [{{ urls = [\"turn:{}:{}?transport=tcp\"], \
+             username = \"{}\", credential = \"{}\" }}]\n",
+            lab.server_ip,
+            common::nat::TURN_PORT,
+            common::nat::TURN_USER,
+            common::nat::TURN_PASSWORD
+        ),
+    )
+    .expect("write the config");
+    let http_port = common::free_port();
+    lab.forward_to_campeer(http_port);
+    let stun = lab.stun_url();
+    let config_path = config.path().display().to_string();
+    let ws_url = format!("ws://{}:{ws_port}", lab.server_ip);
+    let listen = format!("{}:{http_port}", lab.campeer_ip);
+    let _campeer = LabCampeer::start_with_broker(
+        &lab.campeer_ns,
+        broker,
+        &lab.server_ip,
+        "nat-browser",
+        &[
+            "--config",
+            &config_path,
+            "--ice-server",
+            &stun,
+            "--broker-ws-url",
+            &ws_url,
+            "--http-listen",
+            &listen,
+        ],
+    );
+    let url = format!("http://{}:{http_port}/?relay=1", lab.campeer_public_ip);
+    let browser = common::BrowserRun::start_in_namespace(
+        &lab.viewer_ns,
+        &url,
+        1,
+        20,
+        &common::screenshot_prefix("nat-turn-tcp"),
+    );
+    let played = browser
+        .wait_for(Duration::from_secs(30), 0, |v| common::is_playing(v, 60))
+        .await;
+    let (relayed, over_tcp) = (lab.relayed_packets(), lab.turn_tcp_packets());
+    assert!(
+        played,
+        "the page never played through TURN over TCP: {:?}\n{}\ncoturn:\n{}",
+        browser.latest(0),
+        lab.nat_tables(),
+        lab.turn_log()
+    );
+    assert!(
+        relayed >= 60,
+        "only {relayed} packets reached the TURN server's relay ports"
+    );
+    assert!(
+        over_tcp >= 60,
+        "only {over_tcp} TCP packets reached the TURN server: the page did not relay over TCP"
+    );
+    eprintln!("relayed {relayed} UDP packets, {over_tcp} TCP packets to coturn");
+    // The screenshot (target/browser-screenshots/nat-turn-tcp-0.png), taken at the end.
+    browser.finish(Duration::from_secs(30)).await;
+}

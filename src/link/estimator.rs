@@ -90,6 +90,10 @@ impl QueueDelay {
         self.smoothed_ms = Some(self.smoothed_ms.map_or(queued, |s| 0.7 * s + 0.3 * queued));
     }
 
+    fn delay(&self) -> Duration {
+        Duration::from_secs_f64(self.smoothed_ms.unwrap_or(0.0).max(0.0) / 1000.0)
+    }
+
     fn usage(&self) -> Usage {
         match self.smoothed_ms {
             Some(ms) if ms > QUEUE_OVERUSE.as_secs_f64() * 1000.0 => Usage::Over,
@@ -329,6 +333,7 @@ impl BandwidthEstimator for LinkEstimator {
         self.target = target;
         let mut link = self.link.lock();
         link.set_estimate(self.target);
+        link.queue_delay = self.queue.delay();
         link.last_feedback_at = Some(now);
         if let Some(loss) = self.loss.average {
             link.loss = Some(loss);

@@ -38,6 +38,31 @@ pub const MIN_ESTIMATE_BPS: f64 = 60_000.0;
 /// little enough that a slow link is not flooded while the estimator learns it.
 pub const INITIAL_ESTIMATE_BPS: f64 = 600_000.0;
 
+/// A rate from bytes added at moments, averaged exponentially over about a second: it falls
+/// back to zero by itself when nothing is added, so a reader never sees a stale burst.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DecayingRate {
+    bps: f64,
+    at: Option<Instant>,
+}
+
+/// The time constant of [`DecayingRate`].
+const RATE_TIME_CONSTANT: Duration = Duration::from_secs(1);
+
+impl DecayingRate {
+    pub fn add(&mut self, now: Instant, bytes: usize) {
+        self.bps =
+            self.bits_per_second(now) + bytes as f64 * 8.0 / RATE_TIME_CONSTANT.as_secs_f64();
+        self.at = Some(now);
+    }
+
+    pub fn bits_per_second(&self, now: Instant) -> f64 {
+        let Some(at) = self.at else { return 0.0 };
+        let elapsed = now.saturating_duration_since(at).as_secs_f64();
+        self.bps * (-elapsed / RATE_TIME_CONSTANT.as_secs_f64()).exp()
+    }
+}
+
 /// What is known about one viewer's link.
 #[derive(Debug, Clone)]
 pub struct LinkState {
@@ -65,6 +90,13 @@ pub struct LinkState {
     pub keyframe_wanted: bool,
     /// How long the packets waiting in the pacer will take to leave at the pacing rate.
     pub pacer_delay: Duration,
+    /// How long packets now wait in the network's queues (one-way delay above its minimum,
+    /// from transport-wide feedback): a round trip measured with an empty queue says nothing
+    /// about how long a retransmission sent now takes to arrive.
+    pub queue_delay: Duration,
+    /// The recent rate of retransmissions: they share the link with the media, so the encoder
+    /// gets the estimate less this.
+    pub retransmit_rate: DecayingRate,
     /// Packets the pacer refused because its queue was full.
     pub pacer_dropped: u64,
     /// Set by the video hub when this link is sent the base layer only: the encoder works to
@@ -89,9 +121,16 @@ impl LinkState {
             retransmissions_refused: 0,
             keyframe_wanted: false,
             pacer_delay: Duration::ZERO,
+            queue_delay: Duration::ZERO,
+            retransmit_rate: DecayingRate::default(),
             pacer_dropped: 0,
             base_layer_only: false,
         }
+    }
+
+    /// What the media may use of the link now: the estimate less the retransmissions.
+    pub fn media_estimate_bps(&self, now: Instant) -> f64 {
+        (self.estimate_bps - self.retransmit_rate.bits_per_second(now)).max(MIN_ESTIMATE_BPS)
     }
 
     /// Sets the estimate within its bounds.
@@ -137,6 +176,37 @@ pub fn compact_ntp(ntp: u64) -> u32 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_decaying_rate_reads_its_bytes_per_second_and_fades_without_more() {
+        let start = Instant::now();
+        let mut rate = DecayingRate::default();
+        assert_eq!(rate.bits_per_second(start), 0.0);
+        // 125 bytes every 10 ms: 100 kbit/s, for five time constants.
+        for tick in 0..500 {
+            rate.add(start + Duration::from_millis(tick * 10), 125);
+        }
+        let end = start + Duration::from_millis(4_990);
+        let steady = rate.bits_per_second(end);
+        assert!((95_000.0..=106_000.0).contains(&steady), "{steady}");
+        let later = rate.bits_per_second(end + Duration::from_secs(5));
+        assert!(later < 1_000.0, "{later}");
+    }
+
+    #[test]
+    fn the_media_gets_the_estimate_less_the_retransmissions() {
+        let link = Link::new(CongestionFeedback::TransportCc, 600_000.0, 2_000_000.0);
+        let now = Instant::now();
+        let mut state = link.lock();
+        assert_eq!(state.media_estimate_bps(now), 600_000.0);
+        for tick in 0..300 {
+            state
+                .retransmit_rate
+                .add(now - Duration::from_millis(3_000 - tick * 10), 125);
+        }
+        let media = state.media_estimate_bps(now);
+        assert!((490_000.0..=510_000.0).contains(&media), "{media}");
+    }
+
     use super::*;
 
     #[test]

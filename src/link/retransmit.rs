@@ -174,9 +174,12 @@ impl Retransmitter {
         if !self.streams.contains_key(&nack.media_ssrc) {
             return;
         }
+        // A resent packet is seen only after it has waited in the pacer and in the network's
+        // queue: asking again sooner is no sign that it was lost again.
         let (estimate, rtt) = {
             let link = self.link.lock();
-            (link.estimate_bps, link.rtt.unwrap_or(DEFAULT_RTT))
+            let rtt = link.rtt.unwrap_or(DEFAULT_RTT).max(link.queue_delay) + link.pacer_delay;
+            (link.estimate_bps, rtt)
         };
         self.budget.refill(now, estimate);
         let mut refused = 0u64;
@@ -190,6 +193,10 @@ impl Retransmitter {
                         .and_then(|history| history.get_mut(sequence_number))
                         .map(|sent| sent.packet.clone());
                     if let Some(packet) = packet {
+                        self.link
+                            .lock()
+                            .retransmit_rate
+                            .add(now, packet.marshal_size());
                         // Tagged, so the pacer sends it first and the meter counts it apart.
                         self.write_queue.push_back(TaggedPacket {
                             now,
@@ -375,6 +382,35 @@ mod tests {
         );
         let later = start + Duration::from_millis(90);
         assert_eq!(nack(&mut r, later, &[103]), vec![103]);
+    }
+
+    #[test]
+    fn a_full_queue_delays_the_next_resend_however_short_the_measured_round_trip() {
+        let (link, mut r) = retransmitter(2_000_000.0);
+        {
+            let mut state = link.lock();
+            // Measured while the queue was empty; now the bottleneck holds 200 ms.
+            state.rtt = Some(Duration::from_millis(2));
+            state.queue_delay = Duration::from_millis(200);
+            state.pacer_delay = Duration::from_millis(30);
+        }
+        let start = Instant::now();
+        for seq in 100..110 {
+            send(&mut r, start, seq);
+        }
+        assert_eq!(nack(&mut r, start, &[105]), vec![105]);
+        for ms in [100, 200] {
+            let asked_again = start + Duration::from_millis(ms);
+            assert_eq!(
+                nack(&mut r, asked_again, &[105]),
+                Vec::<u16>::new(),
+                "{ms} ms"
+            );
+        }
+        let arrived = start + Duration::from_millis(240);
+        assert_eq!(nack(&mut r, arrived, &[105]), vec![105]);
+        let rate = link.lock().retransmit_rate.bits_per_second(arrived);
+        assert!(rate > 0.0, "resends count in the retransmission rate");
     }
 
     #[test]

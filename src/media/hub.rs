@@ -118,6 +118,7 @@ struct Inner {
 impl Inner {
     /// Every viewer's link as the allocator sees it, keyed by subscription.
     fn viewer_links(&self) -> Vec<(u64, ViewerLink)> {
+        let now = Instant::now();
         lock(&self.viewers)
             .links
             .iter()
@@ -126,7 +127,7 @@ impl Inner {
                 (
                     *id,
                     ViewerLink {
-                        estimate_bps: state.estimate_bps,
+                        estimate_bps: state.media_estimate_bps(now),
                         audio_bps: *audio_bps,
                         base_layer_only: state.base_layer_only,
                     },

@@ -60,6 +60,28 @@ pub struct PageConfig {
     pub broker_url: Option<String>,
     /// With the embedded broker: its WebSocket port, on the host the page was loaded from.
     pub broker_ws_port: Option<u16>,
+    /// The browser's STUN and TURN servers (`web.ice_servers`), as `RTCIceServer`s.
+    pub ice_servers: Vec<PageIceServer>,
+}
+
+/// One entry of the page's `RTCPeerConnection` `iceServers`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PageIceServer {
+    pub urls: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+impl From<&crate::config::IceServer> for PageIceServer {
+    fn from(server: &crate::config::IceServer) -> Self {
+        Self {
+            urls: server.urls.clone(),
+            username: server.username.clone(),
+            credential: server.credential.as_ref().map(|c| c.0.clone()),
+        }
+    }
 }
 
 pub struct HttpServer {

@@ -1,10 +1,14 @@
 // Opens campeer's viewer page in Debian's headless Chromium and reports what a person would
 // see, for the Rust browser tests: one JSON line per page every 500 ms with the page's
-// window.campeerStats, the message shown, the broker state and the device list; screenshots at
-// the end; then {"done":true}. Bounded: it exits after --seconds.
+// window.campeerStats, the message shown, the broker state and the device list; screenshots,
+// latency samples and the frame log at the end; then {"done":true}. Bounded: it exits after --seconds.
+//
+// It also ends early once the file given as --stop-file exists.
 //
 //   node tests/browser/watch.mjs --url URL [--pages N] [--seconds S] [--screenshot PREFIX]
+//                                [--stop-file PATH]
 import { chromium } from "playwright-core";
+import { existsSync } from "node:fs";
 
 const args = Object.fromEntries(
   process.argv.slice(2).reduce((pairs, arg, i, all) => {
@@ -38,10 +42,10 @@ try {
     await page.goto(url);
     opened.push({ page, loadedAt });
   }
-  while (Date.now() < deadline) {
+  while (Date.now() < deadline && !(args["stop-file"] && existsSync(args["stop-file"]))) {
     for (const [i, { page, loadedAt }] of opened.entries()) {
       const seen = await page.evaluate(() => ({
-        stats: { ...window.campeerStats, latencySamples: undefined },
+        stats: { ...window.campeerStats, latencySamples: undefined, frameLog: undefined },
         latencySamples: window.campeerStats?.latencySamples?.length ?? 0,
         message: document.getElementById("message")?.textContent ?? "",
         broker: document.getElementById("broker-state")?.textContent ?? "",
@@ -57,7 +61,8 @@ try {
   for (const [i, { page }] of opened.entries()) {
     if (args.screenshot) await page.screenshot({ path: `${args.screenshot}-${i}.png` });
     const samples = await page.evaluate(() => window.campeerStats?.latencySamples ?? []);
-    emit({ page: i, latencySamples: samples });
+    const frameLog = await page.evaluate(() => window.campeerStats?.frameLog ?? []);
+    emit({ page: i, latencySamples: samples, frameLog });
   }
   // Close the pages the way a person closes a tab (pagehide fires).
   for (const { page } of opened) await page.close({ runBeforeUnload: true });

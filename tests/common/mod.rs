@@ -1370,6 +1370,8 @@ pub struct BrowserRun {
     child: tokio::process::Child,
     pub lines: Arc<Mutex<Vec<Value>>>,
     reader: tokio::task::JoinHandle<()>,
+    /// The script ends early once this file exists ([`BrowserRun::stop`]).
+    stop_dir: tempfile::TempDir,
 }
 
 pub fn screenshot_prefix(name: &str) -> String {
@@ -1380,6 +1382,22 @@ pub fn screenshot_prefix(name: &str) -> String {
 
 impl BrowserRun {
     pub fn start(url: &str, pages: usize, seconds: u64, screenshot: &str) -> Self {
+        Self::start_in(None, url, pages, seconds, screenshot)
+    }
+
+    /// Chromium inside network namespace `ns` (`ip netns exec`), so that it sees only that
+    /// namespace's network.
+    pub fn start_in_namespace(
+        ns: &str,
+        url: &str,
+        pages: usize,
+        seconds: u64,
+        screenshot: &str,
+    ) -> Self {
+        Self::start_in(Some(ns), url, pages, seconds, screenshot)
+    }
+
+    fn start_in(ns: Option<&str>, url: &str, pages: usize, seconds: u64, screenshot: &str) -> Self {
         let root = env!("CARGO_MANIFEST_DIR");
         assert!(
             Path::new("/usr/bin/chromium").exists(),
@@ -1392,8 +1410,19 @@ impl BrowserRun {
             .exists(),
             "playwright-core is not installed; tests/run installs it (npm ci --prefix tests/browser)"
         );
-        let mut child = tokio::process::Command::new("node")
+        let mut command = match ns {
+            Some(ns) => {
+                let mut command = tokio::process::Command::new("ip");
+                command.args(["netns", "exec", ns, "node"]);
+                command
+            }
+            None => tokio::process::Command::new("node"),
+        };
+        let stop_dir = tempfile::tempdir().expect("a temporary directory");
+        let stop_file = stop_dir.path().join("stop").display().to_string();
+        let mut child = command
             .arg(format!("{root}/tests/browser/watch.mjs"))
+            .args(["--stop-file", &stop_file])
             .args(["--url", url, "--pages", &pages.to_string()])
             .args([
                 "--seconds",
@@ -1428,7 +1457,13 @@ impl BrowserRun {
             child,
             lines,
             reader,
+            stop_dir,
         }
+    }
+
+    /// Tells the script to take its screenshots and finish now, not at the end of its time.
+    pub fn stop(&self) {
+        std::fs::write(self.stop_dir.path().join("stop"), b"").expect("write the stop file");
     }
 
     /// The latest snapshot of `page`.

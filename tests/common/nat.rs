@@ -162,7 +162,8 @@ impl NatLab {
             "via",
             &format!("10.93.{s}.1"),
         ]);
-        // Counts what reaches the TURN server's relay ports: proof that media went through it.
+        // Counts what reaches the TURN server's relay ports (rule 1: proof that media went
+        // through it) and its TCP port (rule 2: a client that reached it over TCP).
         in_ns(
             &lab.public_ns,
             &[
@@ -173,6 +174,18 @@ impl NatLab {
                 "udp",
                 "--dport",
                 &format!("{}:{}", RELAY_PORTS.0, RELAY_PORTS.1),
+            ],
+        );
+        in_ns(
+            &lab.public_ns,
+            &[
+                "iptables",
+                "-A",
+                "INPUT",
+                "-p",
+                "tcp",
+                "--dport",
+                &TURN_PORT.to_string(),
             ],
         );
         lab
@@ -271,15 +284,51 @@ impl NatLab {
 
     /// UDP packets that reached the TURN server's relay ports (media relayed through it).
     pub fn relayed_packets(&self) -> u64 {
+        self.public_input_packets(1)
+    }
+
+    /// TCP packets that reached the TURN server's port (a client using TURN over TCP).
+    pub fn turn_tcp_packets(&self) -> u64 {
+        self.public_input_packets(2)
+    }
+
+    fn public_input_packets(&self, rule: usize) -> u64 {
+        let rule = rule.to_string();
         let listing = in_ns(
             &self.public_ns,
-            &["iptables", "-L", "INPUT", "1", "-v", "-x", "-n"],
+            &["iptables", "-L", "INPUT", &rule, "-v", "-x", "-n"],
         );
         listing
             .split_whitespace()
             .next()
             .and_then(|packets| packets.parse().ok())
             .unwrap_or(0)
+    }
+
+    /// Forwards TCP `port` on the campeer router's public address to campeer (a port forward,
+    /// as for publishing the viewer page); the viewer reaches it at `campeer_public_ip`.
+    pub fn forward_to_campeer(&self, port: u16) {
+        let port = port.to_string();
+        in_ns(
+            &self.campeer_router_ns,
+            &[
+                "iptables",
+                "-t",
+                "nat",
+                "-A",
+                "PREROUTING",
+                "-d",
+                &self.campeer_public_ip,
+                "-p",
+                "tcp",
+                "--dport",
+                &port,
+                "-j",
+                "DNAT",
+                "--to-destination",
+                &format!("{}:{port}", self.campeer_ip),
+            ],
+        );
     }
 }
 

@@ -308,14 +308,27 @@ pub struct NamespacedBroker {
 
 impl NamespacedBroker {
     pub fn start(ns: &str) -> Self {
+        Self::start_with_extra(ns, "")
+    }
+
+    /// Also with a WebSocket listener for pages, on every IPv4 address in `ns`; its port.
+    pub fn start_with_websockets(ns: &str) -> (Self, u16) {
+        let ws_port = super::free_port();
+        // mosquitto 2.0 ignores a websockets listener's address unless socket_domain is set.
+        let extra = format!("listener {ws_port}\nprotocol websockets\nsocket_domain ipv4\n");
+        (Self::start_with_extra(ns, &extra), ws_port)
+    }
+
+    fn start_with_extra(ns: &str, extra_listeners: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = super::free_port();
         let conf = dir.path().join("mosquitto.conf");
         std::fs::write(
             &conf,
             format!(
-                "listener {port}\nallow_anonymous true\npersistence false\n\
-                 log_dest stderr\nlog_type error\nlog_type warning\n"
+                "per_listener_settings false\nallow_anonymous true\npersistence false\n\
+                 log_dest stderr\nlog_type error\nlog_type warning\n\
+                 listener {port}\n{extra_listeners}"
             ),
         )
         .expect("write mosquitto.conf");
@@ -361,7 +374,36 @@ pub struct LinkReport {
     pub offered_kbps: f64,
     /// What the link carried from campeer, in kbit/s.
     pub delivered_kbps: f64,
+    /// Of what campeer sent this viewer, the share that was retransmissions (campeer's stats
+    /// topic over the same window).
+    pub retransmitted_share: f64,
     pub decode_errors: usize,
+}
+
+/// The share of retransmissions in what campeer sent `session`, over the stats messages
+/// published in a window.
+pub fn retransmitted_share(stats: &[serde_json::Value], session: &str) -> f64 {
+    let (mut sent, mut retransmitted) = (0.0, 0.0);
+    for message in stats {
+        let viewers = message["viewers"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for viewer in viewers.iter().filter(|v| v["session"] == session) {
+            sent += viewer["sent_kbps"].as_f64().unwrap_or(0.0);
+            retransmitted += viewer["retransmitted_kbps"].as_f64().unwrap_or(0.0);
+        }
+    }
+    if sent > 0.0 {
+        retransmitted / sent
+    } else {
+        0.0
+    }
+}
+
+/// campeer's stats topic for `device`.
+pub fn stats_topic(device: &str) -> String {
+    format!("{}/{device}/stats", super::PREFIX)
 }
 
 /// Campeer (the binary, test pattern, no sound) in the lab's campeer namespace with a broker
@@ -396,11 +438,15 @@ impl LabCampeer {
             "test",
             "--audio-source",
             "none",
-            "--http-listen",
-            &format!("127.0.0.1:{}", super::free_port()),
         ]
         .map(str::to_owned)
         .to_vec();
+        if !extra.contains(&"--http-listen") {
+            args.extend([
+                "--http-listen".to_owned(),
+                format!("127.0.0.1:{}", super::free_port()),
+            ]);
+        }
         args.extend(extra.iter().map(|a| (*a).to_owned()));
         // CAMPEER_TEST_DAEMON_LOG=campeer=debug shows the daemon's rate decisions.
         if let Ok(filter) = std::env::var("CAMPEER_TEST_DAEMON_LOG") {
@@ -529,6 +575,12 @@ pub fn watch_over_lab_links(
         let (start_tx, start_rx) = tokio::sync::oneshot::channel::<()>();
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = in_viewer_namespace(viewer.link, move || async move {
+            let stats = super::TopicWatcher::start_on_host(
+                &target.broker_host,
+                target.broker_port,
+                &stats_topic(&target.device),
+            )
+            .await;
             let viewer = join_over_lab(target, &session).await;
             assert!(
                 viewer
@@ -542,14 +594,27 @@ pub fn watch_over_lab_links(
             let _ = tokio::time::timeout(Duration::from_secs(60), start_rx).await;
             tokio::time::sleep(ramp).await;
             let from = std::time::Instant::now();
+            let stats_from = stats.messages.lock().unwrap().len();
             tokio::time::sleep(measure).await;
             let to = std::time::Instant::now();
+            let share = {
+                let messages = stats.messages.lock().unwrap();
+                let window = messages.get(stats_from..).unwrap_or_default();
+                // CAMPEER_TEST_SHOW_STATS=1 prints campeer's stats over the window.
+                if std::env::var_os("CAMPEER_TEST_SHOW_STATS").is_some() {
+                    for message in window {
+                        eprintln!("{session} stats: {message}");
+                    }
+                }
+                retransmitted_share(window, &session)
+            };
             // Stays connected until campeer's side has read its counters too.
             let _ = tokio::time::timeout(Duration::from_secs(5), done_rx).await;
             let report = viewer.snapshot(|s| {
                 (
                     super::playback::playback(&s.frames, from, to),
                     s.decode_errors,
+                    share,
                 )
             });
             viewer.close().await;
@@ -587,11 +652,13 @@ pub fn watch_over_lab_links(
         .map(
             |((thread, done), ((offered_0, carried_0), (offered_1, carried_1)))| {
                 let _ = done.send(());
-                let (playback, decode_errors) = thread.join().expect("viewer thread");
+                let (playback, decode_errors, retransmitted_share) =
+                    thread.join().expect("viewer thread");
                 LinkReport {
                     playback,
                     offered_kbps: kbps(offered_1 - offered_0),
                     delivered_kbps: kbps(carried_1 - carried_0),
+                    retransmitted_share,
                     decode_errors,
                 }
             },
@@ -616,4 +683,236 @@ pub fn watch_over_lab(
     watch_over_lab_links(campeer, &[viewer], ramp, measure)
         .pop()
         .expect("one report")
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Campeer's stats messages for `device`, collected by a thread inside campeer's namespace
+/// (where its broker is) until [`StatsCollector::finish`]; each with the Unix time it came.
+pub struct StatsCollector {
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<Vec<(u64, serde_json::Value)>>,
+}
+
+impl StatsCollector {
+    pub fn start(ns: &str, broker_port: u16, device: &str) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let topic = stats_topic(device);
+        let thread = run_in_namespace(ns, move || async move {
+            let watcher =
+                super::TopicWatcher::start_on_host("127.0.0.1", broker_port, &topic).await;
+            let mut seen = Vec::new();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+            tokio::pin!(stopped);
+            loop {
+                let ended = tokio::time::timeout(Duration::from_millis(100), &mut stopped).await;
+                let now = unix_ms();
+                let mut messages = watcher.messages.lock().unwrap();
+                seen.extend(messages.drain(..).map(|m| (now, m)));
+                if ended.is_ok() || tokio::time::Instant::now() >= deadline {
+                    break;
+                }
+            }
+            seen
+        });
+        Self { stop, thread }
+    }
+
+    pub fn finish(self) -> Vec<(u64, serde_json::Value)> {
+        let _ = self.stop.send(());
+        self.thread.join().expect("stats thread")
+    }
+}
+
+/// Headless Chromium in the lab's viewer namespace watches campeer's page (served on the lab
+/// link, its broker's WebSocket listener beside it); once it shows a first picture the link
+/// drops `loss` of campeer's packets; after `ramp`, what the page showed over `measure`
+/// (from its frame log) and what campeer put on the link.
+pub async fn watch_page_over_lab(
+    lab: &Lab,
+    device: &str,
+    loss: f64,
+    ramp: Duration,
+    measure: Duration,
+) -> LinkReport {
+    let link = lab.link();
+    let (broker, ws_port) = NamespacedBroker::start_with_websockets(&lab.campeer_ns);
+    let broker_port = broker.port;
+    let http_port = super::free_port();
+    let ws_url = format!("ws://{}:{ws_port}", link.campeer_ip);
+    let listen = format!("{}:{http_port}", link.campeer_ip);
+    let _campeer = LabCampeer::start_with_broker(
+        &lab.campeer_ns,
+        broker,
+        "127.0.0.1",
+        device,
+        &["--broker-ws-url", &ws_url, "--http-listen", &listen],
+    );
+    let stats = StatsCollector::start(&lab.campeer_ns, broker_port, device);
+    let url = format!("http://{listen}/");
+    let limit = Duration::from_secs(40) + ramp + measure;
+    let browser = super::BrowserRun::start_in_namespace(
+        &link.viewer_ns,
+        &url,
+        1,
+        limit.as_secs(),
+        &super::screenshot_prefix(&format!("lab-{device}")),
+    );
+    let pictured = browser
+        .wait_for(Duration::from_secs(30), 0, |v| {
+            v["stats"]["framesDecoded"].as_u64().unwrap_or(0) > 0
+        })
+        .await;
+    assert!(
+        pictured,
+        "{device}: the page showed no picture: {:?}",
+        browser.latest(0)
+    );
+    link.lose(loss);
+    tokio::time::sleep(ramp).await;
+    let (from, offered_0, carried_0) = (unix_ms(), link.offered_bytes(), link.campeer_sent_bytes());
+    tokio::time::sleep(measure).await;
+    let (to, offered_1, carried_1) = (unix_ms(), link.offered_bytes(), link.campeer_sent_bytes());
+    browser.stop();
+    let lines = browser.finish(Duration::from_secs(30)).await;
+    let frame_log = lines
+        .iter()
+        .find(|l| l["page"] == 0 && l.get("frameLog").is_some())
+        .map(|l| l["frameLog"].clone())
+        .unwrap_or_default();
+    let session = lines
+        .iter()
+        .rev()
+        .find_map(|l| l["stats"]["session"].as_str().map(str::to_owned));
+    let stats: Vec<serde_json::Value> = stats
+        .finish()
+        .into_iter()
+        .filter(|(at, _)| (from..=to).contains(at))
+        .map(|(_, message)| message)
+        .collect();
+    // The page's own session id is not in its stats; with one viewer, campeer's only one is it.
+    let session = session.or_else(|| {
+        stats
+            .iter()
+            .find_map(|m| m["viewers"][0]["session"].as_str().map(str::to_owned))
+    });
+    let seconds = (to - from) as f64 / 1000.0;
+    let kbps = |bytes: u64| bytes as f64 * 8.0 / seconds / 1000.0;
+    LinkReport {
+        playback: super::playback::page_playback(&frame_log, from, to),
+        offered_kbps: kbps(offered_1 - offered_0),
+        delivered_kbps: kbps(carried_1 - carried_0),
+        retransmitted_share: session
+            .map(|s| retransmitted_share(&stats, &s))
+            .unwrap_or(0.0),
+        decode_errors: 0,
+    }
+}
+
+/// One row of the link matrix: a link campeer must serve well.
+#[derive(Debug, Clone, Copy)]
+pub struct LinkCase {
+    pub name: &'static str,
+    /// The bottleneck's rate (tbf, 200 ms queue); `None`: unshaped.
+    pub kbit: Option<u32>,
+    /// Random loss of campeer's packets once the viewer has a picture.
+    pub loss: f64,
+    /// The frame rate the viewer must keep: 25 where the link carries the full stream.
+    pub min_fps: f64,
+}
+
+pub const LINK_MATRIX: &[LinkCase] = &[
+    LinkCase {
+        name: "open",
+        kbit: None,
+        loss: 0.0,
+        min_fps: 25.0,
+    },
+    LinkCase {
+        name: "2m",
+        kbit: Some(2_000),
+        loss: 0.0,
+        min_fps: 25.0,
+    },
+    LinkCase {
+        name: "600k",
+        kbit: Some(600),
+        loss: 0.0,
+        min_fps: 25.0,
+    },
+    LinkCase {
+        name: "300k-2pc",
+        kbit: Some(300),
+        loss: 0.02,
+        min_fps: 15.0,
+    },
+    LinkCase {
+        name: "3pc",
+        kbit: None,
+        loss: 0.03,
+        min_fps: 25.0,
+    },
+];
+
+pub const LINK_QUEUE: Duration = Duration::from_millis(200);
+pub const LINK_RAMP: Duration = Duration::from_secs(5);
+pub const LINK_MEASURE: Duration = Duration::from_secs(10);
+
+impl LinkCase {
+    pub fn by_name(name: &str) -> Self {
+        *LINK_MATRIX
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("no link case {name}"))
+    }
+
+    /// A lab with this case's bottleneck (the loss comes later, once there is a picture).
+    pub fn lab(&self) -> Lab {
+        let lab = Lab::new();
+        lab.link().shape(self.kbit, LINK_QUEUE);
+        lab
+    }
+
+    /// What the report breaks of the issue's bar: at least `min_fps`, no freeze over a
+    /// second, a 90th-percentile latency of at most 400 ms, at most 1.3× the link offered.
+    pub fn shortfalls(&self, report: &LinkReport) -> Vec<String> {
+        let p = &report.playback;
+        let mut wrong = Vec::new();
+        if p.fps < self.min_fps {
+            wrong.push(format!("{:.1} fps < {}", p.fps, self.min_fps));
+        }
+        if p.longest_freeze > Duration::from_secs(1) {
+            wrong.push(format!("a freeze of {} ms", p.longest_freeze.as_millis()));
+        }
+        if p.latency_p90_ms > 400 {
+            wrong.push(format!("p90 latency {} ms", p.latency_p90_ms));
+        }
+        if let Some(kbit) = self.kbit
+            && report.offered_kbps > 1.3 * f64::from(kbit)
+        {
+            wrong.push(format!(
+                "{:.0} kbit/s offered to a {kbit} kbit/s link",
+                report.offered_kbps
+            ));
+        }
+        wrong
+    }
+}
+
+impl std::fmt::Display for LinkReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} · offered {:.0} kbit/s, delivered {:.0} kbit/s, {:.1} % retransmitted",
+            self.playback,
+            self.offered_kbps,
+            self.delivered_kbps,
+            100.0 * self.retransmitted_share
+        )
+    }
 }

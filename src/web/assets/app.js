@@ -10,6 +10,9 @@ const stats = (window.campeerStats = {
   state: "idle", device: null, message: "", codec: "", width: 0, height: 0, fps: 0,
   framesDecoded: 0, bitrateKbps: 0, packetLossPercent: 0, rttMs: null, latencyMs: null,
   latencySamples: [], brokerConnected: false, firstFrameMs: null,
+  // Each picture shown, as [Date.now(), latency in ms or null], the last 4000: frame rate,
+  // freezes and latency over any stretch of time, for measurements.
+  frameLog: [],
   audioCodec: "", audioPackets: 0, audioSamples: 0, audioLevel: null, audioPeakHz: null,
   audioNote: "",
   // What campeer says about this page's link (its stats topic): its estimate of what the
@@ -228,7 +231,13 @@ async function watch(device) {
   say(`Connecting to ${device}…`);
   stats.state = "connecting";
   stats.device = device;
-  const pc = new RTCPeerConnection({ iceServers: [] });
+  // ?relay=1 sends everything through the TURN servers in web.ice_servers: for a viewer that
+  // must not reveal its address to the camera, or to check that the relay works.
+  const relayOnly = new URLSearchParams(location.search).get("relay") === "1";
+  const pc = new RTCPeerConnection({
+    iceServers: Array.isArray(config.iceServers) ? config.iceServers : [],
+    iceTransportPolicy: relayOnly ? "relay" : "all",
+  });
   const session = { device, pc, remoteReady: false, early: [], stream: new MediaStream() };
   watching = session;
   preferH264(pc.addTransceiver("video", { direction: "recvonly" }));
@@ -406,6 +415,8 @@ function onFrame() {
     stats.firstFrameMs ??= Math.round(performance.now());
     const captured = readTimestamp();
     const latency = captured == null ? null : Date.now() - captured;
+    stats.frameLog.push([Date.now(), latency != null && Math.abs(latency) < 3600_000 ? latency : null]);
+    if (stats.frameLog.length > 4000) stats.frameLog.shift();
     if (latency != null && Math.abs(latency) < 3600_000) {
       stats.latencySamples.push(latency);
       if (stats.latencySamples.length > 4000) stats.latencySamples.shift();
