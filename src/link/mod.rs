@@ -24,6 +24,7 @@ pub mod feedback;
 pub mod meter;
 pub mod pacer;
 pub mod retransmit;
+pub mod send_time;
 pub mod stats;
 
 use crate::session::offer::CongestionFeedback;

@@ -33,6 +33,8 @@ use webrtc::peer_connection::{
 /// keyframe-request marker is application-most, after every built-in interceptor has seen the
 /// RTCP.
 const WIRE_METER_SLOT: usize = 500;
+/// Wire-ward of the pacer (3000): the abs-send-time stamp is the real departure.
+const SEND_TIME_SLOT: usize = 2_500;
 const FEEDBACK_READER_SLOT: usize = 4_500;
 const KEYFRAME_REQUEST_SLOT: usize = 14_000;
 
@@ -127,6 +129,22 @@ fn interceptors(
             Slot::from(KEYFRAME_REQUEST_SLOT),
             KeyframeRequestMarker::default(),
         );
+    if congestion == CongestionFeedback::Remb {
+        // A REMB viewer estimates from the send times campeer stamps on its packets.
+        for kind in [RtpCodecKind::Video, RtpCodecKind::Audio] {
+            media_engine.register_header_extension(
+                RTCRtpHeaderExtensionCapability {
+                    uri: link::send_time::ABS_SEND_TIME_URI.to_owned(),
+                },
+                kind,
+                None,
+            )?;
+        }
+        registry = registry.with(
+            Slot::from(SEND_TIME_SLOT),
+            link::send_time::SendTimeStamper::new(),
+        );
+    }
     if congestion == CongestionFeedback::TransportCc {
         for kind in [RtpCodecKind::Video, RtpCodecKind::Audio] {
             media_engine.register_header_extension(

@@ -1,0 +1,106 @@
+"""A campeer viewer built on aiortc (a WebRTC stack that offers goog-remb but not
+transport-cc, and estimates its link itself from the abs-send-time stamps), for the Rust
+tests: it joins over MQTT as a browser does (recvonly H.264 offer, trickled candidates),
+decodes the video with PyAV, and prints one JSON line a second ({"frames": n, "state": s}),
+then {"done": true, ...}. Bounded: it exits after --seconds.
+
+    python viewer.py --host H --port P --device D --session S [--seconds N]
+"""
+
+import argparse
+import asyncio
+import json
+import time
+
+import paho.mqtt.client as mqtt
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.sdp import candidate_from_sdp
+
+
+def emit(value):
+    print(json.dumps(value), flush=True)
+
+
+async def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--device", required=True)
+    parser.add_argument("--session", required=True)
+    parser.add_argument("--prefix", default="campeer")
+    parser.add_argument("--seconds", type=float, default=20)
+    args = parser.parse_args()
+    deadline = time.monotonic() + args.seconds
+    loop = asyncio.get_running_loop()
+    inbox = asyncio.Queue(maxsize=1000)
+
+    # No ICE servers: aiortc would otherwise ask a public STUN server.
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("video", direction="recvonly")
+    frames = 0
+
+    @pc.on("track")
+    def on_track(track):
+        async def consume():
+            nonlocal frames
+            while True:
+                try:
+                    await track.recv()
+                except Exception:
+                    return
+                frames += 1
+
+        asyncio.ensure_future(consume())
+
+    in_topic = f"{args.prefix}/{args.device}/in/{args.session}"
+    out_topic = f"{args.prefix}/{args.device}/out/{args.session}"
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=args.session)
+
+    def on_message(_client, _userdata, message):
+        try:
+            value = json.loads(message.payload)
+        except ValueError:
+            return
+        loop.call_soon_threadsafe(lambda: inbox.full() or inbox.put_nowait(value))
+
+    subscribed = asyncio.Event()
+    client.on_message = on_message
+    client.on_subscribe = lambda *_: loop.call_soon_threadsafe(subscribed.set)
+    client.connect(args.host, args.port)
+    client.loop_start()
+    client.subscribe(out_topic, qos=1)
+    await asyncio.wait_for(subscribed.wait(), 10)
+
+    # aiortc gathers every candidate before setLocalDescription returns: they are in the offer.
+    await pc.setLocalDescription(await pc.createOffer())
+    client.publish(in_topic, json.dumps({"type": "offer", "sdp": pc.localDescription.sdp}), qos=1)
+
+    last_report = 0.0
+    while time.monotonic() < deadline:
+        try:
+            message = await asyncio.wait_for(inbox.get(), 0.2)
+        except asyncio.TimeoutError:
+            message = None
+        if message is not None:
+            kind = message.get("type") if isinstance(message, dict) else None
+            if kind == "answer":
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=message["sdp"], type="answer"))
+            elif kind == "candidate" and isinstance(message.get("candidate"), dict):
+                line = message["candidate"].get("candidate", "")
+                if line.startswith("candidate:"):
+                    candidate = candidate_from_sdp(line.split(":", 1)[1])
+                    candidate.sdpMid = message["candidate"].get("sdpMid")
+                    candidate.sdpMLineIndex = message["candidate"].get("sdpMLineIndex")
+                    await pc.addIceCandidate(candidate)
+            elif kind in ("error", "busy", "hangup"):
+                emit({"signal": message})
+        if time.monotonic() - last_report >= 1.0:
+            last_report = time.monotonic()
+            emit({"frames": frames, "state": pc.connectionState})
+    emit({"done": True, "frames": frames, "state": pc.connectionState})
+    client.publish(in_topic, json.dumps({"type": "hangup"}), qos=1)
+    await pc.close()
+    client.loop_stop()
+
+
+asyncio.run(main())

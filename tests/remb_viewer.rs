@@ -1,0 +1,118 @@
+//! A viewer that offers `goog-remb` but not `transport-cc` (aiortc, from PyPI: its own
+//! WebRTC stack, which estimates its link from campeer's abs-send-time stamps and reports the
+//! estimate with REMB) behind a 600 kbit/s bottleneck: campeer must negotiate REMB, stamp its
+//! packets, take the viewer's REMB as the link's estimate, and keep what it offers within the
+//! link, while the viewer decodes a moving picture.
+
+mod common;
+
+use common::network::{Lab, LabCampeer, StatsCollector, require_lab};
+use std::io::BufRead;
+use std::time::{Duration, Instant};
+
+const LINK_KBIT: u32 = 600;
+
+/// The aiortc virtual environment tests/run prepares.
+fn aiortc_python() -> Option<std::path::PathBuf> {
+    let python =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/aiortc-venv/bin/python");
+    if python.exists() {
+        return Some(python);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "aiortc is not installed in target/aiortc-venv (tests/run installs it)"
+    );
+    eprintln!("skipping: aiortc is not installed in target/aiortc-venv (tests/run installs it)");
+    None
+}
+
+#[test]
+fn an_aiortc_viewer_is_served_by_its_remb() {
+    if !require_lab() {
+        return;
+    }
+    let Some(python) = aiortc_python() else {
+        return;
+    };
+    let lab = Lab::new();
+    let link = lab.link();
+    link.shape(Some(LINK_KBIT), Duration::from_millis(200));
+    let campeer = LabCampeer::start(&lab, "remb", &[]);
+    let stats = StatsCollector::start(&lab.campeer_ns, campeer.broker.port, "remb");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/aiortc/viewer.py");
+    let port = campeer.broker.port.to_string();
+    let mut viewer = std::process::Command::new("ip")
+        .args(["netns", "exec", &link.viewer_ns])
+        .arg(&python)
+        .args([script, "--host", &link.campeer_ip, "--port", &port])
+        .args([
+            "--device",
+            "remb",
+            "--session",
+            "aio-remb",
+            "--seconds",
+            "25",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the aiortc viewer");
+    let stdout = viewer.stdout.take().expect("piped stdout");
+    let started = Instant::now();
+    let mut lines = Vec::new();
+    let mut measured_from: Option<(Instant, u64)> = None;
+    let mut offered_kbps = None;
+    for line in std::io::BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else {
+            eprintln!("aiortc: {line}");
+            continue;
+        };
+        // What campeer offers the link over the last 10 s of the run.
+        if measured_from.is_none() && started.elapsed() >= Duration::from_secs(13) {
+            measured_from = Some((Instant::now(), link.offered_bytes()));
+        }
+        if value["done"] == true {
+            if let Some((at, bytes)) = measured_from {
+                let seconds = at.elapsed().as_secs_f64();
+                offered_kbps = Some((link.offered_bytes() - bytes) as f64 * 8.0 / seconds / 1000.0);
+            }
+        }
+        lines.push(value);
+        if started.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+    }
+    let _ = viewer.wait();
+    let stats = stats.finish();
+    let last = lines.last().cloned().unwrap_or_default();
+    let ours: Vec<serde_json::Value> = stats
+        .iter()
+        .flat_map(|(_, m)| m["viewers"].as_array().cloned().unwrap_or_default())
+        .filter(|v| v["session"] == "aio-remb")
+        .collect();
+    let estimates: Vec<i64> = ours
+        .iter()
+        .filter_map(|v| v["estimate_kbps"].as_i64())
+        .collect();
+    eprintln!("aiortc: {last} · estimates {estimates:?} kbit/s · offered {offered_kbps:?} kbit/s");
+    assert_eq!(
+        last["done"], true,
+        "the aiortc viewer did not finish: {lines:?}"
+    );
+    let frames = last["frames"].as_u64().unwrap_or(0);
+    assert!(frames >= 300, "aiortc decoded only {frames} frames in 25 s");
+    assert!(
+        ours.iter().all(|v| v["feedback"] == "remb"),
+        "campeer did not use REMB for this viewer: {ours:?}"
+    );
+    assert!(
+        estimates.iter().any(|e| *e != 600),
+        "the estimate never moved from its initial 600 kbit/s: no REMB arrived ({estimates:?})"
+    );
+    let offered = offered_kbps.expect("the offered rate was measured");
+    assert!(
+        offered <= 1.3 * f64::from(LINK_KBIT),
+        "campeer offered {offered:.0} kbit/s to a {LINK_KBIT} kbit/s link"
+    );
+}
