@@ -72,11 +72,11 @@ fn an_aiortc_viewer_is_served_by_its_remb() {
         if measured_from.is_none() && started.elapsed() >= Duration::from_secs(13) {
             measured_from = Some((Instant::now(), link.offered_bytes()));
         }
-        if value["done"] == true {
-            if let Some((at, bytes)) = measured_from {
-                let seconds = at.elapsed().as_secs_f64();
-                offered_kbps = Some((link.offered_bytes() - bytes) as f64 * 8.0 / seconds / 1000.0);
-            }
+        if value["done"] == true
+            && let Some((at, bytes)) = measured_from
+        {
+            let seconds = at.elapsed().as_secs_f64();
+            offered_kbps = Some((link.offered_bytes() - bytes) as f64 * 8.0 / seconds / 1000.0);
         }
         lines.push(value);
         if started.elapsed() > Duration::from_secs(60) {
