@@ -126,6 +126,69 @@ fn a_viewer_that_forces_relay_gets_its_picture_through_turn_over_udp() {
     );
 }
 
+/// Behind a symmetric NAT the viewer's server-reflexive port is of no use to campeer, and the
+/// viewer has no TURN server of its own: only campeer's relay (a TURN server over UDP in
+/// campeer's `ice.servers`) connects them.
+#[test]
+fn campeer_relays_through_its_own_turn_server_to_a_viewer_behind_a_symmetric_nat() {
+    if !require_lab() {
+        return;
+    }
+    let mut lab = NatLab::new();
+    lab.start_turn();
+    lab.make_viewer_nat_symmetric();
+    let config = tempfile::NamedTempFile::new().expect("a config file");
+    std::fs::write(
+        config.path(),
+        format!(
+            "[ice]\nservers = [{{ urls = [\"{}\"] }}, {{ urls = [\"turn:{}:{}?transport=udp\"], \
+             username = \"{}\", credential = \"{}\" }}]\n",
+            lab.stun_url(),
+            lab.server_ip,
+            common::nat::TURN_PORT,
+            common::nat::TURN_USER,
+            common::nat::TURN_PASSWORD
+        ),
+    )
+    .expect("write the config");
+    let broker = NamespacedBroker::start(&lab.public_ns);
+    let config_path = config.path().display().to_string();
+    let campeer = LabCampeer::start_with_broker(
+        &lab.campeer_ns,
+        broker,
+        &lab.server_ip,
+        "nat-relay",
+        &["--config", &config_path],
+    );
+    let stun = webrtc::peer_connection::RTCIceServer {
+        urls: vec![lab.stun_url()],
+        ..Default::default()
+    };
+    let outcome = watch_through_nats(&lab, &campeer, "v-symmetric", vec![stun], false);
+    assert!(outcome.errors.is_empty(), "errors: {:?}", outcome.errors);
+    assert!(
+        outcome
+            .remote_candidates
+            .iter()
+            .any(|c| c.contains("typ relay") && c.contains(&lab.server_ip)),
+        "campeer gathered no relay candidate from its TURN server: {:?}\ncoturn:\n{}",
+        outcome.remote_candidates,
+        lab.turn_log()
+    );
+    assert!(
+        outcome.played,
+        "no picture through campeer's relay; campeer's candidates: {:?}\n{}\ncoturn:\n{}",
+        outcome.remote_candidates,
+        lab.nat_tables(),
+        lab.turn_log()
+    );
+    let relayed = lab.relayed_packets();
+    assert!(
+        relayed >= 60,
+        "only {relayed} packets reached the TURN server's relay ports"
+    );
+}
+
 /// Headless Chromium behind its NAT opens the page (published through a port forward on
 /// campeer's router), which tells it the TURN server over TCP (`web.ice_servers`), and with
 /// `?relay=1` relays everything: the TCP connection to coturn carries the picture.

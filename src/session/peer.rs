@@ -305,7 +305,7 @@ mod tests {
     }
 
     #[test]
-    fn the_chain_has_campeers_link_interceptors_and_congestion_control_only_with_twcc() {
+    fn the_chain_has_campeers_link_interceptors_and_the_negotiated_congestion_control() {
         let link = Link::new(CongestionFeedback::TransportCc, 500_000.0, 2_000_000.0);
         let mut engine = MediaEngine::default();
         let with_twcc = interceptors(&mut engine, &link, CongestionFeedback::TransportCc).unwrap();
@@ -320,9 +320,17 @@ mod tests {
                 500, 1_000, 2_000, 3_000, 4_000, 4_500, 10_000, 11_000, 14_000
             ]
         );
+        // REMB: the send-time stamper instead of the estimator and the TWCC sender.
         let mut engine = MediaEngine::default();
-        let without = interceptors(&mut engine, &link, CongestionFeedback::Remb).unwrap();
-        let slots: Vec<usize> = without.slots().into_iter().map(|(s, _)| s.slot()).collect();
+        let remb = interceptors(&mut engine, &link, CongestionFeedback::Remb).unwrap();
+        let slots: Vec<usize> = remb.slots().into_iter().map(|(s, _)| s.slot()).collect();
+        assert_eq!(
+            slots,
+            vec![500, 2_500, 3_000, 4_000, 4_500, 10_000, 11_000, 14_000]
+        );
+        let mut engine = MediaEngine::default();
+        let plain = interceptors(&mut engine, &link, CongestionFeedback::ReceiverReports).unwrap();
+        let slots: Vec<usize> = plain.slots().into_iter().map(|(s, _)| s.slot()).collect();
         assert_eq!(
             slots,
             vec![500, 3_000, 4_000, 4_500, 10_000, 11_000, 14_000]

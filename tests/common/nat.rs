@@ -188,6 +188,19 @@ impl NatLab {
                 &TURN_PORT.to_string(),
             ],
         );
+        // And what leaves the relay ports (OUTPUT rule 1): media relayed towards a peer.
+        in_ns(
+            &lab.public_ns,
+            &[
+                "iptables",
+                "-A",
+                "OUTPUT",
+                "-p",
+                "udp",
+                "--sport",
+                &format!("{}:{}", RELAY_PORTS.0, RELAY_PORTS.1),
+            ],
+        );
         lab
     }
 
@@ -282,21 +295,22 @@ impl NatLab {
         }
     }
 
-    /// UDP packets that reached the TURN server's relay ports (media relayed through it).
+    /// UDP packets through the TURN server's relay ports, in from a peer or out to one:
+    /// media relayed, whichever side allocated the relay.
     pub fn relayed_packets(&self) -> u64 {
-        self.public_input_packets(1)
+        self.public_packets("INPUT", 1) + self.public_packets("OUTPUT", 1)
     }
 
     /// TCP packets that reached the TURN server's port (a client using TURN over TCP).
     pub fn turn_tcp_packets(&self) -> u64 {
-        self.public_input_packets(2)
+        self.public_packets("INPUT", 2)
     }
 
-    fn public_input_packets(&self, rule: usize) -> u64 {
+    fn public_packets(&self, chain: &str, rule: usize) -> u64 {
         let rule = rule.to_string();
         let listing = in_ns(
             &self.public_ns,
-            &["iptables", "-L", "INPUT", &rule, "-v", "-x", "-n"],
+            &["iptables", "-L", chain, &rule, "-v", "-x", "-n"],
         );
         listing
             .split_whitespace()
@@ -339,6 +353,38 @@ impl NatLab {
             return "coturn is not running".into();
         };
         std::fs::read_to_string(dir.path().join("turn.log")).unwrap_or_else(|e| e.to_string())
+    }
+
+    /// Makes the viewer's router a symmetric NAT, as some carrier-grade and corporate NATs are:
+    /// every destination gets a port of its own (MASQUERADE --random-fully), so the port STUN
+    /// saw is of no use to anyone else, and only a relay connects the two.
+    pub fn make_viewer_nat_symmetric(&self) {
+        let public_if = self.viewer_router_public_if();
+        in_ns(
+            &self.viewer_router_ns,
+            &["iptables", "-t", "nat", "-F", "POSTROUTING"],
+        );
+        in_ns(
+            &self.viewer_router_ns,
+            &[
+                "iptables",
+                "-t",
+                "nat",
+                "-A",
+                "POSTROUTING",
+                "-o",
+                &public_if,
+                "-j",
+                "MASQUERADE",
+                "--random-fully",
+            ],
+        );
+    }
+
+    fn viewer_router_public_if(&self) -> String {
+        // The interface names follow the namespaces': cpn{tag}rv is the router, cpn{tag}rvp
+        // its public side.
+        format!("{}p", self.viewer_router_ns)
     }
 
     /// The routers' connection-tracking tables, for failure messages: which mappings the NATs
