@@ -43,6 +43,11 @@ pub struct FeedbackReader {
     sender_reports: VecDeque<(u32, Instant)>,
     read_queue: VecDeque<TaggedPacket>,
     write_queue: VecDeque<TaggedPacket>,
+    /// For REMB viewers: the latest REMB, and the loss backstop's cap from their receiver
+    /// reports. The estimate is the lower of the two, so a viewer whose REMB never comes (or
+    /// says more than its losses allow) is still held to what its link loses.
+    remb_bps: Option<f64>,
+    loss_cap_bps: Option<f64>,
 }
 
 impl FeedbackReader {
@@ -55,6 +60,8 @@ impl FeedbackReader {
             sender_reports: VecDeque::new(),
             read_queue: VecDeque::new(),
             write_queue: VecDeque::new(),
+            remb_bps: None,
+            loss_cap_bps: None,
         }
     }
 
@@ -71,9 +78,21 @@ impl FeedbackReader {
             link.last_feedback_at = Some(now);
             let fraction_lost = f64::from(report.fraction_lost) / 256.0;
             link.loss = Some(fraction_lost);
-            if self.feedback == CongestionFeedback::ReceiverReports {
-                let next = LossBackstop::next(link.estimate_bps, fraction_lost);
-                link.set_estimate(next);
+            match self.feedback {
+                CongestionFeedback::ReceiverReports => {
+                    let next = LossBackstop::next(link.estimate_bps, fraction_lost);
+                    link.set_estimate(next);
+                }
+                CongestionFeedback::Remb => {
+                    let cap = LossBackstop::next(
+                        self.loss_cap_bps.unwrap_or(link.estimate_bps),
+                        fraction_lost,
+                    )
+                    .min(link.max_estimate_bps);
+                    self.loss_cap_bps = Some(cap);
+                    link.set_estimate(self.remb_bps.map_or(cap, |remb| remb.min(cap)));
+                }
+                CongestionFeedback::TransportCc => {}
             }
             if report.last_sender_report != 0
                 && let Some(&(_, sent_at)) = self
@@ -101,8 +120,10 @@ impl FeedbackReader {
             rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate,
         >() {
             if self.feedback == CongestionFeedback::Remb {
+                let bitrate = f64::from(remb.bitrate);
+                self.remb_bps = Some(bitrate);
                 let mut link = self.link.lock();
-                link.set_estimate(f64::from(remb.bitrate));
+                link.set_estimate(self.loss_cap_bps.map_or(bitrate, |cap| bitrate.min(cap)));
                 link.last_feedback_at = Some(now);
             }
         } else if any
@@ -278,6 +299,45 @@ mod tests {
             .handle_read(rtcp_packet(Instant::now(), receiver_report(0, 0, 0)))
             .unwrap();
         assert_eq!(link.snapshot().estimate_bps, 810_000.0);
+    }
+
+    #[test]
+    fn a_remb_viewers_losses_cap_its_estimate_and_stand_in_until_its_remb_comes() {
+        use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
+        let remb = |bitrate: f32| -> Box<dyn rtcp::Packet> {
+            Box::new(ReceiverEstimatedMaximumBitrate {
+                sender_ssrc: 7,
+                bitrate,
+                ssrcs: vec![42],
+            })
+        };
+        let (link, mut reader) = reader(CongestionFeedback::Remb);
+        let now = Instant::now();
+        // No REMB yet: half the packets lost lowers the estimate all the same.
+        reader
+            .handle_read(rtcp_packet(now, receiver_report(128, 0, 0)))
+            .unwrap();
+        assert_eq!(link.snapshot().estimate_bps, 750_000.0);
+        reader
+            .handle_read(rtcp_packet(now, remb(350_000.0)))
+            .unwrap();
+        assert_eq!(
+            link.snapshot().estimate_bps,
+            350_000.0,
+            "below the cap: REMB"
+        );
+        reader
+            .handle_read(rtcp_packet(now, receiver_report(128, 0, 0)))
+            .unwrap();
+        assert_eq!(link.snapshot().estimate_bps, 350_000.0);
+        reader
+            .handle_read(rtcp_packet(now, remb(900_000.0)))
+            .unwrap();
+        assert_eq!(
+            link.snapshot().estimate_bps,
+            562_500.0,
+            "a REMB above what the losses allow is capped"
+        );
     }
 
     #[test]
