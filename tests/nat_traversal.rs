@@ -55,7 +55,6 @@ fn watch_through_nats(
 
 /// Campeer behind its NAT, with the lab's STUN server and the broker on the public side.
 fn start_campeer(lab: &NatLab, device: &str) -> LabCampeer {
-    common::init_logging();
     let broker = NamespacedBroker::start(&lab.public_ns);
     let stun = lab.stun_url();
     LabCampeer::start_with_broker(

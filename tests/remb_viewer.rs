@@ -95,7 +95,13 @@ fn an_aiortc_viewer_is_served_by_its_remb() {
         .iter()
         .filter_map(|v| v["estimate_kbps"].as_i64())
         .collect();
-    eprintln!("aiortc: {last} · estimates {estimates:?} kbit/s · offered {offered_kbps:?} kbit/s");
+    let rembs: Vec<i64> = ours
+        .iter()
+        .filter_map(|v| v["remb_kbps"].as_i64())
+        .collect();
+    eprintln!(
+        "aiortc: {last} · estimates {estimates:?} kbit/s · REMB {rembs:?} kbit/s · offered {offered_kbps:?} kbit/s"
+    );
     assert_eq!(
         last["done"], true,
         "the aiortc viewer did not finish: {lines:?}"
@@ -107,8 +113,8 @@ fn an_aiortc_viewer_is_served_by_its_remb() {
         "campeer did not use REMB for this viewer: {ours:?}"
     );
     assert!(
-        estimates.iter().any(|e| *e != 600),
-        "the estimate never moved from its initial 600 kbit/s: no REMB arrived ({estimates:?})"
+        !rembs.is_empty(),
+        "no REMB arrived from the viewer (estimates {estimates:?})"
     );
     let offered = offered_kbps.expect("the offered rate was measured");
     assert!(

@@ -43,10 +43,9 @@ pub struct FeedbackReader {
     sender_reports: VecDeque<(u32, Instant)>,
     read_queue: VecDeque<TaggedPacket>,
     write_queue: VecDeque<TaggedPacket>,
-    /// For REMB viewers: the latest REMB, and the loss backstop's cap from their receiver
-    /// reports. The estimate is the lower of the two, so a viewer whose REMB never comes (or
-    /// says more than its losses allow) is still held to what its link loses.
-    remb_bps: Option<f64>,
+    /// For REMB viewers: the loss backstop's cap from their receiver reports. The estimate is
+    /// the lower of it and the latest REMB (in the link), so a viewer whose REMB never comes
+    /// (or says more than its losses allow) is still held to what its link loses.
     loss_cap_bps: Option<f64>,
 }
 
@@ -60,7 +59,6 @@ impl FeedbackReader {
             sender_reports: VecDeque::new(),
             read_queue: VecDeque::new(),
             write_queue: VecDeque::new(),
-            remb_bps: None,
             loss_cap_bps: None,
         }
     }
@@ -90,7 +88,8 @@ impl FeedbackReader {
                     )
                     .min(link.max_estimate_bps);
                     self.loss_cap_bps = Some(cap);
-                    link.set_estimate(self.remb_bps.map_or(cap, |remb| remb.min(cap)));
+                    let estimate = link.remb_bps.map_or(cap, |remb| remb.min(cap));
+                    link.set_estimate(estimate);
                 }
                 CongestionFeedback::TransportCc => {}
             }
@@ -121,8 +120,8 @@ impl FeedbackReader {
         >() {
             if self.feedback == CongestionFeedback::Remb {
                 let bitrate = f64::from(remb.bitrate);
-                self.remb_bps = Some(bitrate);
                 let mut link = self.link.lock();
+                link.remb_bps = Some(bitrate);
                 link.set_estimate(self.loss_cap_bps.map_or(bitrate, |cap| bitrate.min(cap)));
                 link.last_feedback_at = Some(now);
             }

@@ -95,6 +95,8 @@ pub struct LinkState {
     /// from transport-wide feedback): a round trip measured with an empty queue says nothing
     /// about how long a retransmission sent now takes to arrive.
     pub queue_delay: Duration,
+    /// The viewer's own estimate, from its latest REMB (REMB viewers only).
+    pub remb_bps: Option<f64>,
     /// The recent rate of retransmissions: they share the link with the media, so the encoder
     /// gets the estimate less this.
     pub retransmit_rate: DecayingRate,
@@ -123,6 +125,7 @@ impl LinkState {
             keyframe_wanted: false,
             pacer_delay: Duration::ZERO,
             queue_delay: Duration::ZERO,
+            remb_bps: None,
             retransmit_rate: DecayingRate::default(),
             pacer_dropped: 0,
             base_layer_only: false,

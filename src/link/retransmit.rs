@@ -146,7 +146,13 @@ impl Retransmitter {
     }
 
     /// Decides on one NACKed packet and, when it is resent, accounts for it.
-    fn decide(&mut self, now: Instant, ssrc: u32, sequence_number: u16, rtt: Duration) -> Verdict {
+    fn decide(
+        &mut self,
+        now: Instant,
+        ssrc: u32,
+        sequence_number: u16,
+        resend_gap: Duration,
+    ) -> Verdict {
         let Some(sent) = self
             .streams
             .get_mut(&ssrc)
@@ -154,7 +160,7 @@ impl Retransmitter {
         else {
             return Verdict::Gone;
         };
-        let gap = rtt.max(MIN_RESEND_GAP);
+        let gap = resend_gap.max(MIN_RESEND_GAP);
         if sent
             .last_resent
             .is_some_and(|at| now.saturating_duration_since(at) < gap)
@@ -176,15 +182,16 @@ impl Retransmitter {
         }
         // A resent packet is seen only after it has waited in the pacer and in the network's
         // queue: asking again sooner is no sign that it was lost again.
-        let (estimate, rtt) = {
+        let (estimate, resend_gap) = {
             let link = self.link.lock();
-            let rtt = link.rtt.unwrap_or(DEFAULT_RTT).max(link.queue_delay) + link.pacer_delay;
-            (link.estimate_bps, rtt)
+            let gap = link.rtt.unwrap_or(DEFAULT_RTT).max(link.queue_delay) + link.pacer_delay;
+            (link.estimate_bps, gap)
         };
         self.budget.refill(now, estimate);
         let mut refused = 0u64;
+        let mut resent_bytes = 0usize;
         for sequence_number in nack.nacks.iter().flat_map(|pair| pair.packet_list()) {
-            let verdict = self.decide(now, nack.media_ssrc, sequence_number, rtt);
+            let verdict = self.decide(now, nack.media_ssrc, sequence_number, resend_gap);
             match verdict {
                 Verdict::Resend => {
                     let packet = self
@@ -193,10 +200,7 @@ impl Retransmitter {
                         .and_then(|history| history.get_mut(sequence_number))
                         .map(|sent| sent.packet.clone());
                     if let Some(packet) = packet {
-                        self.link
-                            .lock()
-                            .retransmit_rate
-                            .add(now, packet.marshal_size());
+                        resent_bytes += packet.marshal_size();
                         // Tagged, so the pacer sends it first and the meter counts it apart.
                         self.write_queue.push_back(TaggedPacket {
                             now,
@@ -226,13 +230,17 @@ impl Retransmitter {
         {
             self.refusals.pop_front();
         }
-        if refused > 0 {
-            let mut link = self.link.lock();
-            link.retransmissions_refused += refused;
-            if self.refusals.len() >= REFUSALS_FOR_KEYFRAME {
-                link.keyframe_wanted = true;
-                self.refusals.clear();
-            }
+        if refused == 0 && resent_bytes == 0 {
+            return;
+        }
+        let mut link = self.link.lock();
+        if resent_bytes > 0 {
+            link.retransmit_rate.add(now, resent_bytes);
+        }
+        link.retransmissions_refused += refused;
+        if refused > 0 && self.refusals.len() >= REFUSALS_FOR_KEYFRAME {
+            link.keyframe_wanted = true;
+            self.refusals.clear();
         }
     }
 }

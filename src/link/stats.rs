@@ -21,6 +21,8 @@ pub struct ViewerStats {
     pub loss_percent: Option<f64>,
     /// NACKed packets not resent (too soon, over budget, or too old), in total.
     pub retransmissions_refused: u64,
+    /// The viewer's own estimate, from its latest REMB; `None` until one arrives.
+    pub remb_kbps: Option<u64>,
 }
 
 /// Turns successive [`LinkState`] snapshots into rates.
@@ -62,6 +64,7 @@ impl RateSampler {
             rtt_ms: state.rtt.map(|rtt| rtt.as_millis() as u64),
             loss_percent: state.loss.map(|loss| (loss * 1000.0).round() / 10.0),
             retransmissions_refused: state.retransmissions_refused,
+            remb_kbps: state.remb_bps.map(|bps| (bps / 1000.0).round() as u64),
         }
     }
 }

@@ -37,8 +37,10 @@ pub struct NatLab {
     /// The routers' public addresses: what the other side sees after NAT.
     pub campeer_public_ip: String,
     pub viewer_public_ip: String,
+    /// The viewer router's interface on the public side, where it masquerades.
+    viewer_router_public_if: String,
     turn: Option<Child>,
-    _turn_dir: Option<tempfile::TempDir>,
+    turn_dir: Option<tempfile::TempDir>,
 }
 
 impl NatLab {
@@ -58,8 +60,9 @@ impl NatLab {
             viewer_public_ip: format!("10.91.{s}.2"),
             campeer_ip: format!("10.92.{s}.2"),
             viewer_ip: format!("10.93.{s}.2"),
+            viewer_router_public_if: name("rvp"),
             turn: None,
-            _turn_dir: None,
+            turn_dir: None,
         };
         for ns in [
             &lab.public_ns,
@@ -78,7 +81,11 @@ impl NatLab {
         );
         lab.join(
             (&lab.public_ns, &name("pv"), &format!("10.91.{s}.1")),
-            (&lab.viewer_router_ns, &name("rvp"), &lab.viewer_public_ip),
+            (
+                &lab.viewer_router_ns,
+                &lab.viewer_router_public_if,
+                &lab.viewer_public_ip,
+            ),
         );
         // The private networks behind each router.
         lab.join(
@@ -102,7 +109,11 @@ impl NatLab {
         }
         for (router, public_if, upstream) in [
             (&lab.campeer_router_ns, name("rcp"), format!("10.90.{s}.1")),
-            (&lab.viewer_router_ns, name("rvp"), format!("10.91.{s}.1")),
+            (
+                &lab.viewer_router_ns,
+                lab.viewer_router_public_if.clone(),
+                format!("10.91.{s}.1"),
+            ),
         ] {
             must(&[
                 "ip", "-n", router, "route", "add", "default", "via", &upstream,
@@ -263,7 +274,7 @@ impl NatLab {
             .spawn()
             .expect("start coturn (Debian's coturn package; tests/run installs it)");
         self.turn = Some(child);
-        self._turn_dir = Some(dir);
+        self.turn_dir = Some(dir);
         let server = format!("{}:{TURN_PORT}", self.server_ip);
         let up = super::network::in_namespace(&self.public_ns, move || {
             (0..250).any(|_| {
@@ -344,12 +355,10 @@ impl NatLab {
             ],
         );
     }
-}
 
-impl NatLab {
     /// coturn's log (sessions, permissions, refusals), for failure messages.
     pub fn turn_log(&self) -> String {
-        let Some(dir) = &self._turn_dir else {
+        let Some(dir) = &self.turn_dir else {
             return "coturn is not running".into();
         };
         std::fs::read_to_string(dir.path().join("turn.log")).unwrap_or_else(|e| e.to_string())
@@ -359,7 +368,7 @@ impl NatLab {
     /// every destination gets a port of its own (MASQUERADE --random-fully), so the port STUN
     /// saw is of no use to anyone else, and only a relay connects the two.
     pub fn make_viewer_nat_symmetric(&self) {
-        let public_if = self.viewer_router_public_if();
+        let public_if = &self.viewer_router_public_if;
         in_ns(
             &self.viewer_router_ns,
             &["iptables", "-t", "nat", "-F", "POSTROUTING"],
@@ -373,18 +382,12 @@ impl NatLab {
                 "-A",
                 "POSTROUTING",
                 "-o",
-                &public_if,
+                public_if,
                 "-j",
                 "MASQUERADE",
                 "--random-fully",
             ],
         );
-    }
-
-    fn viewer_router_public_if(&self) -> String {
-        // The interface names follow the namespaces': cpn{tag}rv is the router, cpn{tag}rvp
-        // its public side.
-        format!("{}p", self.viewer_router_ns)
     }
 
     /// The routers' connection-tracking tables, for failure messages: which mappings the NATs

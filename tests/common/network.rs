@@ -785,22 +785,16 @@ pub async fn watch_page_over_lab(
         .find(|l| l["page"] == 0 && l.get("frameLog").is_some())
         .map(|l| l["frameLog"].clone())
         .unwrap_or_default();
-    let session = lines
-        .iter()
-        .rev()
-        .find_map(|l| l["stats"]["session"].as_str().map(str::to_owned));
     let stats: Vec<serde_json::Value> = stats
         .finish()
         .into_iter()
         .filter(|(at, _)| (from..=to).contains(at))
         .map(|(_, message)| message)
         .collect();
-    // The page's own session id is not in its stats; with one viewer, campeer's only one is it.
-    let session = session.or_else(|| {
-        stats
-            .iter()
-            .find_map(|m| m["viewers"][0]["session"].as_str().map(str::to_owned))
-    });
+    // The page does not show its session id; campeer's only viewer is the page.
+    let session = stats
+        .iter()
+        .find_map(|m| m["viewers"][0]["session"].as_str().map(str::to_owned));
     let seconds = (to - from) as f64 / 1000.0;
     let kbps = |bytes: u64| bytes as f64 * 8.0 / seconds / 1000.0;
     LinkReport {
