@@ -7,7 +7,7 @@ use crate::protocol::{Prefix, Segment};
 use serde::Deserialize;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// A configuration problem, naming the key at fault.
@@ -154,6 +154,7 @@ pub struct IceSection {
     pub servers: Option<Vec<IceServerSection>>,
     pub interfaces: Option<Vec<String>>,
     pub loopback_only: Option<bool>,
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -417,6 +418,9 @@ pub struct IceConfig {
     /// Interface names or IP addresses; empty means every non-loopback interface.
     pub interfaces: Vec<String>,
     pub loopback_only: bool,
+    /// Certificates (PEM) trusted for `turns:` servers besides the system's: a TURN server
+    /// with a private CA or a self-signed certificate.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 /// The built-in viewer page.
@@ -711,6 +715,7 @@ impl Config {
             servers,
             interfaces,
             loopback_only: flags.ice_loopback_only || file.ice.loopback_only.unwrap_or(false),
+            tls_ca_file: file.ice.tls_ca_file,
         };
 
         let public = flags.public || file.web.public.unwrap_or(false);

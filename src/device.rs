@@ -144,6 +144,8 @@ pub struct DeviceHandle {
     health: DeviceHealth,
     http: HttpServer,
     embedded: Option<EmbeddedBroker>,
+    /// Kept for as long as the device serves: dropping them stops them.
+    _turn_bridges: crate::turn_stream::Bridges,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -198,9 +200,8 @@ impl DeviceHandle {
 /// Starts the daemon: the embedded broker when no external one is configured, the viewer
 /// page, and the device itself, which serves viewers until shut down.
 pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
-    for (url, why) in crate::session::ice::unusable_server_urls(&config.ice) {
-        tracing::warn!("ICE server {url} is skipped: {why}");
-    }
+    // webrtc is told about bridges in place of TURN servers it cannot reach itself.
+    let (ice, turn_bridges) = crate::turn_stream::start(&config.ice).await?;
     let mut mqtt = config.mqtt.clone();
     let (host, port, embedded) = match (&config.mqtt.broker, &config.embedded_broker) {
         (Some(broker), _) => (broker.host.clone(), broker.port, None),
@@ -259,7 +260,7 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
     let context = SessionContext {
         hub: hub.clone(),
         audio: audio.clone(),
-        ice: config.ice.clone(),
+        ice,
         timeout: config.sessions.timeout,
         publisher: link.publisher.clone(),
         ended: ended_tx,
@@ -309,6 +310,7 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
         health,
         http,
         embedded,
+        _turn_bridges: turn_bridges,
         stop: Some(stop_tx),
         task,
     })

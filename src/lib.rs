@@ -12,4 +12,5 @@ pub mod mqtt;
 pub mod protocol;
 pub mod session;
 pub mod systemd;
+pub mod turn_stream;
 pub mod web;

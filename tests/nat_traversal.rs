@@ -8,50 +8,8 @@
 mod common;
 
 use common::nat::NatLab;
-use common::network::{
-    LabCampeer, LabTarget, NamespacedBroker, join_over_lab, require_lab, run_in_namespace,
-};
+use common::network::{LabCampeer, NamespacedBroker, require_lab};
 use std::time::Duration;
-
-struct Outcome {
-    played: bool,
-    errors: Vec<(String, String)>,
-    remote_candidates: Vec<String>,
-}
-
-fn watch_through_nats(
-    lab: &NatLab,
-    campeer: &LabCampeer,
-    session: &str,
-    ice_servers: Vec<webrtc::peer_connection::RTCIceServer>,
-    relay_only: bool,
-) -> Outcome {
-    let target = LabTarget {
-        broker_host: lab.server_ip.clone(),
-        broker_port: campeer.broker.port,
-        device: campeer.device.clone(),
-        bind_ip: lab.viewer_ip.clone(),
-        ice_servers,
-        relay_only,
-    };
-    let session = session.to_owned();
-    run_in_namespace(&lab.viewer_ns, move || async move {
-        let viewer = join_over_lab(target, &session).await;
-        let played = viewer
-            .wait_for_more_frames(60, Duration::from_secs(30))
-            .await;
-        let (errors, remote_candidates) =
-            viewer.snapshot(|s| (s.errors.clone(), s.remote_candidate_lines.clone()));
-        viewer.close().await;
-        Outcome {
-            played,
-            errors,
-            remote_candidates,
-        }
-    })
-    .join()
-    .expect("viewer thread")
-}
 
 /// Campeer behind its NAT, with the lab's STUN server and the broker on the public side.
 fn start_campeer(lab: &NatLab, device: &str) -> LabCampeer {
@@ -74,11 +32,7 @@ fn viewer_and_campeer_meet_through_their_nats_with_stun() {
     let mut lab = NatLab::new();
     lab.start_turn();
     let campeer = start_campeer(&lab, "nat-stun");
-    let stun = webrtc::peer_connection::RTCIceServer {
-        urls: vec![lab.stun_url()],
-        ..Default::default()
-    };
-    let outcome = watch_through_nats(&lab, &campeer, "v-stun", vec![stun], false);
+    let outcome = lab.watch(&campeer, "v-stun", vec![lab.stun_server()], false);
     assert!(outcome.errors.is_empty(), "errors: {:?}", outcome.errors);
     assert!(
         outcome.played,
@@ -87,10 +41,7 @@ fn viewer_and_campeer_meet_through_their_nats_with_stun() {
         lab.nat_tables()
     );
     assert!(
-        outcome
-            .remote_candidates
-            .iter()
-            .any(|c| c.contains("typ srflx") && c.contains(&lab.campeer_public_ip)),
+        outcome.has_candidate("srflx", &lab.campeer_public_ip),
         "campeer sent no server-reflexive candidate at its NAT's address: {:?}",
         outcome.remote_candidates
     );
@@ -109,7 +60,7 @@ fn a_viewer_that_forces_relay_gets_its_picture_through_turn_over_udp() {
     let mut lab = NatLab::new();
     lab.start_turn();
     let campeer = start_campeer(&lab, "nat-turn");
-    let outcome = watch_through_nats(&lab, &campeer, "v-turn", vec![lab.turn_server("udp")], true);
+    let outcome = lab.watch(&campeer, "v-turn", vec![lab.turn_server("udp")], true);
     assert!(outcome.errors.is_empty(), "errors: {:?}", outcome.errors);
     assert!(
         outcome.played,
@@ -136,40 +87,24 @@ fn campeer_relays_through_its_own_turn_server_to_a_viewer_behind_a_symmetric_nat
     let mut lab = NatLab::new();
     lab.start_turn();
     lab.make_viewer_nat_symmetric();
-    let config = tempfile::NamedTempFile::new().expect("a config file");
-    std::fs::write(
-        config.path(),
-        format!(
-            "[ice]\nservers = [{{ urls = [\"{}\"] }}, {{ urls = [\"turn:{}:{}?transport=udp\"], \
-             username = \"{}\", credential = \"{}\" }}]\n",
-            lab.stun_url(),
-            lab.server_ip,
-            common::nat::TURN_PORT,
-            common::nat::TURN_USER,
-            common::nat::TURN_PASSWORD
-        ),
-    )
-    .expect("write the config");
-    let broker = NamespacedBroker::start(&lab.public_ns);
-    let config_path = config.path().display().to_string();
-    let campeer = LabCampeer::start_with_broker(
-        &lab.campeer_ns,
-        broker,
-        &lab.server_ip,
-        "nat-relay",
-        &["--config", &config_path],
+    let turn = format!(
+        "turn:{}:{}?transport=udp",
+        lab.server_ip,
+        common::nat::TURN_PORT
     );
-    let stun = webrtc::peer_connection::RTCIceServer {
-        urls: vec![lab.stun_url()],
-        ..Default::default()
-    };
-    let outcome = watch_through_nats(&lab, &campeer, "v-symmetric", vec![stun], false);
+    let (campeer, _config) = lab.start_campeer_with_config(
+        "nat-relay",
+        &format!(
+            "[ice]\nservers = [{{ urls = [\"{}\"] }}, {}]\n",
+            lab.stun_url(),
+            lab.turn_server_toml(&turn)
+        ),
+        &[],
+    );
+    let outcome = lab.watch(&campeer, "v-symmetric", vec![lab.stun_server()], false);
     assert!(outcome.errors.is_empty(), "errors: {:?}", outcome.errors);
     assert!(
-        outcome
-            .remote_candidates
-            .iter()
-            .any(|c| c.contains("typ relay") && c.contains(&lab.server_ip)),
+        outcome.has_candidate("relay", &lab.server_ip),
         "campeer gathered no relay candidate from its TURN server: {:?}\ncoturn:\n{}",
         outcome.remote_candidates,
         lab.turn_log()

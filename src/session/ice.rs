@@ -56,26 +56,6 @@ pub fn ice_servers(ice: &IceConfig) -> Vec<RTCIceServer> {
         .collect()
 }
 
-/// Server URLs campeer's WebRTC stack cannot use itself, with the reason: it relays over UDP
-/// only. Logged at start so an operator is not left guessing why no relay candidate appears.
-/// (A viewer can still use such a server: campeer answers its relay candidates like any other.)
-pub fn unusable_server_urls(ice: &IceConfig) -> Vec<(String, &'static str)> {
-    ice.servers
-        .iter()
-        .flat_map(|server| server.urls.iter())
-        .filter_map(|url| {
-            let lower = url.to_ascii_lowercase();
-            if lower.starts_with("turns:") || lower.starts_with("stuns:") {
-                Some((url.clone(), "TLS to the ICE server is not supported"))
-            } else if lower.starts_with("turn:") && lower.contains("transport=tcp") {
-                Some((url.clone(), "campeer relays over UDP only"))
-            } else {
-                None
-            }
-        })
-        .collect()
-}
-
 /// How often a network where mDNS could not start is tried again: a cable plugged in or a
 /// route added later should bring it back without a restart.
 const MDNS_RETRY: Duration = Duration::from_secs(60);
@@ -200,31 +180,19 @@ mod tests {
     }
 
     #[test]
-    fn tcp_and_tls_servers_are_reported_unusable() {
+    fn servers_keep_their_credentials_in_webrtc_form() {
         let ice = IceConfig {
             servers: vec![IceServer {
-                urls: vec![
-                    "stun:10.0.0.1:3478".into(),
-                    "turn:10.0.0.1:3478?transport=udp".into(),
-                    "turn:10.0.0.1:3478".into(),
-                    "turn:10.0.0.1:3478?transport=tcp".into(),
-                    "turns:10.0.0.1:5349".into(),
-                ],
+                urls: vec!["turn:10.0.0.1:3478?transport=udp".into()],
                 username: Some("u".into()),
                 credential: Some(Secret("p".into())),
             }],
             interfaces: vec![],
             loopback_only: false,
+            tls_ca_file: None,
         };
-        let unusable: Vec<String> = unusable_server_urls(&ice)
-            .into_iter()
-            .map(|(url, _)| url)
-            .collect();
-        assert_eq!(
-            unusable,
-            vec!["turn:10.0.0.1:3478?transport=tcp", "turns:10.0.0.1:5349"]
-        );
         let servers = ice_servers(&ice);
+        assert_eq!(servers[0].urls, ["turn:10.0.0.1:3478?transport=udp"]);
         assert_eq!(servers[0].username, "u");
         assert_eq!(servers[0].credential, "p");
     }

@@ -10,13 +10,18 @@
 //! viewer ns  ── viewer router (NAT)  ──┘
 //! ```
 
-use super::network::{in_ns, must, run};
+use super::network::{
+    LabCampeer, LabTarget, NamespacedBroker, in_ns, join_over_lab, must, run, run_in_namespace,
+};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 /// coturn's port for STUN and TURN (UDP and TCP), and its relay port range.
 pub const TURN_PORT: u16 = 3478;
+/// coturn's port for TURN over TLS, when started with a certificate.
+pub const TURN_TLS_PORT: u16 = 5349;
 const RELAY_PORTS: (u16, u16) = (50_000, 50_200);
 pub const TURN_USER: &str = "campeer";
 pub const TURN_PASSWORD: &str = "lab-secret";
@@ -174,7 +179,8 @@ impl NatLab {
             &format!("10.93.{s}.1"),
         ]);
         // Counts what reaches the TURN server's relay ports (rule 1: proof that media went
-        // through it) and its TCP port (rule 2: a client that reached it over TCP).
+        // through it), its TCP port (rule 2: a client that reached it over TCP) and its TLS
+        // port (rule 3).
         in_ns(
             &lab.public_ns,
             &[
@@ -197,6 +203,18 @@ impl NatLab {
                 "tcp",
                 "--dport",
                 &TURN_PORT.to_string(),
+            ],
+        );
+        in_ns(
+            &lab.public_ns,
+            &[
+                "iptables",
+                "-A",
+                "INPUT",
+                "-p",
+                "tcp",
+                "--dport",
+                &TURN_TLS_PORT.to_string(),
             ],
         );
         // And what leaves the relay ports (OUTPUT rule 1): media relayed towards a peer.
@@ -239,6 +257,27 @@ impl NatLab {
     /// credential), waits until it accepts TCP connections.
     pub fn start_turn(&mut self) {
         let dir = tempfile::tempdir().expect("temp dir");
+        self.spawn_turn(dir, &["--no-tls".to_owned()]);
+    }
+
+    /// Starts coturn as [`start_turn`](Self::start_turn) does, and over TLS too (port
+    /// [`TURN_TLS_PORT`]) with a certificate for the server's address from a CA of the lab's
+    /// own; returns that CA's certificate (PEM), the one thing a client must trust.
+    pub fn start_turn_with_tls(&mut self) -> PathBuf {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pki = TestCa::create(dir.path(), &self.server_ip);
+        self.spawn_turn(
+            dir,
+            &[
+                format!("--cert={}", pki.server_cert.display()),
+                format!("--pkey={}", pki.server_key.display()),
+                format!("--tls-listening-port={TURN_TLS_PORT}"),
+            ],
+        );
+        pki.ca_cert
+    }
+
+    fn spawn_turn(&mut self, dir: tempfile::TempDir, tls: &[String]) {
         let pid = dir.path().join("turnserver.pid");
         let child = Command::new("ip")
             .args(["netns", "exec", &self.public_ns, "turnserver", "-n"])
@@ -252,7 +291,6 @@ impl NatLab {
                 &format!("--user={TURN_USER}:{TURN_PASSWORD}"),
                 "--lt-cred-mech",
                 "--fingerprint",
-                "--no-tls",
                 "--no-dtls",
                 "--no-cli",
                 "--no-multicast-peers",
@@ -264,6 +302,7 @@ impl NatLab {
                 "--simple-log",
                 "--verbose",
             ])
+            .args(tls)
             .arg(format!(
                 "--log-file={}",
                 dir.path().join("turn.log").display()
@@ -294,6 +333,14 @@ impl NatLab {
         format!("stun:{}:{TURN_PORT}", self.server_ip)
     }
 
+    /// The lab's STUN server as a viewer configures it.
+    pub fn stun_server(&self) -> webrtc::peer_connection::RTCIceServer {
+        webrtc::peer_connection::RTCIceServer {
+            urls: vec![self.stun_url()],
+            ..Default::default()
+        }
+    }
+
     /// The TURN server as a viewer configures it, over `transport` ("udp" or "tcp").
     pub fn turn_server(&self, transport: &str) -> webrtc::peer_connection::RTCIceServer {
         webrtc::peer_connection::RTCIceServer {
@@ -317,17 +364,108 @@ impl NatLab {
         self.public_packets("INPUT", 2)
     }
 
+    /// TCP packets that reached the TURN server's TLS port.
+    pub fn turn_tls_packets(&self) -> u64 {
+        self.public_packets("INPUT", 3)
+    }
+
+    /// Campeer's router lets no UDP out to the public side (as many office and hotel networks
+    /// do): campeer reaches STUN and TURN over UDP no more, only over TCP.
+    pub fn block_udp_from_campeer(&self) {
+        in_ns(
+            &self.campeer_router_ns,
+            &[
+                "iptables",
+                "-I",
+                "FORWARD",
+                "1",
+                "-p",
+                "udp",
+                "-s",
+                &self.campeer_ip,
+                "-j",
+                "DROP",
+            ],
+        );
+    }
+
+    /// UDP packets from campeer that its router dropped (after [`block_udp_from_campeer`]).
+    pub fn campeer_udp_dropped(&self) -> u64 {
+        packet_count(&in_ns(
+            &self.campeer_router_ns,
+            &["iptables", "-L", "FORWARD", "1", "-v", "-x", "-n"],
+        ))
+    }
+
     fn public_packets(&self, chain: &str, rule: usize) -> u64 {
         let rule = rule.to_string();
-        let listing = in_ns(
+        packet_count(&in_ns(
             &self.public_ns,
             &["iptables", "-L", chain, &rule, "-v", "-x", "-n"],
-        );
-        listing
-            .split_whitespace()
-            .next()
-            .and_then(|packets| packets.parse().ok())
-            .unwrap_or(0)
+        ))
+    }
+
+    /// Campeer behind its NAT with `config` (TOML) as its configuration file, the broker on
+    /// the public side. The file lives as long as the returned handle.
+    pub fn start_campeer_with_config(
+        &self,
+        device: &str,
+        config: &str,
+        extra: &[&str],
+    ) -> (LabCampeer, tempfile::NamedTempFile) {
+        let file = tempfile::NamedTempFile::new().expect("a config file");
+        std::fs::write(file.path(), config).expect("write the config");
+        let broker = NamespacedBroker::start(&self.public_ns);
+        let path = file.path().display().to_string();
+        let mut args = vec!["--config", path.as_str()];
+        args.extend_from_slice(extra);
+        let campeer =
+            LabCampeer::start_with_broker(&self.campeer_ns, broker, &self.server_ip, device, &args);
+        (campeer, file)
+    }
+
+    /// The lab's TURN server at `url`, with its credential, as a TOML inline table for
+    /// `ice.servers` or `web.ice_servers`.
+    pub fn turn_server_toml(&self, url: &str) -> String {
+        format!(
+            "{{ urls = [\"{url}\"], username = \"{TURN_USER}\", credential = \"{TURN_PASSWORD}\" }}"
+        )
+    }
+
+    /// The test viewer, in the viewer's namespace, joins campeer through the public broker
+    /// with `ice_servers` of its own and watches for up to 30 s.
+    pub fn watch(
+        &self,
+        campeer: &LabCampeer,
+        session: &str,
+        ice_servers: Vec<webrtc::peer_connection::RTCIceServer>,
+        relay_only: bool,
+    ) -> NatWatch {
+        let target = LabTarget {
+            broker_host: self.server_ip.clone(),
+            broker_port: campeer.broker.port,
+            device: campeer.device.clone(),
+            bind_ip: self.viewer_ip.clone(),
+            ice_servers,
+            relay_only,
+        };
+        let session = session.to_owned();
+        run_in_namespace(&self.viewer_ns, move || async move {
+            let viewer = join_over_lab(target, &session).await;
+            let played = viewer
+                .wait_for_more_frames(60, Duration::from_secs(30))
+                .await;
+            let (errors, remote_candidates) =
+                viewer.snapshot(|s| (s.errors.clone(), s.remote_candidate_lines.clone()));
+            viewer.close().await;
+            NatWatch {
+                played,
+                errors,
+                remote_candidates,
+            }
+        })
+        .join()
+        .expect("viewer thread")
     }
 
     /// Forwards TCP `port` on the campeer router's public address to campeer (a port forward,
@@ -402,6 +540,110 @@ impl NatLab {
             })
             .collect::<Vec<_>>()
             .join("\n")
+    }
+}
+
+/// What the test viewer saw through the NATs.
+pub struct NatWatch {
+    pub played: bool,
+    pub errors: Vec<(String, String)>,
+    /// Campeer's candidates as the viewer received them.
+    pub remote_candidates: Vec<String>,
+}
+
+impl NatWatch {
+    /// Whether campeer sent a candidate of `kind` ("srflx", "relay") at `ip`.
+    pub fn has_candidate(&self, kind: &str, ip: &str) -> bool {
+        self.remote_candidates
+            .iter()
+            .any(|c| c.contains(&format!("typ {kind}")) && c.contains(ip))
+    }
+}
+
+/// The first figure of an `iptables -L CHAIN N -v -x -n` line: the rule's packet count.
+fn packet_count(listing: &str) -> u64 {
+    listing
+        .split_whitespace()
+        .next()
+        .and_then(|packets| packets.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A certificate authority of the lab's own and a server certificate it signed for one IP
+/// address (made with the openssl command line), for a TLS server a client can check.
+pub struct TestCa {
+    pub ca_cert: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+}
+
+impl TestCa {
+    pub fn create(dir: &std::path::Path, server_ip: &str) -> Self {
+        let path = |name: &str| dir.join(name);
+        let ca = Self {
+            ca_cert: path("ca.pem"),
+            server_cert: path("server.pem"),
+            server_key: path("server.key"),
+        };
+        let text = |p: &PathBuf| p.display().to_string();
+        let (ca_key, request) = (path("ca.key"), path("server.csr"));
+        must(&[
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=campeer lab CA",
+            "-keyout",
+            &text(&ca_key),
+            "-out",
+            &text(&ca.ca_cert),
+        ]);
+        must(&[
+            "openssl",
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=campeer lab TURN",
+            "-addext",
+            &format!("subjectAltName=IP:{server_ip}"),
+            "-addext",
+            "extendedKeyUsage=serverAuth",
+            "-keyout",
+            &text(&ca.server_key),
+            "-out",
+            &text(&request),
+        ]);
+        must(&[
+            "openssl",
+            "x509",
+            "-req",
+            "-in",
+            &text(&request),
+            "-CA",
+            &text(&ca.ca_cert),
+            "-CAkey",
+            &text(&ca_key),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-copy_extensions",
+            "copyall",
+            "-out",
+            &text(&ca.server_cert),
+        ]);
+        ca
     }
 }
 
