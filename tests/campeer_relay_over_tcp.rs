@@ -8,7 +8,7 @@
 mod common;
 
 use common::nat::{NatLab, TURN_PORT, TURN_TLS_PORT, TestCa};
-use common::network::require_lab;
+use common::network::{StatsCollector, reported_paths, require_lab};
 
 /// Starts campeer with `servers` (TOML) as its `ice.servers` plus `more` ice settings, lets
 /// the viewer watch with STUN only, and checks the picture came through campeer's relay.
@@ -16,7 +16,9 @@ fn plays_only_through_campeers_relay(lab: &NatLab, device: &str, ice_toml: &str)
     lab.make_viewer_nat_symmetric();
     lab.block_udp_from_campeer();
     let (campeer, _config) = lab.start_campeer_with_config(device, ice_toml, &[]);
+    let stats = StatsCollector::start(&lab.public_ns, campeer.broker.port, device);
     let outcome = lab.watch(&campeer, "v-stream-relay", vec![lab.stun_server()], false);
+    let paths = reported_paths(&stats.finish(), "v-stream-relay");
     assert!(outcome.errors.is_empty(), "errors: {:?}", outcome.errors);
     assert!(
         outcome.has_candidate("relay", &lab.server_ip),
@@ -41,6 +43,10 @@ fn plays_only_through_campeers_relay(lab: &NatLab, device: &str, ice_toml: &str)
     assert!(
         relayed >= 60,
         "only {relayed} packets reached the TURN server's relay ports"
+    );
+    assert!(
+        paths.last().is_some_and(|path| path["local"] == "relay"),
+        "campeer's stats do not show its relay carrying the media: {paths:?}"
     );
     assert!(
         lab.campeer_udp_dropped() > 0,

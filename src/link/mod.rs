@@ -105,6 +105,9 @@ pub struct LinkState {
     /// Set by the video hub when this link is sent the base layer only: the encoder works to
     /// a faster viewer's rate, and the base layer is what fits here.
     pub base_layer_only: bool,
+    /// The candidate pair the media takes, as the session last read it from the peer
+    /// connection.
+    pub ice_path: Option<stats::IcePath>,
 }
 
 impl LinkState {
@@ -129,6 +132,7 @@ impl LinkState {
             retransmit_rate: DecayingRate::default(),
             pacer_dropped: 0,
             base_layer_only: false,
+            ice_path: None,
         }
     }
 

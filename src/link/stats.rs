@@ -23,6 +23,22 @@ pub struct ViewerStats {
     pub retransmissions_refused: u64,
     /// The viewer's own estimate, from its latest REMB; `None` until one arrives.
     pub remb_kbps: Option<u64>,
+    /// The candidate pair the media takes; `None` until ICE has selected one.
+    pub path: Option<IcePath>,
+}
+
+/// The candidate pair a viewer's media takes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IcePath {
+    /// campeer's candidate type: `host`, `srflx`, `prflx` or `relay` (campeer's own TURN).
+    pub local: String,
+    /// The viewer's: `host` (a `.local` name counts once resolved), `srflx`, `prflx` (learnt
+    /// from its checks) or `relay`.
+    pub remote: String,
+    /// The viewer's candidate address and port: its own (a `.local` name stays a name), its
+    /// NAT's, or its TURN server's relay port when `remote` is `relay`; `unknown` for a
+    /// peer-reflexive candidate (webrtc's stats do not list those).
+    pub remote_address: String,
 }
 
 /// Turns successive [`LinkState`] snapshots into rates.
@@ -65,6 +81,7 @@ impl RateSampler {
             loss_percent: state.loss.map(|loss| (loss * 1000.0).round() / 10.0),
             retransmissions_refused: state.retransmissions_refused,
             remb_kbps: state.remb_bps.map(|bps| (bps / 1000.0).round() as u64),
+            path: state.ice_path.clone(),
         }
     }
 }

@@ -7,6 +7,7 @@
 pub mod ice;
 pub mod liveness;
 pub mod offer;
+pub mod path;
 pub mod peer;
 
 use crate::config::IceConfig;
@@ -23,6 +24,7 @@ use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
+use rtc::statistics::StatsSelector;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -40,6 +42,9 @@ const COMMAND_QUEUE: usize = 64;
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// How often a session looks at its link: keyframes wanted, feedback gone quiet.
 const LINK_CHECK_PERIOD: Duration = Duration::from_millis(250);
+/// How often a connected session reads which candidate pair its media takes (ICE may switch
+/// pairs, a relay may take over); reading the stats costs a walk over every stats object.
+const PATH_READ_PERIOD: Duration = Duration::from_secs(2);
 /// A viewer whose pacer would take longer than this to send what is queued is sent no more
 /// frames until it drains; it then restarts at a keyframe. Keeps its latency bounded when even
 /// the lowest rate is more than its link carries.
@@ -323,6 +328,8 @@ struct Session<'a> {
     link: Link,
     /// When the connection last came up, for the feedback timeout.
     connected_since: Option<Instant>,
+    /// When the candidate pair was last read; `None` until read on this connection.
+    path_read_at: Option<Instant>,
     /// Video paused until the pacer's queue drains.
     backed_up: bool,
     audio: Option<AudioSend>,
@@ -399,6 +406,7 @@ impl<'a> Session<'a> {
             subscription,
             link,
             connected_since: None,
+            path_read_at: None,
             backed_up: false,
             audio,
             liveness: Liveness::new(context.timeout, Instant::now()),
@@ -481,9 +489,11 @@ impl<'a> Session<'a> {
                 },
                 _ = sleep_until(deadline), if deadline.is_some() => {}
                 _ = link_check.tick() => {
-                    if let Some(reason) = self.check_link(Instant::now()) {
+                    let now = Instant::now();
+                    if let Some(reason) = self.check_link(now) {
                         return reason;
                     }
+                    self.read_path(now).await;
                 }
             }
             if self.liveness.must_end(Instant::now()) {
@@ -515,6 +525,34 @@ impl<'a> Session<'a> {
                 silent.as_secs()
             ))
         })
+    }
+
+    /// Reads which candidate pair the media takes, when connected and due, for the stats
+    /// topic; logs each change.
+    async fn read_path(&mut self, now: Instant) {
+        let due = self.connected_since.is_some()
+            && self
+                .path_read_at
+                .is_none_or(|at| now.saturating_duration_since(at) >= PATH_READ_PERIOD);
+        if !due {
+            return;
+        }
+        self.path_read_at = Some(now);
+        let report = self.peer.get_stats(now, StatsSelector::None).await;
+        let path = path::selected_path(&report);
+        let mut link = self.link.lock();
+        if path != link.ice_path {
+            if let Some(path) = &path {
+                tracing::info!(
+                    session = %self.id,
+                    "media path: campeer's {} candidate, the viewer's {} candidate ({})",
+                    path.local,
+                    path.remote,
+                    path.remote_address
+                );
+            }
+            link.ice_path = path;
+        }
     }
 
     async fn renegotiate(&mut self, sdp: String) {
@@ -608,6 +646,7 @@ impl<'a> Session<'a> {
                     // A decoder that just (re)connected needs a keyframe, not stale frames.
                     self.subscription.resync();
                     self.connected_since = Some(Instant::now());
+                    self.path_read_at = None;
                 } else if !self.liveness.is_connected() {
                     self.connected_since = None;
                 }

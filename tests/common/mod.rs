@@ -423,6 +423,8 @@ pub struct ViewerState {
     pub stream_ids: Vec<(String, String)>,
     /// Every candidate line campeer trickled.
     pub remote_candidate_lines: Vec<String>,
+    /// Every candidate line this viewer gathered (and sent).
+    pub local_candidate_lines: Vec<String>,
     /// Keyframe requests this viewer sent after giving up on a gap.
     pub plis_sent: usize,
 }
@@ -449,6 +451,9 @@ pub struct ViewerOptions {
     pub ice_servers: Vec<webrtc::peer_connection::RTCIceServer>,
     /// Gather and use relay candidates only, as a browser with `iceTransportPolicy: "relay"`.
     pub relay_only: bool,
+    /// Hide host addresses behind mDNS `.local` names and answer queries for them, as
+    /// browsers do.
+    pub mdns: bool,
 }
 
 impl Default for ViewerOptions {
@@ -462,6 +467,7 @@ impl Default for ViewerOptions {
             broker_host: None,
             ice_servers: Vec::new(),
             relay_only: false,
+            mdns: false,
         }
     }
 }
@@ -501,6 +507,11 @@ struct ViewerHandler {
 impl PeerConnectionEventHandler for ViewerHandler {
     async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
         if let Ok(init) = event.candidate.to_json() {
+            self.state
+                .lock()
+                .unwrap()
+                .local_candidate_lines
+                .push(init.candidate.clone());
             let _ = self
                 .events
                 .send(ViewerEvent::Candidate(Some(init.candidate)));
@@ -1063,8 +1074,22 @@ async fn build_viewer_peer(
     let registry =
         register_default_interceptors(Registry::new(), &mut media_engine).expect("interceptors");
     let loopback = options.bind_ip.is_none();
-    let settings = SettingEngineBuilder::new()
-        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+    let mdns = if options.mdns {
+        rtc::ice::mdns::MulticastDnsMode::QueryAndGather
+    } else {
+        rtc::ice::mdns::MulticastDnsMode::Disabled
+    };
+    let mut settings = SettingEngineBuilder::new();
+    if options.mdns {
+        // One name per viewer, standing for its one bound address, as a browser does it.
+        let name = format!("campeer-viewer-{}.local", rand::random::<u32>());
+        let address = options.bind_ip.as_deref().and_then(|ip| ip.parse().ok());
+        settings = settings
+            .with_multicast_dns_local_name(name)
+            .with_multicast_dns_local_ip(address);
+    }
+    let settings = settings
+        .with_multicast_dns_mode(mdns)
         .with_include_loopback_candidate(loopback)
         .build();
     let bind = format!("{}:0", options.bind_ip.as_deref().unwrap_or("127.0.0.1"));

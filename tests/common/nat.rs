@@ -448,6 +448,7 @@ impl NatLab {
             bind_ip: self.viewer_ip.clone(),
             ice_servers,
             relay_only,
+            mdns: false,
         };
         let session = session.to_owned();
         run_in_namespace(&self.viewer_ns, move || async move {

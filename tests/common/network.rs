@@ -502,6 +502,8 @@ pub struct LabTarget {
     /// The viewer's own STUN/TURN servers, and whether it insists on relaying.
     pub ice_servers: Vec<webrtc::peer_connection::RTCIceServer>,
     pub relay_only: bool,
+    /// The viewer hides its host addresses behind mDNS names, as browsers do.
+    pub mdns: bool,
 }
 
 impl LabCampeer {
@@ -513,6 +515,7 @@ impl LabCampeer {
             bind_ip: link.viewer_ip.clone(),
             ice_servers: Vec::new(),
             relay_only: false,
+            mdns: false,
         }
     }
 }
@@ -541,6 +544,7 @@ pub async fn join_over_lab(target: LabTarget, session: &str) -> super::TestViewe
             broker_host: Some(target.broker_host),
             ice_servers: target.ice_servers,
             relay_only: target.relay_only,
+            mdns: target.mdns,
             ..Default::default()
         },
     )
@@ -697,6 +701,19 @@ fn unix_ms() -> u64 {
 pub struct StatsCollector {
     stop: tokio::sync::oneshot::Sender<()>,
     thread: std::thread::JoinHandle<Vec<(u64, serde_json::Value)>>,
+}
+
+/// The paths (campeer's stats `path`: candidate types and the viewer's address) reported for
+/// `session`, oldest first.
+pub fn reported_paths(stats: &[(u64, serde_json::Value)], session: &str) -> Vec<serde_json::Value> {
+    stats
+        .iter()
+        .filter_map(|(_, message)| message["viewers"].as_array())
+        .flatten()
+        .filter(|viewer| viewer["session"] == session)
+        .map(|viewer| viewer["path"].clone())
+        .filter(|path| !path.is_null())
+        .collect()
 }
 
 impl StatsCollector {
