@@ -8,7 +8,7 @@
 mod common;
 
 use common::nat::{NatLab, TURN_PORT, TURN_TLS_PORT, TestCa};
-use common::network::{StatsCollector, reported_paths, require_lab};
+use common::network::{StatsCollector, reported_paths, require_nat_lab};
 
 /// Starts campeer with `servers` (TOML) as its `ice.servers` plus `more` ice settings, lets
 /// the viewer watch with STUN only, and checks the picture came through campeer's relay.
@@ -56,7 +56,7 @@ fn plays_only_through_campeers_relay(lab: &NatLab, device: &str, ice_toml: &str)
 
 #[test]
 fn campeer_relays_over_turn_on_tcp_when_no_udp_gets_out() {
-    if !require_lab() {
+    if !require_nat_lab() {
         return;
     }
     let mut lab = NatLab::new();
@@ -81,7 +81,7 @@ fn campeer_relays_over_turn_on_tcp_when_no_udp_gets_out() {
 
 #[test]
 fn campeer_relays_over_turn_on_tls_checked_against_its_ca_file() {
-    if !require_lab() {
+    if !require_nat_lab() {
         return;
     }
     let mut lab = NatLab::new();
@@ -115,7 +115,7 @@ fn campeer_relays_over_turn_on_tls_checked_against_its_ca_file() {
 /// its media to whoever sits in the middle.
 #[test]
 fn campeer_refuses_a_turns_server_its_ca_file_does_not_vouch_for() {
-    if !require_lab() {
+    if !require_nat_lab() {
         return;
     }
     let mut lab = NatLab::new();

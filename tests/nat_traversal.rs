@@ -8,7 +8,7 @@
 mod common;
 
 use common::nat::NatLab;
-use common::network::{LabCampeer, NamespacedBroker, require_lab};
+use common::network::{LabCampeer, NamespacedBroker, require_nat_lab};
 use std::time::Duration;
 
 /// Campeer behind its NAT, with the lab's STUN server and the broker on the public side.
@@ -26,7 +26,7 @@ fn start_campeer(lab: &NatLab, device: &str) -> LabCampeer {
 
 #[test]
 fn viewer_and_campeer_meet_through_their_nats_with_stun() {
-    if !require_lab() {
+    if !require_nat_lab() {
         return;
     }
     let mut lab = NatLab::new();
@@ -54,7 +54,7 @@ fn viewer_and_campeer_meet_through_their_nats_with_stun() {
 
 #[test]
 fn a_viewer_that_forces_relay_gets_its_picture_through_turn_over_udp() {
-    if !require_lab() {
+    if !require_nat_lab() {
         return;
     }
     let mut lab = NatLab::new();
@@ -81,7 +81,7 @@ fn a_viewer_that_forces_relay_gets_its_picture_through_turn_over_udp() {
 /// campeer's `ice.servers`) connects them.
 #[test]
 fn campeer_relays_through_its_own_turn_server_to_a_viewer_behind_a_symmetric_nat() {
-    if !require_lab() {
+    if !require_nat_lab() {
         return;
     }
     let mut lab = NatLab::new();
@@ -128,7 +128,7 @@ fn campeer_relays_through_its_own_turn_server_to_a_viewer_behind_a_symmetric_nat
 /// `?relay=1` relays everything: the TCP connection to coturn carries the picture.
 #[tokio::test]
 async fn a_browser_that_forces_relay_plays_through_turn_over_tcp() {
-    if !require_lab() {
+    if !require_nat_lab() {
         return;
     }
     let mut lab = NatLab::new();
@@ -138,12 +138,12 @@ async fn a_browser_that_forces_relay_plays_through_turn_over_tcp() {
     std::fs::write(
         config.path(),
         format!(
-            "[web]\nice_servers = [{{ urls = [\"turn:{}:{}?transport=tcp\"], \
-             username = \"{}\", credential = \"{}\" }}]\n",
-            lab.server_ip,
-            common::nat::TURN_PORT,
-            common::nat::TURN_USER,
-            common::nat::TURN_PASSWORD
+            "[web]\nice_servers = [{}]\n",
+            lab.turn_server_toml(&format!(
+                "turn:{}:{}?transport=tcp",
+                lab.server_ip,
+                common::nat::TURN_PORT
+            ))
         ),
     )
     .expect("write the config");

@@ -11,7 +11,8 @@
 //! ```
 
 use super::network::{
-    LabCampeer, LabTarget, NamespacedBroker, in_ns, join_over_lab, must, run, run_in_namespace,
+    LabCampeer, LabTarget, NamespacedBroker, in_ns, join_over_lab, must, rule_counters, run,
+    run_in_namespace, veth_pair, wait_for_tcp,
 };
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -80,11 +81,11 @@ impl NatLab {
             must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
         }
         // The internet: the public namespace forwards between the two routers.
-        lab.join(
+        veth_pair(
             (&lab.public_ns, &name("pc"), &format!("10.90.{s}.1")),
             (&lab.campeer_router_ns, &name("rcp"), &lab.campeer_public_ip),
         );
-        lab.join(
+        veth_pair(
             (&lab.public_ns, &name("pv"), &format!("10.91.{s}.1")),
             (
                 &lab.viewer_router_ns,
@@ -93,7 +94,7 @@ impl NatLab {
             ),
         );
         // The private networks behind each router.
-        lab.join(
+        veth_pair(
             (
                 &lab.campeer_router_ns,
                 &name("rcl"),
@@ -101,7 +102,7 @@ impl NatLab {
             ),
             (&lab.campeer_ns, &name("cl"), &lab.campeer_ip),
         );
-        lab.join(
+        veth_pair(
             (&lab.viewer_router_ns, &name("rvl"), &format!("10.93.{s}.1")),
             (&lab.viewer_ns, &name("vl"), &lab.viewer_ip),
         );
@@ -233,26 +234,6 @@ impl NatLab {
         lab
     }
 
-    fn join(&self, (ns_a, if_a, ip_a): (&str, &str, &str), (ns_b, if_b, ip_b): (&str, &str, &str)) {
-        must(&[
-            "ip", "link", "add", if_a, "netns", ns_a, "type", "veth", "peer", "name", if_b,
-            "netns", ns_b,
-        ]);
-        for (ns, iface, ip) in [(ns_a, if_a, ip_a), (ns_b, if_b, ip_b)] {
-            must(&[
-                "ip",
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{ip}/24"),
-                "dev",
-                iface,
-            ]);
-            must(&["ip", "-n", ns, "link", "set", iface, "up"]);
-        }
-    }
-
     /// Starts coturn in the public namespace (STUN, and TURN over UDP and TCP with a long-term
     /// credential), waits until it accepts TCP connections.
     pub fn start_turn(&mut self) {
@@ -315,17 +296,7 @@ impl NatLab {
         self.turn = Some(child);
         self.turn_dir = Some(dir);
         let server = format!("{}:{TURN_PORT}", self.server_ip);
-        let up = super::network::in_namespace(&self.public_ns, move || {
-            (0..250).any(|_| {
-                let ok = std::net::TcpStream::connect(&server).is_ok();
-                if !ok {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                ok
-            })
-        })
-        .join()
-        .expect("probe thread");
+        let up = wait_for_tcp(&self.public_ns, server, 250);
         assert!(up, "coturn did not start in {}", self.public_ns);
     }
 
@@ -391,18 +362,11 @@ impl NatLab {
 
     /// UDP packets from campeer that its router dropped (after [`block_udp_from_campeer`]).
     pub fn campeer_udp_dropped(&self) -> u64 {
-        packet_count(&in_ns(
-            &self.campeer_router_ns,
-            &["iptables", "-L", "FORWARD", "1", "-v", "-x", "-n"],
-        ))
+        rule_counters(&self.campeer_router_ns, "FORWARD", 1).0
     }
 
     fn public_packets(&self, chain: &str, rule: usize) -> u64 {
-        let rule = rule.to_string();
-        packet_count(&in_ns(
-            &self.public_ns,
-            &["iptables", "-L", chain, &rule, "-v", "-x", "-n"],
-        ))
+        rule_counters(&self.public_ns, chain, rule).0
     }
 
     /// Campeer behind its NAT with `config` (TOML) as its configuration file, the broker on
@@ -559,15 +523,6 @@ impl NatWatch {
             .iter()
             .any(|c| c.contains(&format!("typ {kind}")) && c.contains(ip))
     }
-}
-
-/// The first figure of an `iptables -L CHAIN N -v -x -n` line: the rule's packet count.
-fn packet_count(listing: &str) -> u64 {
-    listing
-        .split_whitespace()
-        .next()
-        .and_then(|packets| packets.parse().ok())
-        .unwrap_or(0)
 }
 
 /// A certificate authority of the lab's own and a server certificate it signed for one IP

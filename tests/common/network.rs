@@ -31,6 +31,52 @@ pub fn must(args: &[&str]) -> String {
     run(args).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Joins namespaces `a` and `b` with a veth pair, each end with its /24 address and up.
+pub fn veth_pair((ns_a, if_a, ip_a): (&str, &str, &str), (ns_b, if_b, ip_b): (&str, &str, &str)) {
+    must(&[
+        "ip", "link", "add", if_a, "netns", ns_a, "type", "veth", "peer", "name", if_b, "netns",
+        ns_b,
+    ]);
+    for (ns, iface, ip) in [(ns_a, if_a, ip_a), (ns_b, if_b, ip_b)] {
+        must(&[
+            "ip",
+            "-n",
+            ns,
+            "addr",
+            "add",
+            &format!("{ip}/24"),
+            "dev",
+            iface,
+        ]);
+        must(&["ip", "-n", ns, "link", "set", iface, "up"]);
+    }
+}
+
+/// The packets and bytes iptables rule `rule` (1-based) of `chain` in namespace `ns` matched.
+pub fn rule_counters(ns: &str, chain: &str, rule: usize) -> (u64, u64) {
+    let rule = rule.to_string();
+    let listing = in_ns(ns, &["iptables", "-L", chain, &rule, "-v", "-x", "-n"]);
+    let mut figures = listing
+        .split_whitespace()
+        .map(|figure| figure.parse().unwrap_or(0));
+    (figures.next().unwrap_or(0), figures.next().unwrap_or(0))
+}
+
+/// Waits (up to `tries` × 20 ms) until something in namespace `ns` accepts TCP at `addr`.
+pub fn wait_for_tcp(ns: &str, addr: String, tries: u32) -> bool {
+    in_namespace(ns, move || {
+        (0..tries).any(|_| {
+            let ok = std::net::TcpStream::connect(&addr).is_ok();
+            if !ok {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            ok
+        })
+    })
+    .join()
+    .expect("probe thread")
+}
+
 /// Whether this machine can build the lab (root, iproute2, tc, iptables). CI runs as root
 /// and must have it; elsewhere the network tests skip and say why.
 pub fn lab_available() -> Result<(), String> {
@@ -48,7 +94,22 @@ pub fn lab_available() -> Result<(), String> {
 /// Skips (returns `false`) with the reason when the lab cannot be built, except under CI,
 /// where a missing lab fails the test.
 pub fn require_lab() -> bool {
-    match lab_available() {
+    require(lab_available())
+}
+
+/// As [`require_lab`], for the NAT lab, which also needs coturn and openssl.
+pub fn require_nat_lab() -> bool {
+    require(lab_available().and_then(|()| {
+        for (tool, package) in [("turnserver", "coturn"), ("openssl", "openssl")] {
+            run(&["sh", "-c", &format!("command -v {tool}")])
+                .map_err(|_| format!("{package} is not installed (tests/run installs it)"))?;
+        }
+        Ok(())
+    }))
+}
+
+fn require(available: Result<(), String>) -> bool {
+    match available {
         Ok(()) => true,
         Err(reason) if std::env::var_os("CI").is_none() => {
             eprintln!("skipping: {reason}");
@@ -135,38 +196,11 @@ pub fn in_ns(ns: &str, args: &[&str]) -> String {
 impl LabLink {
     fn create(&self) {
         must(&["ip", "netns", "add", &self.viewer_ns]);
-        must(&[
-            "ip",
-            "link",
-            "add",
-            &self.campeer_if,
-            "netns",
-            &self.campeer_ns,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &self.viewer_if,
-            "netns",
-            &self.viewer_ns,
-        ]);
-        for (ns, iface, ip) in [
+        veth_pair(
             (&self.campeer_ns, &self.campeer_if, &self.campeer_ip),
             (&self.viewer_ns, &self.viewer_if, &self.viewer_ip),
-        ] {
-            must(&[
-                "ip",
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{ip}/24"),
-                "dev",
-                iface,
-            ]);
-            must(&["ip", "-n", ns, "link", "set", iface, "up"]);
-            must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-        }
+        );
+        must(&["ip", "-n", &self.viewer_ns, "link", "set", "lo", "up"]);
         // UDP to the viewer: first counted (what campeer offered), then the loss chain.
         self.in_campeer(&["iptables", "-N", &self.loss_chain]);
         for jump in [&[][..], &["-j", &self.loss_chain][..]] {
@@ -255,13 +289,7 @@ impl LabLink {
     /// UDP bytes campeer handed to this link, before the loss rule and the shaper: what it
     /// offered, from this link's counting rule in OUTPUT.
     pub fn offered_bytes(&self) -> u64 {
-        let rule = self.count_rule.to_string();
-        let listing = self.in_campeer(&["iptables", "-L", "OUTPUT", &rule, "-v", "-x", "-n"]);
-        listing
-            .split_whitespace()
-            .nth(1)
-            .and_then(|bytes| bytes.parse().ok())
-            .unwrap_or(0)
+        rule_counters(&self.campeer_ns, "OUTPUT", self.count_rule).1
     }
 }
 
@@ -338,18 +366,7 @@ impl NamespacedBroker {
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("start mosquitto in the namespace");
-        let probe_ns = ns.to_owned();
-        let up = in_namespace(&probe_ns, move || {
-            (0..500).any(|_| {
-                let ok = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
-                if !ok {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                ok
-            })
-        })
-        .join()
-        .expect("probe thread");
+        let up = wait_for_tcp(ns, format!("127.0.0.1:{port}"), 500);
         assert!(up, "mosquitto did not start in {ns}");
         Self {
             port,
