@@ -456,7 +456,8 @@ impl Connection {
         mut outbound: mpsc::Receiver<Vec<u8>>,
     ) -> Result<(), ConnectionError> {
         let (mut reader, mut writer) = tokio::io::split(stream);
-        let mut framed = Vec::with_capacity(framing::MAX_MESSAGE);
+        // Grows to the largest message seen; most are under a packet.
+        let mut framed = Vec::with_capacity(2048);
         let mut incoming = framing::StreamReader::default();
         let mut chunk = vec![0u8; 16 * 1024];
         loop {

@@ -413,6 +413,7 @@ impl NatLab {
             ice_servers,
             relay_only,
             mdns: false,
+            ignore_device_candidates: false,
         };
         let session = session.to_owned();
         run_in_namespace(&self.viewer_ns, move || async move {

@@ -521,6 +521,8 @@ pub struct LabTarget {
     pub relay_only: bool,
     /// The viewer hides its host addresses behind mDNS names, as browsers do.
     pub mdns: bool,
+    /// The viewer drops campeer's candidates: only campeer's checks can then connect them.
+    pub ignore_device_candidates: bool,
 }
 
 impl LabCampeer {
@@ -533,6 +535,7 @@ impl LabCampeer {
             ice_servers: Vec::new(),
             relay_only: false,
             mdns: false,
+            ignore_device_candidates: false,
         }
     }
 }
@@ -562,6 +565,7 @@ pub async fn join_over_lab(target: LabTarget, session: &str) -> super::TestViewe
             ice_servers: target.ice_servers,
             relay_only: target.relay_only,
             mdns: target.mdns,
+            ignore_device_candidates: target.ignore_device_candidates,
             ..Default::default()
         },
     )
