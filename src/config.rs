@@ -213,7 +213,8 @@ pub struct Overrides {
     /// Topic prefix: one or more segments of [A-Za-z0-9_-] joined by '/'. Default: campeer.
     #[arg(long, env = "CAMPEER_PREFIX")]
     pub prefix: Option<String>,
-    /// MQTT client id. Default: campeer-<device id>.
+    /// MQTT client id. Default: campeer-<device id>-<8 random hex digits>, which no other
+    /// client can guess and take over.
     #[arg(long, env = "CAMPEER_CLIENT_ID")]
     pub client_id: Option<String>,
     /// Device id, one topic segment. Default: the host name.
@@ -499,7 +500,10 @@ impl Config {
         let client_id = flags
             .client_id
             .or(file.mqtt.client_id)
-            .unwrap_or_else(|| format!("campeer-{device_id}"));
+            // Unpredictable by default: another client that connects with campeer's id takes
+            // over its connection (the broker drops the older one), and a known id lets anyone
+            // knock campeer offline at will.
+            .unwrap_or_else(|| format!("campeer-{device_id}-{:08x}", rand::random::<u32>()));
         if client_id.is_empty() || client_id.len() > 128 {
             return Err(invalid(
                 "mqtt.client_id",
@@ -844,9 +848,16 @@ mod tests {
         assert_eq!(config.mqtt.prefix.to_string(), "campeer");
         assert!(config.mqtt.broker.is_none());
         assert!(!config.ice.loopback_only);
-        assert_eq!(
-            config.mqtt.client_id,
-            format!("campeer-{}", config.device_id)
+        let prefix = format!("campeer-{}-", config.device_id);
+        let suffix = config
+            .mqtt
+            .client_id
+            .strip_prefix(&prefix)
+            .expect("the device id in the client id");
+        assert!(
+            suffix.len() == 8 && suffix.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{}",
+            config.mqtt.client_id
         );
     }
 

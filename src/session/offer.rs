@@ -165,10 +165,15 @@ fn fmtp_fits(fmtp: &str) -> bool {
         return false;
     }
     let profile_level_id = param("profile-level-id").unwrap_or("420010");
-    if profile_level_id.len() != 6 {
+    // Six hex digits; checked byte by byte first, so that no slice below can split a
+    // multi-byte character a viewer put there.
+    if profile_level_id.len() != 6 || !profile_level_id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return false;
     }
-    let Ok(profile_idc) = u8::from_str_radix(&profile_level_id[..2], 16) else {
+    let Some(Ok(profile_idc)) = profile_level_id
+        .get(..2)
+        .map(|idc| u8::from_str_radix(idc, 16))
+    else {
         return false;
     };
     matches!(profile_idc, 0x42 | 0x4d | 0x64)
@@ -389,6 +394,10 @@ a=rtpmap:0 PCMU/8000\r\n";
         assert!(!fmtp_fits("profile-level-id=f4001f;packetization-mode=1"));
         assert!(!fmtp_fits("profile-level-id=zz001f;packetization-mode=1"));
         assert!(!fmtp_fits("profile-level-id=42;packetization-mode=1"));
+        // Six bytes, but the second character is two of them: no slice may split it.
+        assert!(!fmtp_fits("profile-level-id=aé001;packetization-mode=1"));
+        assert!(!fmtp_fits("profile-level-id=4é001;packetization-mode=1"));
+        assert!(!fmtp_fits("profile-level-id=+42001;packetization-mode=1"));
         assert!(!fmtp_fits(""));
     }
 

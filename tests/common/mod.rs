@@ -893,6 +893,15 @@ impl TestViewer {
         self.send_offer().await;
     }
 
+    /// This viewer's current local description: an offer SDP a browser would send.
+    pub async fn local_sdp(&self) -> String {
+        self.peer
+            .local_description()
+            .await
+            .expect("a local description")
+            .sdp
+    }
+
     /// Sends a picture loss indication for the received video, as a decoder does when it
     /// lost its reference.
     pub async fn send_pli(&self) {
