@@ -61,19 +61,7 @@ fn a_viewer_that_forces_relay_gets_its_picture_through_turn_over_udp() {
     lab.start_turn();
     let campeer = start_campeer(&lab, "nat-turn");
     let outcome = lab.watch(&campeer, "v-turn", vec![lab.turn_server("udp")], true);
-    assert!(outcome.errors.is_empty(), "errors: {:?}", outcome.errors);
-    assert!(
-        outcome.played,
-        "no picture through a TURN relay; campeer's candidates: {:?}\n{}\ncoturn:\n{}",
-        outcome.remote_candidates,
-        lab.nat_tables(),
-        lab.turn_log()
-    );
-    let relayed = lab.relayed_packets();
-    assert!(
-        relayed >= 60,
-        "only {relayed} packets reached the TURN server's relay ports"
-    );
+    outcome.assert_played_through_relay(&lab, "a TURN relay");
 }
 
 /// Behind a symmetric NAT the viewer's server-reflexive port is of no use to campeer, and the
@@ -102,25 +90,13 @@ fn campeer_relays_through_its_own_turn_server_to_a_viewer_behind_a_symmetric_nat
         &[],
     );
     let outcome = lab.watch(&campeer, "v-symmetric", vec![lab.stun_server()], false);
-    assert!(outcome.errors.is_empty(), "errors: {:?}", outcome.errors);
     assert!(
         outcome.has_candidate("relay", &lab.server_ip),
         "campeer gathered no relay candidate from its TURN server: {:?}\ncoturn:\n{}",
         outcome.remote_candidates,
         lab.turn_log()
     );
-    assert!(
-        outcome.played,
-        "no picture through campeer's relay; campeer's candidates: {:?}\n{}\ncoturn:\n{}",
-        outcome.remote_candidates,
-        lab.nat_tables(),
-        lab.turn_log()
-    );
-    let relayed = lab.relayed_packets();
-    assert!(
-        relayed >= 60,
-        "only {relayed} packets reached the TURN server's relay ports"
-    );
+    outcome.assert_played_through_relay(&lab, "campeer's relay");
 }
 
 /// Headless Chromium behind its NAT opens the page (published through a port forward on

@@ -37,12 +37,11 @@ pub fn selected_path(report: &RTCStatsReport) -> Option<IcePath> {
                 address: Some(address),
                 port,
                 ..
-            }) if address.contains(':') => format!("[{address}]:{port}"),
-            Some(RTCIceCandidateStats {
-                address: Some(address),
-                port,
-                ..
-            }) => format!("{address}:{port}"),
+            }) => {
+                let bracketed = address.contains(':');
+                let (open, close) = if bracketed { ("[", "]") } else { ("", "") };
+                format!("{open}{address}{close}:{port}")
+            }
             _ => "unknown".to_owned(),
         },
     })

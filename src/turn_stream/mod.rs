@@ -161,18 +161,11 @@ pub async fn start(ice: &IceConfig) -> Result<(IceConfig, Bridges), StartError> 
                     tracing::warn!("ICE server {url} is skipped: {why}");
                 }
                 UrlRoute::Bridged(target) => {
-                    let connector = if target.tls {
-                        match &tls {
-                            Some(connector) => Some(connector.clone()),
-                            None => {
-                                let connector = tls_connector(ice.tls_ca_file.clone()).await?;
-                                tls = Some(connector.clone());
-                                Some(connector)
-                            }
-                        }
-                    } else {
-                        None
-                    };
+                    // One TLS setup (reading the certificates) serves every turns: URL.
+                    if target.tls && tls.is_none() {
+                        tls = Some(tls_connector(ice.tls_ca_file.clone()).await?);
+                    }
+                    let connector = tls.clone().filter(|_| target.tls);
                     let (local, task) = Bridge::start(target.clone(), connector).await?;
                     tracing::info!(
                         "TURN server {url}: campeer relays through it over {} (bridged at \

@@ -182,55 +182,20 @@ impl NatLab {
         // Counts what reaches the TURN server's relay ports (rule 1: proof that media went
         // through it), its TCP port (rule 2: a client that reached it over TCP) and its TLS
         // port (rule 3).
-        in_ns(
-            &lab.public_ns,
-            &[
-                "iptables",
-                "-A",
-                "INPUT",
-                "-p",
-                "udp",
-                "--dport",
-                &format!("{}:{}", RELAY_PORTS.0, RELAY_PORTS.1),
-            ],
-        );
-        in_ns(
-            &lab.public_ns,
-            &[
-                "iptables",
-                "-A",
-                "INPUT",
-                "-p",
-                "tcp",
-                "--dport",
-                &TURN_PORT.to_string(),
-            ],
-        );
-        in_ns(
-            &lab.public_ns,
-            &[
-                "iptables",
-                "-A",
-                "INPUT",
-                "-p",
-                "tcp",
-                "--dport",
-                &TURN_TLS_PORT.to_string(),
-            ],
-        );
-        // And what leaves the relay ports (OUTPUT rule 1): media relayed towards a peer.
-        in_ns(
-            &lab.public_ns,
-            &[
-                "iptables",
-                "-A",
-                "OUTPUT",
-                "-p",
-                "udp",
-                "--sport",
-                &format!("{}:{}", RELAY_PORTS.0, RELAY_PORTS.1),
-            ],
-        );
+        let relay_ports = format!("{}:{}", RELAY_PORTS.0, RELAY_PORTS.1);
+        let (turn_port, tls_port) = (TURN_PORT.to_string(), TURN_TLS_PORT.to_string());
+        for (chain, protocol, direction, ports) in [
+            ("INPUT", "udp", "--dport", &relay_ports),
+            ("INPUT", "tcp", "--dport", &turn_port),
+            ("INPUT", "tcp", "--dport", &tls_port),
+            // And what leaves the relay ports (OUTPUT rule 1): media relayed towards a peer.
+            ("OUTPUT", "udp", "--sport", &relay_ports),
+        ] {
+            in_ns(
+                &lab.public_ns,
+                &["iptables", "-A", chain, "-p", protocol, direction, ports],
+            );
+        }
         lab
     }
 
@@ -518,6 +483,24 @@ pub struct NatWatch {
 }
 
 impl NatWatch {
+    /// Asserts the viewer got its picture without errors and the media went through the TURN
+    /// server's relay ports (`through` names the way, for the failure message).
+    pub fn assert_played_through_relay(&self, lab: &NatLab, through: &str) {
+        assert!(self.errors.is_empty(), "errors: {:?}", self.errors);
+        assert!(
+            self.played,
+            "no picture through {through}; campeer's candidates: {:?}\n{}\ncoturn:\n{}",
+            self.remote_candidates,
+            lab.nat_tables(),
+            lab.turn_log()
+        );
+        let relayed = lab.relayed_packets();
+        assert!(
+            relayed >= 60,
+            "only {relayed} packets reached the TURN server's relay ports"
+        );
+    }
+
     /// Whether campeer sent a candidate of `kind` ("srflx", "relay") at `ip`.
     pub fn has_candidate(&self, kind: &str, ip: &str) -> bool {
         self.remote_candidates
