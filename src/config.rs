@@ -144,6 +144,7 @@ pub struct AudioSection {
 pub struct SessionsSection {
     pub max_viewers: Option<usize>,
     pub timeout_secs: Option<u64>,
+    pub connect_timeout_secs: Option<u64>,
     pub idle_grace_secs: Option<u64>,
     pub keyframe_min_interval_ms: Option<u64>,
 }
@@ -264,6 +265,10 @@ pub struct Overrides {
     /// before it is torn down. Default: 30.
     #[arg(long, env = "CAMPEER_SESSION_TIMEOUT", value_name = "SECS")]
     pub session_timeout: Option<u64>,
+    /// Seconds a new viewer has from its offer to a connected peer connection before its
+    /// slot is given back (never more than the session timeout). Default: 10.
+    #[arg(long, env = "CAMPEER_CONNECT_TIMEOUT", value_name = "SECS")]
+    pub connect_timeout: Option<u64>,
     /// Seconds the camera and encoder keep running after the last viewer leaves. Default: 10.
     #[arg(long, env = "CAMPEER_IDLE_GRACE", value_name = "SECS")]
     pub idle_grace: Option<u64>,
@@ -402,6 +407,9 @@ pub struct AudioConfig {
 pub struct SessionConfig {
     pub max_viewers: usize,
     pub timeout: Duration,
+    /// From offer to first connection: an offer that never connects holds a viewer slot no
+    /// longer than this.
+    pub connect_timeout: Duration,
     pub idle_grace: Duration,
     pub keyframe_min_interval: Duration,
 }
@@ -663,6 +671,16 @@ impl Config {
                 format!("must be from 1 to 3600, got {timeout_secs}"),
             ));
         }
+        let connect_timeout_secs = flags
+            .connect_timeout
+            .or(file.sessions.connect_timeout_secs)
+            .unwrap_or(10);
+        if !(1..=3600).contains(&connect_timeout_secs) {
+            return Err(invalid(
+                "sessions.connect_timeout_secs",
+                format!("must be from 1 to 3600, got {connect_timeout_secs}"),
+            ));
+        }
         let idle_grace_secs = flags
             .idle_grace
             .or(file.sessions.idle_grace_secs)
@@ -686,6 +704,7 @@ impl Config {
         let sessions = SessionConfig {
             max_viewers,
             timeout: Duration::from_secs(timeout_secs),
+            connect_timeout: Duration::from_secs(connect_timeout_secs.min(timeout_secs)),
             idle_grace: Duration::from_secs(idle_grace_secs),
             keyframe_min_interval: Duration::from_millis(keyframe_min_ms),
         };

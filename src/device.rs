@@ -1,6 +1,6 @@
-//! The device: routes viewer messages to sessions, enforces the viewer limit, holds candidates
-//! that arrive before their offer, keeps the status topic current, and shuts everything down
-//! cleanly.
+//! The device task: carries out what the signaling core decides (start, feed and stop
+//! sessions, reply, publish the status), runs the media hubs, and shuts everything down
+//! cleanly. The decisions themselves live in [`crate::signaling`].
 
 use crate::config::{AudioConfig, AudioSourceKind, Config, SourceKind};
 use crate::media::VideoSource;
@@ -13,12 +13,10 @@ use crate::media::negotiate::Wanted;
 use crate::media::pattern::TestPattern;
 use crate::media::worker;
 use crate::media::worker::Heartbeat;
-use crate::mqtt::{LinkEvent, MqttLink, Publisher};
-use crate::protocol::{
-    AudioDescription, Candidate, DeviceMessage, DeviceTopics, ErrorCode, Segment, Status,
-    VideoDescription, ViewerMessage,
-};
+use crate::mqtt::{Inbound, MqttLink, Publisher};
+use crate::protocol::{AudioDescription, DeviceTopics, Segment, Status, VideoDescription};
 use crate::session::{self, SessionCommand, SessionContext, SessionEnded, SessionHandle};
+use crate::signaling::{Action, Limits, Signaling};
 use crate::web;
 use crate::web::broker::EmbeddedBroker;
 use crate::web::http::{HttpServer, PageConfig};
@@ -31,8 +29,6 @@ use tokio::task::JoinHandle;
 
 /// How long sessions and MQTT get to wind down on shutdown.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
-/// How often held early candidates are checked for expiry.
-const HOUSEKEEPING_PERIOD: Duration = Duration::from_secs(5);
 /// The device loop goes round at least this often, so its heartbeat shows it is alive: well
 /// inside half of any sensible systemd watchdog time (a second or more), at no real cost.
 const HEARTBEAT_PERIOD: Duration = Duration::from_millis(200);
@@ -76,64 +72,6 @@ impl DeviceHealth {
     /// Follows the broker connection and the viewer count.
     pub fn summary(&self) -> watch::Receiver<Summary> {
         self.summary.clone()
-    }
-}
-
-/// Candidates that arrived before their session's offer (MQTT does not order messages across
-/// a viewer's publishes strictly enough to rely on, and browsers trickle fast). Bounded in
-/// every dimension, so an anonymous flood cannot grow memory.
-pub struct EarlyCandidates {
-    by_session: HashMap<Segment, (Instant, Vec<Candidate>)>,
-    max_sessions: usize,
-    max_per_session: usize,
-    ttl: Duration,
-}
-
-impl EarlyCandidates {
-    pub fn new(max_sessions: usize, max_per_session: usize, ttl: Duration) -> Self {
-        Self {
-            by_session: HashMap::new(),
-            max_sessions,
-            max_per_session,
-            ttl,
-        }
-    }
-
-    /// Holds a candidate; `false` when a limit refused it.
-    pub fn hold(&mut self, session: &Segment, candidate: Candidate, now: Instant) -> bool {
-        if !self.by_session.contains_key(session) && self.by_session.len() >= self.max_sessions {
-            return false;
-        }
-        let (_, held) = self
-            .by_session
-            .entry(session.clone())
-            .or_insert_with(|| (now, Vec::new()));
-        if held.len() >= self.max_per_session {
-            return false;
-        }
-        held.push(candidate);
-        true
-    }
-
-    pub fn take(&mut self, session: &Segment) -> Vec<Candidate> {
-        self.by_session
-            .remove(session)
-            .map(|(_, held)| held)
-            .unwrap_or_default()
-    }
-
-    pub fn forget(&mut self, session: &Segment) {
-        self.by_session.remove(session);
-    }
-
-    pub fn expire(&mut self, now: Instant) {
-        let ttl = self.ttl;
-        self.by_session
-            .retain(|_, (first, _)| now.saturating_duration_since(*first) < ttl);
-    }
-
-    pub fn sessions(&self) -> usize {
-        self.by_session.len()
     }
 }
 
@@ -262,6 +200,7 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
         audio: audio.clone(),
         ice,
         timeout: config.sessions.timeout,
+        connect_timeout: config.sessions.connect_timeout,
         publisher: link.publisher.clone(),
         ended: ended_tx,
     };
@@ -285,11 +224,12 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
         },
         source_state: hub.source_state(),
         audio_state: audio.as_ref().map(AudioHub::source_state),
-        max_viewers: config.sessions.max_viewers,
+        signaling: Signaling::new(
+            Limits::new(config.sessions.max_viewers, config.sessions.timeout),
+            audio.is_some(),
+        ),
         sessions: HashMap::new(),
-        early: EarlyCandidates::new(64, 32, config.sessions.timeout),
         context,
-        next_serial: 0,
         summary,
         heartbeat: device_loop,
     };
@@ -422,11 +362,9 @@ struct Device {
     video: VideoDescription,
     source_state: tokio::sync::watch::Receiver<SourceState>,
     audio_state: Option<tokio::sync::watch::Receiver<worker::SourceState>>,
-    max_viewers: usize,
+    signaling: Signaling,
     sessions: HashMap<Segment, SessionHandle>,
-    early: EarlyCandidates,
     context: SessionContext,
-    next_serial: u64,
     summary: watch::Sender<Summary>,
     heartbeat: Arc<Heartbeat>,
 }
@@ -438,163 +376,117 @@ impl Device {
         mut ended: mpsc::UnboundedReceiver<SessionEnded>,
         mut stop: oneshot::Receiver<()>,
     ) {
-        let mut housekeeping = tokio::time::interval(HOUSEKEEPING_PERIOD);
         let mut heartbeat = tokio::time::interval(HEARTBEAT_PERIOD);
         let mut stats = tokio::time::interval(STATS_PERIOD);
+        let mut connects = 0;
         loop {
             self.heartbeat.beat();
+            let wake = self.signaling.poll_timeout();
             tokio::select! {
                 _ = &mut stop => break,
-                event = link.events.recv() => match event {
-                    Some(LinkEvent::Connected) => {
-                        self.summary.send_modify(|s| s.broker_connected = true);
-                        if let Err(e) = self.publisher.subscribe_inbound() {
-                            tracing::error!("cannot subscribe to viewer messages: {e}");
-                        }
-                        self.publish_status();
+                changed = link.connection.changed() => {
+                    if changed.is_err() {
+                        tracing::error!("the MQTT driver stopped unexpectedly");
+                        break;
                     }
-                    Some(LinkEvent::Disconnected(_)) => {
-                        self.summary.send_modify(|s| s.broker_connected = false);
+                    let connection = *link.connection.borrow_and_update();
+                    self.summary.send_modify(|s| s.broker_connected = connection.connected);
+                    // Connection changes are a state, not a queue: a reconnect is never missed
+                    // however busy the inbound queue is.
+                    if connection.connected && connection.connects != connects {
+                        connects = connection.connects;
+                        self.signaling.broker_connected(Instant::now());
                     }
-                    Some(LinkEvent::Inbound { topic, payload }) => {
-                        self.on_inbound(&topic, &payload);
-                    }
+                }
+                inbound = link.inbound.recv() => match inbound {
+                    Some(Inbound { topic, payload }) => self.on_inbound(&topic, &payload),
                     None => {
                         tracing::error!("the MQTT driver stopped unexpectedly");
                         break;
                     }
                 },
-                Some(done) = ended.recv() => self.on_session_ended(done),
-                Ok(()) = self.source_state.changed() => self.publish_status(),
-                () = state_changed(&mut self.audio_state) => self.publish_status(),
-                _ = housekeeping.tick() => self.early.expire(Instant::now()),
+                Some(done) = ended.recv() => {
+                    self.signaling.session_ended(Instant::now(), done.id, done.serial, &done.reason);
+                }
+                Ok(()) = self.source_state.changed() => self.signaling.status_changed(Instant::now()),
+                () = state_changed(&mut self.audio_state) => self.signaling.status_changed(Instant::now()),
+                () = sleep_until(wake) => {}
                 _ = heartbeat.tick() => {}
                 _ = stats.tick() => self.publish_stats(),
             }
+            self.signaling.handle_timeout(Instant::now());
+            self.carry_out();
+            // The service manager and tests see the count at once; the status topic may lag
+            // it by the coalescing interval.
+            let viewers = self.signaling.viewers();
+            self.summary.send_if_modified(|s| {
+                let changed = s.viewers != viewers;
+                s.viewers = viewers;
+                changed
+            });
         }
         self.shutdown(link, ended).await;
     }
 
     fn on_inbound(&mut self, topic: &str, payload: &[u8]) {
-        let session = match self.publisher.topics().session_of(topic) {
-            Ok(session) => session,
-            Err(e) => {
-                tracing::warn!("ignoring a message on {topic:?}: {e}");
-                return;
-            }
-        };
-        let message = match ViewerMessage::parse(payload) {
-            Ok(message) => message,
-            Err(e) => {
-                tracing::info!(session = %session, "bad request: {e}");
-                self.reply(
-                    &session,
-                    DeviceMessage::error(ErrorCode::BadRequest, e.to_string()),
-                );
-                return;
-            }
-        };
-        match message {
-            ViewerMessage::Offer { sdp } => match self.sessions.get(&session) {
-                Some(handle) => {
-                    if !handle.send(SessionCommand::Offer(sdp)) {
-                        tracing::warn!(session = %session, "session busy; dropped a renegotiation");
-                    }
-                }
-                None => self.open_session(session, sdp),
-            },
-            ViewerMessage::Candidate(candidate) => match self.sessions.get(&session) {
-                Some(handle) => {
-                    if !handle.send(SessionCommand::Candidate(candidate)) {
-                        tracing::debug!(session = %session, "session busy; dropped a candidate");
-                    }
-                }
-                None => {
-                    if let Some(candidate) = candidate
-                        && !self.early.hold(&session, candidate, Instant::now())
-                    {
-                        tracing::debug!(session = %session, "too many early candidates; dropped one");
-                    }
-                }
-            },
-            ViewerMessage::Hangup => {
-                self.early.forget(&session);
-                if let Some(handle) = self.sessions.remove(&session) {
-                    handle.send(SessionCommand::Hangup);
-                    tracing::info!(session = %session, "viewer hung up");
-                    self.publish_status();
-                }
-            }
+        match self.publisher.topics().session_of(topic) {
+            Ok(session) => self
+                .signaling
+                .handle_message(Instant::now(), session, payload),
+            Err(e) => tracing::debug!("ignoring a message on {topic:?}: {e}"),
         }
     }
 
-    fn open_session(&mut self, session: Segment, sdp: String) {
-        if self.sessions.len() >= self.max_viewers {
-            self.early.forget(&session);
-            tracing::info!(session = %session, "refused: {} viewers already", self.max_viewers);
-            self.reply(
-                &session,
-                DeviceMessage::error(
-                    ErrorCode::Busy,
-                    format!("this device serves at most {} viewers", self.max_viewers),
-                ),
-            );
-            return;
-        }
-        let choice = match session::offer::negotiate(&sdp, self.context.audio.is_some()) {
-            Ok(choice) => choice,
-            Err(e) => {
-                self.early.forget(&session);
-                tracing::info!(session = %session, "refused: {e}");
-                self.reply(
-                    &session,
-                    DeviceMessage::error(ErrorCode::Unsupported, e.to_string()),
-                );
-                return;
+    /// Does what the signaling core decided.
+    fn carry_out(&mut self) {
+        while let Some(action) = self.signaling.poll_action() {
+            match action {
+                Action::Subscribe => {
+                    if let Err(e) = self.publisher.subscribe_inbound() {
+                        tracing::error!("cannot subscribe to viewer messages: {e}");
+                    }
+                }
+                Action::Reply { to, message } => {
+                    if let Err(e) = self.publisher.to_viewer(&to, &message) {
+                        tracing::warn!(session = %to, "could not reply: {e}");
+                    }
+                }
+                Action::Start(start) => {
+                    let handle = session::spawn(
+                        self.context.clone(),
+                        start.id.clone(),
+                        start.serial,
+                        start.choice,
+                        start.offer,
+                        start.early,
+                    );
+                    self.sessions.insert(start.id, handle);
+                }
+                Action::Forward { to, command } => {
+                    let what = match &command {
+                        SessionCommand::Offer(_) => "a renegotiation",
+                        SessionCommand::Candidate(_) => "a candidate",
+                        SessionCommand::Hangup => "a hangup",
+                    };
+                    let delivered = self
+                        .sessions
+                        .get(&to)
+                        .is_some_and(|handle| handle.send(command));
+                    if !delivered {
+                        tracing::debug!(session = %to, "session busy or gone; dropped {what}");
+                    }
+                }
+                Action::Stop { session } => {
+                    // Dropping the handle ends the task too; the hangup says why.
+                    if let Some(handle) = self.sessions.remove(&session) {
+                        handle.send(SessionCommand::Hangup);
+                    }
+                }
+                Action::Forget { session } => {
+                    self.sessions.remove(&session);
+                }
+                Action::PublishStatus { viewers } => self.publish_status(viewers),
             }
-        };
-        tracing::info!(
-            session = %session,
-            "new viewer; answering with H.264 payload type {} ({}){}",
-            choice.video.payload_type,
-            choice.video.fmtp,
-            match &choice.audio {
-                Some(opus) => format!(" and Opus payload type {}", opus.payload_type),
-                None => String::new(),
-            }
-        );
-        let early = self.early.take(&session);
-        self.next_serial += 1;
-        let handle = session::spawn(
-            self.context.clone(),
-            session.clone(),
-            self.next_serial,
-            choice,
-            sdp,
-            early,
-        );
-        self.sessions.insert(session, handle);
-        self.publish_status();
-    }
-
-    fn on_session_ended(&mut self, done: SessionEnded) {
-        let current = self
-            .sessions
-            .get(&done.id)
-            .is_some_and(|handle| handle.serial == done.serial);
-        if !current {
-            return;
-        }
-        self.sessions.remove(&done.id);
-        if done.reason.notify_viewer() {
-            self.reply(&done.id, DeviceMessage::Hangup);
-        }
-        self.publish_status();
-    }
-
-    fn reply(&self, session: &Segment, message: DeviceMessage) {
-        if let Err(e) = self.publisher.to_viewer(session, &message) {
-            tracing::warn!(session = %session, "could not reply: {e}");
         }
     }
 
@@ -622,13 +514,7 @@ impl Device {
         }
     }
 
-    fn publish_status(&self) {
-        let viewers = self.sessions.len();
-        self.summary.send_if_modified(|s| {
-            let changed = s.viewers != viewers;
-            s.viewers = viewers;
-            changed
-        });
+    fn publish_status(&self, viewers: usize) {
         let mut video = self.video.clone();
         let source = self.source_state.borrow().clone();
         video.state = Some(source.name().to_owned());
@@ -655,7 +541,7 @@ impl Device {
                     },
                 }
             });
-        let status = Status::online(video, audio, self.sessions.len());
+        let status = Status::online(video, audio, viewers);
         if let Err(e) = self.publisher.status(status.to_json()) {
             tracing::warn!("could not publish the status: {e}");
         }
@@ -664,12 +550,10 @@ impl Device {
     async fn shutdown(mut self, link: MqttLink, mut ended: mpsc::UnboundedReceiver<SessionEnded>) {
         tracing::info!(
             "shutting down: hanging up on {} viewer(s)",
-            self.sessions.len()
+            self.signaling.viewers()
         );
-        let mut remaining = self.sessions.len();
-        for id in self.sessions.keys() {
-            self.reply(id, DeviceMessage::Hangup);
-        }
+        let mut remaining = self.signaling.shutdown();
+        self.carry_out();
         // Dropping the handles ends each session task, which closes its peer connection.
         self.sessions.clear();
         self.summary.send_modify(|s| s.viewers = 0);
@@ -689,57 +573,10 @@ impl Device {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn candidate(n: u32) -> Candidate {
-        Candidate {
-            candidate: format!("candidate:{n} 1 udp 1 127.0.0.1 {n} typ host"),
-            sdp_mid: Some("0".into()),
-            sdp_mline_index: Some(0),
-            username_fragment: None,
-        }
-    }
-
-    fn seg(s: &str) -> Segment {
-        Segment::parse(s).unwrap()
-    }
-
-    #[test]
-    fn early_candidates_are_held_in_order_and_taken_once() {
-        let mut early = EarlyCandidates::new(4, 4, Duration::from_secs(30));
-        let now = Instant::now();
-        assert!(early.hold(&seg("a"), candidate(1), now));
-        assert!(early.hold(&seg("a"), candidate(2), now));
-        assert_eq!(early.take(&seg("a")), vec![candidate(1), candidate(2)]);
-        assert!(early.take(&seg("a")).is_empty());
-    }
-
-    #[test]
-    fn early_candidates_are_bounded() {
-        let mut early = EarlyCandidates::new(2, 3, Duration::from_secs(30));
-        let now = Instant::now();
-        for n in 0..3 {
-            assert!(early.hold(&seg("a"), candidate(n), now));
-        }
-        assert!(
-            !early.hold(&seg("a"), candidate(9), now),
-            "per-session limit"
-        );
-        assert!(early.hold(&seg("b"), candidate(1), now));
-        assert!(!early.hold(&seg("c"), candidate(1), now), "session limit");
-        assert_eq!(early.sessions(), 2);
-    }
-
-    #[test]
-    fn early_candidates_expire() {
-        let mut early = EarlyCandidates::new(4, 4, Duration::from_secs(30));
-        let now = Instant::now();
-        early.hold(&seg("old"), candidate(1), now);
-        early.hold(&seg("new"), candidate(2), now + Duration::from_secs(20));
-        early.expire(now + Duration::from_secs(31));
-        assert!(early.take(&seg("old")).is_empty());
-        assert_eq!(early.take(&seg("new")), vec![candidate(2)]);
+/// Sleeps until `deadline`; never wakes without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
     }
 }

@@ -11,6 +11,7 @@ pub mod media;
 pub mod mqtt;
 pub mod protocol;
 pub mod session;
+pub mod signaling;
 pub mod systemd;
 pub mod turn_stream;
 pub mod web;

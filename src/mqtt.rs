@@ -1,5 +1,6 @@
 //! The MQTT driver: keeps a connection to the broker, with the offline status as last will,
-//! reconnects with backoff, and turns inbound publishes into [`LinkEvent`]s.
+//! reconnects with backoff, reports the connection as a state ([`Connection`]) and hands
+//! inbound publishes over as [`Inbound`] messages.
 //!
 //! rumqttc's event loop is polled in its own task and nothing awaits a publish from that task
 //! (it would deadlock once the request channel fills). Everything else publishes with
@@ -12,7 +13,7 @@ use bytes::Bytes;
 use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 /// Signaling payloads are capped at 64 KiB by the protocol; leave room for the topic and
@@ -26,16 +27,22 @@ const INBOUND_QUEUE: usize = 256;
 const BACKOFF_FIRST: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
-/// What the connection reports to the device.
+/// The broker connection as the device sees it. A state in a watch channel rather than
+/// events in the inbound queue: a flood of inbound messages can never make the device miss a
+/// reconnect (and stay unsubscribed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Connection {
+    pub connected: bool,
+    /// How many times the broker has accepted the connection: a change means subscribe again
+    /// and republish the status.
+    pub connects: u64,
+}
+
+/// A message from the broker on one of the device's subscriptions.
 #[derive(Debug)]
-pub enum LinkEvent {
-    /// (Re)connected: subscribe again and republish the status.
-    Connected,
-    Disconnected(String),
-    Inbound {
-        topic: String,
-        payload: Bytes,
-    },
+pub struct Inbound {
+    pub topic: String,
+    pub payload: Bytes,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,12 +103,13 @@ impl Publisher {
 /// A live broker connection.
 pub struct MqttLink {
     pub publisher: Publisher,
-    pub events: mpsc::Receiver<LinkEvent>,
+    pub connection: watch::Receiver<Connection>,
+    pub inbound: mpsc::Receiver<Inbound>,
     task: JoinHandle<()>,
 }
 
 impl MqttLink {
-    /// Starts connecting in the background; [`LinkEvent::Connected`] follows once the broker
+    /// Starts connecting in the background; [`MqttLink::connection`] changes once the broker
     /// accepts. The last will marks the device offline if the connection dies uncleanly.
     pub fn start(config: &MqttConfig, host: &str, port: u16, topics: DeviceTopics) -> Self {
         let mut options = MqttOptions::new(config.client_id.clone(), host, port);
@@ -125,15 +133,17 @@ impl MqttLink {
             options.set_credentials(username.clone(), password);
         }
         let (client, eventloop) = AsyncClient::new(options, REQUEST_QUEUE);
-        let (events_tx, events) = mpsc::channel(INBOUND_QUEUE);
+        let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
+        let (connection_tx, connection) = watch::channel(Connection::default());
         let broker = format!("{host}:{port}");
-        let task = tokio::spawn(drive(eventloop, events_tx, broker));
+        let task = tokio::spawn(drive(eventloop, connection_tx, inbound_tx, broker));
         Self {
             publisher: Publisher {
                 client,
                 topics: Arc::new(topics),
             },
-            events,
+            connection,
+            inbound,
             task,
         }
     }
@@ -155,7 +165,12 @@ impl MqttLink {
     }
 }
 
-async fn drive(mut eventloop: EventLoop, events: mpsc::Sender<LinkEvent>, broker: String) {
+async fn drive(
+    mut eventloop: EventLoop,
+    connection: watch::Sender<Connection>,
+    inbound: mpsc::Sender<Inbound>,
+    broker: String,
+) {
     let mut backoff = BACKOFF_FIRST;
     let mut connected = false;
     loop {
@@ -164,16 +179,21 @@ async fn drive(mut eventloop: EventLoop, events: mpsc::Sender<LinkEvent>, broker
                 tracing::info!("connected to MQTT broker {broker}");
                 connected = true;
                 backoff = BACKOFF_FIRST;
-                forward(&events, LinkEvent::Connected);
+                connection.send_modify(|c| {
+                    c.connected = true;
+                    c.connects += 1;
+                });
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
-                forward(
-                    &events,
-                    LinkEvent::Inbound {
-                        topic: publish.topic,
-                        payload: publish.payload,
-                    },
-                );
+                // Never blocks the event loop: when the device falls behind, the excess is
+                // dropped (viewers resend what matters; MQTT gave no ordering promise anyway).
+                let message = Inbound {
+                    topic: publish.topic,
+                    payload: publish.payload,
+                };
+                if let Err(e) = inbound.try_send(message) {
+                    tracing::warn!("dropping an MQTT message: the device is not keeping up ({e})");
+                }
             }
             Ok(Event::Outgoing(Outgoing::Disconnect)) => {
                 tracing::debug!("MQTT disconnect sent");
@@ -187,7 +207,7 @@ async fn drive(mut eventloop: EventLoop, events: mpsc::Sender<LinkEvent>, broker
             Err(e) => {
                 if connected {
                     tracing::warn!("lost MQTT broker {broker}: {e}");
-                    forward(&events, LinkEvent::Disconnected(e.to_string()));
+                    connection.send_modify(|c| c.connected = false);
                 } else {
                     tracing::warn!(
                         "cannot reach MQTT broker {broker}: {e}; retrying in {backoff:?}"
@@ -198,12 +218,5 @@ async fn drive(mut eventloop: EventLoop, events: mpsc::Sender<LinkEvent>, broker
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
         }
-    }
-}
-
-/// Hands an event to the device without ever blocking the event loop.
-fn forward(events: &mpsc::Sender<LinkEvent>, event: LinkEvent) {
-    if let Err(e) = events.try_send(event) {
-        tracing::warn!("dropping an MQTT event: the device is not keeping up ({e})");
     }
 }

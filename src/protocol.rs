@@ -169,6 +169,8 @@ pub enum ErrorCode {
     Busy,
     BadRequest,
     Unsupported,
+    /// The viewer sends more of something (renegotiations) than a session may.
+    RateLimited,
     Internal,
 }
 

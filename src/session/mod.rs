@@ -96,8 +96,32 @@ pub struct SessionContext {
     pub audio: Option<AudioHub>,
     pub ice: IceConfig,
     pub timeout: Duration,
+    pub connect_timeout: Duration,
     pub publisher: Publisher,
     pub ended: mpsc::UnboundedSender<SessionEnded>,
+}
+
+/// Tells the device that a session task ended, when dropped: at the end of the task, or
+/// while a panic unwinds it.
+struct EndNotice {
+    ended: mpsc::UnboundedSender<SessionEnded>,
+    id: Segment,
+    serial: u64,
+    reason: Option<EndReason>,
+}
+
+impl Drop for EndNotice {
+    fn drop(&mut self) {
+        let reason = self.reason.take().unwrap_or_else(|| {
+            tracing::error!(session = %self.id, "the session task ended abnormally (a panic?)");
+            EndReason::Failed("the session task ended abnormally".into())
+        });
+        let _ = self.ended.send(SessionEnded {
+            id: self.id.clone(),
+            serial: self.serial,
+            reason,
+        });
+    }
 }
 
 /// The device's handle on a running session.
@@ -129,6 +153,13 @@ pub fn spawn(
     let link = new_link(&context, &choice);
     let session_link = link.clone();
     tokio::spawn(async move {
+        // Reports the end even if the task panics, so the viewer slot is always given back.
+        let mut notice = EndNotice {
+            ended: context.ended.clone(),
+            id: id.clone(),
+            serial,
+            reason: None,
+        };
         let started = Session::start(
             &context,
             &id,
@@ -155,7 +186,7 @@ pub fn spawn(
             }
         };
         tracing::info!(session = %id, "session ended: {reason:?}");
-        let _ = context.ended.send(SessionEnded { id, serial, reason });
+        notice.reason = Some(reason);
     });
     SessionHandle {
         serial,
@@ -322,7 +353,6 @@ struct Session<'a> {
     id: &'a Segment,
     peer: Arc<dyn PeerConnection>,
     track: Arc<TrackLocalStaticRTP>,
-    choice: Negotiated,
     events: mpsc::UnboundedReceiver<PeerEvent>,
     subscription: Subscription,
     link: Link,
@@ -401,7 +431,6 @@ impl<'a> Session<'a> {
             id,
             peer,
             track,
-            choice,
             events,
             subscription,
             link,
@@ -409,7 +438,7 @@ impl<'a> Session<'a> {
             path_read_at: None,
             backed_up: false,
             audio,
-            liveness: Liveness::new(context.timeout, Instant::now()),
+            liveness: Liveness::new(context.connect_timeout, context.timeout, Instant::now()),
             stamper,
             local_mid: None,
             local_ufrag: None,
@@ -555,29 +584,9 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// Answers a renegotiation; the signaling core has already checked that it keeps the
+    /// codecs.
     async fn renegotiate(&mut self, sdp: String) {
-        match offer::negotiate(&sdp, self.context.audio.is_some()) {
-            Ok(choice) if choice == self.choice => {}
-            Ok(_) => {
-                send(
-                    &self.context.publisher,
-                    self.id,
-                    &DeviceMessage::error(
-                        ErrorCode::Unsupported,
-                        "a renegotiation may not change the codecs or their payload types",
-                    ),
-                );
-                return;
-            }
-            Err(e) => {
-                send(
-                    &self.context.publisher,
-                    self.id,
-                    &DeviceMessage::error(ErrorCode::Unsupported, e.to_string()),
-                );
-                return;
-            }
-        }
         if let Err(message) = self.answer(sdp).await {
             tracing::warn!(session = %self.id, "renegotiation failed: {message}");
             send(

@@ -1,6 +1,7 @@
 //! Reading a viewer's SDP offer: which H.264 payload type to answer with, and which ICE
 //! candidates to keep. Pure text processing, so every rule is unit-tested without a peer.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 /// The H.264 payload format chosen from an offer.
@@ -11,6 +12,13 @@ pub struct H264Choice {
     pub fmtp: String,
 }
 
+/// More media sections than any viewer needs (a browser offers two or three).
+pub const MAX_MEDIA_SECTIONS: usize = 16;
+/// RTP payload types are 7 bits: a section can list at most 128 different ones.
+pub const MAX_FORMATS_PER_SECTION: usize = 128;
+/// Lines in an offer: a browser's offer has a few hundred at most.
+pub const MAX_LINES: usize = 2048;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OfferError {
     #[error("the offer has no video section")]
@@ -20,6 +28,63 @@ pub enum OfferError {
          can decode Constrained Baseline"
     )]
     NoUsableH264,
+    #[error("the offer has {0} lines; at most {MAX_LINES} are accepted")]
+    TooManyLines(usize),
+    #[error("the offer has {0} media sections; at most {MAX_MEDIA_SECTIONS} are accepted")]
+    TooManySections(usize),
+    #[error(
+        "a media section of the offer lists {0} formats; at most {MAX_FORMATS_PER_SECTION} are \
+         accepted"
+    )]
+    TooManyFormats(usize),
+    #[error("a media section of the offer lists {0:?}, which is not an RTP payload type")]
+    BadPayloadType(String),
+}
+
+impl OfferError {
+    /// Whether the offer is malformed (as opposed to well-formed but asking for something
+    /// campeer cannot send).
+    pub fn is_malformed(&self) -> bool {
+        !matches!(self, OfferError::NoVideo | OfferError::NoUsableH264)
+    }
+}
+
+/// Refuses offers far outside what any WebRTC stack sends, before anything else reads them:
+/// the checks are one pass over the text, and what passes them is small enough for webrtc's
+/// own parser and for the per-section lookups below.
+pub fn check_shape(sdp: &str) -> Result<(), OfferError> {
+    let lines = sdp.lines().count();
+    if lines > MAX_LINES {
+        return Err(OfferError::TooManyLines(lines));
+    }
+    let mut sections = 0;
+    for media in sdp
+        .lines()
+        .filter_map(|line| line.trim_end().strip_prefix("m="))
+    {
+        sections += 1;
+        if sections > MAX_MEDIA_SECTIONS {
+            return Err(OfferError::TooManySections(
+                sdp.lines().filter(|l| l.starts_with("m=")).count(),
+            ));
+        }
+        let mut fields = media.split_whitespace();
+        let protocol = fields.nth(2).unwrap_or("");
+        let formats: Vec<&str> = fields.collect();
+        if formats.len() > MAX_FORMATS_PER_SECTION {
+            return Err(OfferError::TooManyFormats(formats.len()));
+        }
+        // Only RTP sections carry payload types; a data channel lists a name.
+        if protocol.contains("RTP")
+            && let Some(bad) = formats
+                .iter()
+                .find(|f| !f.parse::<u8>().is_ok_and(|pt| pt < 128))
+        {
+            let shown: String = bad.chars().take(16).collect();
+            return Err(OfferError::BadPayloadType(shown));
+        }
+    }
+    Ok(())
 }
 
 /// Picks the first payload type, in the viewer's order of preference, that can carry what
@@ -30,18 +95,19 @@ pub fn choose_h264(sdp: &str) -> Result<H264Choice, OfferError> {
         .into_iter()
         .find(|s| s.kind == "video" && s.port != "0")
         .ok_or(OfferError::NoVideo)?;
+    let codecs = section.codecs();
     for pt in &section.formats {
         let Ok(payload_type) = pt.parse::<u8>() else {
             continue;
         };
-        let is_h264 = section
-            .attributes("rtpmap")
-            .filter_map(|value| value.split_once(' '))
-            .any(|(p, codec)| p == *pt && codec.eq_ignore_ascii_case("H264/90000"));
+        let is_h264 = codecs
+            .rtpmap
+            .get(pt)
+            .is_some_and(|codec| codec.eq_ignore_ascii_case("H264/90000"));
         if !is_h264 {
             continue;
         }
-        let fmtp = format_parameters(&section, pt);
+        let fmtp = codecs.fmtp(pt);
         if fmtp_fits(&fmtp) {
             return Ok(H264Choice { payload_type, fmtp });
         }
@@ -103,6 +169,7 @@ fn congestion_feedback(section: &MediaSection<'_>, payload_type: u8) -> Congesti
 /// Chooses the codecs for an offer. Video is required; audio is sent when the viewer asks
 /// for it in Opus and `audio_available`.
 pub fn negotiate(sdp: &str, audio_available: bool) -> Result<Negotiated, OfferError> {
+    check_shape(sdp)?;
     let video = choose_h264(sdp)?;
     let feedback = media_sections(sdp)
         .into_iter()
@@ -131,26 +198,35 @@ pub fn choose_opus(sdp: &str) -> Option<OpusChoice> {
     let section = media_sections(sdp)
         .into_iter()
         .find(|s| s.kind == "audio" && s.port != "0")?;
+    let codecs = section.codecs();
     section.formats.iter().find_map(|pt| {
         let payload_type = pt.parse::<u8>().ok()?;
-        let is_opus = section
-            .attributes("rtpmap")
-            .filter_map(|value| value.split_once(' '))
-            .any(|(p, codec)| p == *pt && codec.eq_ignore_ascii_case("opus/48000/2"));
+        let is_opus = codecs
+            .rtpmap
+            .get(pt)
+            .is_some_and(|codec| codec.eq_ignore_ascii_case("opus/48000/2"));
         is_opus.then(|| OpusChoice {
             payload_type,
-            fmtp: format_parameters(&section, pt),
+            fmtp: codecs.fmtp(pt),
         })
     })
 }
 
-fn format_parameters(section: &MediaSection<'_>, payload_type: &str) -> String {
-    section
-        .attributes("fmtp")
-        .filter_map(|value| value.split_once(' '))
-        .find(|(p, _)| *p == payload_type)
-        .map(|(_, params)| params.trim().to_owned())
-        .unwrap_or_default()
+/// A section's `rtpmap` and `fmtp` lines by payload type, read in one pass so that looking
+/// up each listed format costs the same however long the offer is. The first line for a
+/// payload type counts.
+struct Codecs<'a> {
+    rtpmap: HashMap<&'a str, &'a str>,
+    fmtp: HashMap<&'a str, &'a str>,
+}
+
+impl Codecs<'_> {
+    fn fmtp(&self, payload_type: &str) -> String {
+        self.fmtp
+            .get(payload_type)
+            .map(|params| params.trim().to_owned())
+            .unwrap_or_default()
+    }
 }
 
 fn fmtp_fits(fmtp: &str) -> bool {
@@ -244,6 +320,22 @@ struct MediaSection<'a> {
 }
 
 impl<'a> MediaSection<'a> {
+    fn codecs(&self) -> Codecs<'a> {
+        let mut codecs = Codecs {
+            rtpmap: HashMap::new(),
+            fmtp: HashMap::new(),
+        };
+        for (name, map) in [("rtpmap", &mut codecs.rtpmap), ("fmtp", &mut codecs.fmtp)] {
+            for (pt, value) in self
+                .attributes(name)
+                .filter_map(|value| value.split_once(' '))
+            {
+                map.entry(pt).or_insert(value);
+            }
+        }
+        codecs
+    }
+
     fn attributes<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a str> + 's {
         self.lines
             .iter()
@@ -482,5 +574,48 @@ a=rtpmap:0 PCMU/8000\r\n";
             (Some("v".into()), Some("zz".into()))
         );
         assert_eq!(first_mid_and_ufrag("v=0"), (None, None));
+    }
+
+    #[test]
+    fn offers_far_outside_what_stacks_send_are_refused_as_malformed() {
+        let many: String = (0..200).map(|pt| format!(" {}", pt % 128)).collect();
+        let offer = CHROMIUM_OFFER.replace(
+            "m=video 9 UDP/TLS/RTP/SAVPF 96 97 103 104 107 108 109 114",
+            &format!("m=video 9 UDP/TLS/RTP/SAVPF{many}"),
+        );
+        assert_eq!(check_shape(&offer), Err(OfferError::TooManyFormats(200)));
+
+        let offer = CHROMIUM_OFFER.replace("SAVPF 96 97", "SAVPF 96 300");
+        assert_eq!(
+            negotiate(&offer, false),
+            Err(OfferError::BadPayloadType("300".into()))
+        );
+        let offer = CHROMIUM_OFFER.replace("SAVPF 96 97", "SAVPF 96 é7");
+        assert!(negotiate(&offer, false).unwrap_err().is_malformed());
+
+        let sections = "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n".repeat(20);
+        assert_eq!(
+            check_shape(&format!("{CHROMIUM_OFFER}{sections}")),
+            Err(OfferError::TooManySections(21))
+        );
+        let lines = "a=x\r\n".repeat(MAX_LINES);
+        assert!(matches!(
+            check_shape(&format!("{CHROMIUM_OFFER}{lines}")),
+            Err(OfferError::TooManyLines(_))
+        ));
+
+        // A data channel section names its format, and is fine.
+        let offer = format!("{CHROMIUM_OFFER}m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n");
+        assert_eq!(check_shape(&offer), Ok(()));
+        assert!(negotiate(CHROMIUM_OFFER, false).is_ok());
+    }
+
+    #[test]
+    fn the_first_rtpmap_and_fmtp_of_a_payload_type_count() {
+        let offer = CHROMIUM_OFFER.replace(
+            "a=rtpmap:103 H264/90000\r\n",
+            "a=rtpmap:103 H264/90000\r\na=rtpmap:103 VP8/90000\r\n",
+        );
+        assert_eq!(choose_h264(&offer).unwrap().payload_type, 103);
     }
 }

@@ -1,0 +1,417 @@
+//! The device's decisions about viewer messages, without any I/O: which message starts a
+//! session, goes to one, ends one or is refused; who is let in under the viewer limit; what
+//! each viewer may send; when the status goes out; and every reply a viewer gets from the
+//! device itself.
+//!
+//! Like rumqttc's `MqttState` or str0m's `Rtc`, [`Signaling`] takes inputs stamped with `now`
+//! and queues [`Action`]s; the device task only carries them out (publish, spawn, forward).
+//! Every rule is unit-tested here without a broker or a peer connection.
+//!
+//! What a stranger can send costs bounded work and memory: offers are checked for shape
+//! before anything reads them and negotiated in time linear in their size; a session counts
+//! against the viewer limit from its offer until its task has ended; each session may send a
+//! bounded number of candidates per offer and renegotiate a bounded number of times a
+//! minute; error replies are rate-limited as a whole, so a flood of junk cannot crowd real
+//! answers out of the MQTT queue; the status is coalesced.
+
+pub mod early;
+pub mod pace;
+
+use crate::protocol::{Candidate, DeviceMessage, ErrorCode, Segment, ViewerMessage};
+use crate::session::offer::{self, Negotiated, OfferError};
+use crate::session::{EndReason, SessionCommand};
+pub use early::EarlyCandidates;
+use pace::{RateWindow, StatusPacer, TokenBucket};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+/// How often held candidates expire and suppressed replies are reported.
+const HOUSEKEEPING_PERIOD: Duration = Duration::from_secs(1);
+/// Sessions whose candidates may wait for their offer at once, and candidates each.
+const EARLY_SESSIONS: usize = 64;
+const EARLY_PER_SESSION: usize = 32;
+
+/// What a viewer may send, and how often the device speaks.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_viewers: usize,
+    /// Candidates a session takes per offer (its first and each renegotiation). A browser on
+    /// a machine with many interfaces trickles a few dozen at most.
+    pub candidates_per_offer: usize,
+    /// Renegotiations a session may ask for in any minute.
+    pub renegotiations_per_minute: usize,
+    /// Fewest time between two status publishes.
+    pub status_interval: Duration,
+    /// Error replies (busy, bad request, unsupported) the device sends at once, and per
+    /// second after that, over all viewers.
+    pub error_burst: u32,
+    pub errors_per_second: u32,
+    /// How long candidates may wait for their offer.
+    pub early_ttl: Duration,
+}
+
+impl Limits {
+    pub fn new(max_viewers: usize, early_ttl: Duration) -> Self {
+        Self {
+            max_viewers,
+            candidates_per_offer: 64,
+            renegotiations_per_minute: 10,
+            status_interval: Duration::from_millis(500),
+            error_burst: 20,
+            errors_per_second: 10,
+            early_ttl,
+        }
+    }
+}
+
+/// What the device task must do.
+#[derive(Debug)]
+pub enum Action {
+    /// (Re)subscribe to the viewers' topics.
+    Subscribe,
+    /// Send this to the viewer.
+    Reply { to: Segment, message: DeviceMessage },
+    /// Start a session task for an accepted offer.
+    Start(StartSession),
+    /// Hand a message to a running session.
+    Forward {
+        to: Segment,
+        command: SessionCommand,
+    },
+    /// The viewer hung up: tell its session to end. Its slot stays taken until the task
+    /// reports that it ended.
+    Stop { session: Segment },
+    /// The session's task ended by itself: drop the device's handle on it.
+    Forget { session: Segment },
+    /// Publish the status with this many viewers.
+    PublishStatus { viewers: usize },
+}
+
+#[derive(Debug)]
+pub struct StartSession {
+    pub id: Segment,
+    /// Tells this session apart from a later one under the same id.
+    pub serial: u64,
+    pub choice: Negotiated,
+    pub offer: String,
+    /// Candidates that arrived before the offer.
+    pub early: Vec<Candidate>,
+}
+
+/// A session that is being served.
+struct Active {
+    serial: u64,
+    choice: Negotiated,
+    /// Candidates taken since the last accepted offer.
+    candidates: usize,
+    /// Whether dropping this session's candidates has been logged.
+    candidates_refused: bool,
+    renegotiations: RateWindow,
+}
+
+pub struct Signaling {
+    limits: Limits,
+    audio_available: bool,
+    active: HashMap<Segment, Active>,
+    /// Serials of sessions told to stop whose tasks have not ended yet: they still hold
+    /// their slot, so a flood of offers and hangups cannot run more peer connections than
+    /// the limit.
+    ending: HashSet<u64>,
+    early: EarlyCandidates,
+    next_serial: u64,
+    status: StatusPacer,
+    errors: TokenBucket,
+    /// Error replies left out since the last housekeeping, for the log.
+    suppressed_errors: u64,
+    next_housekeeping: Option<Instant>,
+    actions: VecDeque<Action>,
+}
+
+impl Signaling {
+    pub fn new(limits: Limits, audio_available: bool) -> Self {
+        Self {
+            early: EarlyCandidates::new(EARLY_SESSIONS, EARLY_PER_SESSION, limits.early_ttl),
+            status: StatusPacer::new(limits.status_interval),
+            errors: TokenBucket::new(limits.error_burst, limits.errors_per_second),
+            limits,
+            audio_available,
+            active: HashMap::new(),
+            ending: HashSet::new(),
+            next_serial: 0,
+            suppressed_errors: 0,
+            next_housekeeping: None,
+            actions: VecDeque::new(),
+        }
+    }
+
+    /// Sessions being served: the viewer count in the status.
+    pub fn viewers(&self) -> usize {
+        self.active.len()
+    }
+
+    /// Slots taken: served sessions and those still ending.
+    pub fn occupied(&self) -> usize {
+        self.active.len() + self.ending.len()
+    }
+
+    /// The next action to carry out.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When [`Signaling::handle_timeout`] is next due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [self.status.due_at(), self.next_housekeeping]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// The broker accepted campeer's connection (first time or again): subscribe, and
+    /// publish the status at once.
+    pub fn broker_connected(&mut self, now: Instant) {
+        self.actions.push_back(Action::Subscribe);
+        self.status.force(now);
+        self.publish_status();
+    }
+
+    /// Something in the status besides the viewers changed (a source started or failed).
+    pub fn status_changed(&mut self, now: Instant) {
+        if self.status.changed(now) {
+            self.publish_status();
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.status.poll(now) {
+            self.publish_status();
+        }
+        if self.next_housekeeping.is_none_or(|at| now >= at) {
+            self.next_housekeeping = Some(now + HOUSEKEEPING_PERIOD);
+            self.early.expire(now);
+            if self.suppressed_errors > 0 {
+                tracing::warn!(
+                    "left out {} error replies: a client is sending faster than the device \
+                     answers errors",
+                    self.suppressed_errors
+                );
+                self.suppressed_errors = 0;
+            }
+        }
+    }
+
+    /// A message on a viewer's inbound topic.
+    pub fn handle_message(&mut self, now: Instant, session: Segment, payload: &[u8]) {
+        let message = match ViewerMessage::parse(payload) {
+            Ok(message) => message,
+            Err(e) => {
+                tracing::debug!(session = %session, "bad request: {e}");
+                self.refuse(now, session, ErrorCode::BadRequest, e.to_string());
+                return;
+            }
+        };
+        match message {
+            ViewerMessage::Offer { sdp } => {
+                if self.active.contains_key(&session) {
+                    self.renegotiate(now, session, sdp);
+                } else {
+                    self.offer(now, session, sdp);
+                }
+            }
+            ViewerMessage::Candidate(candidate) => self.candidate(now, session, candidate),
+            ViewerMessage::Hangup => {
+                self.early.forget(&session);
+                if let Some(active) = self.active.remove(&session) {
+                    tracing::info!(session = %session, "viewer hung up");
+                    self.ending.insert(active.serial);
+                    self.actions.push_back(Action::Stop { session });
+                    self.status_changed(now);
+                }
+            }
+        }
+    }
+
+    /// A session's task ended.
+    pub fn session_ended(&mut self, now: Instant, id: Segment, serial: u64, reason: &EndReason) {
+        if self.ending.remove(&serial) {
+            return;
+        }
+        if self.active.get(&id).is_none_or(|a| a.serial != serial) {
+            return;
+        }
+        self.active.remove(&id);
+        self.actions.push_back(Action::Forget {
+            session: id.clone(),
+        });
+        if reason.notify_viewer() {
+            self.actions.push_back(Action::Reply {
+                to: id,
+                message: DeviceMessage::Hangup,
+            });
+        }
+        self.status_changed(now);
+    }
+
+    /// Shutting down: every viewer served is told, and every session is to stop. Returns how
+    /// many session tasks have yet to end.
+    pub fn shutdown(&mut self) -> usize {
+        for (session, active) in self.active.drain() {
+            self.ending.insert(active.serial);
+            self.actions.push_back(Action::Reply {
+                to: session.clone(),
+                message: DeviceMessage::Hangup,
+            });
+            self.actions.push_back(Action::Stop { session });
+        }
+        self.ending.len()
+    }
+
+    fn offer(&mut self, now: Instant, session: Segment, sdp: String) {
+        if self.occupied() >= self.limits.max_viewers {
+            self.early.forget(&session);
+            tracing::debug!(session = %session, "refused: {} viewers already", self.limits.max_viewers);
+            let message = format!(
+                "this device serves at most {} viewers",
+                self.limits.max_viewers
+            );
+            self.refuse(now, session, ErrorCode::Busy, message);
+            return;
+        }
+        let choice = match offer::negotiate(&sdp, self.audio_available) {
+            Ok(choice) => choice,
+            Err(e) => {
+                self.early.forget(&session);
+                tracing::debug!(session = %session, "refused: {e}");
+                self.refuse(now, session, offer_error_code(&e), e.to_string());
+                return;
+            }
+        };
+        tracing::info!(
+            session = %session,
+            "new viewer; answering with H.264 payload type {} ({}){}",
+            choice.video.payload_type,
+            choice.video.fmtp,
+            match &choice.audio {
+                Some(opus) => format!(" and Opus payload type {}", opus.payload_type),
+                None => String::new(),
+            }
+        );
+        self.next_serial += 1;
+        let early = self.early.take(&session);
+        self.active.insert(
+            session.clone(),
+            Active {
+                serial: self.next_serial,
+                choice: choice.clone(),
+                candidates: early.len(),
+                candidates_refused: false,
+                renegotiations: RateWindow::new(
+                    self.limits.renegotiations_per_minute,
+                    Duration::from_secs(60),
+                ),
+            },
+        );
+        self.actions.push_back(Action::Start(StartSession {
+            id: session,
+            serial: self.next_serial,
+            choice,
+            offer: sdp,
+            early,
+        }));
+        self.status_changed(now);
+    }
+
+    /// A new offer on a served session: an ICE restart or a browser renegotiating. The
+    /// codecs must stay as they are: one encoder serves everyone.
+    fn renegotiate(&mut self, now: Instant, session: Segment, sdp: String) {
+        let Some(active) = self.active.get_mut(&session) else {
+            return;
+        };
+        let refusal = if !active.renegotiations.allow(now) {
+            Some((
+                ErrorCode::RateLimited,
+                format!(
+                    "at most {} renegotiations a minute",
+                    self.limits.renegotiations_per_minute
+                ),
+            ))
+        } else {
+            match offer::negotiate(&sdp, self.audio_available) {
+                Ok(choice) if choice == active.choice => None,
+                Ok(_) => Some((
+                    ErrorCode::Unsupported,
+                    "a renegotiation may not change the codecs or their payload types".to_owned(),
+                )),
+                Err(e) => Some((offer_error_code(&e), e.to_string())),
+            }
+        };
+        if refusal.is_none() {
+            active.candidates = 0;
+            active.candidates_refused = false;
+        }
+        match refusal {
+            Some((code, message)) => self.refuse(now, session, code, message),
+            None => self.actions.push_back(Action::Forward {
+                to: session,
+                command: SessionCommand::Offer(sdp),
+            }),
+        }
+    }
+
+    fn candidate(&mut self, now: Instant, session: Segment, candidate: Option<Candidate>) {
+        let Some(active) = self.active.get_mut(&session) else {
+            if let Some(candidate) = candidate
+                && !self.early.hold(&session, candidate, now)
+            {
+                tracing::debug!(session = %session, "too many early candidates; dropped one");
+            }
+            return;
+        };
+        if active.candidates >= self.limits.candidates_per_offer {
+            if !active.candidates_refused {
+                active.candidates_refused = true;
+                tracing::warn!(
+                    session = %session,
+                    "the viewer sent more than {} candidates for one offer; ignoring the rest",
+                    self.limits.candidates_per_offer
+                );
+            }
+            return;
+        }
+        active.candidates += 1;
+        self.actions.push_back(Action::Forward {
+            to: session,
+            command: SessionCommand::Candidate(candidate),
+        });
+    }
+
+    /// An error reply, unless error replies are coming too fast.
+    fn refuse(&mut self, now: Instant, to: Segment, code: ErrorCode, message: String) {
+        if self.errors.take(now) {
+            self.actions.push_back(Action::Reply {
+                to,
+                message: DeviceMessage::error(code, message),
+            });
+        } else {
+            self.suppressed_errors += 1;
+        }
+    }
+
+    fn publish_status(&mut self) {
+        self.actions.push_back(Action::PublishStatus {
+            viewers: self.active.len(),
+        });
+    }
+}
+
+/// A malformed offer is a bad request; a well-formed one campeer cannot serve is unsupported.
+pub fn offer_error_code(error: &OfferError) -> ErrorCode {
+    if error.is_malformed() {
+        ErrorCode::BadRequest
+    } else {
+        ErrorCode::Unsupported
+    }
+}
+
+#[cfg(test)]
+mod tests;

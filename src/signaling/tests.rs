@@ -1,0 +1,328 @@
+use super::*;
+
+const OFFER: &str = "v=0\r\n\
+o=- 1 2 IN IP4 127.0.0.1\r\n\
+s=-\r\n\
+t=0 0\r\n\
+a=group:BUNDLE 0\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 96 103\r\n\
+c=IN IP4 0.0.0.0\r\n\
+a=mid:0\r\n\
+a=ice-ufrag:abcd\r\n\
+a=ice-pwd:abcdefghijklmnopqrstuvwx\r\n\
+a=recvonly\r\n\
+a=rtpmap:96 VP8/90000\r\n\
+a=rtpmap:103 H264/90000\r\n\
+a=fmtp:103 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n";
+
+fn seg(s: &str) -> Segment {
+    Segment::parse(s).unwrap()
+}
+
+fn offer_json(sdp: &str) -> Vec<u8> {
+    serde_json::json!({"type": "offer", "sdp": sdp})
+        .to_string()
+        .into_bytes()
+}
+
+fn candidate_json(n: u32) -> Vec<u8> {
+    serde_json::json!({"type": "candidate", "candidate": {
+        "candidate": format!("candidate:{n} 1 udp 1 127.0.0.1 {n} typ host"),
+        "sdpMid": "0", "sdpMLineIndex": 0}})
+    .to_string()
+    .into_bytes()
+}
+
+const HANGUP: &[u8] = br#"{"type":"hangup"}"#;
+
+fn core(max_viewers: usize) -> Signaling {
+    Signaling::new(Limits::new(max_viewers, Duration::from_secs(30)), false)
+}
+
+fn drain(core: &mut Signaling) -> Vec<Action> {
+    std::iter::from_fn(|| core.poll_action()).collect()
+}
+
+fn started(actions: &[Action]) -> Vec<&StartSession> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Start(start) => Some(start),
+            _ => None,
+        })
+        .collect()
+}
+
+fn errors(actions: &[Action]) -> Vec<ErrorCode> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Reply {
+                message: DeviceMessage::Error { code, .. },
+                ..
+            } => Some(*code),
+            _ => None,
+        })
+        .collect()
+}
+
+fn forwarded_candidates(actions: &[Action]) -> usize {
+    actions
+        .iter()
+        .filter(|a| {
+            matches!(
+                a,
+                Action::Forward {
+                    command: SessionCommand::Candidate(_),
+                    ..
+                }
+            )
+        })
+        .count()
+}
+
+fn status_publishes(actions: &[Action]) -> Vec<usize> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::PublishStatus { viewers } => Some(*viewers),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_offer_starts_a_session_with_the_candidates_that_came_first() {
+    let mut core = core(4);
+    let t0 = Instant::now();
+    core.handle_message(t0, seg("a"), &candidate_json(1));
+    core.handle_message(t0, seg("a"), &candidate_json(2));
+    assert!(drain(&mut core).is_empty(), "held, nothing to do yet");
+    core.handle_message(t0, seg("a"), &offer_json(OFFER));
+    let actions = drain(&mut core);
+    let start = started(&actions);
+    assert_eq!(start.len(), 1);
+    assert_eq!(start[0].id, seg("a"));
+    assert_eq!(start[0].choice.video.payload_type, 103);
+    assert_eq!(start[0].early.len(), 2);
+    assert_eq!(status_publishes(&actions), vec![1]);
+    core.handle_message(t0, seg("a"), &candidate_json(3));
+    assert_eq!(forwarded_candidates(&drain(&mut core)), 1);
+}
+
+#[test]
+fn a_hung_up_session_holds_its_slot_until_its_task_has_ended() {
+    let mut core = core(1);
+    let t0 = Instant::now();
+    core.handle_message(t0, seg("a"), &offer_json(OFFER));
+    let serial = started(&drain(&mut core))[0].serial;
+    core.handle_message(t0, seg("a"), HANGUP);
+    let actions = drain(&mut core);
+    assert!(matches!(&actions[0], Action::Stop { session } if *session == seg("a")));
+    assert_eq!(core.viewers(), 0);
+    assert_eq!(core.occupied(), 1);
+
+    core.handle_message(t0, seg("b"), &offer_json(OFFER));
+    assert_eq!(errors(&drain(&mut core)), vec![ErrorCode::Busy]);
+
+    core.session_ended(t0, seg("a"), serial, &EndReason::ViewerHangup);
+    let actions = drain(&mut core);
+    assert!(
+        actions.is_empty(),
+        "no reply to a viewer that hung up: {actions:?}"
+    );
+    core.handle_message(t0, seg("b"), &offer_json(OFFER));
+    assert_eq!(started(&drain(&mut core)).len(), 1);
+}
+
+#[test]
+fn a_flood_of_offers_and_hangups_never_runs_more_sessions_than_the_limit() {
+    let mut core = core(2);
+    let t0 = Instant::now();
+    let mut starts = 0;
+    for n in 0..300 {
+        let id = seg(&format!("flood{n}"));
+        core.handle_message(t0, id.clone(), &offer_json(OFFER));
+        core.handle_message(t0, id, HANGUP);
+        starts += started(&drain(&mut core)).len();
+    }
+    assert_eq!(starts, 2, "sessions still ending count against the limit");
+    assert_eq!(core.occupied(), 2);
+}
+
+#[test]
+fn a_session_that_ends_by_itself_is_forgotten_and_its_viewer_told() {
+    let mut core = core(2);
+    let t0 = Instant::now();
+    core.handle_message(t0, seg("a"), &offer_json(OFFER));
+    let serial = started(&drain(&mut core))[0].serial;
+    // A stale report about an earlier session under the same id changes nothing.
+    core.session_ended(t0, seg("a"), serial + 100, &EndReason::Timeout);
+    assert!(drain(&mut core).is_empty());
+    core.session_ended(t0, seg("a"), serial, &EndReason::Timeout);
+    let actions = drain(&mut core);
+    assert!(matches!(&actions[0], Action::Forget { session } if *session == seg("a")));
+    assert!(matches!(
+        &actions[1],
+        Action::Reply { to, message: DeviceMessage::Hangup } if *to == seg("a")
+    ));
+    assert_eq!(core.occupied(), 0);
+}
+
+#[test]
+fn bad_messages_and_offers_get_typed_refusals() {
+    let mut core = core(2);
+    let t0 = Instant::now();
+    core.handle_message(t0, seg("a"), b"{not json");
+    core.handle_message(t0, seg("a"), &offer_json("v=0\r\nm=audio 9 RTP/AVP 0\r\n"));
+    let vp8_only = OFFER.replace("SAVPF 96 103", "SAVPF 96");
+    core.handle_message(t0, seg("a"), &offer_json(&vp8_only));
+    let hostile = OFFER.replace("SAVPF 96 103", "SAVPF 96 103 70000");
+    core.handle_message(t0, seg("a"), &offer_json(&hostile));
+    let actions = drain(&mut core);
+    assert_eq!(
+        errors(&actions),
+        vec![
+            ErrorCode::BadRequest,
+            ErrorCode::Unsupported,
+            ErrorCode::Unsupported,
+            ErrorCode::BadRequest
+        ]
+    );
+    assert!(started(&actions).is_empty());
+    assert_eq!(core.occupied(), 0);
+}
+
+#[test]
+fn error_replies_are_rate_limited_over_all_viewers() {
+    let mut core = core(2);
+    let t0 = Instant::now();
+    for n in 0..1000 {
+        core.handle_message(t0, seg(&format!("junk{n}")), b"junk");
+    }
+    assert_eq!(errors(&drain(&mut core)).len(), 20, "the burst");
+    core.handle_message(t0 + Duration::from_secs(1), seg("late"), b"junk");
+    assert_eq!(errors(&drain(&mut core)).len(), 1, "refilled");
+    // Answers are not errors: a real viewer still gets in.
+    core.handle_message(t0 + Duration::from_secs(1), seg("real"), &offer_json(OFFER));
+    assert_eq!(started(&drain(&mut core)).len(), 1);
+}
+
+#[test]
+fn candidates_are_capped_per_offer() {
+    let mut core = core(2);
+    let t0 = Instant::now();
+    core.handle_message(t0, seg("a"), &offer_json(OFFER));
+    drain(&mut core);
+    for n in 0..20_000 {
+        core.handle_message(t0, seg("a"), &candidate_json(n));
+    }
+    assert_eq!(forwarded_candidates(&drain(&mut core)), 64);
+    // A renegotiation (an ICE restart) brings new candidates.
+    core.handle_message(t0, seg("a"), &offer_json(OFFER));
+    for n in 0..100 {
+        core.handle_message(t0, seg("a"), &candidate_json(n));
+    }
+    let actions = drain(&mut core);
+    assert!(actions.iter().any(|a| matches!(
+        a,
+        Action::Forward {
+            command: SessionCommand::Offer(_),
+            ..
+        }
+    )));
+    assert_eq!(forwarded_candidates(&actions), 64);
+}
+
+#[test]
+fn renegotiations_are_rate_limited_and_may_not_change_the_codecs() {
+    let mut core = core(2);
+    let t0 = Instant::now();
+    core.handle_message(t0, seg("a"), &offer_json(OFFER));
+    drain(&mut core);
+    let other_pt = OFFER.replace("103", "104");
+    core.handle_message(t0, seg("a"), &offer_json(&other_pt));
+    assert_eq!(errors(&drain(&mut core)), vec![ErrorCode::Unsupported]);
+    let mut forwarded = 0;
+    let mut limited = 0;
+    for s in 0..30 {
+        core.handle_message(t0 + Duration::from_secs(s), seg("a"), &offer_json(OFFER));
+        let actions = drain(&mut core);
+        forwarded += actions
+            .iter()
+            .filter(|a| matches!(a, Action::Forward { .. }))
+            .count();
+        limited += errors(&actions)
+            .iter()
+            .filter(|c| **c == ErrorCode::RateLimited)
+            .count();
+    }
+    // The refused codec change counted as one of the ten.
+    assert_eq!((forwarded, limited), (9, 21));
+    core.handle_message(t0 + Duration::from_secs(120), seg("a"), &offer_json(OFFER));
+    assert_eq!(errors(&drain(&mut core)), vec![], "a new minute");
+}
+
+#[test]
+fn status_publishes_are_coalesced_and_end_with_the_current_count() {
+    let mut core = core(64);
+    let t0 = Instant::now();
+    core.broker_connected(t0);
+    let actions = drain(&mut core);
+    assert!(matches!(actions[0], Action::Subscribe));
+    assert_eq!(status_publishes(&actions), vec![0]);
+    let mut publishes = Vec::new();
+    for n in 0..40 {
+        let now = t0 + Duration::from_millis(10 * n);
+        core.handle_message(now, seg(&format!("v{n}")), &offer_json(OFFER));
+        core.handle_timeout(now);
+        publishes.extend(status_publishes(&drain(&mut core)));
+    }
+    assert!(publishes.is_empty(), "{publishes:?}");
+    let due = core.poll_timeout().unwrap();
+    assert_eq!(due, t0 + Duration::from_millis(500));
+    core.handle_timeout(due);
+    assert_eq!(status_publishes(&drain(&mut core)), vec![40]);
+}
+
+#[test]
+fn shutdown_tells_every_viewer_and_stops_every_session() {
+    let mut core = core(4);
+    let t0 = Instant::now();
+    for id in ["a", "b"] {
+        core.handle_message(t0, seg(id), &offer_json(OFFER));
+    }
+    core.handle_message(t0, seg("b"), HANGUP);
+    drain(&mut core);
+    assert_eq!(core.shutdown(), 2, "one served, one already ending");
+    let actions = drain(&mut core);
+    let hangups = actions
+        .iter()
+        .filter(|a| {
+            matches!(
+                a,
+                Action::Reply {
+                    message: DeviceMessage::Hangup,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(hangups, 1);
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Stop { session } if *session == seg("a")))
+    );
+}
+
+#[test]
+fn early_candidates_expire_on_housekeeping() {
+    let mut core = Signaling::new(Limits::new(2, Duration::from_secs(5)), false);
+    let t0 = Instant::now();
+    core.handle_message(t0, seg("a"), &candidate_json(1));
+    core.handle_timeout(t0 + Duration::from_secs(6));
+    core.handle_timeout(t0 + Duration::from_secs(7));
+    core.handle_message(t0 + Duration::from_secs(7), seg("a"), &offer_json(OFFER));
+    assert!(started(&drain(&mut core))[0].early.is_empty());
+}
