@@ -80,6 +80,7 @@ pub struct DeviceHandle {
     hub: VideoHub,
     audio: Option<AudioHub>,
     health: DeviceHealth,
+    tasks: Arc<crate::session::SessionTasks>,
     http: HttpServer,
     embedded: Option<EmbeddedBroker>,
     /// Kept for as long as the device serves: dropping them stops them.
@@ -106,6 +107,11 @@ impl DeviceHandle {
     /// The audio pipeline's counters; `None` when the device has no audio.
     pub fn audio_stats(&self) -> Option<AudioStats> {
         self.audio.as_ref().map(AudioHub::stats)
+    }
+
+    /// Session tasks running now, and the most that ever ran at once.
+    pub fn session_tasks(&self) -> (usize, usize) {
+        (self.tasks.running(), self.tasks.peak())
     }
 
     /// Sessions currently served.
@@ -203,6 +209,7 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
         connect_timeout: config.sessions.connect_timeout,
         publisher: link.publisher.clone(),
         ended: ended_tx,
+        tasks: Arc::default(),
     };
     let (summary, summary_rx) = watch::channel(Summary::default());
     let device_loop = Arc::new(Heartbeat::new());
@@ -243,8 +250,10 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
         tracing::info!("ICE is loopback-only: media stays on 127.0.0.0/8");
     }
     let (stop_tx, stop) = oneshot::channel();
+    let tasks = Arc::clone(&device.context.tasks);
     let task = tokio::spawn(device.run(link, ended, stop));
     Ok(DeviceHandle {
+        tasks,
         hub,
         audio,
         health,

@@ -10,15 +10,21 @@
 use crate::config::MqttConfig;
 use crate::protocol::{DeviceMessage, DeviceTopics, OFFLINE_STATUS, Segment};
 use bytes::Bytes;
-use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS};
+use rumqttc::Outgoing;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{LastWill, Packet};
+use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 /// Signaling payloads are capped at 64 KiB by the protocol; leave room for the topic and
-/// MQTT framing, and refuse anything larger at the MQTT layer already.
-const MAX_PACKET_BYTES: usize = 80 * 1024;
+/// MQTT framing. campeer speaks MQTT 5 and announces this as its Maximum Packet Size, so the
+/// broker never forwards a larger message to it: whatever another client publishes, campeer's
+/// connection stays up. (MQTT 3.1.1 has no such promise; a client there can only drop the
+/// connection on a packet it will not read.)
+const MAX_PACKET_BYTES: u32 = 80 * 1024;
 /// Requests (publishes, subscribes) queued for the event loop. Deep enough to absorb a burst
 /// of candidates from several sessions; during an outage, the excess is dropped.
 const REQUEST_QUEUE: usize = 256;
@@ -47,8 +53,15 @@ pub struct Inbound {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
-    #[error("the MQTT request queue is full or closed: {0}")]
-    Queue(#[from] rumqttc::ClientError),
+    #[error("the MQTT request queue is full or closed")]
+    Queue,
+}
+
+impl From<rumqttc::v5::ClientError> for PublishError {
+    /// The error holds the whole request it could not queue; only the fact matters here.
+    fn from(_: rumqttc::v5::ClientError) -> Self {
+        PublishError::Queue
+    }
 }
 
 /// Publishes on the device's topics. Cheap to clone; never blocks.
@@ -115,14 +128,15 @@ impl MqttLink {
         let mut options = MqttOptions::new(config.client_id.clone(), host, port);
         options
             .set_keep_alive(config.keep_alive)
-            .set_clean_session(true)
-            .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES)
+            .set_clean_start(true)
+            .set_max_packet_size(Some(MAX_PACKET_BYTES))
             .set_request_channel_capacity(REQUEST_QUEUE)
             .set_last_will(LastWill::new(
                 topics.status(),
                 OFFLINE_STATUS,
                 QoS::AtLeastOnce,
                 true,
+                None,
             ));
         if let Some(username) = &config.username {
             let password = config
@@ -187,8 +201,12 @@ async fn drive(
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 // Never blocks the event loop: when the device falls behind, the excess is
                 // dropped (viewers resend what matters; MQTT gave no ordering promise anyway).
+                let Ok(topic) = String::from_utf8(publish.topic.to_vec()) else {
+                    tracing::debug!("ignoring a message whose topic is not UTF-8");
+                    continue;
+                };
                 let message = Inbound {
-                    topic: publish.topic,
+                    topic,
                     payload: publish.payload,
                 };
                 if let Err(e) = inbound.try_send(message) {
@@ -200,7 +218,7 @@ async fn drive(
                 return;
             }
             Ok(_) => {}
-            Err(rumqttc::ConnectionError::RequestsDone) => {
+            Err(rumqttc::v5::ConnectionError::RequestsDone) => {
                 tracing::debug!("every MQTT client handle is gone; stopping the event loop");
                 return;
             }

@@ -12,7 +12,7 @@ use std::time::Duration;
 async fn acl_fences_viewers_to_their_own_sessions() {
     let acl = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/mosquitto-campeer.acl"
+        "/packaging/mosquitto/campeer.acl"
     );
     let broker = Broker::start_with(&format!("acl_file {acl}"));
     let device = start_device(Overrides {

@@ -85,11 +85,11 @@ async fn the_embedded_broker_can_require_a_password() {
     );
     // Without it, or with a wrong one, the broker refuses the connection.
     for credentials in [None, Some(("watcher", "wrong"))] {
-        let mut options = rumqttc::MqttOptions::new("intruder", "127.0.0.1", port);
+        let mut options = rumqttc::v5::MqttOptions::new("intruder", "127.0.0.1", port);
         if let Some((user, password)) = credentials {
             options.set_credentials(user, password);
         }
-        let (_client, mut eventloop) = rumqttc::AsyncClient::new(options, 8);
+        let (_client, mut eventloop) = rumqttc::v5::AsyncClient::new(options, 8);
         let outcome = tokio::time::timeout(Duration::from_secs(5), eventloop.poll()).await;
         assert!(
             matches!(outcome, Ok(Err(_))),

@@ -26,6 +26,7 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 use rtc::statistics::StatsSelector;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
@@ -88,6 +89,33 @@ pub struct SessionEnded {
     pub reason: EndReason,
 }
 
+/// How many session tasks run, and the most that ever ran at once: what admission control
+/// promises to keep within the viewer limit, observable from outside.
+#[derive(Debug, Default)]
+pub struct SessionTasks {
+    running: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl SessionTasks {
+    fn started(&self) {
+        let running = self.running.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak.fetch_max(running, Ordering::Relaxed);
+    }
+
+    fn ended(&self) {
+        self.running.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::Relaxed)
+    }
+
+    pub fn peak(&self) -> usize {
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+
 /// Everything a session needs from the daemon.
 #[derive(Clone)]
 pub struct SessionContext {
@@ -99,12 +127,14 @@ pub struct SessionContext {
     pub connect_timeout: Duration,
     pub publisher: Publisher,
     pub ended: mpsc::UnboundedSender<SessionEnded>,
+    pub tasks: Arc<SessionTasks>,
 }
 
 /// Tells the device that a session task ended, when dropped: at the end of the task, or
 /// while a panic unwinds it.
 struct EndNotice {
     ended: mpsc::UnboundedSender<SessionEnded>,
+    tasks: Arc<SessionTasks>,
     id: Segment,
     serial: u64,
     reason: Option<EndReason>,
@@ -112,6 +142,7 @@ struct EndNotice {
 
 impl Drop for EndNotice {
     fn drop(&mut self) {
+        self.tasks.ended();
         let reason = self.reason.take().unwrap_or_else(|| {
             tracing::error!(session = %self.id, "the session task ended abnormally (a panic?)");
             EndReason::Failed("the session task ended abnormally".into())
@@ -152,10 +183,12 @@ pub fn spawn(
     let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
     let link = new_link(&context, &choice);
     let session_link = link.clone();
+    context.tasks.started();
     tokio::spawn(async move {
         // Reports the end even if the task panics, so the viewer slot is always given back.
         let mut notice = EndNotice {
             ended: context.ended.clone(),
+            tasks: Arc::clone(&context.tasks),
             id: id.clone(),
             serial,
             reason: None,

@@ -1,5 +1,6 @@
-//! The embedded MQTT broker (rumqttd), for a zero-configuration first run: a plain MQTT
-//! listener for campeer itself and other devices, and a WebSocket listener for the page.
+//! The embedded MQTT broker (rumqttd), for a zero-configuration first run: a plain MQTT 5
+//! listener for campeer itself and other devices (campeer speaks MQTT 5, to announce its
+//! Maximum Packet Size), and a WebSocket listener (MQTT 3.1.1) for the page.
 //! Retained messages and last wills work on it, which the status topic needs.
 
 use crate::config::EmbeddedBrokerConfig;
@@ -82,11 +83,11 @@ pub fn start(config: &EmbeddedBrokerConfig) -> Result<EmbeddedBroker, BrokerErro
             initialized_filters: None,
             shared_subscriptions_strategy: Default::default(),
         },
-        v4: Some(HashMap::from([(
+        v4: None,
+        v5: Some(HashMap::from([(
             "mqtt".to_owned(),
             server("campeer-mqtt", config.listen),
         )])),
-        v5: None,
         ws: Some(HashMap::from([(
             "ws".to_owned(),
             server("campeer-mqtt-ws", config.ws_listen),

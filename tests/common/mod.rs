@@ -21,7 +21,9 @@ use rtc::rtp::codec::h264::H264Packet;
 use rtc::rtp::packetizer::Depacketizer;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::Packet;
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use serde_json::{Value, json};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -341,7 +343,7 @@ async fn subscribe_json_at(
     mut on_message: impl FnMut(Value) + Send + 'static,
 ) -> (AsyncClient, tokio::task::JoinHandle<()>) {
     let mut options = MqttOptions::new(client_id, host, port);
-    options.set_max_packet_size(256 * 1024, 256 * 1024);
+    options.set_max_packet_size(Some(256 * 1024));
     if let Some((user, password)) = credentials {
         options.set_credentials(user, password);
     }
