@@ -37,8 +37,20 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Threads tokio may start for blocking work (file reads, closing devices). Its default of
+/// 512 would run into the service's `TasksMax`; campeer never needs more than a few at once.
+const MAX_BLOCKING_THREADS: usize = 32;
+
+fn main() -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Some(Command::Devices { json, paths }) = &cli.command {
         return list_devices(*json, paths);

@@ -6,26 +6,12 @@
 
 mod common;
 
+use common::aiortc::aiortc_python;
 use common::network::{Lab, LabCampeer, StatsCollector, require_lab};
 use std::io::BufRead;
 use std::time::{Duration, Instant};
 
 const LINK_KBIT: u32 = 600;
-
-/// The aiortc virtual environment tests/run prepares.
-fn aiortc_python() -> Option<std::path::PathBuf> {
-    let python =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/aiortc-venv/bin/python");
-    if python.exists() {
-        return Some(python);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "aiortc is not installed in target/aiortc-venv (tests/run installs it)"
-    );
-    eprintln!("skipping: aiortc is not installed in target/aiortc-venv (tests/run installs it)");
-    None
-}
 
 #[test]
 fn an_aiortc_viewer_is_served_by_its_remb() {
@@ -40,7 +26,7 @@ fn an_aiortc_viewer_is_served_by_its_remb() {
     link.shape(Some(LINK_KBIT), Duration::from_millis(200));
     let campeer = LabCampeer::start(&lab, "remb", &[]);
     let stats = StatsCollector::start(&lab.campeer_ns, campeer.broker.port, "remb");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/aiortc/viewer.py");
+    let script = common::aiortc::VIEWER;
     let port = campeer.broker.port.to_string();
     let mut viewer = std::process::Command::new("ip")
         .args(["netns", "exec", &link.viewer_ns])

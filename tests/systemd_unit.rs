@@ -72,6 +72,9 @@ fn the_unit_is_hardened() {
         "WatchdogSec=",
         "Restart=on-failure",
         "User=campeer",
+        "MemoryMax=",
+        "TasksMax=",
+        "LimitNOFILE=",
     ] {
         assert!(UNIT.contains(setting), "the unit lacks {setting}");
     }

@@ -171,6 +171,22 @@ fn mjpeg(
 ) -> Result<(), ConvertError> {
     let options = DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::YCbCr);
     let mut decoder = JpegDecoder::new_with_options(ZCursor::new(data), options);
+    // The header first: a frame of any other size than the negotiated one is refused before
+    // the decoder allocates for it (zune-jpeg accepts up to 16384x16384, 800 MB of pixels).
+    let size = decoder
+        .decode_headers()
+        .ok()
+        .and_then(|()| decoder.dimensions());
+    if let Some((got_width, got_height)) = size
+        && (got_width, got_height) != (width, height)
+    {
+        return Err(ConvertError::JpegSize {
+            got_width,
+            got_height,
+            width,
+            height,
+        });
+    }
     let pixels = decoder
         .decode()
         .map_err(|e| ConvertError::Jpeg(e.to_string()))?;
@@ -321,5 +337,44 @@ mod tests {
             to_i420(PixelFormat::Mjpeg, &jpeg, 0, &mut wrong),
             Err(ConvertError::JpegSize { .. })
         ));
+    }
+
+    /// The process's peak resident memory so far.
+    fn peak_resident_kib() -> i64 {
+        // SAFETY: getrusage only writes into the zeroed struct it is given.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+        usage.ru_maxrss
+    }
+
+    #[test]
+    fn a_jpeg_claiming_a_huge_size_is_refused_from_its_header() {
+        let (w, h) = (16u16, 16u16);
+        let mut jpeg = Vec::new();
+        jpeg_encoder::Encoder::new(&mut jpeg, 90)
+            .encode(&vec![128; 16 * 16 * 3], w, h, jpeg_encoder::ColorType::Rgb)
+            .unwrap();
+        // Rewrite the frame header (SOF0: FF C0, length, precision, height, width) to claim
+        // 16384x16384, as a broken or hostile camera might.
+        let sof = jpeg
+            .windows(2)
+            .position(|m| m == [0xff, 0xc0])
+            .expect("a baseline frame header");
+        jpeg[sof + 5..sof + 9].copy_from_slice(&[0x40, 0x00, 0x40, 0x00]);
+        let mut out = I420Frame::new(16, 16);
+        let peak_before = peak_resident_kib();
+        let result = to_i420(PixelFormat::Mjpeg, &jpeg, 0, &mut out);
+        let grown = peak_resident_kib().saturating_sub(peak_before);
+        // Decoding first would take 800 MB for the claimed picture.
+        assert!(grown < 100 * 1024, "the peak grew by {grown} KiB");
+        assert_eq!(
+            result,
+            Err(ConvertError::JpegSize {
+                got_width: 16384,
+                got_height: 16384,
+                width: 16,
+                height: 16
+            })
+        );
     }
 }

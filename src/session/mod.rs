@@ -418,7 +418,7 @@ impl<'a> Session<'a> {
         let audio = context.audio.as_ref().zip(choice.audio.as_ref());
         let peer = peer::build(
             &choice.video,
-            audio.map(|(_, opus)| opus),
+            choice.offered_audio.as_ref(),
             choice.feedback,
             &link,
             &context.ice,
@@ -494,6 +494,7 @@ impl<'a> Session<'a> {
         } else {
             offer_sdp
         };
+        let sdp = offer::for_webrtc(&sdp);
         let offer = RTCSessionDescription::offer(sdp).map_err(|e| format!("bad offer: {e}"))?;
         self.peer
             .set_remote_description(offer)
@@ -517,7 +518,9 @@ impl<'a> Session<'a> {
         send(
             &self.context.publisher,
             self.id,
-            &DeviceMessage::Answer { sdp: local.sdp },
+            &DeviceMessage::Answer {
+                sdp: offer::complete_answer(&local.sdp),
+            },
         );
         Ok(())
     }

@@ -122,6 +122,11 @@ pub struct Negotiated {
     /// `None`: no audio for this viewer (it asked for none, cannot take Opus, or the device
     /// has no audio).
     pub audio: Option<OpusChoice>,
+    /// The Opus the viewer offered on the video's transport, whether or not the device sends
+    /// audio. It is what the answer names for the audio section, so that a device without
+    /// sound answers it inactive inside the bundle rather than rejecting it (strict stacks
+    /// such as aiortc refuse an answer whose rejected section shares no codec with the offer).
+    pub offered_audio: Option<OpusChoice>,
     /// How this viewer tells campeer what its link carries.
     pub feedback: CongestionFeedback,
 }
@@ -177,9 +182,11 @@ pub fn negotiate(sdp: &str, audio_available: bool) -> Result<Negotiated, OfferEr
         .map_or(CongestionFeedback::ReceiverReports, |section| {
             congestion_feedback(&section, video.payload_type)
         });
+    let offered_audio = choose_opus(sdp).filter(|_| audio_shares_video_transport(sdp));
     Ok(Negotiated {
         video,
-        audio: choose_opus(sdp).filter(|_| audio_available),
+        audio: offered_audio.clone().filter(|_| audio_available),
+        offered_audio,
         feedback,
     })
 }
@@ -298,6 +305,153 @@ pub fn first_mid_and_ufrag(sdp: &str) -> (Option<String>, Option<String>) {
         .or_else(|| session_attribute(sdp, "ice-ufrag"))
         .map(str::to_owned);
     (mid, ufrag)
+}
+
+/// The ICE credentials a section uses: its own, or the session's.
+fn ice_credentials<'a>(
+    sdp: &'a str,
+    section: &MediaSection<'a>,
+) -> (Option<&'a str>, Option<&'a str>) {
+    let get = |name| {
+        section
+            .attributes(name)
+            .next()
+            .or_else(|| session_attribute(sdp, name))
+    };
+    (get("ice-ufrag"), get("ice-pwd"))
+}
+
+/// Whether the offer's audio can travel over the video's ICE transport: both sections in one
+/// BUNDLE group, or the same ICE credentials. webrtc serves every section of a session over
+/// one transport; a viewer that offers audio on a transport of its own gets video only.
+/// (aiortc bundles, but gives each section its own credentials until the answer says BUNDLE.)
+fn audio_shares_video_transport(sdp: &str) -> bool {
+    let sections = media_sections(sdp);
+    let live = |kind: &str| sections.iter().find(|s| s.kind == kind && s.port != "0");
+    let (Some(video), Some(audio)) = (live("video"), live("audio")) else {
+        return false;
+    };
+    let (video_mid, audio_mid) = (
+        video.attributes("mid").next(),
+        audio.attributes("mid").next(),
+    );
+    let bundled = sdp
+        .lines()
+        .map(str::trim_end)
+        .take_while(|line| !line.starts_with("m="))
+        .filter_map(|line| attribute_value(line, "group"))
+        .filter_map(|group| group.strip_prefix("BUNDLE "))
+        .any(|mids| {
+            let mids: Vec<&str> = mids.split_whitespace().collect();
+            [video_mid, audio_mid]
+                .iter()
+                .all(|m| m.is_some_and(|m| mids.contains(&m)))
+        });
+    bundled || ice_credentials(sdp, video).0 == ice_credentials(sdp, audio).0
+}
+
+/// The offer as webrtc is given it. webrtc refuses an offer whose sections name different ICE
+/// credentials ("multiple conflicting ice-ufrag values"), as a viewer that does not bundle
+/// sends. Every section that does not share the video's credentials is one campeer declines
+/// anyway (see [`negotiate`]): it gets the video's credentials and loses its candidates, so
+/// webrtc accepts the offer and declines the section, and the video goes ahead.
+pub fn for_webrtc(sdp: &str) -> String {
+    let sections = media_sections(sdp);
+    let Some(video) = sections.iter().find(|s| s.kind == "video" && s.port != "0") else {
+        return sdp.to_owned();
+    };
+    let (Some(ufrag), Some(pwd)) = ice_credentials(sdp, video) else {
+        return sdp.to_owned();
+    };
+    let mut out = String::with_capacity(sdp.len());
+    let mut section: Vec<&str> = Vec::new();
+    for line in sdp.split_inclusive('\n') {
+        if line.starts_with("m=") {
+            push_with_credentials(&mut out, &section, ufrag, pwd);
+            section.clear();
+        }
+        section.push(line);
+    }
+    push_with_credentials(&mut out, &section, ufrag, pwd);
+    out
+}
+
+/// Copies a section's lines; when the section names other ICE credentials than `ufrag`, they
+/// become `ufrag` and `pwd` and its candidates are left out.
+fn push_with_credentials(out: &mut String, lines: &[&str], ufrag: &str, pwd: &str) {
+    let foreign = lines
+        .iter()
+        .filter_map(|line| attribute_value(line.trim_end(), "ice-ufrag"))
+        .any(|value| value != ufrag);
+    for line in lines {
+        let trimmed = line.trim_end();
+        let ending = line.get(trimmed.len()..).unwrap_or("");
+        if !foreign {
+            out.push_str(line);
+        } else if trimmed.starts_with("a=candidate:") || trimmed == "a=end-of-candidates" {
+            continue;
+        } else if attribute_value(trimmed, "ice-ufrag").is_some() {
+            out.push_str(&format!("a=ice-ufrag:{ufrag}{ending}"));
+        } else if attribute_value(trimmed, "ice-pwd").is_some() {
+            out.push_str(&format!("a=ice-pwd:{pwd}{ending}"));
+        } else {
+            out.push_str(line);
+        }
+    }
+}
+
+/// Completes webrtc's answer for strict parsers. webrtc writes a declined section with
+/// nothing but its mid; RFC 8829 §5.3.1 and aiortc want every section to carry the ICE
+/// credentials, DTLS fingerprint and role, and rtcp-mux of the transport (aiortc refuses the
+/// whole answer otherwise). The missing ones are copied from the first section that has them.
+pub fn complete_answer(sdp: &str) -> String {
+    const TRANSPORT: [&str; 5] = ["ice-ufrag", "ice-pwd", "fingerprint", "setup", "rtcp-mux"];
+    let sections = media_sections(sdp);
+    let Some(source) = sections
+        .iter()
+        .find(|s| s.attributes("ice-ufrag").next().is_some())
+    else {
+        return sdp.to_owned();
+    };
+    let transport: Vec<(&str, String)> = TRANSPORT
+        .iter()
+        .filter_map(|name| {
+            source.lines.iter().find_map(|line| {
+                let rest = line.strip_prefix("a=")?.strip_prefix(*name)?;
+                (rest.is_empty() || rest.starts_with(':')).then(|| (*name, (*line).to_owned()))
+            })
+        })
+        .collect();
+    let mut out = String::with_capacity(sdp.len() + 256);
+    let mut section: Vec<&str> = Vec::new();
+    let flush = |out: &mut String, lines: &[&str]| {
+        out.extend(lines.iter().copied());
+        let Some(first) = lines.first() else { return };
+        if !first.starts_with("m=") {
+            return;
+        }
+        for (name, line) in &transport {
+            let present = lines.iter().any(|l| {
+                l.trim_end()
+                    .strip_prefix("a=")
+                    .and_then(|rest| rest.strip_prefix(*name))
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with(':'))
+            });
+            if !present && session_attribute(sdp, name).is_none() {
+                out.push_str(line);
+                out.push_str("\r\n");
+            }
+        }
+    };
+    for line in sdp.split_inclusive('\n') {
+        if line.starts_with("m=") {
+            flush(&mut out, &section);
+            section.clear();
+        }
+        section.push(line);
+    }
+    flush(&mut out, &section);
+    out
 }
 
 fn session_attribute<'a>(sdp: &'a str, name: &str) -> Option<&'a str> {
@@ -451,7 +605,8 @@ a=rtpmap:0 PCMU/8000\r\n";
 
     #[test]
     fn opus_is_found_in_the_audio_section() {
-        let offer = format!("{CHROMIUM_OFFER}{AUDIO_SECTION}");
+        let offer =
+            format!("{CHROMIUM_OFFER}{AUDIO_SECTION}").replace("BUNDLE 0\r\n", "BUNDLE 0 1\r\n");
         assert_eq!(
             choose_opus(&offer),
             Some(OpusChoice {
@@ -617,5 +772,91 @@ a=rtpmap:0 PCMU/8000\r\n";
             "a=rtpmap:103 H264/90000\r\na=rtpmap:103 VP8/90000\r\n",
         );
         assert_eq!(choose_h264(&offer).unwrap().payload_type, 103);
+    }
+
+    /// An aiortc offer, trimmed: BUNDLE over both sections, each with credentials of its own
+    /// and its candidates inline.
+    const AIORTC_OFFER: &str = "v=0\r\n\
+o=- 1 1 IN IP4 0.0.0.0\r\n\
+s=-\r\n\
+t=0 0\r\n\
+a=group:BUNDLE 0 1\r\n\
+m=video 5000 UDP/TLS/RTP/SAVPF 99\r\n\
+a=mid:0\r\n\
+a=rtpmap:99 H264/90000\r\n\
+a=fmtp:99 packetization-mode=1;profile-level-id=42001f\r\n\
+a=candidate:1 1 udp 1 10.0.0.2 5000 typ host\r\n\
+a=ice-ufrag:vvvv\r\n\
+a=ice-pwd:videopassword\r\n\
+m=audio 5002 UDP/TLS/RTP/SAVPF 96\r\n\
+a=mid:1\r\n\
+a=rtpmap:96 opus/48000/2\r\n\
+a=candidate:2 1 udp 1 10.0.0.2 5002 typ host\r\n\
+a=end-of-candidates\r\n\
+a=ice-ufrag:aaaa\r\n\
+a=ice-pwd:audiopassword\r\n";
+
+    #[test]
+    fn bundled_audio_with_its_own_credentials_takes_the_videos() {
+        let choice = negotiate(AIORTC_OFFER, false).unwrap();
+        assert_eq!(choice.audio, None, "the device has no sound");
+        assert_eq!(choice.offered_audio.map(|a| a.payload_type), Some(96));
+        assert!(negotiate(AIORTC_OFFER, true).unwrap().audio.is_some());
+
+        let rewritten = for_webrtc(AIORTC_OFFER);
+        assert_eq!(rewritten.matches("a=ice-ufrag:vvvv\r\n").count(), 2);
+        assert_eq!(rewritten.matches("a=ice-pwd:videopassword\r\n").count(), 2);
+        assert!(!rewritten.contains("aaaa") && !rewritten.contains("audiopassword"));
+        assert!(
+            !rewritten.contains("5002 typ host"),
+            "the audio transport's candidates go"
+        );
+        assert!(rewritten.contains("5000 typ host"));
+        assert_eq!(
+            for_webrtc(CHROMIUM_OFFER),
+            CHROMIUM_OFFER,
+            "nothing to rewrite"
+        );
+
+        // Without BUNDLE and with other credentials, the audio cannot share the transport.
+        let unbundled = AIORTC_OFFER.replace("a=group:BUNDLE 0 1\r\n", "");
+        assert_eq!(negotiate(&unbundled, true).unwrap().audio, None);
+    }
+
+    #[test]
+    fn a_declined_section_gets_the_transport_attributes() {
+        let answer = "v=0\r\n\
+o=- 1 1 IN IP4 0.0.0.0\r\n\
+s=-\r\n\
+t=0 0\r\n\
+a=fingerprint:sha-256 AA:BB\r\n\
+a=group:BUNDLE 0\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 99\r\n\
+a=setup:active\r\n\
+a=mid:0\r\n\
+a=ice-ufrag:uuuu\r\n\
+a=ice-pwd:pppp\r\n\
+a=rtcp-mux\r\n\
+m=application 0 UDP/DTLS/SCTP webrtc-datachannel\r\n\
+a=mid:1\r\n";
+        let completed = complete_answer(answer);
+        let declined = completed.split("m=application").nth(1).unwrap();
+        for line in [
+            "a=ice-ufrag:uuuu",
+            "a=ice-pwd:pppp",
+            "a=setup:active",
+            "a=rtcp-mux",
+        ] {
+            assert!(declined.contains(line), "{line} missing:\n{completed}");
+        }
+        assert!(
+            !declined.contains("fingerprint"),
+            "the session-level one applies"
+        );
+        assert_eq!(
+            complete_answer(&completed),
+            completed,
+            "nothing more to add"
+        );
     }
 }

@@ -4,7 +4,10 @@ tests: it joins over MQTT as a browser does (recvonly H.264 offer, trickled cand
 decodes the video with PyAV, and prints one JSON line a second ({"frames": n, "state": s}),
 then {"done": true, ...}. Bounded: it exits after --seconds.
 
-    python viewer.py --host H --port P --device D --session S [--seconds N]
+    python viewer.py --host H --port P --device D --session S [--seconds N] [--audio]
+
+With --audio it also offers to receive audio, as a browser with a microphone-less page does;
+an answer it cannot apply is reported as {"error": "..."}.
 """
 
 import argparse
@@ -29,6 +32,7 @@ async def main():
     parser.add_argument("--session", required=True)
     parser.add_argument("--prefix", default="campeer")
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--audio", action="store_true")
     args = parser.parse_args()
     deadline = time.monotonic() + args.seconds
     loop = asyncio.get_running_loop()
@@ -37,6 +41,8 @@ async def main():
     # No ICE servers: aiortc would otherwise ask a public STUN server.
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     pc.addTransceiver("video", direction="recvonly")
+    if args.audio:
+        pc.addTransceiver("audio", direction="recvonly")
     frames = 0
 
     @pc.on("track")
@@ -84,7 +90,10 @@ async def main():
         if message is not None:
             kind = message.get("type") if isinstance(message, dict) else None
             if kind == "answer":
-                await pc.setRemoteDescription(RTCSessionDescription(sdp=message["sdp"], type="answer"))
+                try:
+                    await pc.setRemoteDescription(RTCSessionDescription(sdp=message["sdp"], type="answer"))
+                except Exception as e:
+                    emit({"error": f"{type(e).__name__}: {e}", "answer": message["sdp"]})
             elif kind == "candidate" and isinstance(message.get("candidate"), dict):
                 line = message["candidate"].get("candidate", "")
                 if line.startswith("candidate:"):

@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod aiortc;
 pub mod alsamic;
 pub mod fakecam;
 pub mod jitter;

@@ -1,0 +1,19 @@
+//! aiortc, an independent WebRTC stack from PyPI, as a viewer (tests/aiortc/viewer.py).
+
+/// The aiortc virtual environment tests/run prepares; `None` (skip) off CI when it is missing.
+pub fn aiortc_python() -> Option<std::path::PathBuf> {
+    let python =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/aiortc-venv/bin/python");
+    if python.exists() {
+        return Some(python);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "aiortc is not installed in target/aiortc-venv (tests/run installs it)"
+    );
+    eprintln!("skipping: aiortc is not installed in target/aiortc-venv (tests/run installs it)");
+    None
+}
+
+/// The viewer script.
+pub const VIEWER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/aiortc/viewer.py");
