@@ -111,6 +111,12 @@ pub struct MqttSection {
     pub prefix: Option<String>,
     pub client_id: Option<String>,
     pub keep_alive_secs: Option<u64>,
+    /// PEM certificates trusted for an mqtts:// broker, besides the system's.
+    pub ca_file: Option<PathBuf>,
+    /// PEM certificate chain and private key campeer presents to an mqtts:// broker that
+    /// asks for client certificates.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -170,8 +176,9 @@ pub struct IceServerSection {
 /// environment; [`Config::resolve`] gives both precedence over the file.
 #[derive(Debug, Default, Clone, clap::Args)]
 pub struct Overrides {
-    /// External MQTT broker, mqtt://host[:port] (port 1883 when omitted). Without one,
-    /// campeer runs its own embedded broker.
+    /// External MQTT broker, mqtt://host[:port] (port 1883 when omitted) or
+    /// mqtts://host[:port] for TLS (port 8883). Without one, campeer runs its own embedded
+    /// broker.
     #[arg(long, env = "CAMPEER_BROKER", value_name = "URL")]
     pub broker: Option<String>,
     /// Address of the built-in viewer page. Default: 127.0.0.1:8080.
@@ -304,14 +311,23 @@ pub struct Overrides {
 pub struct BrokerAddress {
     pub host: String,
     pub port: u16,
+    /// mqtts://: TLS, the broker's certificate checked against the system's roots and
+    /// `mqtt.ca_file`.
+    pub tls: bool,
 }
 
 impl BrokerAddress {
     pub fn parse(url: &str) -> Result<Self, String> {
-        let rest = url
+        let (rest, tls, default_port) = if let Some(rest) = url.strip_prefix("mqtts://") {
+            (rest, true, 8883)
+        } else if let Some(rest) = url
             .strip_prefix("mqtt://")
             .or_else(|| url.strip_prefix("tcp://"))
-            .ok_or_else(|| format!("{url:?} must start with mqtt:// (TLS is not supported yet)"))?;
+        {
+            (rest, false, 1883)
+        } else {
+            return Err(format!("{url:?} must start with mqtt:// or mqtts://"));
+        };
         let rest = rest.trim_end_matches('/');
         if rest.contains('/') || rest.contains('@') {
             return Err(format!(
@@ -325,7 +341,7 @@ impl BrokerAddress {
                 })?;
                 (host, port)
             }
-            _ => (rest, 1883),
+            _ => (rest, default_port),
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() || port == 0 {
@@ -334,13 +350,15 @@ impl BrokerAddress {
         Ok(Self {
             host: host.to_owned(),
             port,
+            tls,
         })
     }
 }
 
 impl fmt::Display for BrokerAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "mqtt://{}:{}", self.host, self.port)
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
+        write!(f, "{scheme}://{}:{}", self.host, self.port)
     }
 }
 
@@ -362,6 +380,15 @@ pub struct MqttConfig {
     pub prefix: Prefix,
     pub client_id: String,
     pub keep_alive: Duration,
+    pub tls: MqttTls,
+}
+
+/// Certificates for an mqtts:// broker.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MqttTls {
+    pub ca_file: Option<PathBuf>,
+    /// Certificate chain and key, both or neither.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -525,6 +552,26 @@ impl Config {
                 format!("must be from 5 to 3600, got {keep_alive_secs}"),
             ));
         }
+        let client_cert = match (file.mqtt.client_cert, file.mqtt.client_key) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => {
+                return Err(invalid(
+                    "mqtt.client_cert",
+                    "mqtt.client_cert and mqtt.client_key go together".to_owned(),
+                ));
+            }
+        };
+        let tls = MqttTls {
+            ca_file: file.mqtt.ca_file,
+            client_cert,
+        };
+        if tls != MqttTls::default() && !broker.as_ref().is_some_and(|b| b.tls) {
+            return Err(invalid(
+                "mqtt.ca_file",
+                "TLS settings need an mqtts:// broker".to_owned(),
+            ));
+        }
         let mqtt = MqttConfig {
             broker,
             username: flags.mqtt_username.or(file.mqtt.username),
@@ -532,6 +579,7 @@ impl Config {
             prefix,
             client_id,
             keep_alive: Duration::from_secs(keep_alive_secs),
+            tls,
         };
 
         let source = match flags
@@ -901,7 +949,8 @@ mod tests {
             config.mqtt.broker,
             Some(BrokerAddress {
                 host: "127.0.0.1".into(),
-                port: 1999
+                port: 1999,
+                tls: false
             })
         );
         assert_eq!(config.video.width, 1280);
@@ -1058,18 +1107,28 @@ mod tests {
             BrokerAddress::parse("mqtt://broker.local").unwrap(),
             BrokerAddress {
                 host: "broker.local".into(),
-                port: 1883
+                port: 1883,
+                tls: false
             }
         );
         assert_eq!(
             BrokerAddress::parse("tcp://[::1]:1884").unwrap(),
             BrokerAddress {
                 host: "::1".into(),
-                port: 1884
+                port: 1884,
+                tls: false
             }
         );
         assert!(BrokerAddress::parse("mqtt://user:pw@host").is_err());
-        assert!(BrokerAddress::parse("mqtts://host").is_err());
+        assert_eq!(
+            BrokerAddress::parse("mqtts://broker.example").unwrap(),
+            BrokerAddress {
+                host: "broker.example".into(),
+                port: 8883,
+                tls: true
+            }
+        );
+        assert!(BrokerAddress::parse("ws://host").is_err());
         assert!(BrokerAddress::parse("mqtt://").is_err());
     }
 

@@ -199,7 +199,27 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
     let topics = DeviceTopics::new(config.mqtt.prefix.clone(), config.device_id.clone());
     let hub = make_hub(&config);
     let audio = make_audio_hub(&config.audio, config.sessions.idle_grace);
-    let link = MqttLink::start(&mqtt, &host, port, topics);
+    let tls = match &config.mqtt.broker {
+        Some(broker) if broker.tls => {
+            let settings = config.mqtt.tls.clone();
+            let tls = tokio::task::spawn_blocking(move || {
+                crate::tls::client_config(
+                    "mqtt.ca_file",
+                    settings.ca_file.as_deref(),
+                    settings
+                        .client_cert
+                        .as_ref()
+                        .map(|(cert, key)| (cert.as_path(), key.as_path())),
+                )
+            })
+            .await
+            .context("reading the MQTT TLS certificates failed")?
+            .context("cannot set up TLS to the MQTT broker")?;
+            Some(tls)
+        }
+        _ => None,
+    };
+    let link = MqttLink::start(&mqtt, &host, port, tls, topics);
     let (ended_tx, ended) = mpsc::unbounded_channel();
     let context = SessionContext {
         hub: hub.clone(),
@@ -241,9 +261,13 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
         heartbeat: device_loop,
     };
     tracing::info!(
-        "campeer {} serving device {:?} on mqtt://{host}:{port} under {}",
+        "campeer {} serving device {:?} on {} under {}",
         env!("CARGO_PKG_VERSION"),
         config.device_id.as_str(),
+        match &config.mqtt.broker {
+            Some(broker) => broker.to_string(),
+            None => format!("mqtt://{host}:{port}"),
+        },
         device.publisher.topics().status()
     );
     if config.ice.loopback_only {

@@ -13,5 +13,6 @@ pub mod protocol;
 pub mod session;
 pub mod signaling;
 pub mod systemd;
+pub mod tls;
 pub mod turn_stream;
 pub mod web;

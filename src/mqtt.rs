@@ -124,8 +124,20 @@ pub struct MqttLink {
 impl MqttLink {
     /// Starts connecting in the background; [`MqttLink::connection`] changes once the broker
     /// accepts. The last will marks the device offline if the connection dies uncleanly.
-    pub fn start(config: &MqttConfig, host: &str, port: u16, topics: DeviceTopics) -> Self {
+    /// `tls`: the broker is reached over TLS with these settings (mqtts://).
+    pub fn start(
+        config: &MqttConfig,
+        host: &str,
+        port: u16,
+        tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+        topics: DeviceTopics,
+    ) -> Self {
         let mut options = MqttOptions::new(config.client_id.clone(), host, port);
+        if let Some(tls) = tls {
+            options.set_transport(rumqttc::Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(tls),
+            ));
+        }
         options
             .set_keep_alive(config.keep_alive)
             .set_clean_start(true)

@@ -7,8 +7,9 @@
 
 mod common;
 
-use common::nat::{NatLab, TURN_PORT, TURN_TLS_PORT, TestCa};
+use common::nat::{NatLab, TURN_PORT, TURN_TLS_PORT};
 use common::network::{StatsCollector, reported_paths, require_nat_lab};
+use common::tls::TestCa;
 
 /// Blocks campeer's UDP, starts it with `ice_toml` as its configuration, lets the viewer
 /// (behind a symmetric NAT) watch with STUN only, and checks the picture came through

@@ -19,10 +19,9 @@ use crate::config::{IceConfig, IceServer};
 use clients::{Clients, Route};
 use rtc::ice::url::{ProtoType, SchemeType, Url};
 use rustls_pki_types::ServerName;
-use rustls_pki_types::pem::PemObject;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -30,7 +29,6 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
-use tokio_rustls::rustls;
 
 /// Connections one bridge keeps at most: a few local sockets per viewer, for the most viewers
 /// campeer serves, with room to spare.
@@ -107,15 +105,10 @@ pub enum StartError {
         target: StreamTarget,
         source: io::Error,
     },
-    #[error("cannot read the certificates in ice.tls_ca_file {path}: {reason}")]
-    CaFile { path: PathBuf, reason: String },
-    #[error(
-        "no certificate to check a turns: server against: the system has none and \
-         ice.tls_ca_file names none"
-    )]
-    NoTrustedCertificates,
-    #[error("cannot set up TLS: {0}")]
-    Tls(#[from] rustls::Error),
+    #[error("TLS for turns: servers: {0}")]
+    Tls(#[from] crate::tls::TlsSetupError),
+    #[error("reading the TLS certificates failed: {0}")]
+    Reading(#[from] tokio::task::JoinError),
 }
 
 /// The bridges campeer runs; they stop when this is dropped.
@@ -195,50 +188,11 @@ pub async fn start(ice: &IceConfig) -> Result<(IceConfig, Bridges), StartError> 
 /// TLS to `turns:` servers, checked against the system's certificates and those in
 /// `ice.tls_ca_file`. Reading the files blocks, so it runs off the async workers.
 async fn tls_connector(ca_file: Option<PathBuf>) -> Result<TlsConnector, StartError> {
-    let path = ca_file.clone().unwrap_or_default();
-    let roots = tokio::task::spawn_blocking(move || trusted_roots(ca_file.as_deref()))
-        .await
-        .map_err(|e| StartError::CaFile {
-            path,
-            reason: format!("reading failed: {e}"),
-        })??;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(TlsConnector::from(Arc::new(config)))
-}
-
-fn trusted_roots(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, StartError> {
-    let mut roots = rustls::RootCertStore::empty();
-    let system = rustls_native_certs::load_native_certs();
-    for error in &system.errors {
-        tracing::debug!("a system certificate could not be read: {error}");
-    }
-    let (added, _ignored) = roots.add_parsable_certificates(system.certs);
-    tracing::debug!("{added} system certificates trusted for turns: servers");
-    if let Some(path) = ca_file {
-        let ca_error = |reason: String| StartError::CaFile {
-            path: path.to_owned(),
-            reason,
-        };
-        let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
-            .map_err(|e| ca_error(e.to_string()))?;
-        let mut found = 0;
-        for cert in certs {
-            let cert = cert.map_err(|e| ca_error(e.to_string()))?;
-            roots.add(cert).map_err(|e| ca_error(e.to_string()))?;
-            found += 1;
-        }
-        if found == 0 {
-            return Err(ca_error("it holds no PEM certificate".into()));
-        }
-    }
-    if roots.is_empty() {
-        return Err(StartError::NoTrustedCertificates);
-    }
-    Ok(roots)
+    let config = tokio::task::spawn_blocking(move || {
+        crate::tls::client_config("ice.tls_ca_file", ca_file.as_deref(), None)
+    })
+    .await??;
+    Ok(TlsConnector::from(config))
 }
 
 /// Why one connection to the TURN server ended.
@@ -584,6 +538,12 @@ mod tests {
         let Err(error) = tls_connector(Some(file.path().to_owned())).await else {
             panic!("a CA file without certificates was accepted");
         };
-        assert!(matches!(error, StartError::CaFile { .. }), "{error}");
+        assert!(
+            matches!(
+                error,
+                StartError::Tls(crate::tls::TlsSetupError::CaFile { .. })
+            ),
+            "{error}"
+        );
     }
 }

@@ -13,6 +13,7 @@ pub mod jitter;
 pub mod nat;
 pub mod network;
 pub mod playback;
+pub mod tls;
 
 use campeer::config::{Config, FileConfig, Overrides};
 use campeer::device::DeviceHandle;
@@ -115,6 +116,22 @@ impl Broker {
             ),
         )
         .expect("write mosquitto.conf");
+        let child = spawn_mosquitto(&conf, port);
+        Self {
+            port,
+            child,
+            conf,
+            _dir: dir,
+        }
+    }
+
+    /// A broker with a configuration of the test's own, given the free port it should put its
+    /// first listener on.
+    pub fn start_custom(conf_text: impl FnOnce(u16) -> String) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(&conf, conf_text(port)).expect("write mosquitto.conf");
         let child = spawn_mosquitto(&conf, port);
         Self {
             port,

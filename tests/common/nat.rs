@@ -14,6 +14,7 @@ use super::network::{
     LabCampeer, LabTarget, NamespacedBroker, in_ns, join_over_lab, must, rule_counters, run,
     run_in_namespace, veth_pair, wait_for_tcp,
 };
+use super::tls::TestCa;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -506,84 +507,6 @@ impl NatWatch {
         self.remote_candidates
             .iter()
             .any(|c| c.contains(&format!("typ {kind}")) && c.contains(ip))
-    }
-}
-
-/// A certificate authority of the lab's own and a server certificate it signed for one IP
-/// address (made with the openssl command line), for a TLS server a client can check.
-pub struct TestCa {
-    pub ca_cert: PathBuf,
-    pub server_cert: PathBuf,
-    pub server_key: PathBuf,
-}
-
-impl TestCa {
-    pub fn create(dir: &std::path::Path, server_ip: &str) -> Self {
-        let path = |name: &str| dir.join(name);
-        let ca = Self {
-            ca_cert: path("ca.pem"),
-            server_cert: path("server.pem"),
-            server_key: path("server.key"),
-        };
-        let text = |p: &PathBuf| p.display().to_string();
-        let (ca_key, request) = (path("ca.key"), path("server.csr"));
-        must(&[
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=campeer lab CA",
-            "-keyout",
-            &text(&ca_key),
-            "-out",
-            &text(&ca.ca_cert),
-        ]);
-        must(&[
-            "openssl",
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            "/CN=campeer lab TURN",
-            "-addext",
-            &format!("subjectAltName=IP:{server_ip}"),
-            "-addext",
-            "extendedKeyUsage=serverAuth",
-            "-keyout",
-            &text(&ca.server_key),
-            "-out",
-            &text(&request),
-        ]);
-        must(&[
-            "openssl",
-            "x509",
-            "-req",
-            "-in",
-            &text(&request),
-            "-CA",
-            &text(&ca.ca_cert),
-            "-CAkey",
-            &text(&ca_key),
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-copy_extensions",
-            "copyall",
-            "-out",
-            &text(&ca.server_cert),
-        ]);
-        ca
     }
 }
 
