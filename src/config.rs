@@ -89,6 +89,7 @@ pub struct FileConfig {
 pub struct WebSection {
     pub listen: Option<String>,
     pub public: Option<bool>,
+    pub public_without_password: Option<bool>,
     pub broker_ws_url: Option<String>,
     pub ice_servers: Option<Vec<IceServerSection>>,
 }
@@ -184,10 +185,15 @@ pub struct Overrides {
     /// Address of the built-in viewer page. Default: 127.0.0.1:8080.
     #[arg(long, env = "CAMPEER_HTTP_LISTEN", value_name = "ADDR:PORT")]
     pub http_listen: Option<String>,
-    /// Open the viewer page and the embedded broker to the network (all interfaces).
-    /// Anyone who can reach this machine can then watch, unless the broker requires a password.
+    /// Open the viewer page and the embedded broker to the network (all interfaces). The
+    /// embedded broker must then require a password, unless --public-without-password says
+    /// that anyone who can reach this machine may watch.
     #[arg(long, env = "CAMPEER_PUBLIC")]
     pub public: bool,
+    /// With --public and the embedded broker: allow it to run without a password, so anyone
+    /// on the network can watch, read every viewer's signaling and hang up on it.
+    #[arg(long, env = "CAMPEER_PUBLIC_WITHOUT_PASSWORD")]
+    pub public_without_password: bool,
     /// The WebSocket URL browsers use to reach the broker (ws:// or wss://). Needed with an
     /// external broker; with the embedded one the page works it out.
     #[arg(long, env = "CAMPEER_BROKER_WS_URL", value_name = "URL")]
@@ -838,15 +844,41 @@ impl Config {
                     flags.embedded_broker_listen.or(file.broker.listen),
                     "127.0.0.1:1883",
                 )?,
-                ws_listen: listen_key(
-                    "broker.ws_listen",
-                    flags.embedded_broker_ws_listen.or(file.broker.ws_listen),
-                    "127.0.0.1:8083",
-                )?,
+                // Pages reach it through the page's own origin (web.listen, /mqtt); this
+                // listener stays where it is configured, on loopback by default, even with
+                // --public. Port 0: any free port.
+                ws_listen: {
+                    let text = flags
+                        .embedded_broker_ws_listen
+                        .or(file.broker.ws_listen)
+                        .unwrap_or_else(|| "127.0.0.1:0".to_owned());
+                    text.parse::<SocketAddr>().map_err(|_| {
+                        invalid(
+                            "broker.ws_listen",
+                            format!("{text:?} is not an address:port"),
+                        )
+                    })?
+                },
                 username,
                 password: password.map(Secret),
             })
         };
+
+        let anyone_may_watch =
+            flags.public_without_password || file.web.public_without_password.unwrap_or(false);
+        if public
+            && !anyone_may_watch
+            && embedded_broker
+                .as_ref()
+                .is_some_and(|broker| broker.password.is_none())
+        {
+            return Err(invalid(
+                "web.public",
+                "the embedded broker would be open to the whole network without a password: set \
+                 broker.username and broker.password, or say --public-without-password \
+                 (web.public_without_password = true) to let anyone watch",
+            ));
+        }
 
         Ok(Self {
             device_id,
@@ -1018,7 +1050,11 @@ mod tests {
         let config = resolve("", Overrides::default()).unwrap();
         let embedded = config.embedded_broker.expect("embedded broker");
         assert_eq!(embedded.listen, addr("127.0.0.1:1883"));
-        assert_eq!(embedded.ws_listen, addr("127.0.0.1:8083"));
+        assert_eq!(
+            embedded.ws_listen,
+            addr("127.0.0.1:0"),
+            "internal: pages use /mqtt"
+        );
         assert_eq!(config.web.listen, addr("127.0.0.1:8080"));
         assert!(!config.public);
         let external = resolve("[mqtt]\nbroker = \"mqtt://h\"", Overrides::default()).unwrap();
@@ -1030,13 +1066,49 @@ mod tests {
         let flags = Overrides {
             public: true,
             http_listen: Some("127.0.0.1:9000".into()),
+            embedded_broker_username: Some("viewer".into()),
+            embedded_broker_password: Some("secret".into()),
             ..Default::default()
         };
         let config = resolve("", flags).unwrap();
         assert_eq!(config.web.listen, addr("0.0.0.0:9000"));
         let embedded = config.embedded_broker.unwrap();
         assert_eq!(embedded.listen, addr("0.0.0.0:1883"));
-        assert_eq!(embedded.ws_listen, addr("0.0.0.0:8083"));
+        assert_eq!(
+            embedded.ws_listen,
+            addr("127.0.0.1:0"),
+            "pages reach it through web.listen"
+        );
+    }
+
+    #[test]
+    fn public_without_a_broker_password_must_be_asked_for() {
+        let open = Overrides {
+            public: true,
+            ..Default::default()
+        };
+        let err = resolve("", open).expect_err("an open public broker was accepted");
+        assert_eq!(key_of(err), "web.public");
+        let explicit = Overrides {
+            public: true,
+            public_without_password: true,
+            ..Default::default()
+        };
+        assert!(resolve("", explicit).unwrap().public);
+        let from_file = Overrides {
+            public: true,
+            ..Default::default()
+        };
+        assert!(resolve("[web]\npublic_without_password = true", from_file).is_ok());
+        let external = Overrides {
+            public: true,
+            broker: Some("mqtt://broker.example".into()),
+            ..Default::default()
+        };
+        assert!(
+            resolve("", external).is_ok(),
+            "its own broker fences itself"
+        );
     }
 
     #[test]

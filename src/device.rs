@@ -163,18 +163,24 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
         prefix: config.mqtt.prefix.to_string(),
         device: config.device_id.to_string(),
         broker_url: config.web.broker_ws_url.clone(),
-        broker_ws_port: embedded.as_ref().map(|b| b.ws_listen.port()),
+        broker_ws_path: embedded
+            .as_ref()
+            .map(|_| web::ws_proxy::MQTT_PATH.to_owned()),
         ice_servers: config.web.ice_servers.iter().map(Into::into).collect(),
     };
-    if page.broker_url.is_none() && page.broker_ws_port.is_none() {
+    if page.broker_url.is_none() && page.broker_ws_path.is_none() {
         tracing::warn!(
             "the viewer page does not know how browsers reach the external broker: set \
              web.broker_ws_url (--broker-ws-url) to its WebSocket URL"
         );
     }
-    let http = HttpServer::start(config.web.listen, page)
-        .await
-        .with_context(|| format!("cannot serve the viewer page on {}", config.web.listen))?;
+    let http = HttpServer::start(
+        config.web.listen,
+        page,
+        embedded.as_ref().map(|b| b.ws_listen),
+    )
+    .await
+    .with_context(|| format!("cannot serve the viewer page on {}", config.web.listen))?;
     if config.public {
         let open_broker = config
             .embedded_broker

@@ -43,6 +43,8 @@ fn help_lists_every_flag() {
         "--ice-loopback-only",
         "--http-listen",
         "--public",
+        "--public-without-password",
+        "--connect-timeout",
         "--broker-ws-url",
         "--embedded-broker-listen",
         "--embedded-broker-ws-listen",

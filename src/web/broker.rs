@@ -48,9 +48,18 @@ impl EmbeddedBroker {
 /// of the process. The listeners come up moments later; clients retry until they do.
 pub fn start(config: &EmbeddedBrokerConfig) -> Result<EmbeddedBroker, BrokerError> {
     // rumqttd reports a failed bind only in its log; find out here, with a clear error.
-    for addr in [config.listen, config.ws_listen] {
-        TcpListener::bind(addr).map_err(|source| BrokerError::Listen { addr, source })?;
-    }
+    TcpListener::bind(config.listen).map_err(|source| BrokerError::Listen {
+        addr: config.listen,
+        source,
+    })?;
+    // rumqttd takes only a fixed address: port 0 becomes a free port found here (taken from
+    // the kernel and released).
+    let ws_listen = TcpListener::bind(config.ws_listen)
+        .and_then(|listener| listener.local_addr())
+        .map_err(|source| BrokerError::Listen {
+            addr: config.ws_listen,
+            source,
+        })?;
     let connections = rumqttd::ConnectionSettings {
         connection_timeout_ms: 10_000,
         max_payload_size: MAX_PAYLOAD,
@@ -90,7 +99,7 @@ pub fn start(config: &EmbeddedBrokerConfig) -> Result<EmbeddedBroker, BrokerErro
         )])),
         ws: Some(HashMap::from([(
             "ws".to_owned(),
-            server("campeer-mqtt-ws", config.ws_listen),
+            server("campeer-mqtt-ws", ws_listen),
         )])),
         cluster: None,
         console: None,
@@ -110,7 +119,7 @@ pub fn start(config: &EmbeddedBrokerConfig) -> Result<EmbeddedBroker, BrokerErro
     tracing::info!(
         "embedded MQTT broker on mqtt://{} and ws://{}{}",
         config.listen,
-        config.ws_listen,
+        ws_listen,
         if config.username.is_some() {
             " (password required)"
         } else {
@@ -119,6 +128,6 @@ pub fn start(config: &EmbeddedBrokerConfig) -> Result<EmbeddedBroker, BrokerErro
     );
     Ok(EmbeddedBroker {
         listen: config.listen,
-        ws_listen: config.ws_listen,
+        ws_listen,
     })
 }

@@ -3,3 +3,4 @@
 
 pub mod broker;
 pub mod http;
+pub mod ws_proxy;

@@ -248,6 +248,8 @@ pub async fn start_device(overrides: Overrides) -> DeviceHandle {
 pub struct TopicWatcher {
     client: AsyncClient,
     pub messages: Arc<Mutex<Vec<Value>>>,
+    /// The topic each of `messages` came on (the filter may have wildcards).
+    pub topics: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -270,31 +272,45 @@ impl TopicWatcher {
     /// Watches a topic on a broker at `host` (inside a test's network namespace, say).
     pub async fn start_on_host(host: &str, port: u16, topic: &str) -> Self {
         let id = format!("watch-{}", rand::random::<u32>());
+        Self::connect_at(host, port, &id, None, topic).await
+    }
+
+    async fn connect(port: u16, id: &str, credentials: Option<(&str, &str)>, topic: &str) -> Self {
+        Self::connect_at("127.0.0.1", port, id, credentials, topic).await
+    }
+
+    async fn connect_at(
+        host: &str,
+        port: u16,
+        id: &str,
+        credentials: Option<(&str, &str)>,
+        topic: &str,
+    ) -> Self {
         let messages = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&messages);
-        let (client, task) = subscribe_json_at(host, port, &id, None, topic, move |value| {
-            sink.lock().unwrap().push(value)
-        })
-        .await;
+        let topics = Arc::new(Mutex::new(Vec::new()));
+        let (sink, topic_sink) = (Arc::clone(&messages), Arc::clone(&topics));
+        let (client, task) =
+            subscribe_json_at(host, port, id, credentials, topic, move |topic, value| {
+                // One lock order, so the two lists stay in step.
+                let mut messages = sink.lock().unwrap();
+                topic_sink.lock().unwrap().push(topic);
+                messages.push(value);
+            })
+            .await;
         Self {
             client,
             messages,
+            topics,
             task,
         }
     }
 
-    async fn connect(port: u16, id: &str, credentials: Option<(&str, &str)>, topic: &str) -> Self {
-        let messages = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&messages);
-        let (client, task) = subscribe_json_as(port, id, credentials, topic, move |value| {
-            sink.lock().unwrap().push(value)
-        })
-        .await;
-        Self {
-            client,
-            messages,
-            task,
-        }
+    /// Publishes a retained message (QoS 1) with this watcher's own connection.
+    pub async fn publish_retained(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, true, payload.into())
+            .await
+            .expect("queue a publish");
     }
 
     /// Publishes with this watcher's own connection (QoS 1, not retained).
@@ -335,7 +351,7 @@ async fn subscribe_json(
     port: u16,
     client_id: &str,
     topic: &str,
-    on_message: impl FnMut(Value) + Send + 'static,
+    on_message: impl FnMut(String, Value) + Send + 'static,
 ) -> (AsyncClient, tokio::task::JoinHandle<()>) {
     subscribe_json_as(port, client_id, None, topic, on_message).await
 }
@@ -346,7 +362,7 @@ async fn subscribe_json_as(
     client_id: &str,
     credentials: Option<(&str, &str)>,
     topic: &str,
-    on_message: impl FnMut(Value) + Send + 'static,
+    on_message: impl FnMut(String, Value) + Send + 'static,
 ) -> (AsyncClient, tokio::task::JoinHandle<()>) {
     subscribe_json_at("127.0.0.1", port, client_id, credentials, topic, on_message).await
 }
@@ -358,7 +374,7 @@ async fn subscribe_json_at(
     client_id: &str,
     credentials: Option<(&str, &str)>,
     topic: &str,
-    mut on_message: impl FnMut(Value) + Send + 'static,
+    mut on_message: impl FnMut(String, Value) + Send + 'static,
 ) -> (AsyncClient, tokio::task::JoinHandle<()>) {
     let mut options = MqttOptions::new(client_id, host, port);
     options.set_max_packet_size(Some(256 * 1024));
@@ -382,7 +398,7 @@ async fn subscribe_json_at(
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     if let Ok(value) = serde_json::from_slice::<Value>(&p.payload) {
-                        on_message(value);
+                        on_message(String::from_utf8_lossy(&p.topic).into_owned(), value);
                     }
                 }
                 Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
@@ -767,7 +783,7 @@ impl TestViewer {
         let mqtt_events = events_tx.clone();
         let host = options.broker_host.as_deref().unwrap_or("127.0.0.1");
         let (mqtt, mqtt_task) =
-            subscribe_json_at(host, port, session, None, &out_topic, move |value| {
+            subscribe_json_at(host, port, session, None, &out_topic, move |_, value| {
                 let _ = mqtt_events.send(ViewerEvent::Mqtt(value));
             })
             .await;
@@ -1404,7 +1420,7 @@ async fn recvonly_offer(peer: &Arc<dyn PeerConnection>, audio: bool) -> RTCSessi
 }
 
 /// Flags for an in-process campeer with its embedded broker (no --broker), every listener on a
-/// free loopback port. Returns the flags and the embedded broker's WebSocket port.
+/// free loopback port (pages reach the broker through the page's origin).
 pub fn zero_config_overrides(device: &str) -> Overrides {
     Overrides {
         device_id: Some(device.to_owned()),
@@ -1413,7 +1429,6 @@ pub fn zero_config_overrides(device: &str) -> Overrides {
         ice_loopback_only: true,
         http_listen: Some(format!("127.0.0.1:{}", free_port())),
         embedded_broker_listen: Some(format!("127.0.0.1:{}", free_port())),
-        embedded_broker_ws_listen: Some(format!("127.0.0.1:{}", free_port())),
         ..Default::default()
     }
 }
@@ -1623,7 +1638,7 @@ pub fn is_playing(snapshot: &Value, min_frames: u64) -> bool {
 /// The campeer binary in its zero-config form (embedded broker, page), every listener on a free
 /// loopback port, loopback-only ICE. Returns the arguments and the page's port.
 pub fn zero_config_args(device: &str) -> (Vec<String>, u16) {
-    let (http, mqtt, ws) = (free_port(), free_port(), free_port());
+    let (http, mqtt) = (free_port(), free_port());
     let args = [
         "--device-id",
         device,
@@ -1636,8 +1651,6 @@ pub fn zero_config_args(device: &str) -> (Vec<String>, u16) {
         &format!("127.0.0.1:{http}"),
         "--embedded-broker-listen",
         &format!("127.0.0.1:{mqtt}"),
-        "--embedded-broker-ws-listen",
-        &format!("127.0.0.1:{ws}"),
     ]
     .map(str::to_owned)
     .to_vec();

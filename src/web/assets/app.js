@@ -55,8 +55,19 @@ const devices = new Map(); // device id -> last status
 let wanted = null; // the device the viewer wants to watch
 let watching = null; // the live session, if any
 // The session id is this page's MQTT client id, so a broker ACL on the client id fences it.
-const sessionId = "web-" + Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) =>
+// Each call gets a fresh one (the page reconnects to the broker under it before calling
+// again): nothing meant for an earlier call, a late answer say, can reach the new one.
+const newSessionId = () => "web-" + Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) =>
   (b % 36).toString(36)).join("");
+let sessionId = newSessionId();
+// Whether the current session id has been used for a call.
+let sessionUsed = false;
+// After a refusal or a call that never got an answer, the next try waits (backoff, so a
+// busy device is not hammered); a status update alone does not retry before then.
+let retryAt = 0;
+let retryDelay = 1;
+// How long an offer may wait for its answer before the page hangs up and tries again.
+const ANSWER_TIMEOUT_MS = 10000;
 
 function say(text) {
   stats.message = text;
@@ -65,9 +76,10 @@ function say(text) {
 
 function brokerUrl() {
   if (config.brokerUrl) return config.brokerUrl;
-  if (!config.brokerWsPort) return null;
+  if (!config.brokerWsPath) return null;
+  // The embedded broker, on this page's own origin.
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  return `${scheme}://${location.hostname}:${config.brokerWsPort}`;
+  return `${scheme}://${location.host}${config.brokerWsPath}`;
 }
 
 function credentials() {
@@ -75,14 +87,19 @@ function credentials() {
   return user ? { username: user, password: sessionStorage.getItem("campeer-password") ?? "" } : {};
 }
 
-function connectBroker() {
+// `graceful`: let the old connection flush what it queued (a hangup) before it closes.
+function connectBroker(graceful = false) {
   const url = brokerUrl();
   if (!url) {
     $("broker-state").textContent = "No broker address is configured (set web.broker_ws_url).";
     return;
   }
   clearTimeout(reconnectTimer);
-  if (client) client.end(true);
+  if (client) {
+    const old = client;
+    client = null; // its "close" must not trigger a retry
+    old.end(!graceful);
+  }
   $("broker-state").textContent = `connecting to ${url}…`;
   // Reconnection is ours, with backoff; mqtt.js would retry at a fixed pace.
   const c = mqtt.connect(url, {
@@ -157,20 +174,60 @@ function onLinkStats(device, message) {
 // Devices whose video this browser cannot play: not offered again automatically.
 const unplayable = new Set();
 
+// A status worth reading: an object with a known state. Anything else (a retained null, junk
+// from another client) is ignored rather than trusted or allowed to throw.
+function validStatus(status) {
+  return status !== null && typeof status === "object" && !Array.isArray(status) &&
+    (status.state === "online" || status.state === "offline");
+}
+
 function onStatus(device, status) {
+  if (!validStatus(status)) return;
   devices.set(device, status);
   renderDevices();
   const online = status.state === "online";
   if (watching?.device === device && !online) {
+    // The device lost its broker, or its last will fired: while the video itself still
+    // flows, keep the call; it ends by itself if the media stops.
+    if (watching.pc.connectionState === "connected") {
+      say(`${device} lost its broker connection; the video carries on.`);
+      return;
+    }
     stopWatching(false);
     say(`${device} went offline. Playback resumes when it is back.`);
   } else if (wanted === device && online && !watching && !unplayable.has(device)) {
     // Also after the device restarted, after a broker outage, or when a busy device frees a
-    // place: every status update is a chance to play again.
-    watch(device);
+    // place: every status update is a chance to play again (not before the backoff).
+    scheduleWatch(device);
   } else if (wanted === device && !online && !watching) {
     say(`${device} is offline.`);
   }
+}
+
+let watchTimer = null;
+// Starts a call now or when the backoff allows; a fresh session id first when the current one
+// has been used.
+function scheduleWatch(device) {
+  clearTimeout(watchTimer);
+  const wait = retryAt - Date.now();
+  if (wait > 0) {
+    watchTimer = setTimeout(() => scheduleWatch(device), wait);
+    return;
+  }
+  if (sessionUsed) {
+    // Reconnecting resubscribes; the retained status then starts the call.
+    sessionId = newSessionId();
+    sessionUsed = false;
+    connectBroker(true);
+    return;
+  }
+  if (wanted === device && !watching) watch(device);
+}
+
+// A call ended without playing (refused, unanswered): wait longer before the next one.
+function backOff() {
+  retryAt = Date.now() + retryDelay * 1000;
+  retryDelay = Math.min(30, retryDelay * 2);
 }
 
 // What the device list and the overlay say about a device's sound.
@@ -204,8 +261,11 @@ function renderDevices() {
     button.addEventListener("click", () => {
       wanted = id;
       unplayable.delete(id);
+      retryAt = 0;
+      retryDelay = 1;
+      stopWatching(true);
       renderDevices();
-      watch(id);
+      scheduleWatch(id);
     });
     const item = document.createElement("li");
     item.append(button);
@@ -240,6 +300,14 @@ async function watch(device) {
   });
   const session = { device, pc, remoteReady: false, early: [], stream: new MediaStream() };
   watching = session;
+  sessionUsed = true;
+  session.answerTimer = setTimeout(() => {
+    if (watching !== session || session.remoteReady) return;
+    stopWatching(true);
+    backOff();
+    say(`${device} did not answer; trying again…`);
+    scheduleWatch(device);
+  }, ANSWER_TIMEOUT_MS);
   preferH264(pc.addTransceiver("video", { direction: "recvonly" }));
   if (status.audio) pc.addTransceiver("audio", { direction: "recvonly" });
   pc.ontrack = ({ track }) => {
@@ -255,6 +323,7 @@ async function watch(device) {
     if (watching !== session) return;
     if (pc.connectionState === "connected") {
       stats.state = "playing";
+      retryDelay = 1;
       say("");
     } else if (pc.connectionState === "failed") {
       stats.state = "failed";
@@ -286,9 +355,11 @@ async function onDeviceMessage(session, message) {
       else session.early.push(message.candidate);
     } else if (message.type === "hangup") {
       stopWatching(false);
+      backOff();
       say(`${device} ended the session.`);
     } else if (message.type === "error") {
       stopWatching(false);
+      backOff();
       stats.state = message.code;
       if (message.code === "unsupported") unplayable.add(device);
       const reasons = {
@@ -304,7 +375,8 @@ async function onDeviceMessage(session, message) {
 
 function stopWatching(sendHangup) {
   if (!watching) return;
-  const { pc, device } = watching;
+  const { pc, device, answerTimer } = watching;
+  clearTimeout(answerTimer);
   watching = null;
   if (sendHangup) publish(device, { type: "hangup" });
   pc.close();
