@@ -4,6 +4,7 @@
 //! page does not pay for reopening the camera or the microphone), and a source that fails is
 //! reopened with backoff while viewers stay connected.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -157,30 +158,73 @@ pub fn supervise<S, E: std::fmt::Display, L>(
     L: PartialEq,
 {
     let mut backoff = REOPEN_FIRST;
+    // A pipeline that panics again right after reopening backs off further each time, rather
+    // than crash-looping at the first pace.
+    let mut panicked = false;
     state.set(SourceState::Starting);
     while run.keep_going() {
-        let mut source = match open() {
-            Ok(source) => source,
-            Err(e) => {
+        // A panic in a driver, a decoder or the encoder must not leave the video frozen while
+        // the status still says live: it is caught here, reported as a failure, and the
+        // source is opened again after the backoff, like any other failure.
+        let opened = catch_unwind(AssertUnwindSafe(&mut open));
+        let mut source = match opened {
+            Ok(Ok(source)) => source,
+            Ok(Err(e)) => {
                 state.set(SourceState::Failed(e.to_string()));
                 tracing::warn!("cannot open the {what}: {e}; retrying in {backoff:?}");
                 pause(backoff, run);
                 backoff = (backoff * 2).min(REOPEN_MAX);
                 continue;
             }
+            Err(panic) => {
+                let reason = format!(
+                    "opening the {what} panicked: {}",
+                    panic_message(panic.as_ref())
+                );
+                tracing::error!("{reason}; retrying in {backoff:?}");
+                state.set(SourceState::Failed(reason));
+                pause(backoff, run);
+                backoff = (backoff * 2).min(REOPEN_MAX);
+                continue;
+            }
         };
-        backoff = REOPEN_FIRST;
-        match serve(&mut source) {
-            Ok(()) => break,
-            Err(e) => {
+        if !panicked {
+            backoff = REOPEN_FIRST;
+        }
+        match catch_unwind(AssertUnwindSafe(|| serve(&mut source))) {
+            Ok(Ok(())) => break,
+            Ok(Err(e)) => {
+                panicked = false;
                 state.set(SourceState::Failed(e.to_string()));
                 tracing::warn!("the {what} failed: {e}; reopening in {backoff:?}");
                 drop(source);
                 pause(backoff, run);
             }
+            Err(panic) => {
+                let reason = format!(
+                    "the {what} pipeline panicked: {}",
+                    panic_message(panic.as_ref())
+                );
+                tracing::error!("{reason}; restarting it in {backoff:?}");
+                state.set(SourceState::Failed(reason));
+                // The source may be in any state after a panic; dropping it closes the device.
+                drop(catch_unwind(AssertUnwindSafe(move || drop(source))));
+                pause(backoff, run);
+                backoff = (backoff * 2).min(REOPEN_MAX);
+                panicked = true;
+            }
         }
     }
     state.set(SourceState::Idle);
+}
+
+/// The text a panic was raised with, when it has one.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_owned())
 }
 
 struct Pipeline {
@@ -424,6 +468,42 @@ mod tests {
         std::thread::sleep(Duration::from_millis(50));
         assert!(!demand.is_stalled(Duration::from_millis(30)));
         demand.shutdown();
+    }
+
+    #[test]
+    fn a_panicking_pipeline_is_reported_failed_and_restarted() {
+        let run = RunFlag::default();
+        let state = StateReporter::<()>::new();
+        let mut watcher = state.subscribe();
+        let mut opens = 0;
+        let mut serves = 0;
+        let mut seen_on_restart = None;
+        supervise(
+            &run,
+            "test source",
+            &state,
+            || {
+                opens += 1;
+                Ok::<_, &str>(())
+            },
+            |_| {
+                serves += 1;
+                if serves == 1 {
+                    panic!("an encoder bug");
+                }
+                seen_on_restart = Some(watcher.borrow_and_update().clone());
+                run.stop();
+                Ok(())
+            },
+        );
+        assert_eq!((opens, serves), (2, 2), "opened again after the panic");
+        assert_eq!(
+            seen_on_restart,
+            Some(SourceState::Failed(
+                "the test source pipeline panicked: an encoder bug".into()
+            )),
+            "reported failed until it runs again"
+        );
     }
 
     #[test]

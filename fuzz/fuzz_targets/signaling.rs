@@ -1,0 +1,47 @@
+//! The signaling core driven by a stranger: a sequence of messages on any session ids, session
+//! ends and clock steps. Whatever arrives, it must not panic and must keep its promises: never
+//! more sessions than the limit, never more actions than the inputs justify.
+#![no_main]
+
+use campeer::protocol::Segment;
+use campeer::session::EndReason;
+use campeer::signaling::{Action, Limits, Signaling};
+use libfuzzer_sys::fuzz_target;
+use std::time::{Duration, Instant};
+
+const MAX_VIEWERS: usize = 3;
+
+fuzz_target!(|data: &[u8]| {
+    let mut core = Signaling::new(Limits::new(MAX_VIEWERS, Duration::from_secs(30)), true);
+    let mut now = Instant::now();
+    let mut started: Vec<(Segment, u64)> = Vec::new();
+    // Records: [op, session byte, length, payload...].
+    let mut rest = data;
+    while let [op, session, length, tail @ ..] = rest {
+        let take = usize::from(*length).min(tail.len());
+        let (payload, next) = tail.split_at(take);
+        rest = next;
+        let Ok(id) = Segment::parse(&format!("s{}", session % 8)) else {
+            continue;
+        };
+        match op % 4 {
+            0 => core.handle_message(now, id, payload),
+            1 => {
+                if let Some((id, serial)) = started.pop() {
+                    core.session_ended(now, id, serial, &EndReason::Timeout);
+                }
+            }
+            2 => {
+                now += Duration::from_millis(u64::from(*length) * 10);
+                core.handle_timeout(now);
+            }
+            _ => core.broker_connected(now),
+        }
+        while let Some(action) = core.poll_action() {
+            if let Action::Start(start) = action {
+                started.push((start.id, start.serial));
+            }
+        }
+        assert!(core.occupied() <= MAX_VIEWERS, "admission let too many in");
+    }
+});
