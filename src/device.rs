@@ -334,7 +334,7 @@ fn make_hub(config: &Config) -> VideoHub {
             Box::new(move || {
                 V4l2Camera::open(&path, wanted)
                     .map(|camera| Box::new(camera) as Box<dyn VideoSource>)
-                    .map_err(|e| crate::media::SourceError::Device(e.to_string()))
+                    .map_err(|e| crate::media::SourceError::Fatal(e.to_string()))
             })
         }
     };
@@ -372,7 +372,7 @@ fn make_audio_hub(audio: &AudioConfig, idle_grace: Duration) -> Option<AudioHub>
             Box::new(move || {
                 AlsaMicrophone::open(&device, channels)
                     .map(|mic| Box::new(mic) as Box<dyn AudioSource>)
-                    .map_err(|e| crate::media::SourceError::Device(e.to_string()))
+                    .map_err(|e| crate::media::SourceError::Fatal(e.to_string()))
             })
         }
     };

@@ -70,6 +70,7 @@ async fn huge_offers_are_refused_without_freezing_anyone() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let frames = alice.snapshot(|s| s.frames.clone());
     let watched = common::playback::playback(&frames, from, Instant::now());
+    eprintln!("alice while {BIG_OFFERS} big offers came in: {watched}");
     assert!(
         watched.longest_freeze < Duration::from_secs(1),
         "alice froze while the big offers came in: {watched}"

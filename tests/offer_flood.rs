@@ -56,6 +56,10 @@ async fn offers_and_hangups_in_a_flood_stay_within_the_limit() {
         "{statuses} status publishes in {flood:?} (at most {most})"
     );
     let errors = replies.count(|m| m["type"] == "error");
+    eprintln!(
+        "{PAIRS} offer+hangup pairs in {flood:?}: at most {peak} sessions at once, \
+         {statuses} status publishes, {errors} error replies"
+    );
     let most_errors = 20 + 10 * (flood.as_secs() as usize + 2);
     assert!(
         errors <= most_errors,

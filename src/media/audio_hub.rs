@@ -144,7 +144,7 @@ fn run_pipeline(inner: &Inner, run: &RunFlag) {
         || {
             let source = (inner.make_source)()?;
             let encoder = OpusEncoder::new(source.channels(), inner.settings.bitrate_bps)
-                .map_err(|e| SourceError::Device(e.to_string()))?;
+                .map_err(|e| SourceError::Fatal(e.to_string()))?;
             Ok::<_, SourceError>((source, encoder))
         },
         |(source, encoder)| {
@@ -293,7 +293,7 @@ mod tests {
                 bitrate_bps: 32_000,
             },
             Duration::ZERO,
-            Box::new(|| Err(SourceError::Device("no such microphone".into()))),
+            Box::new(|| Err(SourceError::Fatal("no such microphone".into()))),
         );
         let mut state = hub.source_state();
         let _listener = hub.subscribe();

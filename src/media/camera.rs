@@ -287,7 +287,7 @@ impl VideoSource for V4l2Camera {
             let (data, meta) = self
                 .stream
                 .next()
-                .map_err(|e| SourceError::Device(format!("{name}: {e}")))?;
+                .map_err(|e| SourceError::Fatal(format!("{name}: {e}")))?;
             let used = (meta.bytesused as usize).min(data.len());
             let (captured_at, capture_unix_ms) = capture_time(meta);
             let Some(pixel_format) = self.pixel_format else {
@@ -309,8 +309,9 @@ impl VideoSource for V4l2Camera {
             let mut frame = I420Frame::new(width, height);
             frame.captured_at = captured_at;
             frame.capture_unix_ms = capture_unix_ms;
+            // A frame that does not convert is that frame's fault, not the camera's.
             convert::to_i420(pixel_format, &data[..used], self.stride, &mut frame)
-                .map_err(|e| SourceError::Device(format!("{name}: {e}")))?;
+                .map_err(|e| SourceError::Transient(format!("{name}: {e}")))?;
             return Ok(CapturedFrame::Raw(frame));
         }
     }

@@ -35,6 +35,9 @@ const RTP_VIDEO_CLOCK: u64 = 90_000;
 
 /// How often the encoder's rate is reconsidered from the viewers' links.
 const RATE_PERIOD: Duration = Duration::from_millis(200);
+/// Unusable frames in a row after which the source counts as failed and is reopened: a
+/// second of them at 30 fps. One now and then (a flaky USB link) is skipped.
+pub const MAX_UNUSABLE_IN_A_ROW: u32 = 30;
 
 /// One encoded picture, ready to send.
 #[derive(Debug)]
@@ -75,6 +78,8 @@ struct Counters {
     bytes_encoded: AtomicU64,
     keyframe_requests: AtomicU64,
     frames_passed_through: AtomicU64,
+    frames_unusable: AtomicU64,
+    source_opens: AtomicU64,
     target_bitrate_bps: AtomicU64,
     bitrate_changes: AtomicU64,
 }
@@ -85,6 +90,10 @@ pub struct HubStats {
     pub frames_encoded: u64,
     /// Of those, frames a camera encoded itself.
     pub frames_passed_through: u64,
+    /// Frames the source delivered that could not be used (skipped, the source kept open).
+    pub frames_unusable: u64,
+    /// How often the source was opened: once, unless it failed and was reopened.
+    pub source_opens: u64,
     pub keyframes_encoded: u64,
     pub bytes_encoded: u64,
     pub pipeline_starts: u64,
@@ -225,6 +234,8 @@ impl VideoHub {
         HubStats {
             frames_encoded: c.frames_encoded.load(Ordering::Relaxed),
             frames_passed_through: c.frames_passed_through.load(Ordering::Relaxed),
+            frames_unusable: c.frames_unusable.load(Ordering::Relaxed),
+            source_opens: c.source_opens.load(Ordering::Relaxed),
             keyframes_encoded: c.keyframes_encoded.load(Ordering::Relaxed),
             bytes_encoded: c.bytes_encoded.load(Ordering::Relaxed),
             pipeline_starts: self.pipeline.starts(),
@@ -251,7 +262,10 @@ fn run_pipeline(inner: &Inner, run: &RunFlag) {
         run,
         "video source",
         &inner.source_state,
-        || (inner.make_source)(),
+        || {
+            inner.counters.source_opens.fetch_add(1, Ordering::Relaxed);
+            (inner.make_source)()
+        },
         |source| {
             tracing::info!(
                 "video pipeline started: {} (H.264 target {} kbit/s)",
@@ -392,10 +406,34 @@ fn encode_frames(
     stage: &mut FrameStage<'_>,
 ) -> Result<(), SourceError> {
     let mut failures = 0u64;
+    let mut unusable_in_a_row = 0u32;
     let mut rates = RateAllocator::new(super::encoder::MIN_BITRATE_BPS, inner.video.bitrate_bps);
     let mut next_rate_check = Instant::now();
     while run.keep_going() {
-        let frame = source.next_frame()?;
+        let frame = match source.next_frame() {
+            Ok(frame) => {
+                unusable_in_a_row = 0;
+                frame
+            }
+            Err(SourceError::Transient(e)) => {
+                unusable_in_a_row += 1;
+                let total = inner
+                    .counters
+                    .frames_unusable
+                    .fetch_add(1, Ordering::Relaxed)
+                    + 1;
+                if unusable_in_a_row >= MAX_UNUSABLE_IN_A_ROW {
+                    return Err(SourceError::Fatal(format!(
+                        "{unusable_in_a_row} unusable frames in a row, the last: {e}"
+                    )));
+                }
+                if total.is_power_of_two() {
+                    tracing::warn!("skipped an unusable frame ({total} so far): {e}");
+                }
+                continue;
+            }
+            Err(fatal) => return Err(fatal),
+        };
         let now = Instant::now();
         if now >= next_rate_check {
             next_rate_check = now + RATE_PERIOD;

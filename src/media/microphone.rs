@@ -114,7 +114,7 @@ impl AlsaMicrophone {
         let io = self
             .pcm
             .io_i16()
-            .map_err(|e| SourceError::Device(format!("ALSA {}: {e}", self.device)))?;
+            .map_err(|e| SourceError::Fatal(format!("ALSA {}: {e}", self.device)))?;
         let mut filled = 0;
         // Bounded: a device that keeps returning nothing is a failed device.
         let mut empty_reads = 0;
@@ -123,7 +123,7 @@ impl AlsaMicrophone {
                 Ok(0) => {
                     empty_reads += 1;
                     if empty_reads > 100 {
-                        return Err(SourceError::Device(format!(
+                        return Err(SourceError::Fatal(format!(
                             "ALSA {}: the device delivers no samples",
                             self.device
                         )));
@@ -134,7 +134,7 @@ impl AlsaMicrophone {
                     // Overrun (EPIPE), suspend (ESTRPIPE) or an interrupted call: recover and
                     // carry on; anything else (the device unplugged) ends this source.
                     if self.pcm.try_recover(e, true).is_err() {
-                        return Err(SourceError::Device(format!("ALSA {}: {e}", self.device)));
+                        return Err(SourceError::Fatal(format!("ALSA {}: {e}", self.device)));
                     }
                     self.overruns += 1;
                     if self.overruns.is_power_of_two() {

@@ -90,11 +90,21 @@ impl openh264::formats::YUVSource for I420Frame {
     }
 }
 
-/// Why a source could not deliver a frame.
+/// Why a source could not deliver a frame. The kind decides what the pipeline does, so that a
+/// flaky USB link costs one frame rather than a reopened camera and a frozen picture for
+/// everyone.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
+    /// The device is gone or stopped working (unplugged, an I/O error, no frame for
+    /// seconds): the pipeline closes it, reports it failed and opens it again after a
+    /// backoff.
     #[error("device error: {0}")]
-    Device(String),
+    Fatal(String),
+    /// This one frame is unusable (a corrupt MJPEG frame, a short buffer): it is skipped and
+    /// the device keeps streaming. A run of them is a failed device (see
+    /// [`hub::MAX_UNUSABLE_IN_A_ROW`]).
+    #[error("unusable frame: {0}")]
+    Transient(String),
 }
 
 /// One access unit of H.264 that a camera encoded itself, passed through without re-encoding.

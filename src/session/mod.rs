@@ -69,6 +69,9 @@ pub enum EndReason {
     ViewerHangup,
     /// Unconnected for longer than the session timeout.
     Timeout,
+    /// The session could not answer the viewer's offer: the viewer is told why, with the
+    /// error's code, instead of a hangup.
+    SetupFailed(SessionError),
     Failed(String),
     Shutdown,
 }
@@ -76,7 +79,28 @@ pub enum EndReason {
 impl EndReason {
     /// Whether the viewer must be told with a hangup.
     pub fn notify_viewer(&self) -> bool {
-        !matches!(self, EndReason::ViewerHangup)
+        !matches!(self, EndReason::ViewerHangup | EndReason::SetupFailed(_))
+    }
+}
+
+/// Why a session could not answer an offer (its first or a renegotiation). The kind decides
+/// the one error code the viewer is told.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    /// webrtc would not take an offer that passed campeer's own checks: the viewer's fault.
+    #[error("the offer cannot be applied: {0}")]
+    OfferRefused(String),
+    /// campeer could not build its side (peer connection, tracks, answer): its own fault.
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl SessionError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            SessionError::OfferRefused(_) => ErrorCode::BadRequest,
+            SessionError::Setup(_) => ErrorCode::Internal,
+        }
     }
 }
 
@@ -208,14 +232,9 @@ pub fn spawn(
                 session.close().await;
                 reason
             }
-            Err(message) => {
-                tracing::warn!(session = %id, "could not start the session: {message}");
-                send(
-                    &context.publisher,
-                    &id,
-                    &DeviceMessage::error(ErrorCode::Internal, message.clone()),
-                );
-                EndReason::Failed(message)
+            Err(error) => {
+                tracing::warn!(session = %id, "could not start the session: {error}");
+                EndReason::SetupFailed(error)
             }
         };
         tracing::info!(session = %id, "session ended: {reason:?}");
@@ -370,13 +389,15 @@ async fn add_track(
     peer: &Arc<dyn PeerConnection>,
     track: &Arc<TrackLocalStaticRTP>,
     kind: &str,
-) -> Result<(), String> {
+) -> Result<(), SessionError> {
     if let Err(e) = peer
         .add_track(Arc::clone(track) as Arc<dyn TrackLocal>)
         .await
     {
         let _ = peer.close().await;
-        return Err(format!("cannot add the {kind} track: {e}"));
+        return Err(SessionError::Setup(format!(
+            "cannot add the {kind} track: {e}"
+        )));
     }
     Ok(())
 }
@@ -412,7 +433,7 @@ impl<'a> Session<'a> {
         link: Link,
         offer_sdp: String,
         early_candidates: Vec<Candidate>,
-    ) -> Result<Session<'a>, String> {
+    ) -> Result<Session<'a>, SessionError> {
         let (events_tx, events) = mpsc::unbounded_channel();
         // Audio goes out only when the viewer asked for it and this device has it.
         let audio = context.audio.as_ref().zip(choice.audio.as_ref());
@@ -425,7 +446,7 @@ impl<'a> Session<'a> {
             Arc::new(EventForwarder(events_tx)),
         )
         .await
-        .map_err(|e| format!("cannot create the peer connection: {e}"))?;
+        .map_err(|e| SessionError::Setup(format!("cannot create the peer connection: {e}")))?;
         let stamper = RtpStamper::new(choice.video.payload_type);
         let track = local_track(
             id,
@@ -488,32 +509,31 @@ impl<'a> Session<'a> {
     }
 
     /// Applies an offer and sends the answer.
-    async fn answer(&mut self, offer_sdp: String) -> Result<(), String> {
+    async fn answer(&mut self, offer_sdp: String) -> Result<(), SessionError> {
         let sdp = if self.context.ice.loopback_only {
             offer::keep_loopback_candidates(&offer_sdp)
         } else {
             offer_sdp
         };
         let sdp = offer::for_webrtc(&sdp);
-        let offer = RTCSessionDescription::offer(sdp).map_err(|e| format!("bad offer: {e}"))?;
+        let offer = RTCSessionDescription::offer(sdp)
+            .map_err(|e| SessionError::OfferRefused(e.to_string()))?;
         self.peer
             .set_remote_description(offer)
             .await
-            .map_err(|e| format!("cannot apply the offer: {e}"))?;
+            .map_err(|e| SessionError::OfferRefused(e.to_string()))?;
         let answer = self
             .peer
             .create_answer(None)
             .await
-            .map_err(|e| format!("cannot create an answer: {e}"))?;
+            .map_err(|e| SessionError::Setup(format!("cannot create an answer: {e}")))?;
         self.peer
             .set_local_description(answer)
             .await
-            .map_err(|e| format!("cannot apply the answer: {e}"))?;
-        let local = self
-            .peer
-            .local_description()
-            .await
-            .ok_or("the answer vanished after it was applied")?;
+            .map_err(|e| SessionError::Setup(format!("cannot apply the answer: {e}")))?;
+        let local = self.peer.local_description().await.ok_or_else(|| {
+            SessionError::Setup("the answer vanished after it was applied".to_owned())
+        })?;
         (self.local_mid, self.local_ufrag) = offer::first_mid_and_ufrag(&local.sdp);
         send(
             &self.context.publisher,
@@ -623,12 +643,12 @@ impl<'a> Session<'a> {
     /// Answers a renegotiation; the signaling core has already checked that it keeps the
     /// codecs.
     async fn renegotiate(&mut self, sdp: String) {
-        if let Err(message) = self.answer(sdp).await {
-            tracing::warn!(session = %self.id, "renegotiation failed: {message}");
+        if let Err(error) = self.answer(sdp).await {
+            tracing::warn!(session = %self.id, "renegotiation failed: {error}");
             send(
                 &self.context.publisher,
                 self.id,
-                &DeviceMessage::error(ErrorCode::BadRequest, message),
+                &DeviceMessage::error(error.code(), error.to_string()),
             );
         }
     }

@@ -243,6 +243,9 @@ impl Signaling {
         self.actions.push_back(Action::Forget {
             session: id.clone(),
         });
+        if let EndReason::SetupFailed(error) = reason {
+            self.refuse(now, id.clone(), error.code(), error.to_string());
+        }
         if reason.notify_viewer() {
             self.actions.push_back(Action::Reply {
                 to: id,

@@ -170,6 +170,42 @@ fn a_session_that_ends_by_itself_is_forgotten_and_its_viewer_told() {
 }
 
 #[test]
+fn a_session_that_cannot_answer_tells_its_viewer_the_errors_code_not_a_hangup() {
+    use crate::session::SessionError;
+    let mut core = core(2);
+    let t0 = Instant::now();
+    for (id, error, code) in [
+        (
+            "a",
+            SessionError::OfferRefused("no ice-ufrag".into()),
+            ErrorCode::BadRequest,
+        ),
+        (
+            "b",
+            SessionError::Setup("cannot add the video track".into()),
+            ErrorCode::Internal,
+        ),
+    ] {
+        core.handle_message(t0, seg(id), &offer_json(OFFER));
+        let serial = started(&drain(&mut core))[0].serial;
+        core.session_ended(t0, seg(id), serial, &EndReason::SetupFailed(error));
+        let actions = drain(&mut core);
+        assert_eq!(errors(&actions), vec![code]);
+        assert!(
+            !actions.iter().any(|a| matches!(
+                a,
+                Action::Reply {
+                    message: DeviceMessage::Hangup,
+                    ..
+                }
+            )),
+            "{actions:?}"
+        );
+    }
+    assert_eq!(core.occupied(), 0);
+}
+
+#[test]
 fn bad_messages_and_offers_get_typed_refusals() {
     let mut core = core(2);
     let t0 = Instant::now();

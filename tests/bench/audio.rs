@@ -87,7 +87,7 @@ async fn main() {
         Box::new(|| {
             AlsaMicrophone::open("benchmic", 1)
                 .map(|mic| Box::new(mic) as Box<dyn AudioSource>)
-                .map_err(|e| campeer::media::SourceError::Device(e.to_string()))
+                .map_err(|e| campeer::media::SourceError::Fatal(e.to_string()))
         }),
     );
     let mut listener = hub.subscribe();

@@ -12,7 +12,7 @@ use fuser::{
     OpenFlags, PollEvents, PollFlags, PollHandle, PollNotifier, ReplyAttr, ReplyData,
     ReplyDirectory, ReplyEntry, ReplyIoctl, ReplyOpen, ReplyPoll, Request,
 };
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -208,6 +208,21 @@ impl FakeCamera {
             .spawn()
             .map_err(|e| format!("cannot start FUSE: {e}"))?;
         *shared.notifier.lock().unwrap() = Some(session.notifier());
+        // A real driver wakes pollers when it fills a buffer; here a frame becomes ready
+        // with the clock, so a ticker wakes them when it is due. It ends with the camera.
+        let ticker = Arc::downgrade(&shared);
+        std::thread::spawn(move || {
+            while let Some(shared) = ticker.upgrade() {
+                {
+                    let mut state = shared.state.lock().unwrap();
+                    if !state.poll_waiters.is_empty() && frame_ready(&state) {
+                        wake(&shared, &mut state);
+                    }
+                }
+                drop(shared);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
         Ok(Self {
             shared,
             _session: session,
@@ -261,6 +276,14 @@ fn frame_size(fourcc: &[u8; 4], width: u32, height: u32) -> usize {
         b"NV12" | b"YU12" => w * h * 3 / 2,
         _ => w * h * 2,
     }
+}
+
+/// Whether a filled buffer waits to be dequeued, as a real driver reports it to poll(): one
+/// is queued and its frame is due. (Frames are made at DQBUF, which blocks until then.)
+fn frame_ready(state: &State) -> bool {
+    state.streaming
+        && !state.queued.is_empty()
+        && state.next_due.is_none_or(|due| due <= Instant::now())
 }
 
 /// Tells pollers that a buffer can be dequeued (or that the device went away).
@@ -668,7 +691,7 @@ impl Filesystem for FakeCamFs {
         reply: ReplyPoll,
     ) {
         let mut state = self.0.state.lock().unwrap();
-        let ready = (state.streaming && !state.queued.is_empty()) || state.unplugged;
+        let ready = frame_ready(&state) || state.unplugged;
         if !ready && flags.contains(PollFlags::FUSE_POLL_SCHEDULE_NOTIFY) {
             state.poll_waiters.push(ph.handle());
         }
@@ -713,7 +736,7 @@ pub fn bars_i420(width: usize, height: usize, sequence: u64) -> (Vec<u8>, Vec<u8
             (u[row * cw + col], v[row * cw + col]) = (bar(col * 2).1, bar(col * 2).2);
         }
     }
-    let marker_x = (sequence as usize * 8) % (width - 32);
+    let marker_x = marker_x(width, sequence);
     for row in 16..48.min(height) {
         y[row * width + marker_x..row * width + marker_x + 32].fill(235);
     }
@@ -724,8 +747,30 @@ pub fn bars_i420(width: usize, height: usize, sequence: u64) -> (Vec<u8>, Vec<u8
     (y, u, v)
 }
 
+/// Where the moving marker stands in frame `sequence`.
+fn marker_x(width: usize, sequence: u64) -> usize {
+    (sequence as usize * 8) % (width - 32)
+}
+
+/// Frames already made, by format, size and marker position. Making one in the tests' debug
+/// build takes longer than a frame period, and a camera that cannot keep its own frame rate
+/// would make campeer skip frames to catch up instead of streaming them all. The marker has a
+/// few dozen positions per width, so this stays small.
+type FrameKey = ([u8; 4], usize, usize, usize);
+static MADE_FRAMES: Mutex<BTreeMap<FrameKey, Vec<u8>>> = Mutex::new(BTreeMap::new());
+
 /// The known content in a camera format: YUYV, NV12 or MJPEG.
 pub fn bars_frame(fourcc: &[u8; 4], width: usize, height: usize, sequence: u64) -> Vec<u8> {
+    let key = (*fourcc, width, height, marker_x(width, sequence));
+    if let Some(frame) = MADE_FRAMES.lock().unwrap().get(&key) {
+        return frame.clone();
+    }
+    let frame = make_bars_frame(fourcc, width, height, sequence);
+    MADE_FRAMES.lock().unwrap().insert(key, frame.clone());
+    frame
+}
+
+fn make_bars_frame(fourcc: &[u8; 4], width: usize, height: usize, sequence: u64) -> Vec<u8> {
     let (y, u, v) = bars_i420(width, height, sequence);
     let cw = width / 2;
     match fourcc {
