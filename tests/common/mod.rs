@@ -330,6 +330,17 @@ impl TopicWatcher {
             .count()
     }
 
+    /// Like [`TopicWatcher::count`], for the messages on topics starting with `prefix` only.
+    pub fn count_on(&self, prefix: &str, want: impl Fn(&Value) -> bool) -> usize {
+        let messages = self.messages.lock().unwrap();
+        let topics = self.topics.lock().unwrap();
+        topics
+            .iter()
+            .zip(messages.iter())
+            .filter(|(topic, value)| topic.starts_with(prefix) && want(value))
+            .count()
+    }
+
     pub fn last(&self) -> Option<Value> {
         self.messages.lock().unwrap().last().cloned()
     }
