@@ -213,12 +213,7 @@ impl FakeCamera {
         let ticker = Arc::downgrade(&shared);
         std::thread::spawn(move || {
             while let Some(shared) = ticker.upgrade() {
-                {
-                    let mut state = shared.state.lock().unwrap();
-                    if !state.poll_waiters.is_empty() && frame_ready(&state) {
-                        wake(&shared, &mut state);
-                    }
-                }
+                wake(&shared, &mut shared.state.lock().unwrap());
                 drop(shared);
                 std::thread::sleep(Duration::from_millis(2));
             }
@@ -286,9 +281,10 @@ fn frame_ready(state: &State) -> bool {
         && state.next_due.is_none_or(|due| due <= Instant::now())
 }
 
-/// Tells pollers that a buffer can be dequeued (or that the device went away).
+/// Tells pollers that a buffer can be dequeued (or that the device went away): the same rule
+/// as poll() answers with, so a woken poller finds what it was woken for.
 fn wake(shared: &Shared, state: &mut State) {
-    if (state.streaming && !state.queued.is_empty()) || state.unplugged {
+    if !state.poll_waiters.is_empty() && (frame_ready(state) || state.unplugged) {
         let waiters: Vec<PollHandle> = state.poll_waiters.drain(..).collect();
         if let Some(notifier) = shared.notifier.lock().unwrap().as_ref() {
             for handle in waiters {
