@@ -136,6 +136,7 @@ pub struct VideoSection {
     pub bitrate_kbps: Option<u32>,
     pub keyframe_interval_secs: Option<f64>,
     pub h264_passthrough: Option<bool>,
+    pub rpicam_vid: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -234,9 +235,10 @@ pub struct Overrides {
     /// Device id, one topic segment. Default: the host name.
     #[arg(long, env = "CAMPEER_DEVICE_ID", value_name = "ID")]
     pub device_id: Option<String>,
-    /// Video source: "auto" (the first camera found, else the test pattern), "test" (a moving
-    /// test pattern with a machine-readable timestamp) or a camera's device path such as
-    /// /dev/video0. Default: auto.
+    /// Video source: "auto" (a camera module, else the first V4L2 camera that gives a
+    /// picture, else the test pattern), "test" (a moving test pattern with a machine-readable
+    /// timestamp), "rpicam" or "rpicam:N" (camera module N through rpicam-vid) or a V4L2
+    /// camera's device path such as /dev/video0. Default: auto.
     #[arg(long, env = "CAMPEER_SOURCE", value_name = "SOURCE")]
     pub source: Option<String>,
     /// Frame width in pixels (even). Default: 640.
@@ -271,6 +273,10 @@ pub struct Overrides {
     /// campeer's requests). Other cameras are encoded as usual.
     #[arg(long, env = "CAMPEER_H264_PASSTHROUGH")]
     pub h264_passthrough: bool,
+    /// The rpicam-vid program that streams camera modules: a name on PATH or a path.
+    /// Default: rpicam-vid, else libcamera-vid (its name before Raspberry Pi OS Bookworm).
+    #[arg(long, env = "CAMPEER_RPICAM_VID", value_name = "PROGRAM")]
+    pub rpicam_vid: Option<PathBuf>,
     /// Most viewers served at once; an offer beyond it is answered "busy". Default: 4.
     #[arg(long, env = "CAMPEER_MAX_VIEWERS")]
     pub max_viewers: Option<usize>,
@@ -399,11 +405,14 @@ pub struct MqttTls {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceKind {
-    /// The first camera found at start, else the test pattern.
+    /// At start: a camera module when there is one, else the first V4L2 camera that gives a
+    /// picture, else the test pattern.
     Auto,
     TestPattern,
     /// A V4L2 capture device.
     Camera(std::path::PathBuf),
+    /// A camera module (CSI), by its libcamera index, streamed through rpicam-vid.
+    CameraModule(u32),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -417,6 +426,8 @@ pub struct VideoConfig {
     pub keyframe_interval: Option<Duration>,
     /// Pass H.264 from a camera that produces it through without re-encoding.
     pub h264_passthrough: bool,
+    /// The rpicam-vid program; `None`: look for it on PATH.
+    pub rpicam_vid: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -596,16 +607,24 @@ impl Config {
         {
             "auto" => SourceKind::Auto,
             "test" => SourceKind::TestPattern,
+            "rpicam" => SourceKind::CameraModule(0),
             path if path.starts_with('/') => SourceKind::Camera(path.into()),
-            other => {
-                return Err(invalid(
-                    "video.source",
-                    format!(
-                        "unknown source {other:?}: use \"auto\", \"test\" or a camera's \
-                         device path such as /dev/video0"
-                    ),
-                ));
-            }
+            other => match other
+                .strip_prefix("rpicam:")
+                .and_then(|index| index.parse().ok())
+            {
+                Some(index) => SourceKind::CameraModule(index),
+                None => {
+                    return Err(invalid(
+                        "video.source",
+                        format!(
+                            "unknown source {other:?}: use \"auto\", \"test\", \"rpicam\" \
+                             (or \"rpicam:N\" for camera module N) or a camera's device path \
+                             such as /dev/video0"
+                        ),
+                    ));
+                }
+            },
         };
         let width = flags.width.or(file.video.width).unwrap_or(640);
         if !(16..=3840).contains(&width) || !width.is_multiple_of(2) {
@@ -661,6 +680,7 @@ impl Config {
             keyframe_interval,
             h264_passthrough: flags.h264_passthrough
                 || file.video.h264_passthrough.unwrap_or(false),
+            rpicam_vid: flags.rpicam_vid.or(file.video.rpicam_vid),
         };
 
         let audio_source = match flags
@@ -1165,6 +1185,14 @@ mod tests {
             source("/dev/video2"),
             SourceKind::Camera("/dev/video2".into())
         );
+        assert_eq!(source("rpicam"), SourceKind::CameraModule(0));
+        assert_eq!(source("rpicam:1"), SourceKind::CameraModule(1));
+        for bad in ["rpicam:", "rpicam:x", "rpicam:-1", "video0"] {
+            let err = resolve(&format!("[video]\nsource = {bad:?}"), Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("video.source"), "{bad}: {err}");
+        }
     }
 
     #[test]

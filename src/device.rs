@@ -11,6 +11,7 @@ use crate::media::hub::{HubStats, SourceState, VideoHub};
 use crate::media::microphone::{self, AlsaMicrophone};
 use crate::media::negotiate::Wanted;
 use crate::media::pattern::TestPattern;
+use crate::media::rpicam::{self, RpicamCamera};
 use crate::media::worker;
 use crate::media::worker::Heartbeat;
 use crate::mqtt::{Inbound, MqttLink, Publisher};
@@ -297,17 +298,9 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
 
 fn make_hub(config: &Config) -> VideoHub {
     let video = config.video.clone();
+    let rpicam_vid = video.rpicam_vid.clone();
     let source = match video.source.clone() {
-        SourceKind::Auto => match crate::media::camera::first_capture_device() {
-            Some(path) => {
-                tracing::info!("found camera {}", path.display());
-                SourceKind::Camera(path)
-            }
-            None => {
-                tracing::info!("no camera found: streaming the test pattern instead");
-                SourceKind::TestPattern
-            }
-        },
+        SourceKind::Auto => auto_source(rpicam_vid.as_deref()),
         other => other,
     };
     let factory: crate::media::hub::SourceFactory = match source {
@@ -337,6 +330,20 @@ fn make_hub(config: &Config) -> VideoHub {
                     .map_err(|e| crate::media::SourceError::Fatal(e.to_string()))
             })
         }
+        SourceKind::CameraModule(index) => {
+            tracing::info!("video source: camera module {index}");
+            let (w, h, fps) = (video.width, video.height, video.fps);
+            Box::new(move || {
+                // Looked for at each start, so that installing rpicam-apps while campeer
+                // runs is enough.
+                let program = rpicam::find_program(rpicam_vid.as_deref())
+                    .ok_or(rpicam::RpicamError::NotInstalled)
+                    .map_err(|e| crate::media::SourceError::Fatal(e.to_string()))?;
+                RpicamCamera::open(&program, index, w, h, fps)
+                    .map(|camera| Box::new(camera) as Box<dyn VideoSource>)
+                    .map_err(|e| crate::media::SourceError::Fatal(e.to_string()))
+            })
+        }
     };
     VideoHub::new(
         video,
@@ -344,6 +351,31 @@ fn make_hub(config: &Config) -> VideoHub {
         config.sessions.keyframe_min_interval,
         factory,
     )
+}
+
+/// What `auto` streams: a camera module when the board has one (the camera a Raspberry Pi
+/// is bought with), else the first V4L2 camera that gives a usable picture, else the test
+/// pattern.
+fn auto_source(rpicam_vid: Option<&std::path::Path>) -> SourceKind {
+    if let Some(module) = rpicam::available_camera_modules(rpicam_vid).first() {
+        tracing::info!(
+            "found camera module {} ({}, {})",
+            module.index,
+            module.model,
+            module.sensor
+        );
+        return SourceKind::CameraModule(module.index);
+    }
+    match crate::media::camera::first_capture_device() {
+        Some(path) => {
+            tracing::info!("found camera {}", path.display());
+            SourceKind::Camera(path)
+        }
+        None => {
+            tracing::info!("no camera found: streaming the test pattern instead");
+            SourceKind::TestPattern
+        }
+    }
 }
 
 /// The audio hub the configuration asks for: `None` for no audio.

@@ -53,7 +53,12 @@ fn main() -> anyhow::Result<()> {
 async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Some(Command::Devices { json, paths }) = &cli.command {
-        return list_devices(*json, paths);
+        let rpicam_vid = match (&cli.overrides.rpicam_vid, &cli.config) {
+            (Some(program), _) => Some(program.clone()),
+            (None, Some(path)) => FileConfig::load(path)?.video.rpicam_vid,
+            (None, None) => None,
+        };
+        return list_devices(*json, paths, rpicam_vid.as_deref());
     }
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -80,8 +85,12 @@ async fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn list_devices(json: bool, paths: &[PathBuf]) -> anyhow::Result<()> {
-    use campeer::media::{camera, microphone};
+fn list_devices(
+    json: bool,
+    paths: &[PathBuf],
+    rpicam_vid: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use campeer::media::{camera, microphone, rpicam};
     let paths = if paths.is_empty() {
         camera::device_paths()
     } else {
@@ -89,12 +98,23 @@ fn list_devices(json: bool, paths: &[PathBuf]) -> anyhow::Result<()> {
     };
     let cameras: Vec<_> = paths.iter().map(|p| camera::describe_device(p)).collect();
     let microphones = microphone::capture_devices();
+    let program = rpicam::find_program(rpicam_vid);
+    let modules = match &program {
+        Some(program) => rpicam::list_camera_modules(program).map_err(|e| e.to_string()),
+        None => Ok(Vec::new()),
+    };
     let text = if json {
-        let listing = serde_json::json!({ "cameras": cameras, "microphones": microphones });
+        let listing = serde_json::json!({
+            "camera_modules": modules.as_ref().ok(),
+            "camera_modules_error": modules.as_ref().err(),
+            "cameras": cameras,
+            "microphones": microphones,
+        });
         serde_json::to_string_pretty(&listing)? + "\n"
     } else {
         format!(
-            "{}\n{}",
+            "{}\n{}\n{}",
+            rpicam::format_camera_modules(program.as_deref(), &modules),
             camera::format_devices(&cameras),
             microphone::format_capture_devices(&microphones)
         )

@@ -106,7 +106,7 @@ pub fn frame_age(taken: Duration, now: Duration) -> Option<Duration> {
     (age < Duration::from_secs(2)).then_some(age)
 }
 
-fn monotonic_now() -> Duration {
+pub(crate) fn monotonic_now() -> Duration {
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -401,16 +401,34 @@ pub fn device_paths() -> Vec<PathBuf> {
     paths.into_iter().map(|(_, path)| path).collect()
 }
 
-/// The first device that can capture video, for a camera not named in the configuration.
+/// The first device that gives a picture campeer can use, for a camera not named in the
+/// configuration. Nodes that capture only what campeer cannot use are passed over: on a
+/// Raspberry Pi the camera module's own node gives raw Bayer from the sensor, and the ISP's
+/// nodes are not cameras at all.
 pub fn first_capture_device() -> Option<PathBuf> {
-    device_paths().into_iter().find(|path| can_capture(path))
+    device_paths().into_iter().find(|path| {
+        let usable = gives_a_usable_picture(path);
+        if !usable {
+            tracing::debug!("{} gives no picture campeer can use", path.display());
+        }
+        usable
+    })
 }
 
-/// Whether a device captures video with streaming I/O (capabilities only, no enumeration).
-fn can_capture(path: &Path) -> bool {
-    Device::with_path(path)
-        .and_then(|device| device.query_caps())
-        .is_ok_and(|caps| caps.capabilities.contains(CAPTURE_CAPS))
+/// Whether a device captures video with streaming I/O in a format campeer can use.
+fn gives_a_usable_picture(path: &Path) -> bool {
+    let Ok(device) = Device::with_path(path) else {
+        return false;
+    };
+    let captures = device
+        .query_caps()
+        .is_ok_and(|caps| caps.capabilities.contains(CAPTURE_CAPS));
+    captures
+        && device.enum_formats().is_ok_and(|formats| {
+            formats
+                .iter()
+                .any(|f| CameraFormat::from_fourcc(f.fourcc.repr).is_some())
+        })
 }
 
 /// Everything a device offers, the way `v4l2-ctl --list-formats-ext` shows it.

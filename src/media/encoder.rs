@@ -307,6 +307,7 @@ mod tests {
             bitrate_bps: 500_000,
             keyframe_interval: Some(Duration::from_secs(2)),
             h264_passthrough: false,
+            rpicam_vid: None,
         }
     }
 

@@ -641,6 +641,7 @@ mod tests {
             bitrate_bps: 300_000,
             keyframe_interval: None,
             h264_passthrough: false,
+            rpicam_vid: None,
         };
         VideoHub::new(
             video,

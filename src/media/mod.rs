@@ -13,6 +13,7 @@ pub mod negotiate;
 pub mod opus;
 pub mod pattern;
 pub mod rate;
+pub mod rpicam;
 pub mod worker;
 
 use std::time::Instant;
@@ -59,6 +60,11 @@ impl I420Frame {
         let (y, rest) = self.data.split_at_mut(luma);
         let (u, v) = rest.split_at_mut(chroma);
         (y, u, v)
+    }
+
+    /// The whole picture, planes one after another, for a source that reads it in one go.
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.data
     }
 
     pub fn y_plane(&self) -> &[u8] {

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 /// Reopening a failed source: first retry, and the longest wait between retries.
 const REOPEN_FIRST: Duration = Duration::from_secs(1);
 const REOPEN_MAX: Duration = Duration::from_secs(10);
+/// A source that served this long before failing was working: its next reopen is prompt.
+const HEALTHY_RUN: Duration = Duration::from_secs(5);
 
 /// What a source is doing, for the status topic. `L` is what a live source reports (the
 /// video size actually streamed, say).
@@ -146,8 +148,36 @@ pub fn pause(total: Duration, run: &RunFlag) {
     }
 }
 
-/// Opens a source and serves from it until stopped, reopening it with backoff (1 s doubling to
-/// 10 s) whenever opening or serving fails. `serve` returns `Ok` only when told to stop.
+/// How long to wait before opening a failed source again: 1 s, doubling to 10 s while the
+/// source keeps failing soon after it opens (a camera program that exits at once, a device
+/// that opens but gives nothing), back to 1 s once it has served for a while. A plain state
+/// machine: `supervise` carries its waits out.
+#[derive(Debug)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self { next: REOPEN_FIRST }
+    }
+}
+
+impl Backoff {
+    /// The wait after a failure; `served` is how long the source ran since it opened (`None`
+    /// when it did not open).
+    pub fn after_failure(&mut self, served: Option<Duration>) -> Duration {
+        if served.is_some_and(|served| served >= HEALTHY_RUN) {
+            self.next = REOPEN_FIRST;
+        }
+        let wait = self.next;
+        self.next = (self.next * 2).min(REOPEN_MAX);
+        wait
+    }
+}
+
+/// Opens a source and serves from it until stopped, reopening it with backoff (see
+/// [`Backoff`]) whenever opening or serving fails. `serve` returns `Ok` only when told to stop.
 pub fn supervise<S, E: std::fmt::Display, L>(
     run: &RunFlag,
     what: &str,
@@ -157,10 +187,7 @@ pub fn supervise<S, E: std::fmt::Display, L>(
 ) where
     L: PartialEq,
 {
-    let mut backoff = REOPEN_FIRST;
-    // A pipeline that panics again right after reopening backs off further each time, rather
-    // than crash-looping at the first pace.
-    let mut panicked = false;
+    let mut backoff = Backoff::default();
     state.set(SourceState::Starting);
     while run.keep_going() {
         // A panic in a driver, a decoder or the encoder must not leave the video frozen while
@@ -170,48 +197,47 @@ pub fn supervise<S, E: std::fmt::Display, L>(
         let mut source = match opened {
             Ok(Ok(source)) => source,
             Ok(Err(e)) => {
+                let wait = backoff.after_failure(None);
                 state.set(SourceState::Failed(e.to_string()));
-                tracing::warn!("cannot open the {what}: {e}; retrying in {backoff:?}");
-                pause(backoff, run);
-                backoff = (backoff * 2).min(REOPEN_MAX);
+                tracing::warn!("cannot open the {what}: {e}; retrying in {wait:?}");
+                pause(wait, run);
                 continue;
             }
             Err(panic) => {
+                let wait = backoff.after_failure(None);
                 let reason = format!(
                     "opening the {what} panicked: {}",
                     panic_message(panic.as_ref())
                 );
-                tracing::error!("{reason}; retrying in {backoff:?}");
+                tracing::error!("{reason}; retrying in {wait:?}");
                 state.set(SourceState::Failed(reason));
-                pause(backoff, run);
-                backoff = (backoff * 2).min(REOPEN_MAX);
+                pause(wait, run);
                 continue;
             }
         };
-        if !panicked {
-            backoff = REOPEN_FIRST;
-        }
+        let opened_at = Instant::now();
         match catch_unwind(AssertUnwindSafe(|| serve(&mut source))) {
             Ok(Ok(())) => break,
             Ok(Err(e)) => {
-                panicked = false;
+                let wait = backoff.after_failure(Some(opened_at.elapsed()));
                 state.set(SourceState::Failed(e.to_string()));
-                tracing::warn!("the {what} failed: {e}; reopening in {backoff:?}");
+                tracing::warn!("the {what} failed: {e}; reopening in {wait:?}");
                 drop(source);
-                pause(backoff, run);
+                pause(wait, run);
             }
             Err(panic) => {
+                // A pipeline that panics again right after reopening backs off further each
+                // time, rather than crash-looping at the first pace.
+                let wait = backoff.after_failure(Some(opened_at.elapsed()));
                 let reason = format!(
                     "the {what} pipeline panicked: {}",
                     panic_message(panic.as_ref())
                 );
-                tracing::error!("{reason}; restarting it in {backoff:?}");
+                tracing::error!("{reason}; restarting it in {wait:?}");
                 state.set(SourceState::Failed(reason));
                 // The source may be in any state after a panic; dropping it closes the device.
                 drop(catch_unwind(AssertUnwindSafe(move || drop(source))));
-                pause(backoff, run);
-                backoff = (backoff * 2).min(REOPEN_MAX);
-                panicked = true;
+                pause(wait, run);
             }
         }
     }
@@ -504,6 +530,25 @@ mod tests {
             )),
             "reported failed until it runs again"
         );
+    }
+
+    #[test]
+    fn backoff_grows_while_a_source_fails_soon_after_opening() {
+        let mut backoff = Backoff::default();
+        let secs = Duration::from_secs;
+        // Cannot open: 1, 2, 4, 8, 10, 10 s.
+        let waits: Vec<_> = (0..6).map(|_| backoff.after_failure(None)).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 10, 10].map(secs));
+        // Opens, then fails within a second each time (a camera program that exits at once):
+        // still growing, not back to 1 s each time.
+        let mut backoff = Backoff::default();
+        let waits: Vec<_> = (0..5)
+            .map(|_| backoff.after_failure(Some(Duration::from_millis(300))))
+            .collect();
+        assert_eq!(waits, [1, 2, 4, 8, 10].map(secs));
+        // Served for a minute before failing: prompt again.
+        assert_eq!(backoff.after_failure(Some(secs(60))), secs(1));
+        assert_eq!(backoff.after_failure(None), secs(2));
     }
 
     #[test]

@@ -82,6 +82,7 @@ fn main() {
                 bitrate_bps: kbps * 1000,
                 keyframe_interval: Some(Duration::from_secs(2)),
                 h264_passthrough: false,
+                rpicam_vid: None,
             };
             let mut out = I420Frame::new(width, height);
             let start = Instant::now();

@@ -16,14 +16,18 @@ const GAP_WAIT: Duration = Duration::from_millis(600);
 const MAX_HELD: usize = 3_000;
 
 pub enum Output {
-    /// One picture's RTP payloads, in order.
-    Frame(Vec<Bytes>),
+    /// One picture's RTP payloads, in order, with its RTP timestamp.
+    Frame {
+        timestamp: u32,
+        payloads: Vec<Bytes>,
+    },
     /// A gap was given up on: ask the sender for a keyframe.
     NeedKeyframe,
 }
 
 struct Held {
     marker: bool,
+    timestamp: u32,
     payload: Bytes,
     arrived: Instant,
 }
@@ -88,6 +92,7 @@ impl Reassembler {
         now: Instant,
         sequence: u16,
         marker: bool,
+        timestamp: u32,
         payload: Bytes,
     ) -> Vec<Output> {
         let extended = self.extend(sequence);
@@ -97,6 +102,7 @@ impl Reassembler {
                 extended,
                 Held {
                     marker,
+                    timestamp,
                     payload,
                     arrived: now,
                 },
@@ -120,10 +126,10 @@ impl Reassembler {
                 sequence += 1;
             }
             if let Some(end) = end {
-                let payloads: Vec<Bytes> = (next..=end)
-                    .filter_map(|s| self.held.remove(&s))
-                    .map(|h| h.payload)
-                    .collect();
+                let packets: Vec<Held> =
+                    (next..=end).filter_map(|s| self.held.remove(&s)).collect();
+                let timestamp = packets.last().map_or(0, |h| h.timestamp);
+                let payloads: Vec<Bytes> = packets.into_iter().map(|h| h.payload).collect();
                 self.next = Some(end + 1);
                 let keyframe = payloads.first().is_some_and(|p| starts_keyframe(p));
                 if self.awaiting_keyframe && !keyframe {
@@ -132,7 +138,10 @@ impl Reassembler {
                     continue;
                 }
                 self.awaiting_keyframe = false;
-                out.push(Output::Frame(payloads));
+                out.push(Output::Frame {
+                    timestamp,
+                    payloads,
+                });
                 continue;
             }
             // Incomplete: a gap, if anything later is held. It is given up on once the packet

@@ -13,6 +13,7 @@ pub mod jitter;
 pub mod nat;
 pub mod network;
 pub mod playback;
+pub mod rpicam;
 pub mod tls;
 
 use campeer::config::{Config, FileConfig, Overrides};
@@ -439,6 +440,8 @@ pub struct DecodedFrame {
     /// Mean (Y, U, V) of each cell of an 8x6 grid over the picture, row by row.
     pub grid: Vec<(u8, u8, u8)>,
     pub decoded_at: Instant,
+    /// The picture's RTP timestamp (90 kHz), which campeer derives from its capture time.
+    pub rtp_timestamp: u32,
     /// Wall-clock time of decoding, to compare with `capture_ms` (same machine, same clock).
     pub decoded_unix_ms: u64,
 }
@@ -624,11 +627,15 @@ async fn receive_video(track: Arc<dyn TrackRemote>, state: Arc<Mutex<ViewerState
             now,
             packet.header.sequence_number,
             packet.header.marker,
+            packet.header.timestamp,
             packet.payload.clone(),
         );
         for output in outputs {
-            let payloads = match output {
-                jitter::Output::Frame(payloads) => payloads,
+            let (rtp_timestamp, payloads) = match output {
+                jitter::Output::Frame {
+                    timestamp,
+                    payloads,
+                } => (timestamp, payloads),
                 jitter::Output::NeedKeyframe => {
                     if last_pli.is_none_or(|at| now.duration_since(at) > Duration::from_millis(500))
                     {
@@ -661,6 +668,7 @@ async fn receive_video(track: Arc<dyn TrackRemote>, state: Arc<Mutex<ViewerState
                         capture_ms,
                         grid: grid_means(&yuv, width, height),
                         decoded_at: Instant::now(),
+                        rtp_timestamp,
                         decoded_unix_ms: unix_ms_now(),
                     })
                 }
@@ -1324,6 +1332,20 @@ pub async fn run_under_systemd(
     (daemon, notify)
 }
 
+/// A shell script that mounts a fresh /dev with null, zero and urandom and the given video
+/// nodes as links, then runs its arguments in place (`exec`), so the child is campeer itself.
+pub fn private_dev_script(video_nodes: &[(&str, &std::path::Path)]) -> String {
+    let mut script = String::from(
+        "set -e; mount -t tmpfs campeer-test-dev /dev; \
+         mknod -m 666 /dev/null c 1 3; mknod -m 666 /dev/zero c 1 5; \
+         mknod -m 666 /dev/urandom c 1 9; ln -s /proc/self/fd /dev/fd; ",
+    );
+    for (name, target) in video_nodes {
+        script += &format!("ln -s '{}' '/dev/{name}'; ", target.display());
+    }
+    script + "exec \"$@\""
+}
+
 /// Runs the campeer binary as a child process.
 pub struct DaemonProcess {
     pub child: Child,
@@ -1343,6 +1365,29 @@ impl DaemonProcess {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start the campeer binary");
+        Self { child }
+    }
+
+    /// Runs the binary in a mount namespace of its own whose /dev holds only `video_nodes`
+    /// (name, the fake device it stands for) and the few character devices a process needs:
+    /// what `auto` finds there is exactly what the test put, whatever the machine has.
+    pub fn spawn_with_dev<S: AsRef<std::ffi::OsStr>>(
+        args: &[S],
+        env: &[(&str, &str)],
+        video_nodes: &[(&str, &std::path::Path)],
+    ) -> Self {
+        let child = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(private_dev_script(video_nodes))
+            .arg("sh")
+            .arg(env!("CARGO_BIN_EXE_campeer"))
+            .args(args)
+            .env("CAMPEER_LOG", "campeer=info")
+            .envs(env.iter().copied())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the campeer binary in a mount namespace");
         Self { child }
     }
 
