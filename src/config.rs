@@ -137,6 +137,7 @@ pub struct VideoSection {
     pub keyframe_interval_secs: Option<f64>,
     pub h264_passthrough: Option<bool>,
     pub rpicam_vid: Option<PathBuf>,
+    pub encoder: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -273,6 +274,11 @@ pub struct Overrides {
     /// campeer's requests). Other cameras are encoded as usual.
     #[arg(long, env = "CAMPEER_H264_PASSTHROUGH")]
     pub h264_passthrough: bool,
+    /// H.264 encoder: "auto" (the board's V4L2 hardware encoder when it has one, else
+    /// openh264), "openh264", "v4l2m2m" (the first hardware encoder found) or
+    /// "v4l2m2m:/dev/videoN". Default: auto.
+    #[arg(long, env = "CAMPEER_ENCODER", value_name = "ENCODER")]
+    pub encoder: Option<String>,
     /// The rpicam-vid program that streams camera modules: a name on PATH or a path.
     /// Default: rpicam-vid, else libcamera-vid (its name before Raspberry Pi OS Bookworm).
     #[arg(long, env = "CAMPEER_RPICAM_VID", value_name = "PROGRAM")]
@@ -415,6 +421,16 @@ pub enum SourceKind {
     CameraModule(u32),
 }
 
+/// Which H.264 encoder turns raw pictures into the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EncoderChoice {
+    /// The board's V4L2 hardware encoder when it has one, else openh264.
+    Auto,
+    OpenH264,
+    /// A V4L2 memory-to-memory encoder: this device, or the first one found.
+    V4l2M2m(Option<PathBuf>),
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct VideoConfig {
     pub source: SourceKind,
@@ -428,6 +444,7 @@ pub struct VideoConfig {
     pub h264_passthrough: bool,
     /// The rpicam-vid program; `None`: look for it on PATH.
     pub rpicam_vid: Option<PathBuf>,
+    pub encoder: EncoderChoice,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -671,6 +688,28 @@ impl Config {
                 format!("must be 0 (on demand only) or from 0.1 to 600, got {keyframe_secs}"),
             ));
         };
+        let encoder = match flags
+            .encoder
+            .or(file.video.encoder)
+            .as_deref()
+            .unwrap_or("auto")
+        {
+            "auto" => EncoderChoice::Auto,
+            "openh264" => EncoderChoice::OpenH264,
+            "v4l2m2m" => EncoderChoice::V4l2M2m(None),
+            other => match other.strip_prefix("v4l2m2m:") {
+                Some(path) if path.starts_with('/') => EncoderChoice::V4l2M2m(Some(path.into())),
+                _ => {
+                    return Err(invalid(
+                        "video.encoder",
+                        format!(
+                            "unknown encoder {other:?}: use \"auto\", \"openh264\", \
+                             \"v4l2m2m\" or \"v4l2m2m:/dev/videoN\""
+                        ),
+                    ));
+                }
+            },
+        };
         let video = VideoConfig {
             source,
             width,
@@ -681,6 +720,7 @@ impl Config {
             h264_passthrough: flags.h264_passthrough
                 || file.video.h264_passthrough.unwrap_or(false),
             rpicam_vid: flags.rpicam_vid.or(file.video.rpicam_vid),
+            encoder,
         };
 
         let audio_source = match flags
@@ -1185,6 +1225,24 @@ mod tests {
             source("/dev/video2"),
             SourceKind::Camera("/dev/video2".into())
         );
+        let encoder = |text: &str| {
+            resolve(
+                &format!("[video]\nencoder = {text:?}"),
+                Overrides::default(),
+            )
+            .map(|c| c.video.encoder)
+            .map_err(|e| e.to_string())
+        };
+        assert_eq!(encoder("auto").unwrap(), EncoderChoice::Auto);
+        assert_eq!(encoder("openh264").unwrap(), EncoderChoice::OpenH264);
+        assert_eq!(encoder("v4l2m2m").unwrap(), EncoderChoice::V4l2M2m(None));
+        assert_eq!(
+            encoder("v4l2m2m:/dev/video11").unwrap(),
+            EncoderChoice::V4l2M2m(Some("/dev/video11".into()))
+        );
+        for bad in ["x264", "v4l2m2m:", "v4l2m2m:video11"] {
+            assert!(encoder(bad).unwrap_err().contains("video.encoder"), "{bad}");
+        }
         assert_eq!(source("rpicam"), SourceKind::CameraModule(0));
         assert_eq!(source("rpicam:1"), SourceKind::CameraModule(1));
         for bad in ["rpicam:", "rpicam:x", "rpicam:-1", "video0"] {

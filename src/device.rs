@@ -255,6 +255,7 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
             fps: config.video.fps,
             state: None,
             error: None,
+            encoder: None,
         },
         source_state: hub.source_state(),
         audio_state: audio.as_ref().map(AudioHub::source_state),
@@ -591,7 +592,10 @@ impl Device {
         video.state = Some(source.name().to_owned());
         match source {
             SourceState::Failed(reason) => video.error = Some(reason),
-            SourceState::Live(size) => (video.width, video.height) = (size.width, size.height),
+            SourceState::Live(live) => {
+                (video.width, video.height) = (live.size.width, live.size.height);
+                video.encoder = live.encoder.name().map(str::to_owned);
+            }
             SourceState::Idle | SourceState::Starting => {}
         }
         let audio = self

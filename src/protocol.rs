@@ -367,6 +367,10 @@ pub struct VideoDescription {
     /// Why the source failed, while it is failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The encoder making the stream once it runs: "openh264" or "v4l2m2m" (absent while
+    /// idle, and for a camera's own H.264 passed through).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoder: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -607,8 +611,9 @@ mod tests {
                 width: 640,
                 height: 480,
                 fps: 30,
-                state: None,
+                state: Some("live".into()),
                 error: None,
+                encoder: Some("v4l2m2m".into()),
             },
             None,
             0,
@@ -619,7 +624,8 @@ mod tests {
             serde_json::json!({
                 "state": "online",
                 "version": env!("CARGO_PKG_VERSION"),
-                "video": {"codec": "H264", "width": 640, "height": 480, "fps": 30},
+                "video": {"codec": "H264", "width": 640, "height": 480, "fps": 30,
+                          "state": "live", "encoder": "v4l2m2m"},
                 "audio": null,
                 "viewers": 0
             })

@@ -32,6 +32,8 @@ pub enum EncoderError {
     Setup(String),
     #[error("openh264 failed to encode a frame: {0}")]
     Encode(String),
+    #[error("the hardware encoder failed: {0}")]
+    Hardware(String),
     #[error("an IDR frame came out before any SPS/PPS")]
     MissingParameterSets,
 }
@@ -308,6 +310,7 @@ mod tests {
             keyframe_interval: Some(Duration::from_secs(2)),
             h264_passthrough: false,
             rpicam_vid: None,
+            encoder: crate::config::EncoderChoice::OpenH264,
         }
     }
 

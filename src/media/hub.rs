@@ -6,7 +6,8 @@
 //! frame is payloaded once and broadcast; a viewer that cannot keep up loses frames and then
 //! waits for the next keyframe instead of stalling the others.
 
-use super::encoder::{AccessUnit, H264Encoder, ParameterSets};
+use super::encoder::{AccessUnit, ParameterSets};
+use super::encoding::{EncoderKind, Encoding};
 use super::keyframe::KeyframePolicy;
 use super::rate::{RateAllocator, ViewerLink};
 use super::worker::{OnDemand, RunFlag, StateReporter, lock, supervise};
@@ -64,8 +65,17 @@ pub struct FrameSize {
     pub height: u32,
 }
 
+/// What a live pipeline streams: the picture size and the encoder making the stream (a
+/// change of either is news for the status topic, a fallback to openh264 included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveVideo {
+    pub size: FrameSize,
+    /// `None` for a camera's own H.264 passed through.
+    pub encoder: EncoderKind,
+}
+
 /// What the video source is doing, for the status topic.
-pub type SourceState = super::worker::SourceState<FrameSize>;
+pub type SourceState = super::worker::SourceState<LiveVideo>;
 
 /// Creates a source each time the pipeline starts.
 pub type SourceFactory = Box<dyn Fn() -> Result<Box<dyn VideoSource>, SourceError> + Send + Sync>;
@@ -82,6 +92,9 @@ struct Counters {
     source_opens: AtomicU64,
     target_bitrate_bps: AtomicU64,
     bitrate_changes: AtomicU64,
+    /// The encoder at work ([`EncoderKind`] as a number) and how often hardware failed over.
+    encoder_kind: std::sync::atomic::AtomicU8,
+    encoder_fallbacks: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -103,6 +116,10 @@ pub struct HubStats {
     /// What the encoder (or the camera's) works to now, set from the viewers' links.
     pub target_bitrate_bps: u64,
     pub bitrate_changes: u64,
+    /// Which encoder makes the stream (none yet, or a camera's own H.264 passed through).
+    pub encoder: EncoderKind,
+    /// How often the hardware encoder was missing or failed and openh264 took over.
+    pub encoder_fallbacks: u64,
 }
 
 /// The links of the viewers being served, which the pipeline reads to set the encoder's rate.
@@ -120,7 +137,7 @@ struct Inner {
     epoch: Instant,
     next_sequence: AtomicU64,
     make_source: SourceFactory,
-    source_state: StateReporter<FrameSize>,
+    source_state: StateReporter<LiveVideo>,
     viewers: Mutex<ViewerLinks>,
 }
 
@@ -244,6 +261,12 @@ impl VideoHub {
             pipeline_running: self.pipeline.is_running(),
             target_bitrate_bps: c.target_bitrate_bps.load(Ordering::Relaxed),
             bitrate_changes: c.bitrate_changes.load(Ordering::Relaxed),
+            encoder: match c.encoder_kind.load(Ordering::Relaxed) {
+                1 => EncoderKind::OpenH264,
+                2 => EncoderKind::V4l2M2m,
+                _ => EncoderKind::None,
+            },
+            encoder_fallbacks: c.encoder_fallbacks.load(Ordering::Relaxed),
         }
     }
 
@@ -256,7 +279,7 @@ impl VideoHub {
 /// Runs the source and encoder until told to stop. A source that fails (a camera unplugged)
 /// is reopened with backoff while viewers stay connected; frames resume when it is back.
 fn run_pipeline(inner: &Inner, run: &RunFlag) {
-    let mut encoder = None;
+    let mut encoding = Encoding::new(&inner.video);
     let mut payloader = H264Payloader::default();
     supervise(
         run,
@@ -275,7 +298,7 @@ fn run_pipeline(inner: &Inner, run: &RunFlag) {
             // A (re)started source needs a keyframe before anything else decodes.
             lock(&inner.keyframes).reset();
             let mut stage = FrameStage {
-                encoder: &mut encoder,
+                encoding: &mut encoding,
                 passthrough: PassthroughState::default(),
                 payloader: &mut payloader,
                 target_bps: inner.video.bitrate_bps,
@@ -298,6 +321,8 @@ struct PassthroughState {
     cannot_force: bool,
     /// The rate last asked of the camera; `None` once it said it has no such control.
     camera_bitrate: Option<u32>,
+    /// The last frame was the camera's own H.264.
+    active: bool,
 }
 
 impl Default for PassthroughState {
@@ -307,14 +332,15 @@ impl Default for PassthroughState {
             last_request: None,
             cannot_force: false,
             camera_bitrate: Some(0),
+            active: false,
         }
     }
 }
 
 /// Everything between a captured frame and its RTP payloads.
 struct FrameStage<'a> {
-    /// Created with the first raw frame: a camera that sends H.264 never needs it.
-    encoder: &'a mut Option<H264Encoder>,
+    /// Sets its encoder up at the first raw frame: a camera that sends H.264 never needs one.
+    encoding: &'a mut Encoding,
     passthrough: PassthroughState,
     payloader: &'a mut H264Payloader,
     /// The rate the viewers' links allow, for whichever encoder makes the stream.
@@ -333,24 +359,30 @@ impl FrameStage<'_> {
     ) -> Result<Option<(AccessUnit, FrameSize, u64, Instant)>, String> {
         match frame {
             CapturedFrame::Raw(frame) => {
-                let encoder = match self.encoder {
-                    Some(encoder) => encoder,
-                    None => self
-                        .encoder
-                        .insert(H264Encoder::new(&inner.video).map_err(|e| e.to_string())?),
-                };
-                encoder.set_bitrate(self.target_bps);
+                self.passthrough.active = false;
                 let size = FrameSize {
                     width: frame.width() as u32,
                     height: frame.height() as u32,
                 };
-                Ok(encoder
-                    .encode(&frame, force_keyframe)
-                    .map_err(|e| e.to_string())?
-                    .map(|unit| (unit, size, frame.capture_unix_ms, frame.captured_at)))
+                let encoded = self
+                    .encoding
+                    .encode(&frame, force_keyframe, self.target_bps)
+                    .map_err(|e| e.to_string());
+                let kind = match self.encoding.kind() {
+                    EncoderKind::None => 0,
+                    EncoderKind::OpenH264 => 1,
+                    EncoderKind::V4l2M2m => 2,
+                };
+                inner.counters.encoder_kind.store(kind, Ordering::Relaxed);
+                inner
+                    .counters
+                    .encoder_fallbacks
+                    .store(self.encoding.fallbacks(), Ordering::Relaxed);
+                Ok(encoded?.map(|unit| (unit, size, frame.capture_unix_ms, frame.captured_at)))
             }
             CapturedFrame::H264(frame) => {
                 let state = &mut self.passthrough;
+                state.active = true;
                 if let Some(asked) = state.camera_bitrate
                     && asked != self.target_bps
                 {
@@ -508,7 +540,14 @@ fn encode_frames(
         };
         // No receivers is fine: everyone may have left during the grace period.
         let _ = inner.frames.send(Arc::new(encoded));
-        inner.source_state.set(SourceState::Live(size));
+        let encoder = if stage.passthrough.active {
+            EncoderKind::None
+        } else {
+            stage.encoding.kind()
+        };
+        inner
+            .source_state
+            .set(SourceState::Live(LiveVideo { size, encoder }));
     }
     Ok(())
 }
@@ -642,6 +681,7 @@ mod tests {
             keyframe_interval: None,
             h264_passthrough: false,
             rpicam_vid: None,
+            encoder: crate::config::EncoderChoice::OpenH264,
         };
         VideoHub::new(
             video,

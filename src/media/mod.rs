@@ -6,6 +6,7 @@ pub mod audio_hub;
 pub mod camera;
 pub mod convert;
 pub mod encoder;
+pub mod encoding;
 pub mod hub;
 pub mod keyframe;
 pub mod microphone;
@@ -14,6 +15,7 @@ pub mod opus;
 pub mod pattern;
 pub mod rate;
 pub mod rpicam;
+pub mod v4l2m2m;
 pub mod worker;
 
 use std::time::Instant;
@@ -70,6 +72,16 @@ impl I420Frame {
     pub fn y_plane(&self) -> &[u8] {
         &self.data[..self.width * self.height]
     }
+
+    pub fn u_plane(&self) -> &[u8] {
+        let luma = self.width * self.height;
+        &self.data[luma..luma + luma / 4]
+    }
+
+    pub fn v_plane(&self) -> &[u8] {
+        let luma = self.width * self.height;
+        &self.data[luma + luma / 4..]
+    }
 }
 
 impl openh264::formats::YUVSource for I420Frame {
@@ -86,13 +98,11 @@ impl openh264::formats::YUVSource for I420Frame {
     }
 
     fn u(&self) -> &[u8] {
-        let luma = self.width * self.height;
-        &self.data[luma..luma + luma / 4]
+        self.u_plane()
     }
 
     fn v(&self) -> &[u8] {
-        let luma = self.width * self.height;
-        &self.data[luma + luma / 4..]
+        self.v_plane()
     }
 }
 

@@ -83,6 +83,7 @@ fn main() {
                 keyframe_interval: Some(Duration::from_secs(2)),
                 h264_passthrough: false,
                 rpicam_vid: None,
+                encoder: campeer::config::EncoderChoice::OpenH264,
             };
             let mut out = I420Frame::new(width, height);
             let start = Instant::now();

@@ -9,6 +9,7 @@
 pub mod aiortc;
 pub mod alsamic;
 pub mod fakecam;
+pub mod fakem2m;
 pub mod jitter;
 pub mod nat;
 pub mod network;
