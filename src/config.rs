@@ -82,6 +82,24 @@ pub struct FileConfig {
     pub ice: IceSection,
     pub web: WebSection,
     pub broker: BrokerSection,
+    /// More cameras, each served as a device of its own by this one campeer.
+    pub cameras: Vec<CameraSection>,
+}
+
+/// A `[[cameras]]` entry: a camera served as its own device, with its own id, status,
+/// sessions and encoder. Settings it leaves out are the `[video]` ones.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CameraSection {
+    pub id: Option<String>,
+    pub source: Option<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub fps: Option<u32>,
+    pub bitrate_kbps: Option<u32>,
+    pub keyframe_interval_secs: Option<f64>,
+    pub h264_passthrough: Option<bool>,
+    pub encoder: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -126,7 +144,7 @@ pub struct DeviceSection {
     pub id: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct VideoSection {
     pub source: Option<String>,
@@ -421,6 +439,17 @@ pub enum SourceKind {
     CameraModule(u32),
 }
 
+/// A camera served besides the first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CameraConfig {
+    pub device_id: Segment,
+    pub video: VideoConfig,
+}
+
+/// The most cameras one campeer serves besides the first: each costs an encoder, and a board
+/// has few camera ports.
+pub const MAX_EXTRA_CAMERAS: usize = 7;
+
 /// Which H.264 encoder turns raw pictures into the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EncoderChoice {
@@ -520,6 +549,9 @@ pub struct Config {
     pub device_id: Segment,
     pub mqtt: MqttConfig,
     pub video: VideoConfig,
+    /// Cameras served besides the first, each as a device of its own (no sound: the
+    /// microphone goes with the first device).
+    pub cameras: Vec<CameraConfig>,
     pub audio: AudioConfig,
     pub sessions: SessionConfig,
     pub ice: IceConfig,
@@ -616,113 +648,23 @@ impl Config {
             tls,
         };
 
-        let source = match flags
-            .source
-            .or(file.video.source)
-            .as_deref()
-            .unwrap_or("auto")
-        {
-            "auto" => SourceKind::Auto,
-            "test" => SourceKind::TestPattern,
-            "rpicam" => SourceKind::CameraModule(0),
-            path if path.starts_with('/') => SourceKind::Camera(path.into()),
-            other => match other
-                .strip_prefix("rpicam:")
-                .and_then(|index| index.parse().ok())
-            {
-                Some(index) => SourceKind::CameraModule(index),
-                None => {
-                    return Err(invalid(
-                        "video.source",
-                        format!(
-                            "unknown source {other:?}: use \"auto\", \"test\", \"rpicam\" \
-                             (or \"rpicam:N\" for camera module N) or a camera's device path \
-                             such as /dev/video0"
-                        ),
-                    ));
-                }
-            },
-        };
-        let width = flags.width.or(file.video.width).unwrap_or(640);
-        if !(16..=3840).contains(&width) || !width.is_multiple_of(2) {
-            return Err(invalid(
-                "video.width",
-                format!("must be an even number from 16 to 3840, got {width}"),
-            ));
-        }
-        let height = flags.height.or(file.video.height).unwrap_or(480);
-        if !(16..=2160).contains(&height) || !height.is_multiple_of(2) {
-            return Err(invalid(
-                "video.height",
-                format!("must be an even number from 16 to 2160, got {height}"),
-            ));
-        }
-        let fps = flags.fps.or(file.video.fps).unwrap_or(30);
-        if !(1..=60).contains(&fps) {
-            return Err(invalid(
-                "video.fps",
-                format!("must be from 1 to 60, got {fps}"),
-            ));
-        }
-        let bitrate_kbps = flags
-            .bitrate_kbps
-            .or(file.video.bitrate_kbps)
-            .unwrap_or(1500);
-        if !(50..=50_000).contains(&bitrate_kbps) {
-            return Err(invalid(
-                "video.bitrate_kbps",
-                format!("must be from 50 to 50000, got {bitrate_kbps}"),
-            ));
-        }
-        let keyframe_secs = flags
-            .keyframe_interval
-            .or(file.video.keyframe_interval_secs)
-            .unwrap_or(2.0);
-        let keyframe_interval = if keyframe_secs == 0.0 {
-            None
-        } else if keyframe_secs.is_finite() && (0.1..=600.0).contains(&keyframe_secs) {
-            Some(Duration::from_secs_f64(keyframe_secs))
-        } else {
-            return Err(invalid(
-                "video.keyframe_interval_secs",
-                format!("must be 0 (on demand only) or from 0.1 to 600, got {keyframe_secs}"),
-            ));
-        };
-        let encoder = match flags
-            .encoder
-            .or(file.video.encoder)
-            .as_deref()
-            .unwrap_or("auto")
-        {
-            "auto" => EncoderChoice::Auto,
-            "openh264" => EncoderChoice::OpenH264,
-            "v4l2m2m" => EncoderChoice::V4l2M2m(None),
-            other => match other.strip_prefix("v4l2m2m:") {
-                Some(path) if path.starts_with('/') => EncoderChoice::V4l2M2m(Some(path.into())),
-                _ => {
-                    return Err(invalid(
-                        "video.encoder",
-                        format!(
-                            "unknown encoder {other:?}: use \"auto\", \"openh264\", \
-                             \"v4l2m2m\" or \"v4l2m2m:/dev/videoN\""
-                        ),
-                    ));
-                }
-            },
-        };
-        let video = VideoConfig {
-            source,
-            width,
-            height,
-            fps,
-            bitrate_bps: bitrate_kbps * 1000,
-            keyframe_interval,
-            h264_passthrough: flags.h264_passthrough
-                || file.video.h264_passthrough.unwrap_or(false),
+        let video_input = VideoSection {
+            source: flags.source.or(file.video.source),
+            width: flags.width.or(file.video.width),
+            height: flags.height.or(file.video.height),
+            fps: flags.fps.or(file.video.fps),
+            bitrate_kbps: flags.bitrate_kbps.or(file.video.bitrate_kbps),
+            keyframe_interval_secs: flags
+                .keyframe_interval
+                .or(file.video.keyframe_interval_secs),
+            h264_passthrough: Some(
+                flags.h264_passthrough || file.video.h264_passthrough.unwrap_or(false),
+            ),
             rpicam_vid: flags.rpicam_vid.or(file.video.rpicam_vid),
-            encoder,
+            encoder: flags.encoder.or(file.video.encoder),
         };
-
+        let video = resolve_video(video_input.clone())?;
+        let cameras = resolve_cameras(&device_id, &video_input, file.cameras)?;
         let audio_source = match flags
             .audio_source
             .or(file.audio.source)
@@ -942,6 +884,7 @@ impl Config {
 
         Ok(Self {
             device_id,
+            cameras,
             mqtt,
             video,
             audio,
@@ -955,6 +898,177 @@ impl Config {
 }
 
 /// The host name, made into a valid topic segment: anything outside [A-Za-z0-9_-] becomes '-'.
+/// The `[[cameras]]` entries: each needs an id of its own and a source of its own; what it
+/// leaves out it takes from the first camera's settings.
+fn resolve_cameras(
+    first_id: &Segment,
+    first: &VideoSection,
+    sections: Vec<CameraSection>,
+) -> Result<Vec<CameraConfig>, ConfigError> {
+    if sections.len() > MAX_EXTRA_CAMERAS {
+        return Err(invalid(
+            "cameras",
+            format!(
+                "at most {MAX_EXTRA_CAMERAS} cameras besides the first, got {}",
+                sections.len()
+            ),
+        ));
+    }
+    let mut ids = vec![first_id.clone()];
+    let mut sources: Vec<SourceKind> = Vec::new();
+    let mut cameras = Vec::with_capacity(sections.len());
+    for section in sections {
+        let id = section
+            .id
+            .ok_or_else(|| {
+                invalid(
+                    "cameras.id",
+                    "every [[cameras]] entry needs an id".to_owned(),
+                )
+            })
+            .and_then(|id| Segment::parse(&id).map_err(|e| invalid("cameras.id", e.to_string())))?;
+        if ids.contains(&id) {
+            return Err(invalid(
+                "cameras.id",
+                format!("{id} is used twice: every camera needs an id of its own"),
+            ));
+        }
+        let video = resolve_video(VideoSection {
+            source: section.source,
+            width: section.width.or(first.width),
+            height: section.height.or(first.height),
+            fps: section.fps.or(first.fps),
+            bitrate_kbps: section.bitrate_kbps.or(first.bitrate_kbps),
+            keyframe_interval_secs: section
+                .keyframe_interval_secs
+                .or(first.keyframe_interval_secs),
+            h264_passthrough: section.h264_passthrough.or(first.h264_passthrough),
+            rpicam_vid: first.rpicam_vid.clone(),
+            encoder: section.encoder.or(first.encoder.clone()),
+        })
+        .map_err(|e| match e {
+            ConfigError::Invalid { reason, .. } => invalid("cameras", format!("{id}: {reason}")),
+            other => other,
+        })?;
+        if matches!(video.source, SourceKind::Auto) {
+            return Err(invalid(
+                "cameras.source",
+                format!("{id} needs a source of its own (a device path, rpicam:N or test)"),
+            ));
+        }
+        if video.source != SourceKind::TestPattern && sources.contains(&video.source) {
+            return Err(invalid(
+                "cameras.source",
+                format!(
+                    "{id}: {:?} is already another camera's source",
+                    video.source
+                ),
+            ));
+        }
+        sources.push(video.source.clone());
+        ids.push(id.clone());
+        cameras.push(CameraConfig {
+            device_id: id,
+            video,
+        });
+    }
+    Ok(cameras)
+}
+
+/// Validates one camera's video settings (the primary's or a `[[cameras]]` entry's, already
+/// merged with what it inherits).
+fn resolve_video(input: VideoSection) -> Result<VideoConfig, ConfigError> {
+    let source = match input.source.as_deref().unwrap_or("auto") {
+        "auto" => SourceKind::Auto,
+        "test" => SourceKind::TestPattern,
+        "rpicam" => SourceKind::CameraModule(0),
+        path if path.starts_with('/') => SourceKind::Camera(path.into()),
+        other => match other
+            .strip_prefix("rpicam:")
+            .and_then(|index| index.parse().ok())
+        {
+            Some(index) => SourceKind::CameraModule(index),
+            None => {
+                return Err(invalid(
+                    "video.source",
+                    format!(
+                        "unknown source {other:?}: use \"auto\", \"test\", \"rpicam\" \
+                         (or \"rpicam:N\" for camera module N) or a camera's device path \
+                         such as /dev/video0"
+                    ),
+                ));
+            }
+        },
+    };
+    let width = input.width.unwrap_or(640);
+    if !(16..=3840).contains(&width) || !width.is_multiple_of(2) {
+        return Err(invalid(
+            "video.width",
+            format!("must be an even number from 16 to 3840, got {width}"),
+        ));
+    }
+    let height = input.height.unwrap_or(480);
+    if !(16..=2160).contains(&height) || !height.is_multiple_of(2) {
+        return Err(invalid(
+            "video.height",
+            format!("must be an even number from 16 to 2160, got {height}"),
+        ));
+    }
+    let fps = input.fps.unwrap_or(30);
+    if !(1..=60).contains(&fps) {
+        return Err(invalid(
+            "video.fps",
+            format!("must be from 1 to 60, got {fps}"),
+        ));
+    }
+    let bitrate_kbps = input.bitrate_kbps.unwrap_or(1500);
+    if !(50..=50_000).contains(&bitrate_kbps) {
+        return Err(invalid(
+            "video.bitrate_kbps",
+            format!("must be from 50 to 50000, got {bitrate_kbps}"),
+        ));
+    }
+    let keyframe_secs = input.keyframe_interval_secs.unwrap_or(2.0);
+    let keyframe_interval = if keyframe_secs == 0.0 {
+        None
+    } else if keyframe_secs.is_finite() && (0.1..=600.0).contains(&keyframe_secs) {
+        Some(Duration::from_secs_f64(keyframe_secs))
+    } else {
+        return Err(invalid(
+            "video.keyframe_interval_secs",
+            format!("must be 0 (on demand only) or from 0.1 to 600, got {keyframe_secs}"),
+        ));
+    };
+    let encoder = match input.encoder.as_deref().unwrap_or("auto") {
+        "auto" => EncoderChoice::Auto,
+        "openh264" => EncoderChoice::OpenH264,
+        "v4l2m2m" => EncoderChoice::V4l2M2m(None),
+        other => match other.strip_prefix("v4l2m2m:") {
+            Some(path) if path.starts_with('/') => EncoderChoice::V4l2M2m(Some(path.into())),
+            _ => {
+                return Err(invalid(
+                    "video.encoder",
+                    format!(
+                        "unknown encoder {other:?}: use \"auto\", \"openh264\", \
+                         \"v4l2m2m\" or \"v4l2m2m:/dev/videoN\""
+                    ),
+                ));
+            }
+        },
+    };
+    Ok(VideoConfig {
+        source,
+        width,
+        height,
+        fps,
+        bitrate_bps: bitrate_kbps * 1000,
+        keyframe_interval,
+        h264_passthrough: input.h264_passthrough.unwrap_or(false),
+        rpicam_vid: input.rpicam_vid,
+        encoder,
+    })
+}
+
 fn default_device_id() -> Segment {
     let host = gethostname::gethostname().to_string_lossy().into_owned();
     let cleaned: String = host
@@ -1209,6 +1323,66 @@ mod tests {
             .audio;
         assert_eq!(audio.source, AudioSourceKind::TestTone, "the flag wins");
         assert_eq!(audio.channels, 2);
+    }
+
+    #[test]
+    fn more_cameras_take_what_they_leave_out_from_the_first() {
+        let config = resolve(
+            "[device]\nid = \"porch\"\n[video]\nsource = \"/dev/video0\"\nwidth = 1280\n\
+             height = 720\nfps = 25\n\
+             [[cameras]]\nid = \"garden\"\nsource = \"rpicam:1\"\nwidth = 640\nheight = 480\n\
+             [[cameras]]\nid = \"bench\"\nsource = \"test\"\n",
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(config.device_id.as_str(), "porch");
+        assert_eq!(config.cameras.len(), 2);
+        let garden = &config.cameras[0];
+        assert_eq!(garden.device_id.as_str(), "garden");
+        assert_eq!(garden.video.source, SourceKind::CameraModule(1));
+        assert_eq!((garden.video.width, garden.video.height), (640, 480));
+        assert_eq!(garden.video.fps, 25, "inherited");
+        let bench = &config.cameras[1];
+        assert_eq!((bench.video.width, bench.video.height), (1280, 720));
+        // One camera: nothing changes.
+        assert!(
+            resolve("", Overrides::default())
+                .unwrap()
+                .cameras
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn more_cameras_need_ids_and_sources_of_their_own() {
+        let err = |text: &str| resolve(text, Overrides::default()).unwrap_err().to_string();
+        let base = "[device]\nid = \"porch\"\n[video]\nsource = \"/dev/video0\"\n";
+        for (extra, key) in [
+            ("[[cameras]]\nsource = \"test\"", "cameras.id"),
+            (
+                "[[cameras]]\nid = \"porch\"\nsource = \"test\"",
+                "cameras.id",
+            ),
+            ("[[cameras]]\nid = \"a/b\"\nsource = \"test\"", "cameras.id"),
+            ("[[cameras]]\nid = \"garden\"", "cameras.source"),
+            (
+                "[[cameras]]\nid = \"a\"\nsource = \"rpicam\"\n[[cameras]]\nid = \"b\"\nsource = \"rpicam:0\"",
+                "cameras.source",
+            ),
+            (
+                "[[cameras]]\nid = \"a\"\nsource = \"test\"\nwidth = 7",
+                "cameras",
+            ),
+        ] {
+            let message = err(&format!("{base}{extra}"));
+            assert!(message.contains(key), "{extra:?}: {message}");
+        }
+        let many: String = (0..=MAX_EXTRA_CAMERAS)
+            .map(|i| format!("[[cameras]]\nid = \"c{i}\"\nsource = \"test\"\n"))
+            .collect();
+        assert!(err(&format!("{base}{many}")).contains("at most"));
+        let typo = FileConfig::parse("[[cameras]]\nid = \"a\"\nheigth = 7").unwrap_err();
+        assert!(typo.contains("heigth"), "{typo}");
     }
 
     #[test]

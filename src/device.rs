@@ -2,7 +2,7 @@
 //! sessions, reply, publish the status), runs the media hubs, and shuts everything down
 //! cleanly. The decisions themselves live in [`crate::signaling`].
 
-use crate::config::{AudioConfig, AudioSourceKind, Config, SourceKind};
+use crate::config::{AudioConfig, AudioSourceKind, Config, SessionConfig, SourceKind, VideoConfig};
 use crate::media::VideoSource;
 use crate::media::audio::{AudioSource, TestTone};
 use crate::media::audio_hub::{AudioHub, AudioSettings, AudioStats};
@@ -15,7 +15,9 @@ use crate::media::rpicam::{self, RpicamCamera};
 use crate::media::worker;
 use crate::media::worker::Heartbeat;
 use crate::mqtt::{Inbound, MqttLink, Publisher};
-use crate::protocol::{AudioDescription, DeviceTopics, Segment, Status, VideoDescription};
+use crate::protocol::{
+    AudioDescription, DeviceTopics, OFFLINE_STATUS, Segment, Status, VideoDescription,
+};
 use crate::session::{self, SessionCommand, SessionContext, SessionEnded, SessionHandle};
 use crate::signaling::{Action, Limits, Signaling};
 use crate::web;
@@ -48,8 +50,9 @@ pub struct Summary {
 /// while it runs. Cheap to clone; read by the systemd watchdog.
 #[derive(Clone)]
 pub struct DeviceHealth {
-    device_loop: Arc<Heartbeat>,
-    video: VideoHub,
+    /// One loop per camera served.
+    device_loops: Vec<Arc<Heartbeat>>,
+    video: Vec<VideoHub>,
     audio: Option<AudioHub>,
     summary: watch::Receiver<Summary>,
 }
@@ -58,10 +61,10 @@ impl DeviceHealth {
     /// The loops that have not gone round for `max_age`; empty when all is well.
     pub fn stalled(&self, max_age: Duration) -> Vec<&'static str> {
         let mut stalled = Vec::new();
-        if self.device_loop.age() > max_age {
+        if self.device_loops.iter().any(|l| l.age() > max_age) {
             stalled.push("the device loop");
         }
-        if self.video.is_stalled(max_age) {
+        if self.video.iter().any(|v| v.is_stalled(max_age)) {
             stalled.push("the video pipeline");
         }
         if self.audio.as_ref().is_some_and(|a| a.is_stalled(max_age)) {
@@ -78,7 +81,8 @@ impl DeviceHealth {
 
 /// A running daemon, for the binary, tests and benchmarks.
 pub struct DeviceHandle {
-    hub: VideoHub,
+    /// Each camera's hub, by device id; the first is the first camera's.
+    hubs: Vec<(Segment, VideoHub)>,
     audio: Option<AudioHub>,
     health: DeviceHealth,
     tasks: Arc<crate::session::SessionTasks>,
@@ -101,8 +105,20 @@ impl DeviceHandle {
         self.embedded.as_ref()
     }
 
+    /// The first camera's pipeline counters.
     pub fn hub_stats(&self) -> HubStats {
-        self.hub.stats()
+        self.hubs
+            .first()
+            .map(|(_, hub)| hub.stats())
+            .unwrap_or_default()
+    }
+
+    /// The pipeline counters of the camera served as `device`.
+    pub fn hub_stats_of(&self, device: &str) -> Option<HubStats> {
+        self.hubs
+            .iter()
+            .find(|(id, _)| id.as_str() == device)
+            .map(|(_, hub)| hub.stats())
     }
 
     /// The audio pipeline's counters; `None` when the device has no audio.
@@ -203,9 +219,6 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
         );
     }
 
-    let topics = DeviceTopics::new(config.mqtt.prefix.clone(), config.device_id.clone());
-    let hub = make_hub(&config);
-    let audio = make_audio_hub(&config.audio, config.sessions.idle_grace);
     let tls = match &config.mqtt.broker {
         Some(broker) if broker.tls => {
             let settings = config.mqtt.tls.clone();
@@ -226,68 +239,113 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
         }
         _ => None,
     };
-    let link = MqttLink::start(&mqtt, &host, port, tls, topics);
-    let (ended_tx, ended) = mpsc::unbounded_channel();
-    let context = SessionContext {
-        hub: hub.clone(),
-        audio: audio.clone(),
-        ice,
-        timeout: config.sessions.timeout,
-        connect_timeout: config.sessions.connect_timeout,
-        publisher: link.publisher.clone(),
-        ended: ended_tx,
-        tasks: Arc::default(),
-    };
-    let (summary, summary_rx) = watch::channel(Summary::default());
-    let device_loop = Arc::new(Heartbeat::new());
+    // One broker connection for every camera; its last will covers the first camera's status,
+    // and the others' statuses say that they go with it (`via`).
+    let first_topics = DeviceTopics::new(config.mqtt.prefix.clone(), config.device_id.clone());
+    let link = MqttLink::start(&mqtt, &host, port, tls, first_topics);
+    let cameras: Vec<(Segment, VideoConfig)> =
+        std::iter::once((config.device_id.clone(), config.video.clone()))
+            .chain(
+                config
+                    .cameras
+                    .iter()
+                    .map(|c| (c.device_id.clone(), c.video.clone())),
+            )
+            .collect();
+    // Sources named in the configuration, which `auto` must not take for the first camera.
+    let claimed: Vec<SourceKind> = cameras
+        .iter()
+        .map(|(_, video)| video.source.clone())
+        .filter(|source| *source != SourceKind::Auto)
+        .collect();
+    let board = Arc::new(SummaryBoard::new(cameras.len()));
+    let session_tasks = Arc::<crate::session::SessionTasks>::default();
+    let mut hubs = Vec::new();
+    let mut heartbeats = Vec::new();
+    let mut devices = Vec::new();
+    let mut routes = Vec::new();
+    let mut first_audio = None;
+    for (index, (id, video)) in cameras.into_iter().enumerate() {
+        let hub = make_hub(&video, &config.sessions, &claimed);
+        // The microphone goes with the first camera.
+        let audio = if index == 0 {
+            make_audio_hub(&config.audio, config.sessions.idle_grace)
+        } else {
+            None
+        };
+        if index == 0 {
+            first_audio = audio.clone();
+        }
+        let publisher = link
+            .publisher
+            .for_device(DeviceTopics::new(config.mqtt.prefix.clone(), id.clone()));
+        let (ended_tx, ended) = mpsc::unbounded_channel();
+        let context = SessionContext {
+            hub: hub.clone(),
+            audio: audio.clone(),
+            ice: ice.clone(),
+            timeout: config.sessions.timeout,
+            connect_timeout: config.sessions.connect_timeout,
+            publisher: publisher.clone(),
+            ended: ended_tx,
+            tasks: Arc::clone(&session_tasks),
+        };
+        let heartbeat = Arc::new(Heartbeat::new());
+        let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
+        routes.push((publisher.clone(), inbound_tx));
+        tracing::info!(
+            "campeer {} serving device {:?} on {} under {}",
+            env!("CARGO_PKG_VERSION"),
+            id.as_str(),
+            match &config.mqtt.broker {
+                Some(broker) => broker.to_string(),
+                None => format!("mqtt://{host}:{port}"),
+            },
+            publisher.topics().status()
+        );
+        let device = Device {
+            publisher,
+            via: (index > 0).then(|| config.device_id.clone()),
+            video: VideoDescription {
+                codec: "H264".into(),
+                width: video.width,
+                height: video.height,
+                fps: video.fps,
+                state: None,
+                error: None,
+                encoder: None,
+            },
+            source_state: hub.source_state(),
+            audio_state: audio.as_ref().map(AudioHub::source_state),
+            signaling: Signaling::new(
+                Limits::new(config.sessions.max_viewers, config.sessions.timeout),
+                audio.is_some(),
+            ),
+            sessions: HashMap::new(),
+            context,
+            board: Arc::clone(&board),
+            index,
+            heartbeat: Arc::clone(&heartbeat),
+        };
+        hubs.push((id, hub));
+        heartbeats.push(heartbeat);
+        devices.push((device, inbound, ended));
+    }
     let health = DeviceHealth {
-        device_loop: Arc::clone(&device_loop),
-        video: hub.clone(),
-        audio: audio.clone(),
-        summary: summary_rx,
+        device_loops: heartbeats,
+        video: hubs.iter().map(|(_, hub)| hub.clone()).collect(),
+        audio: first_audio.clone(),
+        summary: board.subscribe(),
     };
-    let device = Device {
-        publisher: link.publisher.clone(),
-        video: VideoDescription {
-            codec: "H264".into(),
-            width: config.video.width,
-            height: config.video.height,
-            fps: config.video.fps,
-            state: None,
-            error: None,
-            encoder: None,
-        },
-        source_state: hub.source_state(),
-        audio_state: audio.as_ref().map(AudioHub::source_state),
-        signaling: Signaling::new(
-            Limits::new(config.sessions.max_viewers, config.sessions.timeout),
-            audio.is_some(),
-        ),
-        sessions: HashMap::new(),
-        context,
-        summary,
-        heartbeat: device_loop,
-    };
-    tracing::info!(
-        "campeer {} serving device {:?} on {} under {}",
-        env!("CARGO_PKG_VERSION"),
-        config.device_id.as_str(),
-        match &config.mqtt.broker {
-            Some(broker) => broker.to_string(),
-            None => format!("mqtt://{host}:{port}"),
-        },
-        device.publisher.topics().status()
-    );
     if config.ice.loopback_only {
         tracing::info!("ICE is loopback-only: media stays on 127.0.0.0/8");
     }
     let (stop_tx, stop) = oneshot::channel();
-    let tasks = Arc::clone(&device.context.tasks);
-    let task = tokio::spawn(device.run(link, ended, stop));
+    let task = tokio::spawn(serve(link, devices, routes, stop));
     Ok(DeviceHandle {
-        tasks,
-        hub,
-        audio,
+        tasks: session_tasks,
+        hubs,
+        audio: first_audio,
         health,
         http,
         embedded,
@@ -297,11 +355,111 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
     })
 }
 
-fn make_hub(config: &Config) -> VideoHub {
-    let video = config.video.clone();
+/// Messages waiting for one camera's device task.
+const INBOUND_QUEUE: usize = 256;
+
+/// Runs every camera's device task over the one broker connection: hands each inbound message
+/// to the camera whose topic it came on, and on stop lets every camera hang up and say it is
+/// offline before disconnecting.
+async fn serve(
+    mut link: MqttLink,
+    devices: Vec<(
+        Device,
+        mpsc::Receiver<Inbound>,
+        mpsc::UnboundedReceiver<SessionEnded>,
+    )>,
+    routes: Vec<(Publisher, mpsc::Sender<Inbound>)>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let (stopping_tx, stopping) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (device, inbound, ended) in devices {
+        tasks.spawn(device.run(link.connection.clone(), inbound, ended, stopping.clone()));
+    }
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            inbound = link.inbound.recv() => match inbound {
+                Some(message) => route(&routes, message),
+                None => {
+                    tracing::error!("the MQTT driver stopped unexpectedly");
+                    break;
+                }
+            },
+            // A device task that ends by itself (it should not) ends the service.
+            Some(ended) = tasks.join_next() => {
+                if let Err(e) = ended {
+                    tracing::error!("a device task failed: {e}");
+                }
+                tracing::error!("a device task stopped unexpectedly");
+                break;
+            }
+        }
+    }
+    let _ = stopping_tx.send(true);
+    while let Some(ended) = tasks.join_next().await {
+        if let Err(e) = ended {
+            tracing::error!("a device task failed: {e}");
+        }
+    }
+    link.shutdown(SHUTDOWN_WAIT).await;
+    tracing::info!("stopped");
+}
+
+/// Hands a message to the camera whose inbound topics it came on.
+fn route(routes: &[(Publisher, mpsc::Sender<Inbound>)], message: Inbound) {
+    let Some((_, to)) = routes
+        .iter()
+        .find(|(publisher, _)| publisher.topics().session_of(&message.topic).is_ok())
+    else {
+        tracing::debug!("ignoring a message on {:?}", message.topic);
+        return;
+    };
+    if let Err(e) = to.try_send(message) {
+        tracing::warn!("dropping an MQTT message: a camera is not keeping up ({e})");
+    }
+}
+
+/// The service-wide summary: one viewer count per camera, added up.
+struct SummaryBoard {
+    viewers: Vec<std::sync::atomic::AtomicUsize>,
+    summary: watch::Sender<Summary>,
+}
+
+impl SummaryBoard {
+    fn new(cameras: usize) -> Self {
+        Self {
+            viewers: (0..cameras).map(|_| Default::default()).collect(),
+            summary: watch::channel(Summary::default()).0,
+        }
+    }
+
+    fn subscribe(&self) -> watch::Receiver<Summary> {
+        self.summary.subscribe()
+    }
+
+    fn set_broker_connected(&self, connected: bool) {
+        self.summary.send_if_modified(|s| {
+            std::mem::replace(&mut s.broker_connected, connected) != connected
+        });
+    }
+
+    fn set_viewers(&self, camera: usize, viewers: usize) {
+        use std::sync::atomic::Ordering;
+        if let Some(slot) = self.viewers.get(camera) {
+            slot.store(viewers, Ordering::Relaxed);
+        }
+        let total = self.viewers.iter().map(|v| v.load(Ordering::Relaxed)).sum();
+        self.summary
+            .send_if_modified(|s| std::mem::replace(&mut s.viewers, total) != total);
+    }
+}
+
+fn make_hub(video: &VideoConfig, sessions: &SessionConfig, claimed: &[SourceKind]) -> VideoHub {
+    let video = video.clone();
     let rpicam_vid = video.rpicam_vid.clone();
     let source = match video.source.clone() {
-        SourceKind::Auto => auto_source(rpicam_vid.as_deref()),
+        SourceKind::Auto => auto_source(rpicam_vid.as_deref(), claimed),
         other => other,
     };
     let factory: crate::media::hub::SourceFactory = match source {
@@ -348,8 +506,8 @@ fn make_hub(config: &Config) -> VideoHub {
     };
     VideoHub::new(
         video,
-        config.sessions.idle_grace,
-        config.sessions.keyframe_min_interval,
+        sessions.idle_grace,
+        sessions.keyframe_min_interval,
         factory,
     )
 }
@@ -357,8 +515,12 @@ fn make_hub(config: &Config) -> VideoHub {
 /// What `auto` streams: a camera module when the board has one (the camera a Raspberry Pi
 /// is bought with), else the first V4L2 camera that gives a usable picture, else the test
 /// pattern.
-fn auto_source(rpicam_vid: Option<&std::path::Path>) -> SourceKind {
-    if let Some(module) = rpicam::available_camera_modules(rpicam_vid).first() {
+fn auto_source(rpicam_vid: Option<&std::path::Path>, claimed: &[SourceKind]) -> SourceKind {
+    let modules = rpicam::available_camera_modules(rpicam_vid);
+    let free_module = modules
+        .iter()
+        .find(|m| !claimed.contains(&SourceKind::CameraModule(m.index)));
+    if let Some(module) = free_module {
         tracing::info!(
             "found camera module {} ({}, {})",
             module.index,
@@ -367,7 +529,9 @@ fn auto_source(rpicam_vid: Option<&std::path::Path>) -> SourceKind {
         );
         return SourceKind::CameraModule(module.index);
     }
-    match crate::media::camera::first_capture_device() {
+    match crate::media::camera::first_capture_device(|path| {
+        claimed.contains(&SourceKind::Camera(path.to_owned()))
+    }) {
         Some(path) => {
             tracing::info!("found camera {}", path.display());
             SourceKind::Camera(path)
@@ -431,22 +595,28 @@ async fn state_changed<L>(
 
 struct Device {
     publisher: Publisher,
+    /// For a camera besides the first: the device whose status carries the connection's last
+    /// will, so that viewers know this one is gone when that one is.
+    via: Option<Segment>,
     video: VideoDescription,
     source_state: tokio::sync::watch::Receiver<SourceState>,
     audio_state: Option<tokio::sync::watch::Receiver<worker::SourceState>>,
     signaling: Signaling,
     sessions: HashMap<Segment, SessionHandle>,
     context: SessionContext,
-    summary: watch::Sender<Summary>,
+    board: Arc<SummaryBoard>,
+    /// This camera's place on the board.
+    index: usize,
     heartbeat: Arc<Heartbeat>,
 }
 
 impl Device {
     async fn run(
         mut self,
-        mut link: MqttLink,
+        mut connection: watch::Receiver<crate::mqtt::Connection>,
+        mut inbound: mpsc::Receiver<Inbound>,
         mut ended: mpsc::UnboundedReceiver<SessionEnded>,
-        mut stop: oneshot::Receiver<()>,
+        mut stop: watch::Receiver<bool>,
     ) {
         let mut heartbeat = tokio::time::interval(HEARTBEAT_PERIOD);
         let mut stats = tokio::time::interval(STATS_PERIOD);
@@ -455,14 +625,14 @@ impl Device {
             self.heartbeat.beat();
             let wake = self.signaling.poll_timeout();
             tokio::select! {
-                _ = &mut stop => break,
-                changed = link.connection.changed() => {
+                _ = stop.wait_for(|stop| *stop) => break,
+                changed = connection.changed() => {
                     if changed.is_err() {
                         tracing::error!("the MQTT driver stopped unexpectedly");
                         break;
                     }
-                    let connection = *link.connection.borrow_and_update();
-                    self.summary.send_modify(|s| s.broker_connected = connection.connected);
+                    let connection = *connection.borrow_and_update();
+                    self.board.set_broker_connected(connection.connected);
                     // Connection changes are a state, not a queue: a reconnect is never missed
                     // however busy the inbound queue is.
                     if connection.connected && connection.connects != connects {
@@ -470,7 +640,7 @@ impl Device {
                         self.signaling.broker_connected(Instant::now());
                     }
                 }
-                inbound = link.inbound.recv() => match inbound {
+                inbound = inbound.recv() => match inbound {
                     Some(Inbound { topic, payload }) => self.on_inbound(&topic, &payload),
                     None => {
                         tracing::error!("the MQTT driver stopped unexpectedly");
@@ -490,14 +660,9 @@ impl Device {
             self.carry_out();
             // The service manager and tests see the count at once; the status topic may lag
             // it by the coalescing interval.
-            let viewers = self.signaling.viewers();
-            self.summary.send_if_modified(|s| {
-                let changed = s.viewers != viewers;
-                s.viewers = viewers;
-                changed
-            });
+            self.board.set_viewers(self.index, self.signaling.viewers());
         }
-        self.shutdown(link, ended).await;
+        self.shutdown(ended).await;
     }
 
     fn on_inbound(&mut self, topic: &str, payload: &[u8]) {
@@ -616,13 +781,14 @@ impl Device {
                     },
                 }
             });
-        let status = Status::online(video, audio, viewers);
+        let mut status = Status::online(video, audio, viewers);
+        status.via = self.via.as_ref().map(|via| via.to_string());
         if let Err(e) = self.publisher.status(status.to_json()) {
             tracing::warn!("could not publish the status: {e}");
         }
     }
 
-    async fn shutdown(mut self, link: MqttLink, mut ended: mpsc::UnboundedReceiver<SessionEnded>) {
+    async fn shutdown(mut self, mut ended: mpsc::UnboundedReceiver<SessionEnded>) {
         tracing::info!(
             "shutting down: hanging up on {} viewer(s)",
             self.signaling.viewers()
@@ -631,7 +797,7 @@ impl Device {
         self.carry_out();
         // Dropping the handles ends each session task, which closes its peer connection.
         self.sessions.clear();
-        self.summary.send_modify(|s| s.viewers = 0);
+        self.board.set_viewers(self.index, 0);
         let deadline = tokio::time::Instant::now() + SHUTDOWN_WAIT;
         while remaining > 0 {
             match tokio::time::timeout_at(deadline, ended.recv()).await {
@@ -643,8 +809,9 @@ impl Device {
         if let Some(audio) = &self.context.audio {
             audio.shutdown();
         }
-        link.shutdown(SHUTDOWN_WAIT).await;
-        tracing::info!("stopped");
+        if let Err(e) = self.publisher.status(OFFLINE_STATUS.to_owned()) {
+            tracing::warn!("could not queue the offline status: {e}");
+        }
     }
 }
 

@@ -76,6 +76,14 @@ impl Publisher {
         &self.topics
     }
 
+    /// A publisher on another device's topics over the same connection (a second camera).
+    pub fn for_device(&self, topics: DeviceTopics) -> Self {
+        Self {
+            client: self.client.clone(),
+            topics: Arc::new(topics),
+        }
+    }
+
     /// Sends a signaling message on a session's outbound topic (QoS 1, not retained).
     pub fn to_viewer(
         &self,
@@ -174,12 +182,9 @@ impl MqttLink {
         }
     }
 
-    /// Publishes the offline status, disconnects cleanly and waits (bounded) for the event
-    /// loop to flush both.
+    /// Disconnects cleanly and waits (bounded) for the event loop to flush what was queued
+    /// before (each device's offline status) and the disconnect.
     pub async fn shutdown(self, wait: Duration) {
-        if let Err(e) = self.publisher.status(OFFLINE_STATUS.to_owned()) {
-            tracing::warn!("could not queue the offline status: {e}");
-        }
         if let Err(e) = self.publisher.client.try_disconnect() {
             tracing::warn!("could not queue the MQTT disconnect: {e}");
         }

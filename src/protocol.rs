@@ -343,6 +343,11 @@ pub struct Status {
     /// `null` when the device has no audio.
     pub audio: Option<AudioDescription>,
     pub viewers: usize,
+    /// For a camera served over another device's broker connection (several cameras in one
+    /// campeer): that device. Its status carries the connection's last will, so when it says
+    /// offline, so is this one, whatever this retained status still says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 /// The status payload of an offline device: the MQTT last will, and what a clean stop publishes.
@@ -398,6 +403,7 @@ impl Status {
             video,
             audio,
             viewers,
+            via: None,
         }
     }
 

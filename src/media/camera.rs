@@ -405,8 +405,12 @@ pub fn device_paths() -> Vec<PathBuf> {
 /// configuration. Nodes that capture only what campeer cannot use are passed over: on a
 /// Raspberry Pi the camera module's own node gives raw Bayer from the sensor, and the ISP's
 /// nodes are not cameras at all.
-pub fn first_capture_device() -> Option<PathBuf> {
+/// `skip` passes over devices that are spoken for (another camera's configured source).
+pub fn first_capture_device(skip: impl Fn(&Path) -> bool) -> Option<PathBuf> {
     device_paths().into_iter().find(|path| {
+        if skip(path) {
+            return false;
+        }
         let usable = gives_a_usable_picture(path);
         if !usable {
             tracing::debug!("{} gives no picture campeer can use", path.display());

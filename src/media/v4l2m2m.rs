@@ -139,6 +139,10 @@ unsafe impl Send for Mapping {}
 
 impl Mapping {
     fn new(file: &File, offset: u32, len: usize) -> std::io::Result<Self> {
+        // off_t is 32 bits on armv7, where a large offset would not fit.
+        #[allow(clippy::unnecessary_fallible_conversions)]
+        let offset = libc::off_t::try_from(offset)
+            .map_err(|_| std::io::Error::other(format!("buffer offset {offset} out of range")))?;
         // SAFETY: mapping a buffer the driver reported at `offset` with `len` bytes, shared
         // with the device, as the V4L2 MMAP method prescribes.
         let ptr = unsafe {
@@ -148,7 +152,7 @@ impl Mapping {
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED,
                 file.as_raw_fd(),
-                libc::off_t::from(offset),
+                offset,
             )
         };
         if ptr == libc::MAP_FAILED {

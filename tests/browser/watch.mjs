@@ -6,7 +6,9 @@
 // It also ends early once the file given as --stop-file exists.
 //
 //   node tests/browser/watch.mjs --url URL [--pages N] [--seconds S] [--screenshot PREFIX]
-//                                [--stop-file PATH]
+//                                [--stop-file PATH] [--page-urls URL1,URL2,...]
+//
+// --page-urls gives each page a URL of its own (page i opens the i-th); --url is the rest's.
 import { chromium } from "playwright-core";
 import { existsSync } from "node:fs";
 
@@ -39,7 +41,7 @@ try {
     page.on("console", (m) => m.type() === "error" && emit({ page: i, console: m.text() }));
     page.on("pageerror", (e) => emit({ page: i, pageerror: String(e) }));
     const loadedAt = Date.now();
-    await page.goto(url);
+    await page.goto(args["page-urls"]?.split(",")[i] ?? url);
     opened.push({ page, loadedAt });
   }
   while (Date.now() < deadline && !(args["stop-file"] && existsSync(args["stop-file"]))) {

@@ -239,8 +239,13 @@ pub fn assert_tone(viewer: &TestViewer, frequency: f64) {
 }
 
 pub async fn start_device(overrides: Overrides) -> DeviceHandle {
+    start_device_with(FileConfig::default(), overrides).await
+}
+
+/// A device from a configuration file's settings as well as flags.
+pub async fn start_device_with(file: FileConfig, overrides: Overrides) -> DeviceHandle {
     init_logging();
-    let config = Config::resolve(FileConfig::default(), overrides).expect("valid test config");
+    let config = Config::resolve(file, overrides).expect("valid test config");
     campeer::device::start(config)
         .await
         .expect("campeer starts")
@@ -1508,7 +1513,13 @@ pub fn screenshot_prefix(name: &str) -> String {
 
 impl BrowserRun {
     pub fn start(url: &str, pages: usize, seconds: u64, screenshot: &str) -> Self {
-        Self::start_in(None, url, pages, seconds, screenshot)
+        Self::start_in(None, url, pages, seconds, screenshot, &[])
+    }
+
+    /// One page per URL, each opening its own.
+    pub fn start_pages(urls: &[String], seconds: u64, screenshot: &str) -> Self {
+        let first = urls.first().expect("at least one page");
+        Self::start_in(None, first, urls.len(), seconds, screenshot, urls)
     }
 
     /// Chromium inside network namespace `ns` (`ip netns exec`), so that it sees only that
@@ -1520,10 +1531,17 @@ impl BrowserRun {
         seconds: u64,
         screenshot: &str,
     ) -> Self {
-        Self::start_in(Some(ns), url, pages, seconds, screenshot)
+        Self::start_in(Some(ns), url, pages, seconds, screenshot, &[])
     }
 
-    fn start_in(ns: Option<&str>, url: &str, pages: usize, seconds: u64, screenshot: &str) -> Self {
+    fn start_in(
+        ns: Option<&str>,
+        url: &str,
+        pages: usize,
+        seconds: u64,
+        screenshot: &str,
+        page_urls: &[String],
+    ) -> Self {
         let root = env!("CARGO_MANIFEST_DIR");
         assert!(
             Path::new("/usr/bin/chromium").exists(),
@@ -1550,6 +1568,11 @@ impl BrowserRun {
             .arg(format!("{root}/tests/browser/watch.mjs"))
             .args(["--stop-file", &stop_file])
             .args(["--url", url, "--pages", &pages.to_string()])
+            .args(if page_urls.is_empty() {
+                Vec::new()
+            } else {
+                vec!["--page-urls".to_owned(), page_urls.join(",")]
+            })
             .args([
                 "--seconds",
                 &seconds.to_string(),

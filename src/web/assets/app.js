@@ -185,7 +185,25 @@ function onStatus(device, status) {
   if (!validStatus(status)) return;
   devices.set(device, status);
   renderDevices();
-  const online = status.state === "online";
+  applyStatus(device);
+  // Cameras served over this device's broker connection go offline and online with it.
+  for (const [id, other] of devices) {
+    if (other.via === device) applyStatus(id);
+  }
+}
+
+// Whether a device is online: its own status says so and, for a camera served over another
+// device's broker connection (`via`), that device's status does too: only that one carries
+// the connection's last will, so this one's retained "online" outlives a crash.
+function isOnline(device) {
+  const status = devices.get(device);
+  if (status?.state !== "online") return false;
+  if (typeof status.via !== "string") return true;
+  return devices.get(status.via)?.state === "online";
+}
+
+function applyStatus(device) {
+  const online = isOnline(device);
   if (watching?.device === device && !online) {
     // The device lost its broker, or its last will fired: while the video itself still
     // flows, keep the call; it ends by itself if the media stops.
@@ -249,7 +267,7 @@ function renderDevices() {
     button.type = "button";
     button.dataset.device = id;
     button.setAttribute("aria-pressed", String(wanted === id));
-    const online = status.state === "online";
+    const online = isOnline(id);
     const details = online && status.video
       ? [`${status.video.width}x${status.video.height}`, audioSummary(status.audio),
         `${status.viewers} viewer${status.viewers === 1 ? "" : "s"}`].filter(Boolean).join(" · ")
@@ -283,8 +301,7 @@ function preferH264(transceiver) {
 
 async function watch(device) {
   stopWatching(true);
-  const status = devices.get(device);
-  if (status?.state !== "online") {
+  if (!isOnline(device)) {
     say(`${device} is offline.`);
     return;
   }
