@@ -3,7 +3,9 @@
 //!
 //! - offer to first decoded frame, with the encoder cold (first viewer) and warm;
 //! - the daemon's CPU (user+system, % of one core) and peak RSS while idle and while
-//!   streaming 640x480@30 to one and to four viewers.
+//!   streaming 640x480@30 to one and to four viewers;
+//! - the same for a reference camera doing the same job in the same run: aiortc with libx264
+//!   (tests/aiortc/camera.py, a stamped pattern at 640x480@30 to one viewer), and the ratio.
 //!
 //! The daemon runs as its own process (the release binary), so its figures exclude the test
 //! viewers, which decode in this process. Everything stays on 127.0.0.0/8.
@@ -61,7 +63,15 @@ async fn measure(pid: u32, window: Duration) -> (f64, u64) {
 
 /// Offer published → first decoded frame, and its parts: → answer, → ICE+DTLS connected.
 async fn time_to_first_frame(broker: &Broker, session: &str) -> ([Duration; 3], TestViewer) {
-    let viewer = TestViewer::join(broker, "bench", session).await;
+    time_to_first_frame_of(broker, "bench", session).await
+}
+
+async fn time_to_first_frame_of(
+    broker: &Broker,
+    device: &str,
+    session: &str,
+) -> ([Duration; 3], TestViewer) {
+    let viewer = TestViewer::join(broker, device, session).await;
     assert!(
         viewer
             .wait_for_more_frames(1, Duration::from_secs(30))
@@ -154,6 +164,7 @@ async fn main() {
     let (idle_cpu, idle_rss) = measure(pid, Duration::from_secs(3)).await;
     println!("idle (no viewer):  CPU {idle_cpu:5.1} % of one core, RSS {idle_rss} KiB");
 
+    let mut one_viewer_cpu = None;
     for count in [1usize, 4] {
         let mut viewers = Vec::new();
         for i in 0..count {
@@ -177,6 +188,9 @@ async fn main() {
         let kbps = (viewers[0].snapshot(|s| s.rtp_payload_bytes) - bytes_before) as f64 * 8.0
             / WINDOW.as_secs_f64()
             / 1000.0;
+        if count == 1 {
+            one_viewer_cpu = Some(cpu);
+        }
         println!(
             "{count} viewer(s):       CPU {cpu:5.1} % of one core, peak RSS {rss} KiB, \
              decoded fps per viewer [{}], video {kbps:.0} kbit/s per viewer",
@@ -185,4 +199,52 @@ async fn main() {
         leave_all(viewers, &status).await;
     }
     daemon.signal("TERM");
+    if let (Some(python), Some(campeer_cpu)) = (common::aiortc::aiortc_python(), one_viewer_cpu) {
+        reference(&broker, &python, campeer_cpu).await;
+    }
+}
+
+/// The same job done by aiortc with libx264, measured the same way, for the ratio.
+async fn reference(broker: &Broker, python: &std::path::Path, campeer_cpu: f64) {
+    use tokio::io::AsyncBufReadExt;
+    let mut camera = tokio::process::Command::new(python)
+        .arg(common::aiortc::CAMERA)
+        .args(["--host", "127.0.0.1", "--port", &broker.port.to_string()])
+        .args(["--device", "reference", "--seconds", "120"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the reference camera");
+    let pid = camera.id().expect("a running reference camera");
+    let mut lines = tokio::io::BufReader::new(camera.stdout.take().expect("piped")).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("ready") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(matches!(ready, Ok(true)), "the reference camera never got ready");
+    let (times, viewer) = time_to_first_frame_of(broker, "reference", "reference1").await;
+    assert!(
+        viewer
+            .wait_for_more_frames(10, Duration::from_secs(30))
+            .await
+    );
+    let before = viewer.frames();
+    let (cpu, rss) = measure(pid, WINDOW).await;
+    let fps = (viewer.frames() - before) as f64 / WINDOW.as_secs_f64();
+    println!(
+        "reference (aiortc + libx264, 1 viewer): CPU {cpu:5.1} % of one core, peak RSS {rss} KiB, \
+         decoded fps {fps:.1}, offer -> first decoded frame {:.0} ms",
+        times[0].as_secs_f64() * 1000.0
+    );
+    println!(
+        "campeer / reference CPU with one viewer: {:.2}",
+        campeer_cpu / cpu.max(0.01)
+    );
+    viewer.close().await;
+    let _ = camera.kill().await;
 }

@@ -17,3 +17,6 @@ pub fn aiortc_python() -> Option<std::path::PathBuf> {
 
 /// The viewer script.
 pub const VIEWER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/aiortc/viewer.py");
+
+/// The reference camera for the stream bench (tests/aiortc/camera.py).
+pub const CAMERA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/aiortc/camera.py");
