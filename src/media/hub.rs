@@ -17,7 +17,7 @@ use crate::link::Link;
 use bytes::Bytes;
 use rtc::rtp::codec::h264::H264Payloader;
 use rtc::rtp::packetizer::Payloader;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -139,6 +139,48 @@ struct Inner {
     make_source: SourceFactory,
     source_state: StateReporter<LiveVideo>,
     viewers: Mutex<ViewerLinks>,
+    /// The latest keyframe and the frames since, for a viewer that connects now.
+    gop: Mutex<RecentGop>,
+}
+
+/// How old the latest keyframe may be for a connecting viewer to start from it (with the
+/// frames since, sent at once) rather than wait for a new one: a few frames' burst.
+const MAX_BACKLOG_AGE: Duration = Duration::from_millis(500);
+/// Frames kept after a keyframe at most.
+const MAX_GOP_FRAMES: usize = 30;
+
+/// The stream since its latest keyframe, while that is recent enough to start a viewer on.
+#[derive(Default)]
+struct RecentGop {
+    keyframe_at: Option<Instant>,
+    frames: Vec<Arc<EncodedFrame>>,
+}
+
+impl RecentGop {
+    fn push(&mut self, frame: &Arc<EncodedFrame>, now: Instant) {
+        if frame.is_keyframe {
+            self.frames.clear();
+            self.keyframe_at = Some(now);
+            self.frames.push(Arc::clone(frame));
+        } else if !self.frames.is_empty() && self.frames.len() < MAX_GOP_FRAMES {
+            self.frames.push(Arc::clone(frame));
+        } else {
+            // Too long since the keyframe to be worth a burst: nobody starts from it.
+            self.clear();
+        }
+    }
+
+    fn clear(&mut self) {
+        self.frames.clear();
+        self.keyframe_at = None;
+    }
+
+    /// The keyframe and the frames since, if the keyframe is recent.
+    fn recent(&self, now: Instant) -> Option<Vec<Arc<EncodedFrame>>> {
+        let at = self.keyframe_at?;
+        (now.saturating_duration_since(at) <= MAX_BACKLOG_AGE && !self.frames.is_empty())
+            .then(|| self.frames.clone())
+    }
 }
 
 impl Inner {
@@ -193,6 +235,7 @@ impl VideoHub {
             video,
             frames,
             keyframes: Mutex::new(keyframes),
+            gop: Mutex::new(RecentGop::default()),
             counters: Counters::default(),
             epoch: Instant::now(),
             next_sequence: AtomicU64::new(0),
@@ -229,6 +272,8 @@ impl VideoHub {
             receiver,
             gate: ViewerGate::new(),
             link_id: None,
+            backlog: VecDeque::new(),
+            skip_through: None,
         }
     }
 
@@ -239,6 +284,15 @@ impl VideoHub {
             .keyframe_requests
             .fetch_add(1, Ordering::Relaxed);
         lock(&self.inner.keyframes).request();
+    }
+
+    /// Asks for the IDR a viewer that has just connected needs to show anything.
+    fn request_keyframe_for_new_viewer(&self) {
+        self.inner
+            .counters
+            .keyframe_requests
+            .fetch_add(1, Ordering::Relaxed);
+        lock(&self.inner.keyframes).request_for_new_viewer();
     }
 
     /// Whether the pipeline thread is stuck (see [`OnDemand::is_stalled`]).
@@ -297,6 +351,7 @@ fn run_pipeline(inner: &Inner, run: &RunFlag) {
             );
             // A (re)started source needs a keyframe before anything else decodes.
             lock(&inner.keyframes).reset();
+            lock(&inner.gop).clear();
             let mut stage = FrameStage {
                 encoding: &mut encoding,
                 passthrough: PassthroughState::default(),
@@ -538,8 +593,12 @@ fn encode_frames(
             payloads,
             encoded_bytes: unit.data.len(),
         };
+        let encoded = Arc::new(encoded);
+        // Kept before it is sent: a viewer that subscribes in between gets it from one or the
+        // other, and skips the copy by its sequence number.
+        lock(&inner.gop).push(&encoded, now);
         // No receivers is fine: everyone may have left during the grace period.
-        let _ = inner.frames.send(Arc::new(encoded));
+        let _ = inner.frames.send(encoded);
         let encoder = if stage.passthrough.active {
             EncoderKind::None
         } else {
@@ -559,6 +618,10 @@ pub struct Subscription {
     gate: ViewerGate,
     /// This viewer's entry among the links the encoder's rate follows.
     link_id: Option<u64>,
+    /// Frames to send before the live ones: the recent keyframe a viewer starts on.
+    backlog: VecDeque<Arc<EncodedFrame>>,
+    /// Live frames up to this sequence number came in the backlog already.
+    skip_through: Option<u64>,
 }
 
 impl Subscription {
@@ -580,9 +643,17 @@ impl Subscription {
     /// The next frame this viewer should send. After falling behind, frames up to the next
     /// keyframe are skipped (they would not decode), and a keyframe is requested.
     pub async fn next_frame(&mut self) -> Option<Arc<EncodedFrame>> {
+        while let Some(frame) = self.backlog.pop_front() {
+            if self.gate.admit(frame.is_keyframe) {
+                return Some(frame);
+            }
+        }
         loop {
             match self.receiver.recv().await {
                 Ok(frame) => {
+                    if self.skip_through.is_some_and(|last| frame.sequence <= last) {
+                        continue;
+                    }
                     if self.gate.admit(frame.is_keyframe) {
                         return Some(frame);
                     }
@@ -602,7 +673,37 @@ impl Subscription {
     pub fn resync(&mut self) {
         self.receiver = self.receiver.resubscribe();
         self.gate.lost_frames();
+        self.backlog.clear();
+        self.skip_through = None;
         self.hub.request_keyframe();
+    }
+
+    /// Asks for the keyframe a viewer about to connect will start on, so that it is ready
+    /// (with a frame or two after it) by the time the connection is.
+    pub fn prepare_first_keyframe(&self) {
+        self.hub.request_keyframe_for_new_viewer();
+    }
+
+    /// For a viewer whose decoder has just connected: starts at the latest keyframe when it
+    /// is recent, sending it and the frames since at once, so the first picture does not wait
+    /// for the next frame to be captured and encoded (measured with Chromium: 216 ms from
+    /// offer to picture before); else from a new keyframe, asked for now.
+    pub fn start_viewing(&mut self) {
+        // Subscribed before the backlog is read: a frame kept meanwhile is not missed, only
+        // received twice, and skipped by its sequence number.
+        self.receiver = self.receiver.resubscribe();
+        self.gate.lost_frames();
+        match lock(&self.hub.inner.gop).recent(Instant::now()) {
+            Some(frames) => {
+                self.skip_through = frames.last().map(|f| f.sequence);
+                self.backlog = frames.into();
+            }
+            None => {
+                self.backlog.clear();
+                self.skip_through = None;
+                self.hub.request_keyframe_for_new_viewer();
+            }
+        }
     }
 
     /// Forwards a viewer's PLI/FIR.

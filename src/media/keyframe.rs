@@ -18,6 +18,9 @@ pub struct KeyframePolicy {
     min_gap: Duration,
     last_keyframe: Option<Instant>,
     requested: bool,
+    /// A viewer whose decoder has just (re)connected asked: it has none of the keyframe
+    /// that may still be on its way to the others, so it does not wait for that one's airtime.
+    for_new_viewer: bool,
     tokens: f64,
     refilled_at: Option<Instant>,
     /// How long the last keyframe takes to reach the viewers at the encoder's rate. A
@@ -36,6 +39,7 @@ impl KeyframePolicy {
             min_gap,
             last_keyframe: None,
             requested: false,
+            for_new_viewer: false,
             tokens: BURST,
             refilled_at: None,
             airtime: Duration::ZERO,
@@ -50,6 +54,15 @@ impl KeyframePolicy {
     /// A viewer needs a keyframe. Served by the next frame the rate limit allows.
     pub fn request(&mut self) {
         self.requested = true;
+    }
+
+    /// A viewer that has just connected needs its first keyframe: served by the next frame
+    /// the token bucket allows, without waiting for the last keyframe's airtime (which is
+    /// for viewers that got part of it; this one got none). Measured: a viewer joining a
+    /// pipeline that had just started waited ~250 ms for the start's keyframe airtime.
+    pub fn request_for_new_viewer(&mut self) {
+        self.requested = true;
+        self.for_new_viewer = true;
     }
 
     /// Whether the frame about to be encoded must be an IDR. Spends a token when a request is
@@ -68,7 +81,7 @@ impl KeyframePolicy {
         if !self.requested {
             return false;
         }
-        if now.saturating_duration_since(last) < self.airtime {
+        if !self.for_new_viewer && now.saturating_duration_since(last) < self.airtime {
             return false;
         }
         if self.min_gap.is_zero() {
@@ -98,6 +111,7 @@ impl KeyframePolicy {
         if was_keyframe {
             self.last_keyframe = Some(now);
             self.requested = false;
+            self.for_new_viewer = false;
         }
     }
 
@@ -105,6 +119,7 @@ impl KeyframePolicy {
     pub fn reset(&mut self) {
         self.last_keyframe = None;
         self.requested = false;
+        self.for_new_viewer = false;
     }
 }
 
@@ -123,6 +138,33 @@ mod tests {
         policy.request();
         assert!(!policy.decide(start + Duration::from_millis(500)));
         assert!(policy.decide(start + Duration::from_millis(1000)));
+    }
+
+    #[test]
+    fn a_new_viewer_does_not_wait_for_the_airtime_of_a_keyframe_it_never_got() {
+        let mut policy = KeyframePolicy::new(None, Duration::from_millis(100));
+        let start = Instant::now();
+        assert!(policy.decide(start));
+        policy.on_encoded(true, start);
+        policy.set_airtime(Duration::from_secs(1));
+        policy.request_for_new_viewer();
+        assert!(policy.decide(start + Duration::from_millis(100)));
+        policy.on_encoded(true, start + Duration::from_millis(100));
+        // An ordinary request after it waits for the airtime again.
+        policy.request();
+        assert!(!policy.decide(start + Duration::from_millis(300)));
+        // And new viewers still spend tokens: a flood of joins is rate-limited.
+        let mut policy = KeyframePolicy::new(None, Duration::from_secs(1));
+        let mut forced = 0;
+        for i in 0..30 {
+            let now = start + FRAME * i;
+            policy.request_for_new_viewer();
+            if policy.decide(now) {
+                forced += 1;
+                policy.on_encoded(true, now);
+            }
+        }
+        assert!(forced <= 3, "{forced} keyframes for 30 joins in a second");
     }
 
     const FRAME: Duration = Duration::from_millis(33);

@@ -475,6 +475,7 @@ impl<'a> Session<'a> {
         };
         // The subscription starts the encoder now, so it is warm by the time ICE connects.
         let mut subscription = context.hub.subscribe();
+        subscription.prepare_first_keyframe();
         subscription.follow_link(link.clone(), audio_bps(context, &choice));
         let keyframe_requests = tokio::spawn(forward_keyframe_requests(
             Arc::clone(&track),
@@ -677,6 +678,7 @@ impl<'a> Session<'a> {
     fn on_peer_event(&mut self, event: PeerEvent) {
         match event {
             PeerEvent::LocalCandidate(line) => {
+                tracing::debug!(session = %self.id, "trickling {line}");
                 let candidate = Candidate {
                     candidate: line,
                     sdp_mid: self.local_mid.clone(),
@@ -709,7 +711,7 @@ impl<'a> Session<'a> {
                 self.liveness.on_state(link, Instant::now());
                 if self.liveness.is_connected() && !was_connected {
                     // A decoder that just (re)connected needs a keyframe, not stale frames.
-                    self.subscription.resync();
+                    self.subscription.start_viewing();
                     self.connected_since = Some(Instant::now());
                     self.path_read_at = None;
                 } else if !self.liveness.is_connected() {

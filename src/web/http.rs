@@ -161,6 +161,11 @@ async fn serve(listener: TcpListener, site: Arc<Site>) {
                 continue;
             }
         };
+        // The page's signaling rides this connection (the WebSocket to the broker): small
+        // messages a viewer waits on, which Nagle's algorithm would hold for a delayed ACK.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY on a page connection: {e}");
+        }
         let site = Arc::clone(&site);
         tokio::spawn(async move {
             let service = service_fn(move |request| {

@@ -226,7 +226,10 @@ async fn reference(broker: &Broker, python: &std::path::Path, campeer_cpu: f64) 
         false
     })
     .await;
-    assert!(matches!(ready, Ok(true)), "the reference camera never got ready");
+    assert!(
+        matches!(ready, Ok(true)),
+        "the reference camera never got ready"
+    );
     let (times, viewer) = time_to_first_frame_of(broker, "reference", "reference1").await;
     assert!(
         viewer

@@ -9,7 +9,7 @@ const video = $("video");
 const stats = (window.campeerStats = {
   state: "idle", device: null, message: "", codec: "", width: 0, height: 0, fps: 0,
   framesDecoded: 0, bitrateKbps: 0, packetLossPercent: 0, rttMs: null, latencyMs: null,
-  latencySamples: [], brokerConnected: false, firstFrameMs: null,
+  latencySamples: [], brokerConnected: false, firstFrameMs: null, offerToFirstFrameMs: null,
   // Each picture shown, as [Date.now(), latency in ms or null], the last 4000: frame rate,
   // freezes and latency over any stretch of time, for measurements.
   frameLog: [],
@@ -354,6 +354,7 @@ async function watch(device) {
   try {
     await pc.setLocalDescription(await pc.createOffer());
     publish(device, { type: "offer", sdp: pc.localDescription.sdp });
+    session.offerSentAt = performance.now();
   } catch (err) {
     say(`This browser could not start a video session: ${err.message}`);
   }
@@ -502,6 +503,10 @@ function onFrame() {
   if (watching && video.videoWidth) {
     // Milliseconds from the start of page navigation to the first picture shown.
     stats.firstFrameMs ??= Math.round(performance.now());
+    // And from this call's offer to its first picture: what campeer and the network cost.
+    if (watching.offerSentAt != null) {
+      stats.offerToFirstFrameMs ??= Math.round(performance.now() - watching.offerSentAt);
+    }
     const captured = readTimestamp();
     const latency = captured == null ? null : Date.now() - captured;
     stats.frameLog.push([Date.now(), latency != null && Math.abs(latency) < 3600_000 ? latency : null]);
