@@ -103,8 +103,10 @@ fn list_devices(
         Some(program) => rpicam::list_camera_modules(program).map_err(|e| e.to_string()),
         None => Ok(Vec::new()),
     };
+    let encoder = campeer::media::v4l2m2m::find_encoder();
     let text = if json {
         let listing = serde_json::json!({
+            "hardware_encoder": encoder.as_ref().map(|path| path.display().to_string()),
             "camera_modules": modules.as_ref().ok(),
             "camera_modules_error": modules.as_ref().err(),
             "cameras": cameras,
@@ -112,10 +114,18 @@ fn list_devices(
         });
         serde_json::to_string_pretty(&listing)? + "\n"
     } else {
+        let encoder = match &encoder {
+            Some(path) => format!(
+                "Hardware H.264 encoder: {} (video.encoder = \"auto\" uses it)\n",
+                path.display()
+            ),
+            None => "Hardware H.264 encoder: none (campeer encodes with openh264)\n".to_owned(),
+        };
         format!(
-            "{}\n{}\n{}",
+            "{}\n{}\n{}\n{}",
             rpicam::format_camera_modules(program.as_deref(), &modules),
             camera::format_devices(&cameras),
+            encoder,
             microphone::format_capture_devices(&microphones)
         )
     };

@@ -3,7 +3,7 @@
 
 use super::convert::{self, PixelFormat};
 use super::negotiate::{self, CameraFormat, Choice, OfferedMode, Wanted};
-use super::{CapturedFrame, H264Frame, I420Frame, SourceError, VideoSource};
+use super::{CapturedFrame, H264Frame, SourceError, VideoSource};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 use v4l::buffer::Type;
@@ -178,6 +178,7 @@ pub struct V4l2Camera {
     stride: usize,
     device: Device,
     stream: v4l::io::mmap::Stream<'static>,
+    pool: super::FramePool,
 }
 
 impl V4l2Camera {
@@ -247,6 +248,7 @@ impl V4l2Camera {
             choice,
             device,
             stream,
+            pool: super::FramePool::default(),
         })
     }
 
@@ -306,7 +308,8 @@ impl VideoSource for V4l2Camera {
                 skipped += 1;
                 continue;
             }
-            let mut frame = I420Frame::new(width, height);
+            // The conversion writes every pixel: a reused buffer needs no clearing.
+            let mut frame = self.pool.frame(width, height);
             frame.captured_at = captured_at;
             frame.capture_unix_ms = capture_unix_ms;
             // A frame that does not convert is that frame's fault, not the camera's.

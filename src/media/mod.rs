@@ -18,6 +18,7 @@ pub mod rpicam;
 pub mod v4l2m2m;
 pub mod worker;
 
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// One raw picture in I420 (planar Y, then U, then V at half resolution), the encoder's input.
@@ -30,6 +31,57 @@ pub struct I420Frame {
     pub capture_unix_ms: u64,
     /// When the picture was captured, on the monotonic clock (RTP timestamps derive from it).
     pub captured_at: Instant,
+    /// Where the buffer goes back when the frame is done with.
+    pool: Option<FramePool>,
+}
+
+/// Picture buffers a source reuses: a frame's buffer goes back to the pool when the frame is
+/// dropped (once encoded), so a steady stream allocates and clears no 460 KB buffer per frame
+/// (640x480). Cheap to clone; clones share the buffers.
+#[derive(Clone, Default)]
+pub struct FramePool(Arc<Mutex<Vec<Vec<u8>>>>);
+
+/// Buffers a pool keeps at most: one being filled, one being encoded, and slack.
+const POOLED_BUFFERS: usize = 4;
+
+impl FramePool {
+    /// A frame of this size whose pixels are left as they were: the caller overwrites every
+    /// byte (a source drawing, converting or reading a whole picture).
+    pub fn frame(&self, width: usize, height: usize) -> I420Frame {
+        let len = width * height * 3 / 2;
+        let reused = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop()
+            .filter(|buffer| buffer.len() == len);
+        I420Frame {
+            width,
+            height,
+            data: reused.unwrap_or_else(|| vec![0; len]),
+            capture_unix_ms: 0,
+            captured_at: Instant::now(),
+            pool: Some(self.clone()),
+        }
+    }
+
+    fn give_back(&self, buffer: Vec<u8>) {
+        let mut buffers = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if buffers.len() < POOLED_BUFFERS {
+            buffers.push(buffer);
+        }
+    }
+}
+
+impl Drop for I420Frame {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take() {
+            pool.give_back(std::mem::take(&mut self.data));
+        }
+    }
 }
 
 impl I420Frame {
@@ -44,6 +96,7 @@ impl I420Frame {
             data,
             capture_unix_ms: 0,
             captured_at: Instant::now(),
+            pool: None,
         }
     }
 
@@ -157,5 +210,29 @@ pub trait VideoSource: Send {
     /// stream then keeps the rate it was set up with.
     fn set_bitrate(&mut self, _bps: u32) -> bool {
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pool_hands_the_same_buffer_back_out() {
+        let pool = FramePool::default();
+        let first = pool.frame(64, 48);
+        let address = first.data.as_ptr();
+        drop(first);
+        let second = pool.frame(64, 48);
+        assert_eq!(second.data.as_ptr(), address, "reused, not allocated");
+        assert_eq!(second.data.len(), 64 * 48 * 3 / 2);
+        // Another size gets a buffer of its own.
+        drop(second);
+        let other = pool.frame(32, 16);
+        assert_eq!(other.data.len(), 32 * 16 * 3 / 2);
+        // The pool keeps a few buffers at most.
+        let frames: Vec<_> = (0..10).map(|_| pool.frame(32, 16)).collect();
+        drop(frames);
+        assert!(pool.0.lock().unwrap().len() <= POOLED_BUFFERS);
     }
 }

@@ -27,6 +27,7 @@ pub struct TestPattern {
     period: Duration,
     frame_number: u64,
     next_due: Option<Instant>,
+    pool: super::FramePool,
 }
 
 impl TestPattern {
@@ -37,6 +38,7 @@ impl TestPattern {
             period: Duration::from_secs(1) / fps.max(1),
             frame_number: 0,
             next_due: None,
+            pool: super::FramePool::default(),
         }
     }
 
@@ -60,7 +62,8 @@ impl TestPattern {
 impl VideoSource for TestPattern {
     fn next_frame(&mut self) -> Result<CapturedFrame, SourceError> {
         self.wait_for_tick();
-        let mut frame = I420Frame::new(self.width, self.height);
+        // Every pixel is drawn: a reused buffer needs no clearing.
+        let mut frame = self.pool.frame(self.width, self.height);
         frame.captured_at = Instant::now();
         frame.capture_unix_ms = unix_millis(SystemTime::now());
         let capture_unix_ms = frame.capture_unix_ms;

@@ -17,7 +17,7 @@
 //! timestamp: the moment the frame was exposed, on the monotonic clock.
 
 use super::camera::{frame_age, monotonic_now};
-use super::{CapturedFrame, I420Frame, SourceError, VideoSource};
+use super::{CapturedFrame, SourceError, VideoSource};
 use std::collections::VecDeque;
 use std::io::{BufRead, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -341,6 +341,7 @@ pub struct RpicamCamera {
     metadata_reader: MetadataReader,
     stderr: Arc<Mutex<StderrTail>>,
     delivered: u64,
+    pool: super::FramePool,
 }
 
 impl RpicamCamera {
@@ -435,6 +436,7 @@ impl RpicamCamera {
             metadata_reader: MetadataReader::default(),
             stderr: tail,
             delivered: 0,
+            pool: super::FramePool::default(),
         })
     }
 
@@ -531,7 +533,8 @@ impl VideoSource for RpicamCamera {
             FRAME_TIMEOUT
         };
         let deadline = Instant::now() + timeout;
-        let mut frame = I420Frame::new(self.width as usize, self.height as usize);
+        // Read whole from the pipe: a reused buffer needs no clearing.
+        let mut frame = self.pool.frame(self.width as usize, self.height as usize);
         self.read_frame(frame.data_mut(), deadline)?;
         let now = Instant::now();
         let wall = SystemTime::now();

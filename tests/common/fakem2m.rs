@@ -273,19 +273,21 @@ fn write_caller(pid: u32, address: u64, data: &[u8]) -> Result<(), Errno> {
     Ok(())
 }
 
-/// Where process `pid` mapped this device at file offset `offset`.
-fn mapped_at(pid: u32, device: &Path, offset: usize) -> Option<u64> {
+/// Where process `pid` mapped this device at file offset `offset`. Matched by the file's
+/// inode and name rather than its whole path: a process in a mount namespace of its own
+/// (campeer under a private /dev) may see the mount at another path.
+fn mapped_at(pid: u32, offset: usize) -> Option<u64> {
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
-    let device = device.to_str()?;
     maps.lines().find_map(|line| {
         let mut fields = line.split_whitespace();
         let range = fields.next()?;
         let _perms = fields.next()?;
         let file_offset = usize::from_str_radix(fields.next()?, 16).ok()?;
         let _dev = fields.next()?;
-        let _inode = fields.next()?;
+        let inode: u64 = fields.next()?.parse().ok()?;
         let path = fields.next()?;
-        (path == device && file_offset == offset)
+        let ours = inode == u64::from(DEVICE) && path.ends_with(&format!("/{NAME}"));
+        (ours && file_offset == offset)
             .then(|| u64::from_str_radix(range.split('-').next()?, 16).ok())
             .flatten()
     })
@@ -318,7 +320,7 @@ impl FakeM2mFs {
     /// Encodes the picture in OUTPUT buffer `index` and hands the result on.
     fn encode(&self, state: &mut State, pid: u32, index: u32) -> Result<(), Errno> {
         let offset = index as usize * state.output_len;
-        let address = mapped_at(pid, &self.0.path, offset).ok_or(Errno::EFAULT)?;
+        let address = mapped_at(pid, offset).ok_or(Errno::EFAULT)?;
         let (stride, rows) = (state.stride as usize, state.rows as usize);
         let size = stride * rows * 3 / 2;
         let picture = read_caller(pid, address, size)?;

@@ -301,7 +301,8 @@ function preferH264(transceiver) {
 
 async function watch(device) {
   stopWatching(true);
-  if (!isOnline(device)) {
+  const status = devices.get(device);
+  if (!status || !isOnline(device)) {
     say(`${device} is offline.`);
     return;
   }
