@@ -12,6 +12,7 @@ use super::encoder::{AccessUnit, EncoderError, ParameterSets, split_annex_b};
 use bytes::Bytes;
 use std::fs::File;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use v4l::v4l_sys::{
@@ -701,8 +702,6 @@ pub fn find_encoder() -> Option<PathBuf> {
             .is_ok_and(|file| is_h264_encoder(&file))
     })
 }
-
-use std::os::unix::fs::OpenOptionsExt;
 
 #[cfg(test)]
 mod tests {
