@@ -146,11 +146,6 @@ impl MqttLink {
                 rumqttc::TlsConfiguration::Rustls(tls),
             ));
         }
-        // Signaling is a few small messages whose latency the viewer waits on: no Nagle delay
-        // (40 ms per answer with delayed ACKs, measured).
-        let mut network = rumqttc::NetworkOptions::new();
-        network.set_tcp_nodelay(true);
-        options.set_network_options(network);
         options
             .set_keep_alive(config.keep_alive)
             .set_clean_start(true)

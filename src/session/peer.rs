@@ -183,13 +183,7 @@ pub async fn build(
     }
     let registry = interceptors(&mut media_engine, link, congestion)?;
 
-    // campeer answers as the DTLS server: the viewer, which learns that ICE works only after
-    // campeer does (campeer answers its nominating check), then opens the handshake to a
-    // server that is listening. As the client, campeer's ClientHello could reach a viewer whose
-    // DTLS has not started yet, and be lost until the retransmission (200 ms with webrtc-rs,
-    // measured by `cargo bench --bench stream`).
-    let mut settings = SettingEngineBuilder::new()
-        .with_answering_dtls_role(rtc::peer_connection::transport::RTCDtlsRole::Server);
+    let mut settings = SettingEngineBuilder::new();
     let mut servers = Vec::new();
     let bind_addrs: Vec<SocketAddr> = if ice.loopback_only {
         settings = settings
