@@ -45,19 +45,7 @@ async fn auto_prefers_the_camera_module_and_skips_bayer_nodes() {
         ("video1", usb_path.as_path()),
     ];
 
-    let listing = std::process::Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c"])
-        .arg(private_dev_script(&nodes))
-        .args(["sh", env!("CARGO_BIN_EXE_campeer"), "devices", "--json"])
-        .env("PATH", &path)
-        .output()
-        .expect("run campeer devices");
-    assert!(
-        listing.status.success(),
-        "{}",
-        String::from_utf8_lossy(&listing.stderr)
-    );
-    let json: serde_json::Value = serde_json::from_slice(&listing.stdout).expect("JSON");
+    let json = devices_json_with_dev(&nodes, Some(&path));
     assert_eq!(json["camera_modules"][0]["model"], "imx708", "{json:#}");
     assert_eq!(json["camera_modules"][0]["index"], 0);
     assert_eq!(json["camera_modules"][0]["modes"][0]["width"], 640);

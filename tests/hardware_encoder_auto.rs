@@ -26,18 +26,7 @@ async fn auto_finds_the_hardware_encoder() {
         ("video11", encoder_path.as_path()),
     ];
 
-    let listing = std::process::Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c"])
-        .arg(private_dev_script(&nodes))
-        .args(["sh", env!("CARGO_BIN_EXE_campeer"), "devices", "--json"])
-        .output()
-        .expect("run campeer devices");
-    assert!(
-        listing.status.success(),
-        "{}",
-        String::from_utf8_lossy(&listing.stderr)
-    );
-    let json: serde_json::Value = serde_json::from_slice(&listing.stdout).expect("JSON");
+    let json = devices_json_with_dev(&nodes, None);
     assert_eq!(json["hardware_encoder"], "/dev/video11", "{json:#}");
 
     let broker = Broker::start();

@@ -294,7 +294,7 @@ fn wake(shared: &Shared, state: &mut State) {
     }
 }
 
-fn attr(ino: INodeNo, kind: FileType, size: u64) -> FileAttr {
+pub(crate) fn attr(ino: INodeNo, kind: FileType, size: u64) -> FileAttr {
     FileAttr {
         ino,
         size,
@@ -318,17 +318,17 @@ fn attr(ino: INodeNo, kind: FileType, size: u64) -> FileAttr {
     }
 }
 
-fn put_u32(buf: &mut [u8], at: usize, value: u32) {
+pub(crate) fn put_u32(buf: &mut [u8], at: usize, value: u32) {
     buf[at..at + 4].copy_from_slice(&value.to_ne_bytes());
 }
 
-fn get_u32(buf: &[u8], at: usize) -> u32 {
+pub(crate) fn get_u32(buf: &[u8], at: usize) -> u32 {
     buf.get(at..at + 4)
         .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
         .unwrap_or(0)
 }
 
-fn put_str(buf: &mut [u8], at: usize, len: usize, text: &str) {
+pub(crate) fn put_str(buf: &mut [u8], at: usize, len: usize, text: &str) {
     let bytes = text.as_bytes();
     let n = bytes.len().min(len - 1);
     buf[at..at + n].copy_from_slice(&bytes[..n]);

@@ -15,8 +15,9 @@
 //! address /proc/PID/maps shows for that buffer. Encoded data reaches the caller's mapping of
 //! a CAPTURE buffer through the page cache, invalidated when the buffer is filled.
 
+use super::fakecam::{attr, get_u32, put_str, put_u32};
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, INodeNo, IoctlFlags, LockOwner, MountOption,
+    Errno, FileHandle, FileType, Filesystem, INodeNo, IoctlFlags, LockOwner, MountOption,
     OpenFlags, PollEvents, PollFlags, PollHandle, PollNotifier, ReplyAttr, ReplyData,
     ReplyDirectory, ReplyEntry, ReplyIoctl, ReplyOpen, ReplyPoll, ReplyWrite, Request, WriteFlags,
 };
@@ -24,7 +25,7 @@ use std::collections::VecDeque;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 const fn ioc(dir: u32, nr: u32, size: u32) -> u32 {
     (dir << 30) | (size << 16) | ((b'V' as u32) << 8) | nr
@@ -209,27 +210,10 @@ fn wake(shared: &Shared, state: &mut State) {
     }
 }
 
-fn put_u32(buf: &mut [u8], at: usize, value: u32) {
-    if let Some(slot) = buf.get_mut(at..at + 4) {
-        slot.copy_from_slice(&value.to_ne_bytes());
-    }
-}
-
-fn get_u32(buf: &[u8], at: usize) -> u32 {
-    buf.get(at..at + 4)
-        .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-        .unwrap_or(0)
-}
-
 fn get_u64(buf: &[u8], at: usize) -> u64 {
     buf.get(at..at + 8)
         .map(|b| u64::from_ne_bytes(b.try_into().unwrap()))
         .unwrap_or(0)
-}
-
-fn put_str(buf: &mut [u8], at: usize, len: usize, text: &str) {
-    let n = text.len().min(len - 1);
-    buf[at..at + n].copy_from_slice(&text.as_bytes()[..n]);
 }
 
 fn align(value: u32, to: u32) -> u32 {
@@ -599,30 +583,6 @@ fn split_nals(data: &[u8]) -> Vec<&[u8]> {
         .enumerate()
         .map(|(n, &start)| &data[start..starts.get(n + 1).copied().unwrap_or(data.len())])
         .collect()
-}
-
-fn attr(ino: INodeNo, kind: FileType, size: u64) -> FileAttr {
-    FileAttr {
-        ino,
-        size,
-        blocks: size.div_ceil(512),
-        atime: UNIX_EPOCH,
-        mtime: UNIX_EPOCH,
-        ctime: UNIX_EPOCH,
-        crtime: UNIX_EPOCH,
-        kind,
-        perm: if kind == FileType::Directory {
-            0o755
-        } else {
-            0o666
-        },
-        nlink: if kind == FileType::Directory { 2 } else { 1 },
-        uid: 0,
-        gid: 0,
-        rdev: 0,
-        flags: 0,
-        blksize: 4096,
-    }
 }
 
 impl Filesystem for FakeM2mFs {

@@ -1352,6 +1352,29 @@ pub fn private_dev_script(video_nodes: &[(&str, &std::path::Path)]) -> String {
     script + "exec \"$@\""
 }
 
+/// `campeer devices --json` run under a private /dev holding only `video_nodes` (see
+/// [`private_dev_script`]), with `PATH` set when given.
+pub fn devices_json_with_dev(
+    video_nodes: &[(&str, &std::path::Path)],
+    path: Option<&str>,
+) -> Value {
+    let mut command = Command::new("unshare");
+    command
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(private_dev_script(video_nodes))
+        .args(["sh", env!("CARGO_BIN_EXE_campeer"), "devices", "--json"]);
+    if let Some(path) = path {
+        command.env("PATH", path);
+    }
+    let listing = command.output().expect("run campeer devices");
+    assert!(
+        listing.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listing.stderr)
+    );
+    serde_json::from_slice(&listing.stdout).expect("JSON")
+}
+
 /// Runs the campeer binary as a child process.
 pub struct DaemonProcess {
     pub child: Child,
