@@ -241,8 +241,6 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
     };
     // One broker connection for every camera; its last will covers the first camera's status,
     // and the others' statuses say that they go with it (`via`).
-    let first_topics = DeviceTopics::new(config.mqtt.prefix.clone(), config.device_id.clone());
-    let link = MqttLink::start(&mqtt, &host, port, tls, first_topics);
     let cameras: Vec<(Segment, VideoConfig)> =
         std::iter::once((config.device_id.clone(), config.video.clone()))
             .chain(
@@ -252,6 +250,12 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
                     .map(|c| (c.device_id.clone(), c.video.clone())),
             )
             .collect();
+    let inbound_filters = cameras
+        .iter()
+        .map(|(id, _)| DeviceTopics::new(config.mqtt.prefix.clone(), id.clone()).inbound_filter())
+        .collect();
+    let first_topics = DeviceTopics::new(config.mqtt.prefix.clone(), config.device_id.clone());
+    let link = MqttLink::start(&mqtt, &host, port, tls, first_topics, inbound_filters);
     // Sources named in the configuration, which `auto` must not take for the first camera.
     let claimed: Vec<SourceKind> = cameras
         .iter()
@@ -678,11 +682,6 @@ impl Device {
     fn carry_out(&mut self) {
         while let Some(action) = self.signaling.poll_action() {
             match action {
-                Action::Subscribe => {
-                    if let Err(e) = self.publisher.subscribe_inbound() {
-                        tracing::error!("cannot subscribe to viewer messages: {e}");
-                    }
-                }
                 Action::Reply { to, message } => {
                     if let Err(e) = self.publisher.to_viewer(&to, &message) {
                         tracing::warn!(session = %to, "could not reply: {e}");

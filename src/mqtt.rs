@@ -1,6 +1,12 @@
 //! The MQTT driver: keeps a connection to the broker, with the offline status as last will,
-//! reconnects with backoff, reports the connection as a state ([`Connection`]) and hands
-//! inbound publishes over as [`Inbound`] messages.
+//! reconnects with backoff, subscribes to the viewers' topics on every connection, reports the
+//! connection as a state ([`Connection`]) and hands inbound publishes over as [`Inbound`]
+//! messages.
+//!
+//! The subscription belongs to the connection, like the last will: on each connection it goes
+//! out ahead of everything queued while the broker was away (a status saying "online" among
+//! them), and the connection counts as up only once the broker has acknowledged it. A viewer
+//! who offers the moment it sees campeer online is therefore always heard.
 //!
 //! rumqttc's event loop is polled in its own task and nothing awaits a publish from that task
 //! (it would deadlock once the request channel fills). Everything else publishes with
@@ -12,8 +18,8 @@ use crate::protocol::{DeviceMessage, DeviceTopics, OFFLINE_STATUS, Segment};
 use bytes::Bytes;
 use rumqttc::Outgoing;
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::mqttbytes::v5::{LastWill, Packet};
-use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
+use rumqttc::v5::mqttbytes::v5::{Filter, LastWill, Packet, Subscribe, SubscribeReasonCode};
+use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions, Request};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -38,9 +44,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// reconnect (and stay unsubscribed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Connection {
+    /// Connected, and subscribed to the viewers' topics.
     pub connected: bool,
-    /// How many times the broker has accepted the connection: a change means subscribe again
-    /// and republish the status.
+    /// How many times the broker has accepted the connection and the subscription: a change
+    /// means republish the status.
     pub connects: u64,
 }
 
@@ -113,12 +120,6 @@ impl Publisher {
             .try_publish(self.topics.stats(), QoS::AtMostOnce, false, json)?;
         Ok(())
     }
-
-    pub fn subscribe_inbound(&self) -> Result<(), PublishError> {
-        self.client
-            .try_subscribe(self.topics.inbound_filter(), QoS::AtLeastOnce)?;
-        Ok(())
-    }
 }
 
 /// A live broker connection.
@@ -132,13 +133,15 @@ pub struct MqttLink {
 impl MqttLink {
     /// Starts connecting in the background; [`MqttLink::connection`] changes once the broker
     /// accepts. The last will marks the device offline if the connection dies uncleanly.
-    /// `tls`: the broker is reached over TLS with these settings (mqtts://).
+    /// `tls`: the broker is reached over TLS with these settings (mqtts://). `inbound_filters`:
+    /// the viewers' topics of every camera on this connection.
     pub fn start(
         config: &MqttConfig,
         host: &str,
         port: u16,
         tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
         topics: DeviceTopics,
+        inbound_filters: Vec<String>,
     ) -> Self {
         let mut options = MqttOptions::new(config.client_id.clone(), host, port);
         if let Some(tls) = tls {
@@ -170,7 +173,13 @@ impl MqttLink {
         let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
         let (connection_tx, connection) = watch::channel(Connection::default());
         let broker = format!("{host}:{port}");
-        let task = tokio::spawn(drive(eventloop, connection_tx, inbound_tx, broker));
+        let task = tokio::spawn(drive(
+            eventloop,
+            inbound_filters,
+            connection_tx,
+            inbound_tx,
+            broker,
+        ));
         Self {
             publisher: Publisher {
                 client,
@@ -198,6 +207,7 @@ impl MqttLink {
 
 async fn drive(
     mut eventloop: EventLoop,
+    inbound_filters: Vec<String>,
     connection: watch::Sender<Connection>,
     inbound: mpsc::Sender<Inbound>,
     broker: String,
@@ -210,6 +220,22 @@ async fn drive(
                 tracing::info!("connected to MQTT broker {broker}");
                 connected = true;
                 backoff = BACKOFF_FIRST;
+                // Ahead of whatever waits in the request queue: rumqttc sends its pending
+                // requests first.
+                eventloop
+                    .pending
+                    .push_front(Request::Subscribe(inbound_subscription(&inbound_filters)));
+            }
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                for (filter, reason) in inbound_filters.iter().zip(&ack.return_codes) {
+                    if !matches!(reason, SubscribeReasonCode::Success(_)) {
+                        tracing::error!(
+                            "the broker refused campeer's subscription to {filter:?} ({reason:?}): \
+                             viewers cannot reach this camera; check the broker's ACL"
+                        );
+                    }
+                }
+                // Only now may the status say online.
                 connection.send_modify(|c| {
                     c.connected = true;
                     c.connects += 1;
@@ -242,7 +268,7 @@ async fn drive(
             Err(e) => {
                 if connected {
                     tracing::warn!("lost MQTT broker {broker}: {e}");
-                    connection.send_modify(|c| c.connected = false);
+                    connection.send_if_modified(|c| std::mem::replace(&mut c.connected, false));
                 } else {
                     tracing::warn!(
                         "cannot reach MQTT broker {broker}: {e}; retrying in {backoff:?}"
@@ -254,4 +280,14 @@ async fn drive(
             }
         }
     }
+}
+
+/// One SUBSCRIBE for every camera's viewer topics (QoS 1: an offer is not lost on the way).
+fn inbound_subscription(filters: &[String]) -> Subscribe {
+    Subscribe::new_many(
+        filters
+            .iter()
+            .map(|filter| Filter::new(filter.clone(), QoS::AtLeastOnce)),
+        None,
+    )
 }

@@ -67,8 +67,6 @@ impl Limits {
 /// What the device task must do.
 #[derive(Debug)]
 pub enum Action {
-    /// (Re)subscribe to the viewers' topics.
-    Subscribe,
     /// Send this to the viewer.
     Reply { to: Segment, message: DeviceMessage },
     /// Start a session task for an accepted offer.
@@ -167,10 +165,9 @@ impl Signaling {
             .min()
     }
 
-    /// The broker accepted campeer's connection (first time or again): subscribe, and
-    /// publish the status at once.
+    /// The broker accepted campeer's connection and its subscription to the viewers' topics
+    /// (first time or again): publish the status at once.
     pub fn broker_connected(&mut self, now: Instant) {
-        self.actions.push_back(Action::Subscribe);
         self.status.force(now);
         self.publish_status();
     }

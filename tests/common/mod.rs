@@ -146,9 +146,19 @@ impl Broker {
     /// Kills the broker (clients see the connection drop), waits `down`, and starts it again on
     /// the same port. Retained messages do not survive (persistence is off).
     pub fn restart(&mut self, down: Duration) {
+        self.kill();
+        std::thread::sleep(down);
+        self.start_again();
+    }
+
+    /// Kills the broker; clients see the connection drop. [`Broker::start_again`] brings it
+    /// back on the same port, with nothing retained.
+    pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        std::thread::sleep(down);
+    }
+
+    pub fn start_again(&mut self) {
         self.child = spawn_mosquitto(&self.conf, self.port);
     }
 
@@ -430,6 +440,98 @@ async fn subscribe_json_at(
         .expect("the broker acknowledges the subscription")
         .expect("subscription acknowledged");
     (client, task)
+}
+
+/// A viewer as quick as can be: it sends `offer_sdp` as session `session` from its MQTT event
+/// loop the instant the device's status says online, and counts the answers it gets.
+pub struct QuickOfferer {
+    pub answers: Arc<Mutex<usize>>,
+    pub offered: Arc<Mutex<bool>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl QuickOfferer {
+    pub async fn start(broker: &Broker, device: &str, session: &str, offer_sdp: String) -> Self {
+        let id = format!("quick-{}", rand::random::<u32>());
+        let mut options = MqttOptions::new(id, "127.0.0.1", broker.port);
+        options.set_max_packet_size(Some(256 * 1024));
+        let (client, mut eventloop) = AsyncClient::new(options, 64);
+        let status = status_topic(device);
+        let outbound = format!("{PREFIX}/{device}/out/{session}");
+        let inbound = format!("{PREFIX}/{device}/in/{session}");
+        for topic in [&status, &outbound] {
+            client
+                .subscribe(topic.as_str(), QoS::AtLeastOnce)
+                .await
+                .expect("queue subscribe");
+        }
+        let offer = json!({"type": "offer", "sdp": offer_sdp}).to_string();
+        let answers = Arc::new(Mutex::new(0));
+        let offered = Arc::new(Mutex::new(false));
+        let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
+        let (answers_sink, offered_sink) = (Arc::clone(&answers), Arc::clone(&offered));
+        let task = tokio::spawn(async move {
+            let mut subscribed_tx = Some(subscribed_tx);
+            let mut subacks = 0;
+            for _ in 0..10_000_000 {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        subacks += 1;
+                        if subacks == 2
+                            && let Some(tx) = subscribed_tx.take()
+                        {
+                            let _ = tx.send(());
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let Ok(value) = serde_json::from_slice::<Value>(&p.payload) else {
+                            continue;
+                        };
+                        let mut offered = offered_sink.lock().unwrap();
+                        if p.topic == status.as_bytes() && value["state"] == "online" && !*offered {
+                            // No await: the offer leaves with the next write of this loop.
+                            client
+                                .try_publish(
+                                    inbound.as_str(),
+                                    QoS::AtLeastOnce,
+                                    false,
+                                    offer.clone(),
+                                )
+                                .expect("queue the offer");
+                            *offered = true;
+                        } else if p.topic == outbound.as_bytes() && value["type"] == "answer" {
+                            *answers_sink.lock().unwrap() += 1;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(10), subscribed)
+            .await
+            .expect("the broker acknowledges the subscriptions")
+            .expect("subscriptions acknowledged");
+        Self {
+            answers,
+            offered,
+            task,
+        }
+    }
+
+    pub fn answers(&self) -> usize {
+        *self.answers.lock().unwrap()
+    }
+
+    pub fn offered(&self) -> bool {
+        *self.offered.lock().unwrap()
+    }
+}
+
+impl Drop for QuickOfferer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 pub fn status_topic(device: &str) -> String {
