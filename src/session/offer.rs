@@ -271,6 +271,22 @@ pub fn candidate_ip(candidate: &str) -> Option<IpAddr> {
     line.split_whitespace().nth(4)?.parse().ok()
 }
 
+/// Whether an ICE candidate line is a host candidate (`typ host`).
+pub fn is_host_candidate(candidate: &str) -> bool {
+    let mut fields = candidate.split_whitespace();
+    fields.any(|field| field == "typ") && fields.next() == Some("host")
+}
+
+/// The candidate lines of a description, without their `a=` prefix: the form in which the
+/// same candidates are trickled.
+pub fn candidate_lines(sdp: &str) -> Vec<String> {
+    sdp.lines()
+        .filter_map(|line| line.trim_end().strip_prefix("a="))
+        .filter(|line| line.starts_with("candidate:"))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Whether a remote candidate may be used under `--ice-loopback-only`.
 pub fn is_loopback_candidate(candidate: &str) -> bool {
     candidate_ip(candidate).is_some_and(|ip| ip.is_loopback())
@@ -857,6 +873,27 @@ a=mid:1\r\n";
             complete_answer(&completed),
             completed,
             "nothing more to add"
+        );
+    }
+
+    #[test]
+    fn host_candidates_are_told_from_the_others() {
+        let host = "candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host";
+        let srflx = "candidate:2 1 udp 1694498815 203.0.113.7 40000 typ srflx raddr 10.0.0.2 rport 40000";
+        assert!(is_host_candidate(host));
+        assert!(!is_host_candidate(srflx));
+        assert!(!is_host_candidate("candidate:3 1 udp 1 10.0.0.1 1 typ"));
+        assert!(!is_host_candidate("host"));
+    }
+
+    #[test]
+    fn candidate_lines_are_read_as_trickled() {
+        let sdp = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\n\
+                   a=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host\r\n\
+                   a=end-of-candidates\r\n";
+        assert_eq!(
+            candidate_lines(sdp),
+            vec!["candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host".to_owned()]
         );
     }
 }

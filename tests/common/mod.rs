@@ -114,7 +114,7 @@ impl Broker {
             &conf,
             format!(
                 "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-                 log_dest stderr\nlog_type error\nlog_type warning\n{extra_config}\n"
+                 set_tcp_nodelay true\nlog_dest stderr\nlog_type error\nlog_type warning\n{extra_config}\n"
             ),
         )
         .expect("write mosquitto.conf");
