@@ -879,7 +879,8 @@ a=mid:1\r\n";
     #[test]
     fn host_candidates_are_told_from_the_others() {
         let host = "candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host";
-        let srflx = "candidate:2 1 udp 1694498815 203.0.113.7 40000 typ srflx raddr 10.0.0.2 rport 40000";
+        let srflx =
+            "candidate:2 1 udp 1694498815 203.0.113.7 40000 typ srflx raddr 10.0.0.2 rport 40000";
         assert!(is_host_candidate(host));
         assert!(!is_host_candidate(srflx));
         assert!(!is_host_candidate("candidate:3 1 udp 1 10.0.0.1 1 typ"));

@@ -198,10 +198,8 @@ pub async fn build(
     }
     let registry = interceptors(&mut media_engine, link, congestion)?;
 
-    let mut settings = SettingEngineBuilder::new().with_ice_connection_attempts(
-        Some(ICE_CHECK_INTERVAL),
-        Some(ICE_MAX_BINDING_REQUESTS),
-    );
+    let mut settings = SettingEngineBuilder::new()
+        .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(ICE_MAX_BINDING_REQUESTS));
     let mut servers = Vec::new();
     let bind_addrs: Vec<SocketAddr> = if ice.loopback_only {
         settings = settings

@@ -581,6 +581,8 @@ pub struct ViewerState {
     pub stream_ids: Vec<(String, String)>,
     /// Every candidate line campeer trickled.
     pub remote_candidate_lines: Vec<String>,
+    /// How many of campeer's candidates came in its answer rather than trickled.
+    pub answer_candidates: usize,
     /// Every candidate line this viewer gathered (and sent).
     pub local_candidate_lines: Vec<String>,
     /// Keyframe requests this viewer sent after giving up on a gap.
@@ -1138,6 +1140,14 @@ async fn handle_device_message(
     match message["type"].as_str() {
         Some("answer") => {
             let sdp = message["sdp"].as_str().unwrap_or_default().to_owned();
+            // campeer's host candidates come in the answer; the rest are trickled.
+            let inline = campeer::session::offer::candidate_lines(&sdp);
+            for line in &inline {
+                assert!(
+                    !loopback_only || campeer::session::offer::is_loopback_candidate(line),
+                    "campeer's answer has a non-loopback candidate under --ice-loopback-only: {line}"
+                );
+            }
             let answer = RTCSessionDescription::answer(sdp).expect("a well-formed answer");
             peer.set_remote_description(answer)
                 .await
@@ -1145,6 +1155,9 @@ async fn handle_device_message(
             let mut s = state.lock().unwrap();
             s.answers += 1;
             s.answered_at.get_or_insert_with(Instant::now);
+            s.answer_candidates += inline.len();
+            s.remote_candidates += inline.len();
+            s.remote_candidate_lines.extend(inline);
         }
         Some("candidate") => {
             if message["candidate"].is_null() {
