@@ -90,6 +90,11 @@ async fn the_hardware_encoder_streams_takes_requests_and_falls_back_to_openh264(
     );
     bob.close().await;
 
+    // Rows padded to 448 bytes: every picture is copied into the encoder's buffers.
+    let stats = device.hub_stats();
+    assert_eq!(stats.pictures_in_place, 0, "{stats:?}");
+    assert!(stats.pictures_copied >= 60, "{stats:?}");
+
     // The encoder fails: openh264 takes over, alice keeps watching the same picture.
     encoder.set_failing(true);
     let before = alice.frames();

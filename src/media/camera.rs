@@ -319,6 +319,10 @@ impl VideoSource for V4l2Camera {
         }
     }
 
+    fn frame_pool(&self) -> Option<&super::FramePool> {
+        Some(&self.pool)
+    }
+
     fn describe(&self) -> String {
         format!(
             "camera {} {}x{}@{:.0}{}",

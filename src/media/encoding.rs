@@ -4,11 +4,12 @@
 //! the log and a keyframe so that viewers pick the new stream up without a glitch; it is tried
 //! again only when the pipeline starts again.
 
-use super::I420Frame;
 use super::encoder::{AccessUnit, EncoderError, H264Encoder};
 use super::v4l2m2m::{self, M2mEncoder, M2mError};
+use super::{I420Frame, PictureBuffers};
 use crate::config::{EncoderChoice, VideoConfig};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// The encoder at work, for the stats and the status topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -45,6 +46,10 @@ pub struct Encoding {
     /// from then on, for this run of the pipeline.
     hardware_unusable: Option<String>,
     fallbacks: u64,
+    /// Pictures the hardware encoder took where the source made them, and pictures copied
+    /// into its buffers.
+    pictures_in_place: u64,
+    pictures_copied: u64,
 }
 
 impl Encoding {
@@ -54,6 +59,8 @@ impl Encoding {
             active: None,
             hardware_unusable: None,
             fallbacks: 0,
+            pictures_in_place: 0,
+            pictures_copied: 0,
         }
     }
 
@@ -68,6 +75,20 @@ impl Encoding {
     /// How often a hardware encoder failed and openh264 took over.
     pub fn fallbacks(&self) -> u64 {
         self.fallbacks
+    }
+
+    /// (pictures the hardware encoder took where the source made them, pictures copied in).
+    pub fn pictures_in_place_and_copied(&self) -> (u64, u64) {
+        (self.pictures_in_place, self.pictures_copied)
+    }
+
+    /// The encoder's input buffers, for the source to make its frames in; `None` when the
+    /// encoder has none to lend (openh264 reads the frame where it is).
+    pub fn picture_buffers(&self) -> Option<Arc<dyn PictureBuffers>> {
+        match &self.active {
+            Some(Active::Hardware(encoder)) => encoder.picture_buffers(),
+            _ => None,
+        }
     }
 
     /// The hardware encoder to try, if the configuration allows one and one is there.
@@ -146,7 +167,12 @@ impl Encoding {
             }
             Active::Hardware(encoder) => {
                 encoder.set_bitrate(target_bps);
-                match encoder.encode(frame, force_keyframe) {
+                let before = encoder.pictures_in_place_and_copied();
+                let result = encoder.encode(frame, force_keyframe);
+                let after = encoder.pictures_in_place_and_copied();
+                self.pictures_in_place += after.0.saturating_sub(before.0);
+                self.pictures_copied += after.1.saturating_sub(before.1);
+                match result {
                     Ok(unit) => Ok(unit),
                     Err(e) => {
                         tracing::warn!("{e}: encoding with openh264 from now on");

@@ -95,6 +95,8 @@ struct Counters {
     /// The encoder at work ([`EncoderKind`] as a number) and how often hardware failed over.
     encoder_kind: std::sync::atomic::AtomicU8,
     encoder_fallbacks: AtomicU64,
+    pictures_in_place: AtomicU64,
+    pictures_copied: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -120,6 +122,10 @@ pub struct HubStats {
     pub encoder: EncoderKind,
     /// How often the hardware encoder was missing or failed and openh264 took over.
     pub encoder_fallbacks: u64,
+    /// Pictures the hardware encoder took where the source captured them (no copy), and
+    /// pictures copied into its buffers (its layout pads rows or height, or none was free).
+    pub pictures_in_place: u64,
+    pub pictures_copied: u64,
 }
 
 /// The links of the viewers being served, which the pipeline reads to set the encoder's rate.
@@ -321,6 +327,8 @@ impl VideoHub {
                 _ => EncoderKind::None,
             },
             encoder_fallbacks: c.encoder_fallbacks.load(Ordering::Relaxed),
+            pictures_in_place: c.pictures_in_place.load(Ordering::Relaxed),
+            pictures_copied: c.pictures_copied.load(Ordering::Relaxed),
         }
     }
 
@@ -433,6 +441,20 @@ impl FrameStage<'_> {
                     .counters
                     .encoder_fallbacks
                     .store(self.encoding.fallbacks(), Ordering::Relaxed);
+                let (in_place, copied) = self.encoding.pictures_in_place_and_copied();
+                inner
+                    .counters
+                    .pictures_in_place
+                    .store(in_place, Ordering::Relaxed);
+                inner
+                    .counters
+                    .pictures_copied
+                    .store(copied, Ordering::Relaxed);
+                // The source makes its next frames in the encoder's own buffers when it lends
+                // them (and in its own again when it stops).
+                if let Some(pool) = source.frame_pool() {
+                    pool.lend_from(self.encoding.picture_buffers().as_ref());
+                }
                 Ok(encoded?.map(|unit| (unit, size, frame.capture_unix_ms, frame.captured_at)))
             }
             CapturedFrame::H264(frame) => {

@@ -72,6 +72,10 @@ impl VideoSource for TestPattern {
         Ok(CapturedFrame::Raw(frame))
     }
 
+    fn frame_pool(&self) -> Option<&super::FramePool> {
+        Some(&self.pool)
+    }
+
     fn describe(&self) -> String {
         format!(
             "test pattern {}x{}@{:.0}",

@@ -548,6 +548,10 @@ impl VideoSource for RpicamCamera {
         Ok(CapturedFrame::Raw(frame))
     }
 
+    fn frame_pool(&self) -> Option<&super::FramePool> {
+        Some(&self.pool)
+    }
+
     fn describe(&self) -> String {
         format!(
             "camera module {} {}x{}@{} through {}",

@@ -7,17 +7,18 @@
 //! driver does not repeat them, put there by [`ParameterSets`] as for any camera stream.
 //! Encoding is synchronous for the caller: one picture in, its access unit out.
 
-use super::I420Frame;
 use super::encoder::{AccessUnit, EncoderError, ParameterSets, split_annex_b};
+use super::{I420Frame, PictureBuffers};
 use bytes::Bytes;
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use v4l::v4l_sys::{
-    v4l2_buffer, v4l2_capability, v4l2_control, v4l2_fmtdesc, v4l2_format, v4l2_plane,
-    v4l2_requestbuffers, v4l2_selection, v4l2_streamparm,
+    v4l2_buffer, v4l2_capability, v4l2_control, v4l2_fmtdesc, v4l2_format, v4l2_pix_format_mplane,
+    v4l2_plane, v4l2_requestbuffers, v4l2_selection, v4l2_streamparm,
 };
 
 const BUF_TYPE_CAPTURE_MPLANE: u32 = 9;
@@ -42,8 +43,9 @@ const CID_H264_PROFILE: u32 = CODEC_CONTROLS + 363;
 const BITRATE_MODE_CBR: i32 = 1;
 const H264_PROFILE_CONSTRAINED_BASELINE: i32 = 1;
 
-/// Raw pictures queued to the encoder at most; one is being filled while another is encoded.
-const OUTPUT_BUFFERS: u32 = 2;
+/// Picture buffers: one being filled (lent to the source), one being encoded, and one the
+/// driver may not have handed back yet when the next picture is made.
+const OUTPUT_BUFFERS: u32 = 3;
 /// Encoded frames the encoder can hold.
 const CAPTURE_BUFFERS: u32 = 4;
 /// The longest one picture may take to come back encoded: a hardware encoder takes a few
@@ -169,11 +171,6 @@ impl Mapping {
         // SAFETY: `ptr` maps `len` bytes for as long as `self` lives.
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
-
-    fn bytes_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as above, and `&mut self` makes the access exclusive on campeer's side.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
-    }
 }
 
 impl Drop for Mapping {
@@ -254,6 +251,81 @@ fn copy_plane(src: &[u8], width: usize, height: usize, dst: &mut [u8], stride: u
     }
 }
 
+/// The encoder's OUTPUT buffers: mapped device memory that campeer fills with pictures. When
+/// the driver lays a picture out exactly as campeer does (no row or height padding), they
+/// are lent to the source ([`PictureBuffers`]), which then captures straight into them.
+struct OutputBuffers {
+    mappings: Vec<Mapping>,
+    /// Per buffer: who has it. Only the holder touches its bytes.
+    states: Mutex<Vec<OutputState>>,
+    /// The picture size, when the layout is campeer's own; `None`: never lent.
+    lendable_size: Option<(usize, usize)>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct OutputState {
+    /// A frame made in this buffer still exists.
+    held_by_frame: bool,
+    /// Queued to the device and not yet taken back.
+    queued: bool,
+}
+
+// SAFETY: the mappings are plain shared memory, and `states` decides who may touch which.
+unsafe impl Sync for OutputBuffers {}
+
+impl OutputBuffers {
+    fn states(&self) -> std::sync::MutexGuard<'_, Vec<OutputState>> {
+        self.states
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A buffer neither a frame nor the device has, taken for a copy (marked queued).
+    fn take_free(&self) -> Option<u32> {
+        let mut states = self.states();
+        let index = states
+            .iter()
+            .position(|state| !state.held_by_frame && !state.queued)?;
+        states.get_mut(index)?.queued = true;
+        u32::try_from(index).ok()
+    }
+
+    fn set_queued(&self, index: u32, queued: bool) {
+        if let Some(state) = self.states().get_mut(index as usize) {
+            state.queued = queued;
+        }
+    }
+}
+
+impl PictureBuffers for OutputBuffers {
+    fn picture_size(&self) -> (usize, usize) {
+        self.lendable_size.unwrap_or_default()
+    }
+
+    fn lend(&self) -> Option<u32> {
+        self.lendable_size?;
+        let mut states = self.states();
+        let index = states
+            .iter()
+            .position(|state| !state.held_by_frame && !state.queued)?;
+        states.get_mut(index)?.held_by_frame = true;
+        u32::try_from(index).ok()
+    }
+
+    fn give_back(&self, index: u32) {
+        if let Some(state) = self.states().get_mut(index as usize) {
+            state.held_by_frame = false;
+        }
+    }
+
+    fn memory(&self, index: u32) -> (*mut u8, usize) {
+        match self.mappings.get(index as usize) {
+            Some(mapping) => (mapping.ptr, mapping.len),
+            None => (std::ptr::null_mut(), 0),
+        }
+    }
+}
+
 /// A V4L2 memory-to-memory H.264 encoder, set up for one picture size.
 pub struct M2mEncoder {
     file: File,
@@ -261,8 +333,10 @@ pub struct M2mEncoder {
     layout: PlaneLayout,
     width: usize,
     height: usize,
-    outputs: Vec<Mapping>,
-    free_outputs: Vec<u32>,
+    outputs: Arc<OutputBuffers>,
+    /// Pictures queued where the source made them, and pictures copied in.
+    in_place: u64,
+    copied: u64,
     captures: Vec<Mapping>,
     parameter_sets: ParameterSets,
     applied_bps: u32,
@@ -298,29 +372,13 @@ impl M2mEncoder {
         if !is_h264_encoder(&file) {
             return Err(M2mError::NotEncoder { path: name });
         }
-        let mut capture = zeroed::<v4l2_format>();
-        capture.type_ = BUF_TYPE_CAPTURE_MPLANE;
-        // The multi-planar member of the format union, which the type selects.
-        capture.fmt.pix_mp.width = width;
-        capture.fmt.pix_mp.height = height;
-        capture.fmt.pix_mp.pixelformat = FOURCC_H264;
-        capture.fmt.pix_mp.field = FIELD_NONE;
-        capture.fmt.pix_mp.num_planes = 1;
-        ioctl(&file, VIDIOC_S_FMT, &mut capture).map_err(io("set the H.264 format"))?;
-        // SAFETY: the driver answered in the multi-planar member.
-        if unsafe { capture.fmt.pix_mp.pixelformat } != FOURCC_H264 {
+        let capture = set_mplane_format(&file, BUF_TYPE_CAPTURE_MPLANE, width, height, FOURCC_H264)
+            .map_err(io("set the H.264 format"))?;
+        if { capture.pixelformat } != FOURCC_H264 {
             return Err(M2mError::NotEncoder { path: name });
         }
-        let mut output = zeroed::<v4l2_format>();
-        output.type_ = BUF_TYPE_OUTPUT_MPLANE;
-        output.fmt.pix_mp.width = width;
-        output.fmt.pix_mp.height = height;
-        output.fmt.pix_mp.pixelformat = FOURCC_YU12;
-        output.fmt.pix_mp.field = FIELD_NONE;
-        output.fmt.pix_mp.num_planes = 1;
-        ioctl(&file, VIDIOC_S_FMT, &mut output).map_err(io("set the picture format"))?;
-        // SAFETY: the driver answered in the multi-planar member.
-        let answered = unsafe { output.fmt.pix_mp };
+        let answered = set_mplane_format(&file, BUF_TYPE_OUTPUT_MPLANE, width, height, FOURCC_YU12)
+            .map_err(io("set the picture format"))?;
         // Copied out of the packed struct before use.
         let (answered_width, answered_height, answered_format) =
             (answered.width, answered.height, answered.pixelformat);
@@ -395,8 +453,19 @@ impl M2mEncoder {
                 reason: "picture buffers smaller than a picture".to_owned(),
             });
         }
+        // Lent only when a picture's bytes sit where campeer's frames have them: rows of the
+        // picture's width, the picture's height of them.
+        let lendable_size = (layout.stride == width as usize && layout.rows == height as usize)
+            .then_some((width as usize, height as usize));
+        let states = Mutex::new(vec![OutputState::default(); outputs.len()]);
+        let outputs = Arc::new(OutputBuffers {
+            mappings: outputs,
+            states,
+            lendable_size,
+        });
         let encoder = Self {
-            free_outputs: (0..outputs.len() as u32).rev().collect(),
+            in_place: 0,
+            copied: 0,
             file,
             path: name.clone(),
             layout,
@@ -434,6 +503,19 @@ impl M2mEncoder {
     /// The size the encoder was set up for.
     pub fn size(&self) -> (usize, usize) {
         (self.width, self.height)
+    }
+
+    /// The picture buffers to lend to the source, when the driver lays pictures out as
+    /// campeer's frames are (then no picture is copied on its way in).
+    pub fn picture_buffers(&self) -> Option<Arc<dyn PictureBuffers>> {
+        self.outputs
+            .lendable_size
+            .map(|_| Arc::clone(&self.outputs) as Arc<dyn PictureBuffers>)
+    }
+
+    /// Pictures queued where the source made them, and pictures copied in.
+    pub fn pictures_in_place_and_copied(&self) -> (u64, u64) {
+        (self.in_place, self.copied)
     }
 
     pub fn set_bitrate(&mut self, bps: u32) {
@@ -551,32 +633,49 @@ impl M2mEncoder {
             .reclaim_output()
             .map_err(|e| self.error("take back a picture buffer", e))?
         {
-            if !self.free_outputs.contains(&index) {
-                self.free_outputs.push(index);
-            }
+            self.outputs.set_queued(index, false);
         }
-        let index = loop {
-            if let Some(index) = self.free_outputs.pop() {
-                break index;
+        let own = frame.lent_buffer().and_then(|(buffers, index)| {
+            std::ptr::addr_eq(Arc::as_ptr(buffers), Arc::as_ptr(&self.outputs)).then_some(index)
+        });
+        let index = match own {
+            Some(index) => {
+                // Made in this buffer: queued as it is.
+                self.outputs.set_queued(index, true);
+                self.in_place += 1;
+                index
             }
-            if !self.wait(libc::POLLOUT, deadline) {
-                return Err(self.error("no picture buffer came back", "timed out"));
-            }
-            if let Some(index) = self
-                .reclaim_output()
-                .map_err(|e| self.error("take back a picture buffer", e))?
-            {
-                self.free_outputs.push(index);
+            None => {
+                let index = loop {
+                    if let Some(index) = self.outputs.take_free() {
+                        break index;
+                    }
+                    if !self.wait(libc::POLLOUT, deadline) {
+                        return Err(self.error("no picture buffer came back", "timed out"));
+                    }
+                    if let Some(index) = self
+                        .reclaim_output()
+                        .map_err(|e| self.error("take back a picture buffer", e))?
+                    {
+                        self.outputs.set_queued(index, false);
+                    }
+                };
+                let (ptr, len) = self.outputs.memory(index);
+                if ptr.is_null() {
+                    return Err(self.error("picture buffer", format!("unknown index {index}")));
+                }
+                // SAFETY: `take_free` gave this buffer to the encoder alone (no frame holds it,
+                // the device does not have it until the QBUF below); `len` bytes are mapped.
+                let bytes = unsafe { std::slice::from_raw_parts_mut(ptr, len) };
+                self.layout.fill(frame, bytes);
+                self.copied += 1;
+                index
             }
         };
-        let layout = self.layout;
-        let Some(mapping) = self.outputs.get_mut(index as usize) else {
-            return Err(self.error("picture buffer", format!("unknown index {index}")));
-        };
-        layout.fill(frame, mapping.bytes_mut());
+        let (_, mapped_len) = self.outputs.memory(index);
         let mut planes = [zeroed::<v4l2_plane>()];
-        planes[0].bytesused = layout.size as u32;
-        planes[0].length = mapping.len as u32;
+        planes[0].bytesused = self.layout.size as u32;
+        planes[0].length = mapped_len as u32;
         let mut buffer = zeroed::<v4l2_buffer>();
         buffer.index = index;
         buffer.type_ = BUF_TYPE_OUTPUT_MPLANE;
@@ -584,8 +683,10 @@ impl M2mEncoder {
         buffer.field = FIELD_NONE;
         buffer.length = 1;
         buffer.m.planes = planes.as_mut_ptr();
-        ioctl(&self.file, VIDIOC_QBUF, &mut buffer)
-            .map_err(|e| self.error("queue a picture", e))?;
+        if let Err(e) = ioctl(&self.file, VIDIOC_QBUF, &mut buffer) {
+            self.outputs.set_queued(index, false);
+            return Err(self.error("queue a picture", e));
+        }
         // The picture's access unit; a driver may send the parameter sets ahead of it in a
         // buffer of their own.
         for _ in 0..MAX_BUFFERS_PER_PICTURE {
@@ -626,8 +727,13 @@ impl Drop for M2mEncoder {
             let mut kind = kind as libc::c_int;
             let _ = ioctl(&self.file, VIDIOC_STREAMOFF, &mut kind);
         }
-        // Unmapped before the buffers are freed and the device closed.
-        self.outputs.clear();
+        // Unmapped before the buffers are freed and the device closed (the picture buffers
+        // once no frame made in them is left).
+        self.outputs = Arc::new(OutputBuffers {
+            mappings: Vec::new(),
+            states: Mutex::new(Vec::new()),
+            lendable_size: None,
+        });
         self.captures.clear();
         for kind in [BUF_TYPE_OUTPUT_MPLANE, BUF_TYPE_CAPTURE_MPLANE] {
             let mut request = zeroed::<v4l2_requestbuffers>();
@@ -636,6 +742,27 @@ impl Drop for M2mEncoder {
             let _ = ioctl(&self.file, VIDIOC_REQBUFS, &mut request);
         }
     }
+}
+
+/// Sets one queue's single-plane format and returns what the driver made of it.
+fn set_mplane_format(
+    file: &File,
+    kind: u32,
+    width: u32,
+    height: u32,
+    fourcc: u32,
+) -> std::io::Result<v4l2_pix_format_mplane> {
+    let mut format = zeroed::<v4l2_format>();
+    format.type_ = kind;
+    // The multi-planar member of the format union, which the type selects.
+    format.fmt.pix_mp.width = width;
+    format.fmt.pix_mp.height = height;
+    format.fmt.pix_mp.pixelformat = fourcc;
+    format.fmt.pix_mp.field = FIELD_NONE;
+    format.fmt.pix_mp.num_planes = 1;
+    ioctl(file, VIDIOC_S_FMT, &mut format)?;
+    // SAFETY: the driver answered in the multi-planar member.
+    Ok(unsafe { format.fmt.pix_mp })
 }
 
 /// Asks for `count` MMAP buffers on one queue and maps each.
