@@ -312,6 +312,12 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
             via: (index > 0).then(|| config.device_id.clone()),
             video: VideoDescription {
                 codec: "H264".into(),
+                codecs: hub
+                    .codecs()
+                    .iter()
+                    .map(|codec| codec.sdp_name().to_owned())
+                    .collect(),
+                sending: Vec::new(),
                 width: video.width,
                 height: video.height,
                 fps: video.fps,
@@ -324,7 +330,8 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
             signaling: Signaling::new(
                 Limits::new(config.sessions.max_viewers, config.sessions.timeout),
                 audio.is_some(),
-            ),
+            )
+            .with_video_codecs(hub.codecs()),
             sessions: HashMap::new(),
             context,
             board: Arc::clone(&board),
@@ -759,6 +766,7 @@ impl Device {
             SourceState::Live(live) => {
                 (video.width, video.height) = (live.size.width, live.size.height);
                 video.encoder = live.encoder.name().map(str::to_owned);
+                video.sending = live.codecs_sent().into_iter().map(str::to_owned).collect();
             }
             SourceState::Idle | SourceState::Starting => {}
         }

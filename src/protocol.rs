@@ -362,7 +362,15 @@ pub enum DeviceState {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VideoDescription {
+    /// The codec a viewer that can take anything gets: "H264".
     pub codec: String,
+    /// Every codec the device sends video in, best first: ["H264", "VP8"] (["H264"] for a
+    /// camera whose own H.264 is passed through). A viewer offering none of them is refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub codecs: Vec<String>,
+    /// The codecs being sent now: one encoder per codec runs while its viewers watch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sending: Vec<String>,
     pub width: u32,
     pub height: u32,
     pub fps: u32,
@@ -614,6 +622,8 @@ mod tests {
         let online = Status::online(
             VideoDescription {
                 codec: "H264".into(),
+                codecs: vec!["H264".into(), "VP8".into()],
+                sending: vec!["VP8".into()],
                 width: 640,
                 height: 480,
                 fps: 30,
@@ -630,7 +640,8 @@ mod tests {
             serde_json::json!({
                 "state": "online",
                 "version": env!("CARGO_PKG_VERSION"),
-                "video": {"codec": "H264", "width": 640, "height": 480, "fps": 30,
+                "video": {"codec": "H264", "codecs": ["H264", "VP8"], "sending": ["VP8"],
+                          "width": 640, "height": 480, "fps": 30,
                           "state": "live", "encoder": "v4l2m2m"},
                 "audio": null,
                 "viewers": 0

@@ -1,4 +1,6 @@
-//! An offer without usable H.264 is answered with `unsupported` and no peer connection.
+//! An offer with nothing campeer sends (neither usable H.264 nor VP8: AV1 alone) is answered
+//! with `unsupported`, naming what the device sends and what the offer had, and no peer
+//! connection.
 
 mod common;
 
@@ -6,7 +8,7 @@ use common::*;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn vp8_only_offer_is_unsupported() {
+async fn av1_only_offer_is_unsupported() {
     let broker = Broker::start();
     let status = TopicWatcher::start(&broker, &status_topic("cam1")).await;
     let device = start_device(overrides(&broker, "cam1")).await;
@@ -18,9 +20,10 @@ async fn vp8_only_offer_is_unsupported() {
 
     let options = ViewerOptions {
         h264_profiles: vec![],
+        other_video: vec!["video/AV1"],
         ..Default::default()
     };
-    let viewer = TestViewer::join_with(&broker, "cam1", "vp8fan", options).await;
+    let viewer = TestViewer::join_with(&broker, "cam1", "av1fan", options).await;
     assert!(
         wait_for(Duration::from_secs(10), || viewer
             .snapshot(|s| !s.errors.is_empty()))
@@ -28,7 +31,11 @@ async fn vp8_only_offer_is_unsupported() {
     );
     let (errors, answers) = viewer.snapshot(|s| (s.errors.clone(), s.answers));
     assert_eq!(errors[0].0, "unsupported", "{errors:?}");
-    assert!(errors[0].1.contains("H.264"), "{errors:?}");
+    let message = &errors[0].1;
+    assert!(
+        message.contains("H.264") && message.contains("VP8") && message.contains("AV1"),
+        "{errors:?}"
+    );
     assert_eq!(answers, 0);
     assert_eq!(device.viewers(), 0);
     assert_eq!(

@@ -2,6 +2,7 @@
 //! the answer completion on the same text.
 #![no_main]
 
+use campeer::media::VideoCodec;
 use campeer::session::offer;
 use libfuzzer_sys::fuzz_target;
 
@@ -10,8 +11,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let _ = offer::check_shape(sdp);
-    let _ = offer::negotiate(sdp, true);
-    let _ = offer::negotiate(sdp, false);
+    let _ = offer::negotiate(sdp, &[VideoCodec::H264, VideoCodec::Vp8], true);
+    let _ = offer::negotiate(sdp, &[VideoCodec::H264, VideoCodec::Vp8], false);
     let _ = offer::for_webrtc(sdp);
     let _ = offer::keep_loopback_candidates(sdp);
     let _ = offer::first_mid_and_ufrag(sdp);

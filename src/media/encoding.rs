@@ -115,6 +115,11 @@ impl Encoding {
         device
     }
 
+    /// Lets the encoder go (nobody needs the stream); the next picture sets one up again.
+    pub fn stop(&mut self) {
+        self.active = None;
+    }
+
     /// Sets up the encoder for a picture of this size: the hardware one if it may and can,
     /// else openh264.
     fn start(&mut self, width: usize, height: usize) -> Result<&mut Active, EncoderError> {

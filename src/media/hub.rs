@@ -1,24 +1,29 @@
-//! The fan-out hub: one source and one encoder serve every viewer.
+//! The fan-out hub: one source, and one encoder per codec, serve every viewer.
 //!
-//! The pipeline (source → encoder → RTP payloader) runs on its own thread only while someone
+//! The pipeline (source → encoders → RTP payloaders) runs on its own thread only while someone
 //! watches: it starts with the first subscription and stops a grace period after the last one
-//! is dropped, so a viewer who reloads the page does not pay for a camera restart. Each encoded
-//! frame is payloaded once and broadcast; a viewer that cannot keep up loses frames and then
-//! waits for the next keyframe instead of stalling the others.
+//! is dropped, so a viewer who reloads the page does not pay for a camera restart. Each codec
+//! is a stream of its own (H.264 for most viewers, VP8 for those that cannot take H.264): its
+//! encoder runs while it has viewers and for the same grace after the last, each picture is
+//! encoded and payloaded once per stream and broadcast to that stream's viewers. A viewer that
+//! cannot keep up loses frames and then waits for the next keyframe instead of stalling the
+//! others.
 
 use super::encoder::{AccessUnit, ParameterSets};
 use super::encoding::{EncoderKind, Encoding};
 use super::keyframe::KeyframePolicy;
 use super::rate::{RateAllocator, ViewerLink};
+use super::vp8::Vp8Encoder;
 use super::worker::{OnDemand, RunFlag, StateReporter, lock, supervise};
-use super::{CapturedFrame, SourceError, VideoSource};
+use super::{CapturedFrame, I420Frame, SourceError, VideoCodec, VideoSource};
 use crate::config::VideoConfig;
 use crate::link::Link;
 use bytes::Bytes;
 use rtc::rtp::codec::h264::H264Payloader;
+use rtc::rtp::codec::vp8::Vp8Payloader;
 use rtc::rtp::packetizer::Payloader;
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
@@ -43,7 +48,7 @@ pub const MAX_UNUSABLE_IN_A_ROW: u32 = 30;
 /// One encoded picture, ready to send.
 #[derive(Debug)]
 pub struct EncodedFrame {
-    /// Counts frames since the hub was created (not reset by pipeline restarts).
+    /// Counts the stream's frames since the hub was created (not reset by pipeline restarts).
     pub sequence: u64,
     pub capture_unix_ms: u64,
     /// Capture time on the 90 kHz RTP clock, since the hub was created.
@@ -52,7 +57,8 @@ pub struct EncodedFrame {
     /// 0: the base layer; above: frames nothing refers to, which a viewer whose link cannot
     /// take the whole stream is not sent.
     pub temporal_id: u8,
-    /// RTP payloads (FU-A fragments, STAP-A with SPS/PPS), in order; the last ends the frame.
+    /// RTP payloads (H.264: FU-A fragments, STAP-A with SPS/PPS; VP8: descriptor and
+    /// partition fragments), in order; the last ends the frame.
     pub payloads: Vec<Bytes>,
     pub encoded_bytes: usize,
 }
@@ -65,13 +71,30 @@ pub struct FrameSize {
     pub height: u32,
 }
 
-/// What a live pipeline streams: the picture size and the encoder making the stream (a
-/// change of either is news for the status topic, a fallback to openh264 included).
+/// What a live pipeline streams: the picture size, the encoder making the H.264 stream and
+/// which codecs are being sent (a change of any is news for the status topic, a fallback to
+/// openh264 included).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LiveVideo {
     pub size: FrameSize,
-    /// `None` for a camera's own H.264 passed through.
+    /// `None` for a camera's own H.264 passed through, or while no H.264 viewer watches.
     pub encoder: EncoderKind,
+    /// H.264 is being sent (encoded, or the camera's own).
+    pub sending_h264: bool,
+    pub sending_vp8: bool,
+}
+
+impl LiveVideo {
+    /// The codecs being sent, by their SDP names.
+    pub fn codecs_sent(&self) -> Vec<&'static str> {
+        [
+            (self.sending_h264, VideoCodec::H264),
+            (self.sending_vp8, VideoCodec::Vp8),
+        ]
+        .into_iter()
+        .filter_map(|(sending, codec)| sending.then_some(codec.sdp_name()))
+        .collect()
+    }
 }
 
 /// What the video source is doing, for the status topic.
@@ -80,25 +103,49 @@ pub type SourceState = super::worker::SourceState<LiveVideo>;
 /// Creates a source each time the pipeline starts.
 pub type SourceFactory = Box<dyn Fn() -> Result<Box<dyn VideoSource>, SourceError> + Send + Sync>;
 
-/// Counters for tests, benchmarks and operators.
+/// The source's counters and the H.264 encoder's, shared by the streams.
 #[derive(Debug, Default)]
-struct Counters {
-    frames_encoded: AtomicU64,
-    keyframes_encoded: AtomicU64,
-    bytes_encoded: AtomicU64,
-    keyframe_requests: AtomicU64,
+struct SourceCounters {
     frames_passed_through: AtomicU64,
     frames_unusable: AtomicU64,
     source_opens: AtomicU64,
-    target_bitrate_bps: AtomicU64,
-    bitrate_changes: AtomicU64,
-    /// The encoder at work ([`EncoderKind`] as a number) and how often hardware failed over.
+    /// The H.264 encoder at work ([`EncoderKind`] as a number) and how often hardware failed
+    /// over.
     encoder_kind: std::sync::atomic::AtomicU8,
     encoder_fallbacks: AtomicU64,
     pictures_in_place: AtomicU64,
     pictures_copied: AtomicU64,
 }
 
+/// One codec's stream.
+#[derive(Debug, Default)]
+struct StreamCounters {
+    frames_encoded: AtomicU64,
+    keyframes_encoded: AtomicU64,
+    bytes_encoded: AtomicU64,
+    keyframe_requests: AtomicU64,
+    target_bitrate_bps: AtomicU64,
+    bitrate_changes: AtomicU64,
+    /// Its encoder exists (it has viewers, or had them within the grace).
+    running: std::sync::atomic::AtomicBool,
+}
+
+/// One codec's stream, for tests, benchmarks and operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StreamStats {
+    pub frames_encoded: u64,
+    pub keyframes_encoded: u64,
+    pub bytes_encoded: u64,
+    pub keyframe_requests: u64,
+    pub subscribers: usize,
+    pub target_bitrate_bps: u64,
+    pub bitrate_changes: u64,
+    /// The stream's encoder is set up.
+    pub running: bool,
+}
+
+/// The hub as a whole; the flat fields are the H.264 stream's (every viewer that can take
+/// H.264 is on it), `vp8` the VP8 stream's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct HubStats {
     /// Frames sent to viewers, whether campeer encoded them or passed a camera's H.264 on.
@@ -113,6 +160,7 @@ pub struct HubStats {
     pub bytes_encoded: u64,
     pub pipeline_starts: u64,
     pub keyframe_requests: u64,
+    /// Subscriptions of every codec.
     pub subscribers: usize,
     pub pipeline_running: bool,
     /// What the encoder (or the camera's) works to now, set from the viewers' links.
@@ -126,6 +174,7 @@ pub struct HubStats {
     /// pictures copied into its buffers (its layout pads rows or height, or none was free).
     pub pictures_in_place: u64,
     pub pictures_copied: u64,
+    pub vp8: StreamStats,
 }
 
 /// The links of the viewers being served, which the pipeline reads to set the encoder's rate.
@@ -135,18 +184,135 @@ struct ViewerLinks {
     links: HashMap<u64, (Link, f64)>,
 }
 
-struct Inner {
-    video: VideoConfig,
+/// One codec's stream: its viewers, their keyframe requests and links, and what it sent.
+struct Stream {
+    codec: VideoCodec,
     frames: broadcast::Sender<Arc<EncodedFrame>>,
     keyframes: Mutex<KeyframePolicy>,
-    counters: Counters,
-    epoch: Instant,
+    counters: StreamCounters,
     next_sequence: AtomicU64,
-    make_source: SourceFactory,
-    source_state: StateReporter<LiveVideo>,
     viewers: Mutex<ViewerLinks>,
     /// The latest keyframe and the frames since, for a viewer that connects now.
     gop: Mutex<RecentGop>,
+    /// Live subscriptions, and when the last one went (the encoder stays for the grace).
+    subscribers: AtomicUsize,
+    last_left: Mutex<Option<Instant>>,
+}
+
+impl Stream {
+    fn new(codec: VideoCodec, video: &VideoConfig, keyframe_min_interval: Duration) -> Self {
+        let (frames, _) = broadcast::channel(FRAME_BACKLOG);
+        let stream = Self {
+            codec,
+            frames,
+            keyframes: Mutex::new(KeyframePolicy::new(
+                video.keyframe_interval,
+                keyframe_min_interval,
+            )),
+            counters: StreamCounters::default(),
+            next_sequence: AtomicU64::new(0),
+            viewers: Mutex::new(ViewerLinks::default()),
+            gop: Mutex::new(RecentGop::default()),
+            subscribers: AtomicUsize::new(0),
+            last_left: Mutex::new(None),
+        };
+        stream
+            .counters
+            .target_bitrate_bps
+            .store(u64::from(video.bitrate_bps), Ordering::Relaxed);
+        stream
+    }
+
+    /// Whether the stream's encoder should run: someone watches, or watched within `grace`.
+    fn wanted(&self, now: Instant, grace: Duration) -> bool {
+        self.subscribers.load(Ordering::Acquire) > 0
+            || lock(&self.last_left).is_some_and(|left| now.saturating_duration_since(left) < grace)
+    }
+
+    fn request_keyframe(&self) {
+        self.counters
+            .keyframe_requests
+            .fetch_add(1, Ordering::Relaxed);
+        lock(&self.keyframes).request();
+    }
+
+    fn request_keyframe_for_new_viewer(&self) {
+        self.counters
+            .keyframe_requests
+            .fetch_add(1, Ordering::Relaxed);
+        lock(&self.keyframes).request_for_new_viewer();
+    }
+
+    /// Every viewer's link as the allocator sees it, keyed by subscription.
+    fn viewer_links(&self) -> Vec<(u64, ViewerLink)> {
+        let now = Instant::now();
+        lock(&self.viewers)
+            .links
+            .iter()
+            .map(|(id, (link, audio_bps))| {
+                let state = link.lock();
+                (
+                    *id,
+                    ViewerLink {
+                        estimate_bps: state.media_estimate_bps(now),
+                        audio_bps: *audio_bps,
+                        base_layer_only: state.base_layer_only,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Tells each viewer's link which layers it is sent.
+    fn assign_layers(&self, base_only: &[(u64, bool)]) {
+        let viewers = lock(&self.viewers);
+        for (id, base) in base_only {
+            if let Some((link, _)) = viewers.links.get(id) {
+                link.lock().base_layer_only = *base;
+            }
+        }
+    }
+
+    /// A (re)started encoder: the next frame must be a keyframe, and nobody starts from the
+    /// old one's.
+    fn restart(&self) {
+        lock(&self.keyframes).reset();
+        lock(&self.gop).clear();
+    }
+
+    fn stats(&self) -> StreamStats {
+        let c = &self.counters;
+        StreamStats {
+            frames_encoded: c.frames_encoded.load(Ordering::Relaxed),
+            keyframes_encoded: c.keyframes_encoded.load(Ordering::Relaxed),
+            bytes_encoded: c.bytes_encoded.load(Ordering::Relaxed),
+            keyframe_requests: c.keyframe_requests.load(Ordering::Relaxed),
+            subscribers: self.subscribers.load(Ordering::Relaxed),
+            target_bitrate_bps: c.target_bitrate_bps.load(Ordering::Relaxed),
+            bitrate_changes: c.bitrate_changes.load(Ordering::Relaxed),
+            running: c.running.load(Ordering::Relaxed),
+        }
+    }
+}
+
+struct Inner {
+    video: VideoConfig,
+    idle_grace: Duration,
+    counters: SourceCounters,
+    epoch: Instant,
+    make_source: SourceFactory,
+    source_state: StateReporter<LiveVideo>,
+    h264: Stream,
+    vp8: Stream,
+}
+
+impl Inner {
+    fn stream(&self, codec: VideoCodec) -> &Stream {
+        match codec {
+            VideoCodec::H264 => &self.h264,
+            VideoCodec::Vp8 => &self.vp8,
+        }
+    }
 }
 
 /// How old the latest keyframe may be for a connecting viewer to start from it (with the
@@ -189,38 +355,6 @@ impl RecentGop {
     }
 }
 
-impl Inner {
-    /// Every viewer's link as the allocator sees it, keyed by subscription.
-    fn viewer_links(&self) -> Vec<(u64, ViewerLink)> {
-        let now = Instant::now();
-        lock(&self.viewers)
-            .links
-            .iter()
-            .map(|(id, (link, audio_bps))| {
-                let state = link.lock();
-                (
-                    *id,
-                    ViewerLink {
-                        estimate_bps: state.media_estimate_bps(now),
-                        audio_bps: *audio_bps,
-                        base_layer_only: state.base_layer_only,
-                    },
-                )
-            })
-            .collect()
-    }
-
-    /// Tells each viewer's link which layers it is sent.
-    fn assign_layers(&self, base_only: &[(u64, bool)]) {
-        let viewers = lock(&self.viewers);
-        for (id, base) in base_only {
-            if let Some((link, _)) = viewers.links.get(id) {
-                link.lock().base_layer_only = *base;
-            }
-        }
-    }
-}
-
 /// Cheap to clone; all clones are the same hub.
 #[derive(Clone)]
 pub struct VideoHub {
@@ -235,24 +369,16 @@ impl VideoHub {
         keyframe_min_interval: Duration,
         make_source: SourceFactory,
     ) -> Self {
-        let (frames, _) = broadcast::channel(FRAME_BACKLOG);
-        let keyframes = KeyframePolicy::new(video.keyframe_interval, keyframe_min_interval);
         let inner = Arc::new(Inner {
+            h264: Stream::new(VideoCodec::H264, &video, keyframe_min_interval),
+            vp8: Stream::new(VideoCodec::Vp8, &video, keyframe_min_interval),
             video,
-            frames,
-            keyframes: Mutex::new(keyframes),
-            gop: Mutex::new(RecentGop::default()),
-            counters: Counters::default(),
+            idle_grace,
+            counters: SourceCounters::default(),
             epoch: Instant::now(),
-            next_sequence: AtomicU64::new(0),
             make_source,
             source_state: StateReporter::new(),
-            viewers: Mutex::new(ViewerLinks::default()),
         });
-        inner
-            .counters
-            .target_bitrate_bps
-            .store(u64::from(inner.video.bitrate_bps), Ordering::Relaxed);
         let body = Arc::clone(&inner);
         let pipeline = OnDemand::new("video", idle_grace, move |run| run_pipeline(&body, run));
         Self { inner, pipeline }
@@ -262,19 +388,33 @@ impl VideoHub {
         &self.inner.video
     }
 
+    /// The codecs this hub can send, best first. A camera's own H.264 passed through cannot
+    /// be turned into VP8 (that would take a decoder as well as an encoder).
+    pub fn codecs(&self) -> &'static [VideoCodec] {
+        if self.inner.video.h264_passthrough {
+            &[VideoCodec::H264]
+        } else {
+            &[VideoCodec::H264, VideoCodec::Vp8]
+        }
+    }
+
     /// Follows what the source is doing.
     pub fn source_state(&self) -> tokio::sync::watch::Receiver<SourceState> {
         self.inner.source_state.subscribe()
     }
 
-    /// Starts watching: the pipeline runs while at least one subscription lives. The first
-    /// frame the subscription yields is a keyframe; a viewer that joins a running pipeline
-    /// gets one through [`Subscription::resync`] once it can receive it.
-    pub fn subscribe(&self) -> Subscription {
-        let receiver = self.inner.frames.subscribe();
+    /// Starts watching in `codec`: the pipeline runs while at least one subscription lives,
+    /// and the codec's encoder while one of its own does. The first frame the subscription
+    /// yields is a keyframe; a viewer that joins a running stream gets one through
+    /// [`Subscription::resync`] once it can receive it.
+    pub fn subscribe(&self, codec: VideoCodec) -> Subscription {
+        let stream = self.inner.stream(codec);
+        let receiver = stream.frames.subscribe();
+        stream.subscribers.fetch_add(1, Ordering::AcqRel);
         self.pipeline.acquire();
         Subscription {
             hub: self.clone(),
+            codec,
             receiver,
             gate: ViewerGate::new(),
             link_id: None,
@@ -283,22 +423,10 @@ impl VideoHub {
         }
     }
 
-    /// Asks for an IDR soon; coalesced and rate-limited by the keyframe policy.
+    /// Asks the H.264 stream for an IDR soon; coalesced and rate-limited by the keyframe
+    /// policy.
     pub fn request_keyframe(&self) {
-        self.inner
-            .counters
-            .keyframe_requests
-            .fetch_add(1, Ordering::Relaxed);
-        lock(&self.inner.keyframes).request();
-    }
-
-    /// Asks for the IDR a viewer that has just connected needs to show anything.
-    fn request_keyframe_for_new_viewer(&self) {
-        self.inner
-            .counters
-            .keyframe_requests
-            .fetch_add(1, Ordering::Relaxed);
-        lock(&self.inner.keyframes).request_for_new_viewer();
+        self.inner.h264.request_keyframe();
     }
 
     /// Whether the pipeline thread is stuck (see [`OnDemand::is_stalled`]).
@@ -308,19 +436,20 @@ impl VideoHub {
 
     pub fn stats(&self) -> HubStats {
         let c = &self.inner.counters;
+        let h264 = self.inner.h264.stats();
         HubStats {
-            frames_encoded: c.frames_encoded.load(Ordering::Relaxed),
+            frames_encoded: h264.frames_encoded,
             frames_passed_through: c.frames_passed_through.load(Ordering::Relaxed),
             frames_unusable: c.frames_unusable.load(Ordering::Relaxed),
             source_opens: c.source_opens.load(Ordering::Relaxed),
-            keyframes_encoded: c.keyframes_encoded.load(Ordering::Relaxed),
-            bytes_encoded: c.bytes_encoded.load(Ordering::Relaxed),
+            keyframes_encoded: h264.keyframes_encoded,
+            bytes_encoded: h264.bytes_encoded,
             pipeline_starts: self.pipeline.starts(),
-            keyframe_requests: c.keyframe_requests.load(Ordering::Relaxed),
+            keyframe_requests: h264.keyframe_requests,
             subscribers: self.pipeline.subscribers(),
             pipeline_running: self.pipeline.is_running(),
-            target_bitrate_bps: c.target_bitrate_bps.load(Ordering::Relaxed),
-            bitrate_changes: c.bitrate_changes.load(Ordering::Relaxed),
+            target_bitrate_bps: h264.target_bitrate_bps,
+            bitrate_changes: h264.bitrate_changes,
             encoder: match c.encoder_kind.load(Ordering::Relaxed) {
                 1 => EncoderKind::OpenH264,
                 2 => EncoderKind::V4l2M2m,
@@ -329,6 +458,7 @@ impl VideoHub {
             encoder_fallbacks: c.encoder_fallbacks.load(Ordering::Relaxed),
             pictures_in_place: c.pictures_in_place.load(Ordering::Relaxed),
             pictures_copied: c.pictures_copied.load(Ordering::Relaxed),
+            vp8: self.inner.vp8.stats(),
         }
     }
 
@@ -338,11 +468,11 @@ impl VideoHub {
     }
 }
 
-/// Runs the source and encoder until told to stop. A source that fails (a camera unplugged)
+/// Runs the source and encoders until told to stop. A source that fails (a camera unplugged)
 /// is reopened with backoff while viewers stay connected; frames resume when it is back.
 fn run_pipeline(inner: &Inner, run: &RunFlag) {
-    let mut encoding = Encoding::new(&inner.video);
-    let mut payloader = H264Payloader::default();
+    let mut h264 = H264Stage::new(&inner.video);
+    let mut vp8 = Vp8Stage::new(&inner.video);
     supervise(
         run,
         "video source",
@@ -353,20 +483,15 @@ fn run_pipeline(inner: &Inner, run: &RunFlag) {
         },
         |source| {
             tracing::info!(
-                "video pipeline started: {} (H.264 target {} kbit/s)",
+                "video pipeline started: {} (target {} kbit/s)",
                 source.describe(),
                 inner.video.bitrate_bps / 1000
             );
             // A (re)started source needs a keyframe before anything else decodes.
-            lock(&inner.keyframes).reset();
-            lock(&inner.gop).clear();
-            let mut stage = FrameStage {
-                encoding: &mut encoding,
-                passthrough: PassthroughState::default(),
-                payloader: &mut payloader,
-                target_bps: inner.video.bitrate_bps,
-            };
-            encode_frames(inner, run, source.as_mut(), &mut stage)
+            inner.h264.restart();
+            inner.vp8.restart();
+            h264.passthrough = PassthroughState::default();
+            encode_frames(inner, run, source.as_mut(), &mut h264, &mut vp8)
         },
     );
     tracing::info!("video pipeline stopped");
@@ -400,110 +525,245 @@ impl Default for PassthroughState {
     }
 }
 
-/// Everything between a captured frame and its RTP payloads.
-struct FrameStage<'a> {
-    /// Sets its encoder up at the first raw frame: a camera that sends H.264 never needs one.
-    encoding: &'a mut Encoding,
-    passthrough: PassthroughState,
-    payloader: &'a mut H264Payloader,
-    /// The rate the viewers' links allow, for whichever encoder makes the stream.
+/// A stream's rate: what its viewers' links allow, reconsidered every [`RATE_PERIOD`].
+struct RateControl {
+    allocator: RateAllocator,
     target_bps: u32,
+    next_check: Instant,
 }
 
-impl FrameStage<'_> {
-    /// The access unit to send for a captured frame, with its size and capture times;
-    /// `Ok(None)` when there is nothing to send for it.
-    fn access_unit(
+impl RateControl {
+    fn new(allocator: RateAllocator, configured_bps: u32) -> Self {
+        Self {
+            allocator,
+            target_bps: configured_bps,
+            next_check: Instant::now(),
+        }
+    }
+
+    /// Follows the stream's viewers' links.
+    fn update(&mut self, stream: &Stream, now: Instant) {
+        if now < self.next_check {
+            return;
+        }
+        self.next_check = now + RATE_PERIOD;
+        let allocation = self.allocator.decide(now, &stream.viewer_links());
+        stream.assign_layers(&allocation.base_layer_only);
+        if let Some(bps) = allocation.encoder_bps {
+            tracing::debug!("{} target {} kbit/s", stream.codec.sdp_name(), bps / 1000);
+            self.target_bps = bps;
+            stream
+                .counters
+                .target_bitrate_bps
+                .store(u64::from(bps), Ordering::Relaxed);
+            stream
+                .counters
+                .bitrate_changes
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Everything between a captured frame and the H.264 stream's access units.
+struct H264Stage {
+    /// Sets its encoder up at the first raw frame: a camera that sends H.264 never needs one.
+    encoding: Encoding,
+    passthrough: PassthroughState,
+    payloader: H264Payloader,
+    rate: RateControl,
+    failures: u64,
+}
+
+impl H264Stage {
+    fn new(video: &VideoConfig) -> Self {
+        Self {
+            encoding: Encoding::new(video),
+            passthrough: PassthroughState::default(),
+            payloader: H264Payloader::default(),
+            rate: RateControl::new(
+                RateAllocator::new(super::encoder::MIN_BITRATE_BPS, video.bitrate_bps),
+                video.bitrate_bps,
+            ),
+            failures: 0,
+        }
+    }
+
+    fn report_failure(&mut self, error: &str) {
+        self.failures += 1;
+        if self.failures.is_power_of_two() {
+            tracing::error!(
+                "a frame could not be encoded ({} so far): {error}",
+                self.failures
+            );
+        }
+    }
+
+    /// Encodes a raw picture.
+    fn encode(
+        &mut self,
+        inner: &Inner,
+        frame: &I420Frame,
+        force_keyframe: bool,
+    ) -> Result<Option<AccessUnit>, String> {
+        self.passthrough.active = false;
+        let encoded = self
+            .encoding
+            .encode(frame, force_keyframe, self.rate.target_bps)
+            .map_err(|e| e.to_string());
+        self.publish_encoder(inner);
+        encoded
+    }
+
+    /// The encoder at work and its counters, for the stats.
+    fn publish_encoder(&self, inner: &Inner) {
+        let kind = match self.encoding.kind() {
+            EncoderKind::None => 0,
+            EncoderKind::OpenH264 => 1,
+            EncoderKind::V4l2M2m => 2,
+        };
+        let counters = &inner.counters;
+        counters.encoder_kind.store(kind, Ordering::Relaxed);
+        counters
+            .encoder_fallbacks
+            .store(self.encoding.fallbacks(), Ordering::Relaxed);
+        let (in_place, copied) = self.encoding.pictures_in_place_and_copied();
+        counters
+            .pictures_in_place
+            .store(in_place, Ordering::Relaxed);
+        counters.pictures_copied.store(copied, Ordering::Relaxed);
+    }
+
+    /// Lets the encoder go (nobody watches in H.264): a hardware encoder's buffers and
+    /// device are given back.
+    fn stop(&mut self, inner: &Inner) {
+        if self.encoding.kind() != EncoderKind::None {
+            tracing::info!("H.264 encoder stopped: no H.264 viewer left");
+            self.encoding.stop();
+            self.publish_encoder(inner);
+        }
+    }
+
+    /// Passes on a camera's own H.264 frame, asking the camera for what the viewers need.
+    fn pass_through(
         &mut self,
         inner: &Inner,
         source: &mut dyn VideoSource,
-        frame: CapturedFrame,
+        data: Bytes,
         force_keyframe: bool,
-    ) -> Result<Option<(AccessUnit, FrameSize, u64, Instant)>, String> {
-        match frame {
-            CapturedFrame::Raw(frame) => {
-                self.passthrough.active = false;
-                let size = FrameSize {
-                    width: frame.width() as u32,
-                    height: frame.height() as u32,
-                };
-                let encoded = self
-                    .encoding
-                    .encode(&frame, force_keyframe, self.target_bps)
-                    .map_err(|e| e.to_string());
-                let kind = match self.encoding.kind() {
-                    EncoderKind::None => 0,
-                    EncoderKind::OpenH264 => 1,
-                    EncoderKind::V4l2M2m => 2,
-                };
-                inner.counters.encoder_kind.store(kind, Ordering::Relaxed);
-                inner
-                    .counters
-                    .encoder_fallbacks
-                    .store(self.encoding.fallbacks(), Ordering::Relaxed);
-                let (in_place, copied) = self.encoding.pictures_in_place_and_copied();
-                inner
-                    .counters
-                    .pictures_in_place
-                    .store(in_place, Ordering::Relaxed);
-                inner
-                    .counters
-                    .pictures_copied
-                    .store(copied, Ordering::Relaxed);
-                // The source makes its next frames in the encoder's own buffers when it lends
-                // them (and in its own again when it stops).
-                if let Some(pool) = source.frame_pool() {
-                    pool.lend_from(self.encoding.picture_buffers().as_ref());
-                }
-                Ok(encoded?.map(|unit| (unit, size, frame.capture_unix_ms, frame.captured_at)))
-            }
-            CapturedFrame::H264(frame) => {
-                let state = &mut self.passthrough;
-                state.active = true;
-                if let Some(asked) = state.camera_bitrate
-                    && asked != self.target_bps
-                {
-                    // Through the camera's V4L2 control, like the keyframe requests.
-                    state.camera_bitrate = if source.set_bitrate(self.target_bps) {
-                        Some(self.target_bps)
-                    } else {
-                        tracing::warn!(
-                            "the camera's bitrate cannot be changed: viewers on slower links \
-                             get its stream at the rate it was set up with"
-                        );
-                        None
-                    };
-                }
-                let now = Instant::now();
-                let asked_lately = state.last_request.is_some_and(|at| {
-                    now.saturating_duration_since(at) < CAMERA_KEYFRAME_REQUEST_GAP
-                });
-                if force_keyframe && !asked_lately && !state.cannot_force {
-                    state.last_request = Some(now);
-                    if !source.request_keyframe() {
-                        state.cannot_force = true;
-                        tracing::warn!(
-                            "the camera cannot be asked for keyframes: new viewers wait for its \
-                             next periodic keyframe"
-                        );
-                    }
-                }
-                let size = FrameSize {
-                    width: frame.width,
-                    height: frame.height,
-                };
-                let unit = state
-                    .parameter_sets
-                    .complete(frame.data)
-                    .map_err(|e| e.to_string())?;
-                inner
-                    .counters
-                    .frames_passed_through
-                    .fetch_add(1, Ordering::Relaxed);
-                Ok(Some((unit, size, frame.capture_unix_ms, frame.captured_at)))
+    ) -> Result<AccessUnit, String> {
+        let target_bps = self.rate.target_bps;
+        let state = &mut self.passthrough;
+        state.active = true;
+        if let Some(asked) = state.camera_bitrate
+            && asked != target_bps
+        {
+            // Through the camera's V4L2 control, like the keyframe requests.
+            state.camera_bitrate = if source.set_bitrate(target_bps) {
+                Some(target_bps)
+            } else {
+                tracing::warn!(
+                    "the camera's bitrate cannot be changed: viewers on slower links \
+                     get its stream at the rate it was set up with"
+                );
+                None
+            };
+        }
+        let now = Instant::now();
+        let asked_lately = state
+            .last_request
+            .is_some_and(|at| now.saturating_duration_since(at) < CAMERA_KEYFRAME_REQUEST_GAP);
+        if force_keyframe && !asked_lately && !state.cannot_force {
+            state.last_request = Some(now);
+            if !source.request_keyframe() {
+                state.cannot_force = true;
+                tracing::warn!(
+                    "the camera cannot be asked for keyframes: new viewers wait for its \
+                     next periodic keyframe"
+                );
             }
         }
+        let unit = state
+            .parameter_sets
+            .complete(data)
+            .map_err(|e| e.to_string())?;
+        inner
+            .counters
+            .frames_passed_through
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(unit)
     }
+}
+
+/// The VP8 stream's encoder, set up while VP8 viewers watch.
+struct Vp8Stage {
+    encoder: Option<Vp8Encoder>,
+    payloader: Vp8Payloader,
+    rate: RateControl,
+    fps: u32,
+    failures: u64,
+}
+
+impl Vp8Stage {
+    fn new(video: &VideoConfig) -> Self {
+        let mut payloader = Vp8Payloader::default();
+        // Picture ids let a receiver tell a lost frame from a late one.
+        payloader.enable_picture_id = true;
+        Self {
+            encoder: None,
+            payloader,
+            // VP8 is encoded in one layer: the rate comes down to the slowest VP8 viewer.
+            rate: RateControl::new(
+                RateAllocator::single_layer(super::vp8::MIN_BITRATE_BPS, video.bitrate_bps),
+                video.bitrate_bps,
+            ),
+            fps: video.fps,
+            failures: 0,
+        }
+    }
+
+    fn encode(
+        &mut self,
+        stream: &Stream,
+        frame: &I420Frame,
+        pts: u64,
+        force_keyframe: bool,
+    ) -> Result<Option<AccessUnit>, String> {
+        let size = (frame.width(), frame.height());
+        if self.encoder.as_ref().is_some_and(|e| e.size() != size) {
+            // A camera back in another mode: a new encoder, from a keyframe.
+            self.encoder = None;
+            stream.restart();
+        }
+        let encoder = match &mut self.encoder {
+            Some(encoder) => encoder,
+            None => {
+                let encoder = Vp8Encoder::new(size.0, size.1, self.fps, self.rate.target_bps, None)
+                    .map_err(|e| e.to_string())?;
+                tracing::info!("VP8 encoder started ({}x{})", size.0, size.1);
+                stream.counters.running.store(true, Ordering::Relaxed);
+                self.encoder.insert(encoder)
+            }
+        };
+        encoder.set_bitrate(self.rate.target_bps);
+        encoder
+            .encode(frame, pts, force_keyframe)
+            .map_err(|e| e.to_string())
+    }
+
+    fn stop(&mut self, stream: &Stream) {
+        if self.encoder.take().is_some() {
+            tracing::info!("VP8 encoder stopped: no VP8 viewer left");
+            stream.counters.running.store(false, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A frame's capture times, carried to every stream.
+#[derive(Clone, Copy)]
+struct CaptureTimes {
+    unix_ms: u64,
+    /// On the 90 kHz RTP clock, since the hub was created.
+    rtp_ticks: u64,
 }
 
 /// Encodes (or passes through) frames from `source` until stopped (`Ok`) or the source fails
@@ -512,12 +772,10 @@ fn encode_frames(
     inner: &Inner,
     run: &RunFlag,
     source: &mut dyn VideoSource,
-    stage: &mut FrameStage<'_>,
+    h264: &mut H264Stage,
+    vp8: &mut Vp8Stage,
 ) -> Result<(), SourceError> {
-    let mut failures = 0u64;
     let mut unusable_in_a_row = 0u32;
-    let mut rates = RateAllocator::new(super::encoder::MIN_BITRATE_BPS, inner.video.bitrate_bps);
-    let mut next_rate_check = Instant::now();
     while run.keep_going() {
         let frame = match source.next_frame() {
             Ok(frame) => {
@@ -544,98 +802,174 @@ fn encode_frames(
             Err(fatal) => return Err(fatal),
         };
         let now = Instant::now();
-        if now >= next_rate_check {
-            next_rate_check = now + RATE_PERIOD;
-            let allocation = rates.decide(now, &inner.viewer_links());
-            inner.assign_layers(&allocation.base_layer_only);
-            if let Some(bps) = allocation.encoder_bps {
-                tracing::debug!("video target {} kbit/s", bps / 1000);
-                stage.target_bps = bps;
-                inner
-                    .counters
-                    .target_bitrate_bps
-                    .store(u64::from(bps), Ordering::Relaxed);
-                inner
-                    .counters
-                    .bitrate_changes
-                    .fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        let force = lock(&inner.keyframes).decide(now);
-        let (unit, size, capture_unix_ms, captured_at) =
-            match stage.access_unit(inner, source, frame, force) {
-                Ok(Some(done)) => done,
-                Ok(None) => continue,
-                Err(e) => {
-                    failures += 1;
-                    if failures.is_power_of_two() {
-                        tracing::error!("a frame could not be encoded ({failures} so far): {e}");
+        let want_h264 = inner.h264.wanted(now, inner.idle_grace);
+        let want_vp8 = inner.vp8.wanted(now, inner.idle_grace);
+        let mut size = None;
+        match frame {
+            CapturedFrame::Raw(frame) => {
+                size = Some(FrameSize {
+                    width: frame.width() as u32,
+                    height: frame.height() as u32,
+                });
+                let times = CaptureTimes {
+                    unix_ms: frame.capture_unix_ms,
+                    rtp_ticks: rtp_ticks(inner, frame.captured_at),
+                };
+                // VP8 first: a hardware H.264 encoder may take the frame's buffer.
+                if want_vp8 {
+                    vp8.rate.update(&inner.vp8, now);
+                    let target = vp8.rate.target_bps;
+                    let force = lock(&inner.vp8.keyframes).decide(now);
+                    match vp8.encode(&inner.vp8, &frame, times.rtp_ticks, force) {
+                        Ok(Some(unit)) => {
+                            send_unit(&inner.vp8, &mut vp8.payloader, unit, times, target, now);
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            vp8.failures += 1;
+                            if vp8.failures.is_power_of_two() {
+                                tracing::error!(
+                                    "a frame could not be encoded in VP8 ({} so far): {e}",
+                                    vp8.failures
+                                );
+                            }
+                        }
                     }
-                    continue;
+                } else {
+                    vp8.stop(&inner.vp8);
                 }
+                if want_h264 {
+                    h264.rate.update(&inner.h264, now);
+                    let target = h264.rate.target_bps;
+                    let force = lock(&inner.h264.keyframes).decide(now);
+                    match h264.encode(inner, &frame, force) {
+                        Ok(Some(unit)) => {
+                            send_unit(&inner.h264, &mut h264.payloader, unit, times, target, now);
+                        }
+                        Ok(None) => {}
+                        Err(e) => h264.report_failure(&e),
+                    }
+                } else {
+                    h264.stop(inner);
+                }
+                // The source makes its next frames in the encoder's own buffers when it lends
+                // them (and in its own again when it stops).
+                if let Some(pool) = source.frame_pool() {
+                    pool.lend_from(h264.encoding.picture_buffers().as_ref());
+                }
+            }
+            CapturedFrame::H264(frame) => {
+                // A camera's own H.264 serves the H.264 stream only (VP8 is not offered with
+                // passthrough: see `VideoHub::codecs`).
+                vp8.stop(&inner.vp8);
+                if want_h264 {
+                    size = Some(FrameSize {
+                        width: frame.width,
+                        height: frame.height,
+                    });
+                    h264.rate.update(&inner.h264, now);
+                    let target = h264.rate.target_bps;
+                    let force = lock(&inner.h264.keyframes).decide(now);
+                    let times = CaptureTimes {
+                        unix_ms: frame.capture_unix_ms,
+                        rtp_ticks: rtp_ticks(inner, frame.captured_at),
+                    };
+                    match h264.pass_through(inner, source, frame.data, force) {
+                        Ok(unit) => {
+                            send_unit(&inner.h264, &mut h264.payloader, unit, times, target, now);
+                        }
+                        Err(e) => h264.report_failure(&e),
+                    }
+                }
+            }
+        }
+        inner.h264.counters.running.store(
+            want_h264 && (h264.passthrough.active || h264.encoding.kind() != EncoderKind::None),
+            Ordering::Relaxed,
+        );
+        if let Some(size) = size {
+            let encoder = if h264.passthrough.active {
+                EncoderKind::None
+            } else {
+                h264.encoding.kind()
             };
-        {
-            let mut keyframes = lock(&inner.keyframes);
-            keyframes.on_encoded(unit.is_keyframe, now);
-            if unit.is_keyframe {
-                // Its time on the wire at the current rate, with room for the pacer and a
-                // round trip; the next requested keyframe waits for it.
-                let seconds = (unit.data.len() * 8) as f64 / f64::from(stage.target_bps.max(1));
-                tracing::debug!(
-                    "keyframe of {} bytes at {} kbit/s",
-                    unit.data.len(),
-                    stage.target_bps / 1000
-                );
-                keyframes.set_airtime(Duration::from_secs_f64((seconds * 1.5).min(3.0)));
-            }
+            inner.source_state.set(SourceState::Live(LiveVideo {
+                size,
+                encoder,
+                sending_h264: inner.h264.counters.running.load(Ordering::Relaxed),
+                sending_vp8: vp8.encoder.is_some(),
+            }));
         }
-        let payloads = match stage.payloader.payload(RTP_PAYLOAD_MTU, &unit.data) {
-            Ok(payloads) if !payloads.is_empty() => payloads,
-            Ok(_) => continue,
-            Err(e) => {
-                tracing::error!("RTP payloading failed: {e}");
-                continue;
-            }
-        };
-        let counters = &inner.counters;
-        counters.frames_encoded.fetch_add(1, Ordering::Relaxed);
-        counters
-            .bytes_encoded
-            .fetch_add(unit.data.len() as u64, Ordering::Relaxed);
-        if unit.is_keyframe {
-            counters.keyframes_encoded.fetch_add(1, Ordering::Relaxed);
-        }
-        let since_epoch = captured_at.saturating_duration_since(inner.epoch);
-        let encoded = EncodedFrame {
-            sequence: inner.next_sequence.fetch_add(1, Ordering::Relaxed),
-            capture_unix_ms,
-            rtp_ticks: (since_epoch.as_micros() as u64) * RTP_VIDEO_CLOCK / 1_000_000,
-            is_keyframe: unit.is_keyframe,
-            temporal_id: unit.temporal_id,
-            payloads,
-            encoded_bytes: unit.data.len(),
-        };
-        let encoded = Arc::new(encoded);
-        // Kept before it is sent: a viewer that subscribes in between gets it from one or the
-        // other, and skips the copy by its sequence number.
-        lock(&inner.gop).push(&encoded, now);
-        // No receivers is fine: everyone may have left during the grace period.
-        let _ = inner.frames.send(encoded);
-        let encoder = if stage.passthrough.active {
-            EncoderKind::None
-        } else {
-            stage.encoding.kind()
-        };
-        inner
-            .source_state
-            .set(SourceState::Live(LiveVideo { size, encoder }));
     }
     Ok(())
 }
 
+/// A capture time on the 90 kHz RTP clock, since the hub was created.
+fn rtp_ticks(inner: &Inner, captured_at: Instant) -> u64 {
+    let since_epoch = captured_at.saturating_duration_since(inner.epoch);
+    (since_epoch.as_micros() as u64) * RTP_VIDEO_CLOCK / 1_000_000
+}
+
+/// Payloads an encoded picture and broadcasts it to the stream's viewers.
+fn send_unit(
+    stream: &Stream,
+    payloader: &mut dyn Payloader,
+    unit: AccessUnit,
+    times: CaptureTimes,
+    target_bps: u32,
+    now: Instant,
+) {
+    {
+        let mut keyframes = lock(&stream.keyframes);
+        keyframes.on_encoded(unit.is_keyframe, now);
+        if unit.is_keyframe {
+            // Its time on the wire at the current rate, with room for the pacer and a round
+            // trip; the next requested keyframe waits for it.
+            let seconds = (unit.data.len() * 8) as f64 / f64::from(target_bps.max(1));
+            tracing::debug!(
+                "{} keyframe of {} bytes at {} kbit/s",
+                stream.codec.sdp_name(),
+                unit.data.len(),
+                target_bps / 1000
+            );
+            keyframes.set_airtime(Duration::from_secs_f64((seconds * 1.5).min(3.0)));
+        }
+    }
+    let payloads = match payloader.payload(RTP_PAYLOAD_MTU, &unit.data) {
+        Ok(payloads) if !payloads.is_empty() => payloads,
+        Ok(_) => return,
+        Err(e) => {
+            tracing::error!("RTP payloading failed: {e}");
+            return;
+        }
+    };
+    let counters = &stream.counters;
+    counters.frames_encoded.fetch_add(1, Ordering::Relaxed);
+    counters
+        .bytes_encoded
+        .fetch_add(unit.data.len() as u64, Ordering::Relaxed);
+    if unit.is_keyframe {
+        counters.keyframes_encoded.fetch_add(1, Ordering::Relaxed);
+    }
+    let encoded = Arc::new(EncodedFrame {
+        sequence: stream.next_sequence.fetch_add(1, Ordering::Relaxed),
+        capture_unix_ms: times.unix_ms,
+        rtp_ticks: times.rtp_ticks,
+        is_keyframe: unit.is_keyframe,
+        temporal_id: unit.temporal_id,
+        payloads,
+        encoded_bytes: unit.data.len(),
+    });
+    // Kept before it is sent: a viewer that subscribes in between gets it from one or the
+    // other, and skips the copy by its sequence number.
+    lock(&stream.gop).push(&encoded, now);
+    // No receivers is fine: everyone may have left during the grace period.
+    let _ = stream.frames.send(encoded);
+}
 /// A viewer's claim on the stream. Dropping it releases the pipeline.
 pub struct Subscription {
     hub: VideoHub,
+    codec: VideoCodec,
     receiver: broadcast::Receiver<Arc<EncodedFrame>>,
     gate: ViewerGate,
     /// This viewer's entry among the links the encoder's rate follows.
@@ -647,10 +981,19 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    fn stream(&self) -> &Stream {
+        self.hub.inner.stream(self.codec)
+    }
+
+    /// The codec this viewer is sent.
+    pub fn codec(&self) -> VideoCodec {
+        self.codec
+    }
+
     /// Lets this viewer's link limit the encoder's rate from now on (see `media::rate`);
     /// `audio_bps` is the sound this viewer is sent beside the video.
     pub fn follow_link(&mut self, link: Link, audio_bps: f64) {
-        let mut viewers = lock(&self.hub.inner.viewers);
+        let mut viewers = lock(&self.hub.inner.stream(self.codec).viewers);
         let id = match self.link_id {
             Some(id) => id,
             None => {
@@ -683,7 +1026,7 @@ impl Subscription {
                 Err(broadcast::error::RecvError::Lagged(skipped)) => {
                     tracing::debug!("viewer fell {skipped} frames behind; waiting for a keyframe");
                     self.gate.lost_frames();
-                    self.hub.request_keyframe();
+                    self.stream().request_keyframe();
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
@@ -697,13 +1040,13 @@ impl Subscription {
         self.gate.lost_frames();
         self.backlog.clear();
         self.skip_through = None;
-        self.hub.request_keyframe();
+        self.stream().request_keyframe();
     }
 
     /// Asks for the keyframe a viewer about to connect will start on, so that it is ready
     /// (with a frame or two after it) by the time the connection is.
     pub fn prepare_first_keyframe(&self) {
-        self.hub.request_keyframe_for_new_viewer();
+        self.stream().request_keyframe_for_new_viewer();
     }
 
     /// For a viewer whose decoder has just connected: starts at the latest keyframe when it
@@ -715,7 +1058,8 @@ impl Subscription {
         // received twice, and skipped by its sequence number.
         self.receiver = self.receiver.resubscribe();
         self.gate.lost_frames();
-        match lock(&self.hub.inner.gop).recent(Instant::now()) {
+        let recent = lock(&self.stream().gop).recent(Instant::now());
+        match recent {
             Some(frames) => {
                 self.skip_through = frames.last().map(|f| f.sequence);
                 self.backlog = frames.into();
@@ -723,22 +1067,47 @@ impl Subscription {
             None => {
                 self.backlog.clear();
                 self.skip_through = None;
-                self.hub.request_keyframe_for_new_viewer();
+                self.stream().request_keyframe_for_new_viewer();
             }
         }
     }
 
     /// Forwards a viewer's PLI/FIR.
     pub fn request_keyframe(&self) {
-        self.hub.request_keyframe();
+        self.stream().request_keyframe();
+    }
+
+    /// A handle that asks this viewer's stream for keyframes, for a task of its own.
+    pub fn keyframe_requester(&self) -> KeyframeRequester {
+        KeyframeRequester {
+            hub: self.hub.clone(),
+            codec: self.codec,
+        }
+    }
+}
+
+/// Asks one stream for keyframes (a viewer's PLI/FIR).
+#[derive(Clone)]
+pub struct KeyframeRequester {
+    hub: VideoHub,
+    codec: VideoCodec,
+}
+
+impl KeyframeRequester {
+    pub fn request_keyframe(&self) {
+        self.hub.inner.stream(self.codec).request_keyframe();
     }
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        let stream = self.hub.inner.stream(self.codec);
         if let Some(id) = self.link_id {
-            lock(&self.hub.inner.viewers).links.remove(&id);
+            lock(&stream.viewers).links.remove(&id);
         }
+        // The time is noted first: the pipeline never sees no subscriber and no time.
+        *lock(&stream.last_left) = Some(Instant::now());
+        stream.subscribers.fetch_sub(1, Ordering::AcqRel);
         self.hub.pipeline.release();
     }
 }
@@ -828,8 +1197,8 @@ mod tests {
     async fn one_pipeline_serves_every_subscriber_and_stops_after_the_grace() {
         let hub = hub(Duration::from_millis(200));
         assert!(!hub.stats().pipeline_running);
-        let mut a = hub.subscribe();
-        let mut b = hub.subscribe();
+        let mut a = hub.subscribe(VideoCodec::H264);
+        let mut b = hub.subscribe(VideoCodec::H264);
         b.resync();
         let first_a = a.next_frame().await.unwrap();
         let first_b = b.next_frame().await.unwrap();
@@ -850,18 +1219,84 @@ mod tests {
         drop(a);
         drop(b);
         assert!(wait_until(|| !hub.stats().pipeline_running).await);
-        let resumed = hub.subscribe();
+        let resumed = hub.subscribe(VideoCodec::H264);
         assert!(wait_until(|| hub.stats().pipeline_running).await);
         assert_eq!(hub.stats().pipeline_starts, 2);
         drop(resumed);
     }
 
     #[tokio::test]
+    async fn each_codec_has_one_encoder_running_while_it_has_viewers() {
+        use rtc::rtp::codec::vp8::Vp8Packet;
+        use rtc::rtp::packetizer::Depacketizer;
+        let hub = hub(Duration::from_millis(300));
+        let mut h264 = hub.subscribe(VideoCodec::H264);
+        let mut vp8_a = hub.subscribe(VideoCodec::Vp8);
+        let mut vp8_b = hub.subscribe(VideoCodec::Vp8);
+        let mut decoder = crate::media::vp8::Vp8Decoder::new().unwrap();
+        let mut pictures = 0;
+        for i in 0..10 {
+            let a = vp8_a.next_frame().await.unwrap();
+            let b = vp8_b.next_frame().await.unwrap();
+            assert_eq!(
+                a.sequence, b.sequence,
+                "both VP8 viewers get the same frames"
+            );
+            assert_eq!(a.is_keyframe, i == 0, "a VP8 viewer starts at a keyframe");
+            let mut depacketizer = Vp8Packet::default();
+            let mut data = Vec::new();
+            for payload in &a.payloads {
+                data.extend_from_slice(&depacketizer.depacketize(payload).unwrap());
+            }
+            let picture = decoder.decode(&data).unwrap().expect("a VP8 picture");
+            assert_eq!((picture.width, picture.height), (160, 120));
+            pictures += 1;
+            assert!(h264.next_frame().await.is_some());
+        }
+        assert_eq!(pictures, 10);
+        let stats = hub.stats();
+        assert!(stats.vp8.running && stats.vp8.subscribers == 2);
+        assert!(stats.vp8.frames_encoded >= 10 && stats.frames_encoded >= 10);
+        assert_eq!(stats.pipeline_starts, 1, "one source for both codecs");
+        drop(vp8_a);
+        drop(vp8_b);
+        // The VP8 encoder goes after the grace; H.264 goes on.
+        assert!(wait_until(|| !hub.stats().vp8.running).await);
+        let encoded = hub.stats().frames_encoded;
+        assert!(h264.next_frame().await.is_some());
+        assert!(hub.stats().frames_encoded > encoded);
+        let vp8_frames = hub.stats().vp8.frames_encoded;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            hub.stats().vp8.frames_encoded,
+            vp8_frames,
+            "no VP8 without viewers"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_camera_that_sends_h264_offers_no_vp8() {
+        let mut video = hub(Duration::ZERO).video().clone();
+        assert_eq!(
+            hub(Duration::ZERO).codecs(),
+            &[VideoCodec::H264, VideoCodec::Vp8]
+        );
+        video.h264_passthrough = true;
+        let passthrough = VideoHub::new(
+            video,
+            Duration::ZERO,
+            Duration::from_millis(100),
+            Box::new(|| Ok(Box::new(TestPattern::new(160, 120, 30)) as Box<dyn VideoSource>)),
+        );
+        assert_eq!(passthrough.codecs(), &[VideoCodec::H264]);
+    }
+
+    #[tokio::test]
     async fn a_viewer_back_within_the_grace_keeps_the_pipeline() {
         let hub = hub(Duration::from_secs(5));
-        let a = hub.subscribe();
+        let a = hub.subscribe(VideoCodec::H264);
         drop(a);
-        let mut b = hub.subscribe();
+        let mut b = hub.subscribe(VideoCodec::H264);
         b.resync();
         assert!(b.next_frame().await.unwrap().is_keyframe);
         assert_eq!(hub.stats().pipeline_starts, 1);
@@ -870,8 +1305,8 @@ mod tests {
     #[tokio::test]
     async fn a_slow_viewer_skips_to_a_keyframe_without_holding_back_others() {
         let hub = hub(Duration::ZERO);
-        let mut fast = hub.subscribe();
-        let mut slow = hub.subscribe();
+        let mut fast = hub.subscribe(VideoCodec::H264);
+        let mut slow = hub.subscribe(VideoCodec::H264);
         assert!(slow.next_frame().await.unwrap().is_keyframe);
         // The slow viewer reads nothing while the fast one reads a second's worth.
         for _ in 0..30 {

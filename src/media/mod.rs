@@ -1,5 +1,5 @@
-//! Media: sources of raw frames, the H.264 encoder, and the hub that encodes once and hands
-//! every encoded frame to every viewer.
+//! Media: sources of raw frames, the H.264 and VP8 encoders, and the hub that encodes once per
+//! codec and hands every encoded frame to every viewer of that codec.
 
 pub mod audio;
 pub mod audio_hub;
@@ -16,10 +16,38 @@ pub mod pattern;
 pub mod rate;
 pub mod rpicam;
 pub mod v4l2m2m;
+pub mod vp8;
 pub mod worker;
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+/// A video codec campeer sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VideoCodec {
+    /// Constrained Baseline H.264: what every browser but a Firefox without OpenH264 takes, and
+    /// what a board's hardware encoder makes.
+    H264,
+    /// For viewers without H.264; always encoded in software (libvpx).
+    Vp8,
+}
+
+impl VideoCodec {
+    /// The name in SDP and in the status topic.
+    pub fn sdp_name(self) -> &'static str {
+        match self {
+            Self::H264 => "H264",
+            Self::Vp8 => "VP8",
+        }
+    }
+
+    pub fn mime_type(self) -> &'static str {
+        match self {
+            Self::H264 => "video/H264",
+            Self::Vp8 => "video/VP8",
+        }
+    }
+}
 
 /// One raw picture in I420 (planar Y, then U, then V at half resolution), the encoder's input.
 pub struct I420Frame {

@@ -67,6 +67,9 @@ pub struct Allocation {
 
 #[derive(Debug, Clone)]
 pub struct RateAllocator {
+    /// The encoder makes the two temporal layers; without them every viewer gets every frame,
+    /// and the rate comes down to the slowest viewer's budget.
+    layered: bool,
     min_bps: u32,
     max_bps: u32,
     current_bps: u32,
@@ -78,10 +81,19 @@ impl RateAllocator {
     pub fn new(min_bps: u32, max_bps: u32) -> Self {
         let max_bps = max_bps.max(min_bps);
         Self {
+            layered: true,
             min_bps,
             max_bps,
             current_bps: max_bps,
             last_increase: None,
+        }
+    }
+
+    /// For an encoder without temporal layers (VP8): one stream that must fit every viewer.
+    pub fn single_layer(min_bps: u32, max_bps: u32) -> Self {
+        Self {
+            layered: false,
+            ..Self::new(min_bps, max_bps)
         }
     }
 
@@ -95,9 +107,12 @@ impl RateAllocator {
         let budgets = viewers.iter().map(|(_, v)| v.video_budget());
         let fastest = budgets.clone().reduce(f64::max)?;
         let slowest = budgets.reduce(f64::min)?;
-        let target = fastest
-            .min(slowest / BASE_LAYER_SHARE)
-            .clamp(f64::from(self.min_bps), f64::from(self.max_bps));
+        let highest = if self.layered {
+            fastest.min(slowest / BASE_LAYER_SHARE)
+        } else {
+            slowest
+        };
+        let target = highest.clamp(f64::from(self.min_bps), f64::from(self.max_bps));
         Some(target)
     }
 
@@ -136,7 +151,7 @@ impl RateAllocator {
                 } else {
                     FULL_FROM
                 };
-                (*id, viewer.video_budget() < target * needed)
+                (*id, self.layered && viewer.video_budget() < target * needed)
             })
             .collect();
         Allocation {
@@ -200,6 +215,15 @@ mod tests {
             Some(1_500_000),
             "ceiling"
         );
+    }
+
+    #[test]
+    fn without_layers_the_slowest_viewer_sets_the_rate_and_everyone_gets_every_frame() {
+        let start = Instant::now();
+        let mut rates = RateAllocator::single_layer(50_000, 1_500_000);
+        let decided = rates.decide(start, &viewers(&[3_000_000.0, 300_000.0]));
+        assert_eq!(decided.encoder_bps, Some(270_000));
+        assert_eq!(decided.base_layer_only, vec![(0, false), (1, false)]);
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub mod peer;
 use crate::config::IceConfig;
 use crate::link::{self, Link};
 use crate::media::audio_hub::{AudioHub, AudioSubscription, EncodedAudio};
-use crate::media::hub::{EncodedFrame, Subscription, VideoHub};
+use crate::media::hub::{EncodedFrame, KeyframeRequester, Subscription, VideoHub};
 use crate::mqtt::Publisher;
 use crate::protocol::{Candidate, DeviceMessage, ErrorCode, Segment};
 use bytes::Bytes;
@@ -465,7 +465,7 @@ impl<'a> Session<'a> {
             id,
             RtpCodecKind::Video,
             stamper.ssrc,
-            peer::h264_codec(&choice.video, choice.feedback).rtp_codec,
+            peer::video_codec(&choice.video, choice.feedback).rtp_codec,
         );
         add_track(&peer, &track, "video").await?;
         let audio = match audio {
@@ -487,12 +487,12 @@ impl<'a> Session<'a> {
             None => None,
         };
         // The subscription starts the encoder now, so it is warm by the time ICE connects.
-        let mut subscription = context.hub.subscribe();
+        let mut subscription = context.hub.subscribe(choice.video.codec);
         subscription.prepare_first_keyframe();
         subscription.follow_link(link.clone(), audio_bps(context, &choice));
         let keyframe_requests = tokio::spawn(forward_keyframe_requests(
             Arc::clone(&track),
-            context.hub.clone(),
+            subscription.keyframe_requester(),
         ));
         let mut session = Session {
             context,
@@ -855,8 +855,9 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// Reads the RTCP the keyframe-request interceptor marked for us and asks the hub for an IDR.
-async fn forward_keyframe_requests(track: Arc<TrackLocalStaticRTP>, hub: VideoHub) {
+/// Reads the RTCP the keyframe-request interceptor marked for us and asks the viewer's stream
+/// for a keyframe.
+async fn forward_keyframe_requests(track: Arc<TrackLocalStaticRTP>, stream: KeyframeRequester) {
     while let Some(event) = track.poll().await {
         if let TrackLocalEvent::OnRtcpPacket(packets) = event
             && packets
@@ -864,7 +865,7 @@ async fn forward_keyframe_requests(track: Arc<TrackLocalStaticRTP>, hub: VideoHu
                 .any(|packet| peer::is_keyframe_request(packet.as_ref()))
         {
             tracing::debug!("viewer asked for a keyframe");
-            hub.request_keyframe();
+            stream.request_keyframe();
         }
     }
 }

@@ -1,12 +1,15 @@
-//! Reading a viewer's SDP offer: which H.264 payload type to answer with, and which ICE
-//! candidates to keep. Pure text processing, so every rule is unit-tested without a peer.
+//! Reading a viewer's SDP offer: which video codec and payload type to answer with (H.264
+//! whenever the viewer can take it, else VP8), and which ICE candidates to keep. Pure text
+//! processing, so every rule is unit-tested without a peer.
 
+use crate::media::VideoCodec;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-/// The H.264 payload format chosen from an offer.
+/// The video payload format chosen from an offer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct H264Choice {
+pub struct VideoChoice {
+    pub codec: VideoCodec,
     pub payload_type: u8,
     /// The offer's fmtp line for that payload type, echoed in the answer.
     pub fmtp: String,
@@ -23,11 +26,13 @@ pub const MAX_LINES: usize = 2048;
 pub enum OfferError {
     #[error("the offer has no video section")]
     NoVideo,
+    /// Nothing campeer sends: the names of what the offer had instead (for the viewer's own
+    /// words on what to do).
     #[error(
-        "the offer's video section has no H.264 with packetization-mode=1 in a profile that \
-         can decode Constrained Baseline"
+        "the offer's video section has no codec this device sends: it sends {sent}, and the \
+         offer has {offered}"
     )]
-    NoUsableH264,
+    NoUsableCodec { sent: String, offered: String },
     #[error("the offer has {0} lines; at most {MAX_LINES} are accepted")]
     TooManyLines(usize),
     #[error("the offer has {0} media sections; at most {MAX_MEDIA_SECTIONS} are accepted")]
@@ -45,7 +50,7 @@ impl OfferError {
     /// Whether the offer is malformed (as opposed to well-formed but asking for something
     /// campeer cannot send).
     pub fn is_malformed(&self) -> bool {
-        !matches!(self, OfferError::NoVideo | OfferError::NoUsableH264)
+        !matches!(self, OfferError::NoVideo | OfferError::NoUsableCodec { .. })
     }
 }
 
@@ -87,38 +92,86 @@ pub fn check_shape(sdp: &str) -> Result<(), OfferError> {
     Ok(())
 }
 
-/// Picks the first payload type, in the viewer's order of preference, that can carry what
-/// campeer sends: Constrained Baseline H.264 in packetization-mode 1 (FU-A). Decoders of
-/// Baseline (42), Main (4d) and High (64) profiles all decode Constrained Baseline.
-pub fn choose_h264(sdp: &str) -> Result<H264Choice, OfferError> {
+/// How campeer names a codec to a viewer: H.264 with the constraint that matters.
+fn describe_sent(codecs: &[VideoCodec]) -> String {
+    let names: Vec<&str> = codecs
+        .iter()
+        .map(|codec| match codec {
+            VideoCodec::H264 => "H.264 (packetization-mode=1, Constrained Baseline)",
+            VideoCodec::Vp8 => "VP8",
+        })
+        .collect();
+    names.join(" or ")
+}
+
+/// Picks the video codec and payload type: H.264 whenever the offer has a usable one (the
+/// cheapest for the board, often in hardware), else VP8, each at the first payload type in
+/// the viewer's order of preference. Only `codecs`, what this device can send, are considered.
+pub fn choose_video(sdp: &str, codecs: &[VideoCodec]) -> Result<VideoChoice, OfferError> {
     let section = media_sections(sdp)
         .into_iter()
         .find(|s| s.kind == "video" && s.port != "0")
         .ok_or(OfferError::NoVideo)?;
-    let codecs = section.codecs();
-    for pt in &section.formats {
-        let Ok(payload_type) = pt.parse::<u8>() else {
-            continue;
-        };
-        let is_h264 = codecs
-            .rtpmap
-            .get(pt)
-            .is_some_and(|codec| codec.eq_ignore_ascii_case("H264/90000"));
-        if !is_h264 {
-            continue;
-        }
-        let fmtp = codecs.fmtp(pt);
-        if fmtp_fits(&fmtp) {
-            return Ok(H264Choice { payload_type, fmtp });
+    let rtpmap = section.codecs();
+    for codec in codecs {
+        let found = section.formats.iter().find_map(|pt| {
+            let payload_type = pt.parse::<u8>().ok()?;
+            let name = rtpmap.rtpmap.get(pt)?;
+            let fmtp = rtpmap.fmtp(pt);
+            let fits = match codec {
+                VideoCodec::H264 => name.eq_ignore_ascii_case("H264/90000") && fmtp_fits(&fmtp),
+                VideoCodec::Vp8 => name.eq_ignore_ascii_case("VP8/90000"),
+            };
+            fits.then_some(VideoChoice {
+                codec: *codec,
+                payload_type,
+                fmtp,
+            })
+        });
+        if let Some(choice) = found {
+            return Ok(choice);
         }
     }
-    Err(OfferError::NoUsableH264)
+    // The offer's own codec names, once each, for the refusal: a viewer with nothing in
+    // common needs to know what it lacks.
+    let mut offered: Vec<String> = Vec::new();
+    for pt in &section.formats {
+        if let Some(name) = rtpmap.rtpmap.get(pt) {
+            let name: String = name
+                .split('/')
+                .next()
+                .unwrap_or("")
+                .chars()
+                .take(16)
+                .collect();
+            let is_media = !["rtx", "red", "ulpfec", "flexfec-03"]
+                .iter()
+                .any(|other| name.eq_ignore_ascii_case(other));
+            if is_media && !offered.contains(&name) && offered.len() < 8 {
+                offered.push(name);
+            }
+        }
+    }
+    Err(OfferError::NoUsableCodec {
+        sent: describe_sent(codecs),
+        offered: if offered.is_empty() {
+            "none".to_owned()
+        } else {
+            offered.join(", ")
+        },
+    })
+}
+
+/// H.264 alone, for tests of its rules.
+#[cfg(test)]
+fn choose_h264(sdp: &str) -> Result<VideoChoice, OfferError> {
+    choose_video(sdp, &[VideoCodec::H264])
 }
 
 /// Everything a session sends, as chosen from the viewer's offer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Negotiated {
-    pub video: H264Choice,
+    pub video: VideoChoice,
     /// `None`: no audio for this viewer (it asked for none, cannot take Opus, or the device
     /// has no audio).
     pub audio: Option<OpusChoice>,
@@ -171,11 +224,16 @@ fn congestion_feedback(section: &MediaSection<'_>, payload_type: u8) -> Congesti
     }
 }
 
-/// Chooses the codecs for an offer. Video is required; audio is sent when the viewer asks
-/// for it in Opus and `audio_available`.
-pub fn negotiate(sdp: &str, audio_available: bool) -> Result<Negotiated, OfferError> {
+/// Chooses the codecs for an offer. Video is required, in one of `video_codecs` (what the
+/// device can send, best first); audio is sent when the viewer asks for it in Opus and
+/// `audio_available`.
+pub fn negotiate(
+    sdp: &str,
+    video_codecs: &[VideoCodec],
+    audio_available: bool,
+) -> Result<Negotiated, OfferError> {
     check_shape(sdp)?;
-    let video = choose_h264(sdp)?;
+    let video = choose_video(sdp, video_codecs)?;
     let feedback = media_sections(sdp)
         .into_iter()
         .find(|s| s.kind == "video" && s.port != "0")
@@ -538,6 +596,8 @@ fn media_sections(sdp: &str) -> Vec<MediaSection<'_>> {
 mod tests {
     use super::*;
 
+    const BOTH: &[VideoCodec] = &[VideoCodec::H264, VideoCodec::Vp8];
+
     /// The video section of a Chromium 156 offer (trimmed): 42001f first, then 42e01f, each in
     /// packetization-mode 1 and 0, with VP8 and RTX around them.
     const CHROMIUM_OFFER: &str = "v=0\r\n\
@@ -594,16 +654,81 @@ a=candidate:3 1 udp 2122260223 3f1c.local 50002 typ host\r\n";
             "m=video 9 UDP/TLS/RTP/SAVPF 96 97 103 104 107 108 109 114",
             "m=video 9 UDP/TLS/RTP/SAVPF 107 109",
         );
-        assert_eq!(choose_h264(&offer), Err(OfferError::NoUsableH264));
+        assert!(matches!(
+            choose_h264(&offer),
+            Err(OfferError::NoUsableCodec { .. })
+        ));
     }
 
     #[test]
-    fn vp8_only_is_unsupported_and_no_video_is_reported() {
+    fn h264_comes_first_whenever_the_offer_has_it_and_vp8_otherwise() {
+        // Chromium lists VP8 first; H.264 is still taken.
+        let choice = choose_video(CHROMIUM_OFFER, BOTH).unwrap();
+        assert_eq!((choice.codec, choice.payload_type), (VideoCodec::H264, 103));
+        // Only mode 0 H.264: VP8 it is.
+        let offer = CHROMIUM_OFFER.replace(
+            "m=video 9 UDP/TLS/RTP/SAVPF 96 97 103 104 107 108 109 114",
+            "m=video 9 UDP/TLS/RTP/SAVPF 107 96 97",
+        );
+        let choice = choose_video(&offer, BOTH).unwrap();
+        assert_eq!((choice.codec, choice.payload_type), (VideoCodec::Vp8, 96));
+    }
+
+    /// Firefox ESR's default offer (Debian turns its OpenH264 plugin off): no H.264 at all.
+    const FIREFOX_VIDEO: &str = "v=0\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 120 124 121 125 99 100 123 122 119\r\n\
+a=mid:0\r\n\
+a=rtpmap:120 VP8/90000\r\n\
+a=fmtp:120 max-fs=12288;max-fr=60\r\n\
+a=rtpmap:124 rtx/90000\r\n\
+a=fmtp:124 apt=120\r\n\
+a=rtpmap:121 VP9/90000\r\n\
+a=rtpmap:125 rtx/90000\r\n\
+a=rtpmap:99 AV1/90000\r\n\
+a=rtpmap:100 rtx/90000\r\n\
+a=rtpmap:123 ulpfec/90000\r\n\
+a=rtpmap:122 red/90000\r\n\
+a=rtpmap:119 rtx/90000\r\n";
+
+    #[test]
+    fn firefox_without_h264_gets_vp8_with_its_fmtp() {
+        let choice = choose_video(FIREFOX_VIDEO, BOTH).unwrap();
+        assert_eq!(choice.codec, VideoCodec::Vp8);
+        assert_eq!(choice.payload_type, 120);
+        assert_eq!(choice.fmtp, "max-fs=12288;max-fr=60");
+    }
+
+    #[test]
+    fn a_refusal_names_what_the_device_sends_and_what_the_offer_had() {
+        // A camera passing its own H.264 through sends nothing else.
+        let error = choose_video(FIREFOX_VIDEO, &[VideoCodec::H264]).unwrap_err();
+        assert_eq!(
+            error,
+            OfferError::NoUsableCodec {
+                sent: "H.264 (packetization-mode=1, Constrained Baseline)".to_owned(),
+                offered: "VP8, VP9, AV1".to_owned(),
+            }
+        );
+        assert!(!error.is_malformed());
+        let av1_only = FIREFOX_VIDEO.replace("120 124 121 125 99 100 123 122 119", "99 100");
+        let message = choose_video(&av1_only, BOTH).unwrap_err().to_string();
+        assert!(
+            message.contains("H.264") && message.contains("VP8"),
+            "{message}"
+        );
+        assert!(message.ends_with("the offer has AV1"), "{message}");
+    }
+
+    #[test]
+    fn vp8_only_without_vp8_to_send_is_unsupported_and_no_video_is_reported() {
         let offer = CHROMIUM_OFFER.replace(
             "m=video 9 UDP/TLS/RTP/SAVPF 96 97 103 104 107 108 109 114",
             "m=video 9 UDP/TLS/RTP/SAVPF 96 97",
         );
-        assert_eq!(choose_h264(&offer), Err(OfferError::NoUsableH264));
+        assert!(matches!(
+            choose_h264(&offer),
+            Err(OfferError::NoUsableCodec { .. })
+        ));
         let audio_only = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n";
         assert_eq!(choose_h264(audio_only), Err(OfferError::NoVideo));
         assert_eq!(choose_h264(""), Err(OfferError::NoVideo));
@@ -632,10 +757,10 @@ a=rtpmap:0 PCMU/8000\r\n";
         );
         // Video is still chosen from the video section.
         assert_eq!(choose_h264(&offer).unwrap().payload_type, 103);
-        let with_audio = negotiate(&offer, true).unwrap();
+        let with_audio = negotiate(&offer, BOTH, true).unwrap();
         assert_eq!(with_audio.audio.map(|a| a.payload_type), Some(111));
         assert_eq!(
-            negotiate(&offer, false).unwrap().audio,
+            negotiate(&offer, BOTH, false).unwrap().audio,
             None,
             "no audio on the device"
         );
@@ -668,7 +793,7 @@ a=rtpmap:0 PCMU/8000\r\n";
     fn congestion_feedback_follows_what_the_offer_supports() {
         let twcc_extension = format!("a=extmap:3 {TRANSPORT_CC_URI}\r\n");
         let with = |lines: &str| format!("{CHROMIUM_OFFER}{lines}");
-        let feedback = |sdp: &str| negotiate(sdp, false).unwrap().feedback;
+        let feedback = |sdp: &str| negotiate(sdp, BOTH, false).unwrap().feedback;
         assert_eq!(
             feedback(&with(&format!(
                 "a=rtcp-fb:103 transport-cc\r\n{twcc_extension}"
@@ -758,11 +883,11 @@ a=rtpmap:0 PCMU/8000\r\n";
 
         let offer = CHROMIUM_OFFER.replace("SAVPF 96 97", "SAVPF 96 300");
         assert_eq!(
-            negotiate(&offer, false),
+            negotiate(&offer, BOTH, false),
             Err(OfferError::BadPayloadType("300".into()))
         );
         let offer = CHROMIUM_OFFER.replace("SAVPF 96 97", "SAVPF 96 é7");
-        assert!(negotiate(&offer, false).unwrap_err().is_malformed());
+        assert!(negotiate(&offer, BOTH, false).unwrap_err().is_malformed());
 
         let sections = "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n".repeat(20);
         assert_eq!(
@@ -778,7 +903,7 @@ a=rtpmap:0 PCMU/8000\r\n";
         // A data channel section names its format, and is fine.
         let offer = format!("{CHROMIUM_OFFER}m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n");
         assert_eq!(check_shape(&offer), Ok(()));
-        assert!(negotiate(CHROMIUM_OFFER, false).is_ok());
+        assert!(negotiate(CHROMIUM_OFFER, BOTH, false).is_ok());
     }
 
     #[test]
@@ -814,10 +939,10 @@ a=ice-pwd:audiopassword\r\n";
 
     #[test]
     fn bundled_audio_with_its_own_credentials_takes_the_videos() {
-        let choice = negotiate(AIORTC_OFFER, false).unwrap();
+        let choice = negotiate(AIORTC_OFFER, BOTH, false).unwrap();
         assert_eq!(choice.audio, None, "the device has no sound");
         assert_eq!(choice.offered_audio.map(|a| a.payload_type), Some(96));
-        assert!(negotiate(AIORTC_OFFER, true).unwrap().audio.is_some());
+        assert!(negotiate(AIORTC_OFFER, BOTH, true).unwrap().audio.is_some());
 
         let rewritten = for_webrtc(AIORTC_OFFER);
         assert_eq!(rewritten.matches("a=ice-ufrag:vvvv\r\n").count(), 2);
@@ -836,7 +961,7 @@ a=ice-pwd:audiopassword\r\n";
 
         // Without BUNDLE and with other credentials, the audio cannot share the transport.
         let unbundled = AIORTC_OFFER.replace("a=group:BUNDLE 0 1\r\n", "");
-        assert_eq!(negotiate(&unbundled, true).unwrap().audio, None);
+        assert_eq!(negotiate(&unbundled, BOTH, true).unwrap().audio, None);
     }
 
     #[test]

@@ -1,8 +1,8 @@
-//! Building one viewer's peer connection: the negotiated H.264 codec, the interceptors, the
+//! Building one viewer's peer connection: the negotiated video codec, the interceptors, the
 //! ICE policy, and the keyframe-request interceptor that lets PLI/FIR reach the application.
 
 use super::ice::{self, IceError};
-use super::offer::{CongestionFeedback, H264Choice, OpusChoice, TRANSPORT_CC_URI};
+use super::offer::{CongestionFeedback, OpusChoice, TRANSPORT_CC_URI, VideoChoice};
 use crate::config::IceConfig;
 use crate::link::{self, Link};
 use rtc::interceptor::{
@@ -62,9 +62,9 @@ fn congestion_feedback_types(congestion: CongestionFeedback) -> Vec<RTCPFeedback
     }
 }
 
-/// The codec as registered with the media engine: exactly the payload type and fmtp the viewer
-/// offered, so the answer carries that one H.264 entry and nothing else.
-pub fn h264_codec(choice: &H264Choice, congestion: CongestionFeedback) -> RTCRtpCodecParameters {
+/// The video codec as registered with the media engine: exactly the codec, payload type and
+/// fmtp the viewer offered, so the answer carries that one entry and nothing else.
+pub fn video_codec(choice: &VideoChoice, congestion: CongestionFeedback) -> RTCRtpCodecParameters {
     let mut rtcp_feedback = vec![
         feedback("nack", ""),
         feedback("nack", "pli"),
@@ -73,7 +73,7 @@ pub fn h264_codec(choice: &H264Choice, congestion: CongestionFeedback) -> RTCRtp
     rtcp_feedback.extend(congestion_feedback_types(congestion));
     RTCRtpCodecParameters {
         rtp_codec: RTCRtpCodec {
-            mime_type: "video/H264".to_owned(),
+            mime_type: choice.codec.mime_type().to_owned(),
             clock_rate: 90_000,
             channels: 0,
             sdp_fmtp_line: choice.fmtp.clone(),
@@ -181,10 +181,10 @@ const ICE_CHECK_INTERVAL: Duration = Duration::from_millis(25);
 /// so a lossy Wi-Fi link gets the same chances.
 const ICE_MAX_BINDING_REQUESTS: u16 = 56;
 
-/// Builds a peer connection that can send exactly the negotiated codecs: H.264, and Opus when
+/// Builds a peer connection that can send exactly the negotiated codecs: the video codec, and Opus when
 /// the viewer asked for audio and this device has it (otherwise the answer declines audio).
 pub async fn build(
-    video: &H264Choice,
+    video: &VideoChoice,
     audio: Option<&OpusChoice>,
     congestion: CongestionFeedback,
     link: &Link,
@@ -192,7 +192,7 @@ pub async fn build(
     handler: Arc<dyn PeerConnectionEventHandler>,
 ) -> Result<BuiltPeer, PeerError> {
     let mut media_engine = MediaEngine::default();
-    media_engine.register_codec(h264_codec(video, congestion), RtpCodecKind::Video)?;
+    media_engine.register_codec(video_codec(video, congestion), RtpCodecKind::Video)?;
     if let Some(audio) = audio {
         media_engine.register_codec(opus_codec(audio, congestion), RtpCodecKind::Audio)?;
     }
@@ -302,11 +302,12 @@ mod tests {
 
     #[test]
     fn the_codec_echoes_the_offer_and_asks_for_keyframe_and_link_feedback() {
-        let choice = H264Choice {
+        let choice = VideoChoice {
+            codec: crate::media::VideoCodec::H264,
             payload_type: 108,
             fmtp: "packetization-mode=1;profile-level-id=42e01f".into(),
         };
-        let codec = h264_codec(&choice, CongestionFeedback::TransportCc);
+        let codec = video_codec(&choice, CongestionFeedback::TransportCc);
         assert_eq!(codec.payload_type, 108);
         assert_eq!(
             codec.rtp_codec.sdp_fmtp_line,
@@ -316,12 +317,21 @@ mod tests {
         for wanted in ["nack", "nack pli", "ccm fir", "transport-cc"] {
             assert!(lines.contains(&wanted.to_owned()), "{lines:?}");
         }
-        let remb = feedback_lines(&h264_codec(&choice, CongestionFeedback::Remb));
+        let remb = feedback_lines(&video_codec(&choice, CongestionFeedback::Remb));
         assert!(
             remb.contains(&"goog-remb".to_owned()) && !remb.contains(&"transport-cc".to_owned())
         );
-        let plain = feedback_lines(&h264_codec(&choice, CongestionFeedback::ReceiverReports));
+        let plain = feedback_lines(&video_codec(&choice, CongestionFeedback::ReceiverReports));
         assert_eq!(plain, vec!["nack", "nack pli", "ccm fir"]);
+        let vp8 = VideoChoice {
+            codec: crate::media::VideoCodec::Vp8,
+            payload_type: 120,
+            fmtp: "max-fs=12288;max-fr=60".into(),
+        };
+        let codec = video_codec(&vp8, CongestionFeedback::TransportCc);
+        assert_eq!(codec.rtp_codec.mime_type, "video/VP8");
+        assert_eq!(codec.payload_type, 120);
+        assert_eq!(codec.rtp_codec.sdp_fmtp_line, "max-fs=12288;max-fr=60");
     }
 
     #[test]

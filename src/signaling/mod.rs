@@ -17,6 +17,7 @@
 pub mod early;
 pub mod pace;
 
+use crate::media::VideoCodec;
 use crate::protocol::{Candidate, DeviceMessage, ErrorCode, Segment, ViewerMessage};
 use crate::session::offer::{self, Negotiated, OfferError};
 use crate::session::{EndReason, SessionCommand};
@@ -110,6 +111,8 @@ struct Active {
 pub struct Signaling {
     limits: Limits,
     audio_available: bool,
+    /// What the device's video can be sent in, best first.
+    video_codecs: &'static [VideoCodec],
     active: HashMap<Segment, Active>,
     /// Serials of sessions told to stop whose tasks have not ended yet: they still hold
     /// their slot, so a flood of offers and hangups cannot run more peer connections than
@@ -133,6 +136,7 @@ impl Signaling {
             errors: TokenBucket::new(limits.error_burst, limits.errors_per_second),
             limits,
             audio_available,
+            video_codecs: &[VideoCodec::H264, VideoCodec::Vp8],
             active: HashMap::new(),
             ending: HashSet::new(),
             next_serial: 0,
@@ -140,6 +144,13 @@ impl Signaling {
             next_housekeeping: None,
             actions: VecDeque::new(),
         }
+    }
+
+    /// Only these video codecs are answered (a camera passing its own H.264 through has no
+    /// VP8 to send); both by default.
+    pub fn with_video_codecs(mut self, codecs: &'static [VideoCodec]) -> Self {
+        self.video_codecs = codecs;
+        self
     }
 
     /// Sessions being served: the viewer count in the status.
@@ -277,7 +288,7 @@ impl Signaling {
             self.refuse(now, session, ErrorCode::Busy, message);
             return;
         }
-        let choice = match offer::negotiate(&sdp, self.audio_available) {
+        let choice = match offer::negotiate(&sdp, self.video_codecs, self.audio_available) {
             Ok(choice) => choice,
             Err(e) => {
                 self.early.forget(&session);
@@ -288,7 +299,8 @@ impl Signaling {
         };
         tracing::info!(
             session = %session,
-            "new viewer; answering with H.264 payload type {} ({}){}",
+            "new viewer; answering with {} payload type {} ({}){}",
+            choice.video.codec.sdp_name(),
             choice.video.payload_type,
             choice.video.fmtp,
             match &choice.audio {
@@ -336,7 +348,7 @@ impl Signaling {
                 ),
             ))
         } else {
-            match offer::negotiate(&sdp, self.audio_available) {
+            match offer::negotiate(&sdp, self.video_codecs, self.audio_available) {
                 Ok(choice) if choice == active.choice => None,
                 Ok(_) => Some((
                     ErrorCode::Unsupported,

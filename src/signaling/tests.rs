@@ -211,8 +211,10 @@ fn bad_messages_and_offers_get_typed_refusals() {
     let t0 = Instant::now();
     core.handle_message(t0, seg("a"), b"{not json");
     core.handle_message(t0, seg("a"), &offer_json("v=0\r\nm=audio 9 RTP/AVP 0\r\n"));
-    let vp8_only = OFFER.replace("SAVPF 96 103", "SAVPF 96");
-    core.handle_message(t0, seg("a"), &offer_json(&vp8_only));
+    let av1_only = OFFER
+        .replace("SAVPF 96 103", "SAVPF 96")
+        .replace("VP8/90000", "AV1/90000");
+    core.handle_message(t0, seg("a"), &offer_json(&av1_only));
     let hostile = OFFER.replace("SAVPF 96 103", "SAVPF 96 103 70000");
     core.handle_message(t0, seg("a"), &offer_json(&hostile));
     let actions = drain(&mut core);
@@ -227,6 +229,25 @@ fn bad_messages_and_offers_get_typed_refusals() {
     );
     assert!(started(&actions).is_empty());
     assert_eq!(core.occupied(), 0);
+}
+
+#[test]
+fn an_offer_without_h264_is_answered_in_vp8_unless_the_device_has_none() {
+    let vp8_only = OFFER.replace("SAVPF 96 103", "SAVPF 96");
+    let t0 = Instant::now();
+    let mut answering = core(2);
+    answering.handle_message(t0, seg("a"), &offer_json(&vp8_only));
+    let actions = drain(&mut answering);
+    let start = started(&actions);
+    assert_eq!(start.len(), 1, "{actions:?}");
+    assert_eq!(start[0].choice.video.codec, VideoCodec::Vp8);
+    assert_eq!(start[0].choice.video.payload_type, 96);
+    // A camera passing its own H.264 through: nothing to send this viewer.
+    let mut passthrough = core(2).with_video_codecs(&[VideoCodec::H264]);
+    passthrough.handle_message(t0, seg("a"), &offer_json(&vp8_only));
+    let actions = drain(&mut passthrough);
+    assert_eq!(errors(&actions), vec![ErrorCode::Unsupported]);
+    assert!(started(&actions).is_empty());
 }
 
 #[test]

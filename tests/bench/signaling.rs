@@ -3,6 +3,7 @@
 //! takes (64 KiB, twelve thousand payload types), and for the signaling core to take a flood
 //! of junk, offers with hangups, and candidates. Reports figures; asserts nothing.
 
+use campeer::media::VideoCodec;
 use campeer::protocol::Segment;
 use campeer::session::offer;
 use campeer::signaling::{Limits, Signaling};
@@ -31,15 +32,30 @@ fn per_call(runs: u32, mut call: impl FnMut()) -> Duration {
 
 fn main() {
     let good = per_call(2_000, || {
-        black_box(offer::negotiate(black_box(CHROMIUM_OFFER), true)).ok();
+        black_box(offer::negotiate(
+            black_box(CHROMIUM_OFFER),
+            &[VideoCodec::H264, VideoCodec::Vp8],
+            true,
+        ))
+        .ok();
     });
     let hostile = bloated(12_000);
     let refused = per_call(200, || {
-        black_box(offer::negotiate(black_box(&hostile), true)).ok();
+        black_box(offer::negotiate(
+            black_box(&hostile),
+            &[VideoCodec::H264, VideoCodec::Vp8],
+            true,
+        ))
+        .ok();
     });
     let widest = bloated(100);
     let widest_ok = per_call(2_000, || {
-        black_box(offer::negotiate(black_box(&widest), true)).ok();
+        black_box(offer::negotiate(
+            black_box(&widest),
+            &[VideoCodec::H264, VideoCodec::Vp8],
+            true,
+        ))
+        .ok();
     });
     println!(
         "offer (Chromium, {} bytes): {good:?} to negotiate",

@@ -1,4 +1,5 @@
-// Opens campeer's viewer page in Debian's headless Chromium and reports what a person would
+// Opens campeer's viewer page in Debian's headless Chromium (playwright-core) or Firefox ESR
+// (puppeteer-core, which talks WebDriver BiDi to it directly) and reports what a person would
 // see, for the Rust browser tests: one JSON line per page every 500 ms with the page's
 // window.campeerStats, the message shown, the broker state and the device list; screenshots,
 // latency samples and the frame log at the end; then {"done":true}. Bounded: it exits after --seconds.
@@ -7,9 +8,13 @@
 //
 //   node tests/browser/watch.mjs --url URL [--pages N] [--seconds S] [--screenshot PREFIX]
 //                                [--stop-file PATH] [--page-urls URL1,URL2,...]
+//                                [--browser chromium|firefox] [--firefox-h264 1]
 //
 // --page-urls gives each page a URL of its own (page i opens the i-th); --url is the rest's.
+// --firefox-h264 1 turns on Firefox's H.264 through the system's FFmpeg (libavcodec), as a
+// user can in about:config; without it Firefox is as Debian ships it: no H.264.
 import { chromium } from "playwright-core";
+import puppeteer from "puppeteer-core";
 import { existsSync } from "node:fs";
 
 const args = Object.fromEntries(
@@ -23,22 +28,64 @@ const pages = Number(args.pages ?? 1);
 const seconds = Number(args.seconds ?? 20);
 const emit = (value) => process.stdout.write(JSON.stringify(value) + "\n");
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-  ],
-});
+const firefox = args.browser === "firefox";
+const viewport = { width: 1100, height: 720 };
+
+async function launchChromium() {
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    headless: true,
+    args: [
+      "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+      "--autoplay-policy=no-user-gesture-required",
+    ],
+  });
+  const context = await browser.newContext({ viewport });
+  return { browser, newPage: () => context.newPage() };
+}
+
+async function launchFirefox() {
+  const prefs = {
+    // Play without a click, as the Chromium flag above does.
+    "media.autoplay.default": 0,
+    "media.autoplay.blocking_policy": 0,
+    // Nothing from the internet: no updates, telemetry or plugin downloads.
+    "app.update.enabled": false,
+    "datareporting.policy.dataSubmissionEnabled": false,
+    "toolkit.telemetry.enabled": false,
+    "media.gmp-manager.updateEnabled": false,
+    "network.captive-portal-service.enabled": false,
+    "network.connectivity-service.enabled": false,
+  };
+  if (args["firefox-h264"] === "1") {
+    prefs["media.webrtc.hw.h264.enabled"] = true;
+    prefs["gfx.blacklist.webrtc.hw.acceleration.h264"] = 1;
+  }
+  const browser = await puppeteer.launch({
+    browser: "firefox",
+    executablePath: process.env.FIREFOX ?? "/usr/bin/firefox-esr",
+    headless: true,
+    extraPrefsFirefox: prefs,
+  });
+  return {
+    browser,
+    newPage: async () => {
+      const page = await browser.newPage();
+      await page.setViewport(viewport);
+      return page;
+    },
+  };
+}
+
+const { browser, newPage } = firefox ? await launchFirefox() : await launchChromium();
 const deadline = Date.now() + seconds * 1000;
 try {
-  const context = await browser.newContext({ viewport: { width: 1100, height: 720 } });
   const opened = [];
   for (let i = 0; i < pages; i++) {
-    const page = await context.newPage();
+    const page = await newPage();
     page.on("console", (m) => m.type() === "error" && emit({ page: i, console: m.text() }));
+    if (i === 0) emit({ page: i, userAgent: await page.evaluate(() => navigator.userAgent) });
     page.on("pageerror", (e) => emit({ page: i, pageerror: String(e) }));
     const loadedAt = Date.now();
     await page.goto(args["page-urls"]?.split(",")[i] ?? url);

@@ -22,6 +22,7 @@ use campeer::device::DeviceHandle;
 use openh264::formats::YUVSource;
 use rtc::peer_connection::configuration::RTCOfferOptions;
 use rtc::rtp::codec::h264::H264Packet;
+use rtc::rtp::codec::vp8::Vp8Packet;
 use rtc::rtp::packetizer::Depacketizer;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
@@ -587,13 +588,19 @@ pub struct ViewerState {
     pub local_candidate_lines: Vec<String>,
     /// Keyframe requests this viewer sent after giving up on a gap.
     pub plis_sent: usize,
+    /// The video codec campeer answered with ("video/H264", "video/VP8"), once media flows.
+    pub video_codec: Option<String>,
 }
 
 /// What the test viewer offers.
 #[derive(Debug, Clone)]
 pub struct ViewerOptions {
-    /// H.264 profile-level-ids to offer, in order (packetization-mode 1); empty offers VP8 only.
+    /// H.264 profile-level-ids to offer, in order (packetization-mode 1); empty, with no
+    /// `other_video`, offers VP8 only.
     pub h264_profiles: Vec<&'static str>,
+    /// Other video codecs to offer after the H.264 ones, by MIME type ("video/VP8",
+    /// "video/AV1").
+    pub other_video: Vec<&'static str>,
     /// Publish every gathered candidate before the offer.
     pub candidates_before_offer: bool,
     /// Drop the device's trickled candidates, so that only the candidates this viewer sent
@@ -620,6 +627,7 @@ impl Default for ViewerOptions {
     fn default() -> Self {
         Self {
             h264_profiles: vec!["42001f", "42e01f"],
+            other_video: Vec::new(),
             candidates_before_offer: false,
             ignore_device_candidates: false,
             audio: false,
@@ -713,15 +721,112 @@ impl PeerConnectionEventHandler for ViewerHandler {
     }
 }
 
+/// A decoded picture's planes, whichever codec it came in.
+struct Picture<'a> {
+    width: usize,
+    height: usize,
+    y: &'a [u8],
+    u: &'a [u8],
+    v: &'a [u8],
+    y_stride: usize,
+    uv_stride: usize,
+}
+
+/// The viewer's decoder: openh264 for H.264, libvpx (through campeer's own binding) for VP8,
+/// picked from the codec campeer answered with.
+enum VideoDecoder {
+    H264(H264Packet, Box<openh264::decoder::Decoder>),
+    Vp8(Vp8Packet, Box<campeer::media::vp8::Vp8Decoder>),
+}
+
+impl VideoDecoder {
+    fn for_mime_type(mime_type: &str) -> Self {
+        if mime_type.eq_ignore_ascii_case("video/VP8") {
+            VideoDecoder::Vp8(
+                Vp8Packet::default(),
+                Box::new(campeer::media::vp8::Vp8Decoder::new().expect("a VP8 decoder")),
+            )
+        } else {
+            VideoDecoder::H264(
+                H264Packet::default(),
+                Box::new(openh264::decoder::Decoder::new().expect("openh264 decoder")),
+            )
+        }
+    }
+
+    /// Depacketises one picture's payloads and decodes it; `Err` for a broken or undecodable
+    /// picture, `Ok(None)` for one that shows nothing.
+    fn decode(
+        &mut self,
+        payloads: &[bytes::Bytes],
+        seen: impl FnOnce(Picture<'_>) -> DecodedFrame,
+    ) -> Result<Option<DecodedFrame>, ()> {
+        let mut data = Vec::new();
+        match self {
+            VideoDecoder::H264(depacketizer, decoder) => {
+                for payload in payloads {
+                    data.extend_from_slice(&depacketizer.depacketize(payload).map_err(|_| ())?);
+                }
+                match decoder.decode(&data) {
+                    Ok(Some(yuv)) => {
+                        let (width, height) = yuv.dimensions();
+                        let (y_stride, uv_stride, _) = yuv.strides();
+                        Ok(Some(seen(Picture {
+                            width,
+                            height,
+                            y: yuv.y(),
+                            u: yuv.u(),
+                            v: yuv.v(),
+                            y_stride,
+                            uv_stride,
+                        })))
+                    }
+                    Ok(None) => Ok(None),
+                    Err(_) => Err(()),
+                }
+            }
+            VideoDecoder::Vp8(depacketizer, decoder) => {
+                for payload in payloads {
+                    data.extend_from_slice(&depacketizer.depacketize(payload).map_err(|_| ())?);
+                }
+                match decoder.decode(&data) {
+                    Ok(Some(picture)) => Ok(Some(seen(Picture {
+                        width: picture.width,
+                        height: picture.height,
+                        y: &picture.y,
+                        u: &picture.u,
+                        v: &picture.v,
+                        y_stride: picture.width,
+                        uv_stride: picture.width.div_ceil(2),
+                    }))),
+                    Ok(None) => Ok(None),
+                    Err(_) => Err(()),
+                }
+            }
+        }
+    }
+}
+
 /// Puts packets back in order, reassembles pictures, decodes them, and asks for a keyframe
 /// (PLI, at most every half second) when a gap is given up on, as a browser does.
 async fn receive_video(track: Arc<dyn TrackRemote>, state: Arc<Mutex<ViewerState>>) {
-    let mut depacketizer = H264Packet::default();
-    let mut decoder = openh264::decoder::Decoder::new().expect("openh264 decoder");
+    let mut decoder: Option<VideoDecoder> = None;
     let mut reassembler = jitter::Reassembler::default();
     let mut last_pli: Option<Instant> = None;
     while let Some(event) = track.poll().await {
         let TrackRemoteEvent::OnRtpPacket(packet) = event else {
+            continue;
+        };
+        if decoder.is_none() {
+            let mime_type = track
+                .codec(packet.header.ssrc)
+                .await
+                .map(|codec| codec.mime_type)
+                .unwrap_or_default();
+            state.lock().unwrap().video_codec = Some(mime_type.clone());
+            decoder = Some(VideoDecoder::for_mime_type(&mime_type));
+        }
+        let Some(decoder) = decoder.as_mut() else {
             continue;
         };
         {
@@ -756,40 +861,24 @@ async fn receive_video(track: Arc<dyn TrackRemote>, state: Arc<Mutex<ViewerState
                     continue;
                 }
             };
-            let mut access_unit = Vec::new();
-            let mut broken = false;
-            for payload in &payloads {
-                match depacketizer.depacketize(payload) {
-                    Ok(bytes) => access_unit.extend_from_slice(&bytes),
-                    Err(_) => broken = true,
-                }
-            }
-            if broken {
-                continue;
-            }
-            let decoded = match decoder.decode(&access_unit) {
-                Ok(Some(yuv)) => {
-                    let (width, height) = yuv.dimensions();
-                    let capture_ms =
-                        read_timestamp_squares(yuv.y(), yuv.strides().0, width, height);
-                    Some(DecodedFrame {
-                        width,
-                        height,
-                        capture_ms,
-                        grid: grid_means(&yuv, width, height),
-                        decoded_at: Instant::now(),
-                        rtp_timestamp,
-                        decoded_unix_ms: unix_ms_now(),
-                    })
-                }
-                Ok(None) => None,
-                Err(_) => {
-                    state.lock().unwrap().decode_errors += 1;
-                    None
-                }
-            };
-            if let Some(frame) = decoded {
-                state.lock().unwrap().frames.push(frame);
+            let decoded = decoder.decode(&payloads, |picture| DecodedFrame {
+                width: picture.width,
+                height: picture.height,
+                capture_ms: read_timestamp_squares(
+                    picture.y,
+                    picture.y_stride,
+                    picture.width,
+                    picture.height,
+                ),
+                grid: grid_means(&picture),
+                decoded_at: Instant::now(),
+                rtp_timestamp,
+                decoded_unix_ms: unix_ms_now(),
+            });
+            match decoded {
+                Ok(Some(frame)) => state.lock().unwrap().frames.push(frame),
+                Ok(None) => {}
+                Err(()) => state.lock().unwrap().decode_errors += 1,
             }
         }
     }
@@ -834,8 +923,9 @@ async fn receive_audio(track: Arc<dyn TrackRemote>, state: Arc<Mutex<ViewerState
 }
 
 /// Mean Y, U and V over each cell of an 8x6 grid (the colour bars are 8 wide).
-fn grid_means(yuv: &impl YUVSource, width: usize, height: usize) -> Vec<(u8, u8, u8)> {
-    let (ys, us, _) = yuv.strides();
+fn grid_means(picture: &Picture<'_>) -> Vec<(u8, u8, u8)> {
+    let (width, height) = (picture.width, picture.height);
+    let (ys, us) = (picture.y_stride, picture.uv_stride);
     let mut cells = Vec::with_capacity(48);
     for gy in 0..6 {
         for gx in 0..8 {
@@ -844,11 +934,11 @@ fn grid_means(yuv: &impl YUVSource, width: usize, height: usize) -> Vec<(u8, u8,
             let (mut sy, mut su, mut sv, mut n, mut nc) = (0u64, 0u64, 0u64, 0u64, 0u64);
             for y in y0..y1 {
                 for x in x0..x1 {
-                    sy += u64::from(yuv.y()[y * ys + x]);
+                    sy += u64::from(picture.y[y * ys + x]);
                     n += 1;
                     if x % 2 == 0 && y % 2 == 0 {
-                        su += u64::from(yuv.u()[(y / 2) * us + x / 2]);
-                        sv += u64::from(yuv.v()[(y / 2) * us + x / 2]);
+                        su += u64::from(picture.u[(y / 2) * us + x / 2]);
+                        sv += u64::from(picture.v[(y / 2) * us + x / 2]);
                         nc += 1;
                     }
                 }
@@ -1222,22 +1312,27 @@ async fn build_viewer_peer(
             .expect("register H.264");
         payload_type += 2;
     }
-    if options.h264_profiles.is_empty() {
+    let others = if options.h264_profiles.is_empty() && options.other_video.is_empty() {
+        vec!["video/VP8"]
+    } else {
+        options.other_video.clone()
+    };
+    for (i, mime_type) in others.into_iter().enumerate() {
         media_engine
             .register_codec(
                 RTCRtpCodecParameters {
                     rtp_codec: RTCRtpCodec {
-                        mime_type: "video/VP8".to_owned(),
+                        mime_type: mime_type.to_owned(),
                         clock_rate: 90_000,
                         channels: 0,
                         sdp_fmtp_line: String::new(),
                         rtcp_feedback: vec![],
                     },
-                    payload_type: 96,
+                    payload_type: 96 + i as u8,
                 },
                 RtpCodecKind::Video,
             )
-            .expect("register VP8");
+            .expect("register a video codec");
     }
     if options.audio {
         media_engine

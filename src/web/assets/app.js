@@ -291,12 +291,40 @@ function renderDevices() {
   }
 }
 
-function preferH264(transceiver) {
-  if (!transceiver.setCodecPreferences || !RTCRtpReceiver.getCapabilities) return;
+// The codecs a device sends, best first (a device older than VP8 support lists none: H.264).
+function deviceCodecs(status) {
+  const listed = status?.video?.codecs;
+  return Array.isArray(listed) && listed.length ? listed.map(String) : ["H264"];
+}
+
+// Offers what the device sends, in its order (H.264, then VP8), and nothing else: the answer
+// is then the cheapest stream for the board that this browser plays. Returns the codecs
+// offered; none when the browser plays none of them.
+function preferCodecs(transceiver, status) {
+  const sent = deviceCodecs(status).map((name) => `video/${name.toLowerCase()}`);
+  if (!RTCRtpReceiver.getCapabilities) return sent;
   const codecs = RTCRtpReceiver.getCapabilities("video")?.codecs ?? [];
-  const h264 = codecs.filter((c) => c.mimeType.toLowerCase() === "video/h264");
+  const playable = sent.flatMap((mime) => codecs.filter((c) => c.mimeType.toLowerCase() === mime));
   const helpers = codecs.filter((c) => /\/(rtx|red|ulpfec|flexfec-03)$/i.test(c.mimeType));
-  if (h264.length) transceiver.setCodecPreferences([...h264, ...helpers]);
+  if (playable.length && transceiver.setCodecPreferences) {
+    transceiver.setCodecPreferences([...playable, ...helpers]);
+  }
+  return [...new Set(playable.map((c) => c.mimeType.replace(/^video\//i, "").toUpperCase()))];
+}
+
+// What to tell a viewer whose browser plays nothing the device sends: what it can do.
+function unplayableAdvice(device, status) {
+  const sent = deviceCodecs(status);
+  const names = sent.map((name) => (name === "H264" ? "H.264" : name)).join(" or ");
+  const firefox = /firefox/i.test(navigator.userAgent);
+  const h264Only = sent.length === 1 && sent[0] === "H264";
+  const fix = firefox && h264Only
+    ? "In Firefox, turn on the OpenH264 plugin (about:addons → Plugins → OpenH264 → Always Activate; " +
+      "where your distribution switched it off, set media.gmp-gmpopenh264.enabled to true in about:config), " +
+      "or open this page in Chromium, Chrome, Edge or Safari."
+    : "Open this page in a current Chromium, Chrome, Edge, Firefox or Safari.";
+  const why = h264Only ? " (its camera encodes the video itself)" : "";
+  return `${device} sends ${names}${why}, and this browser plays none of them. ${fix}`;
 }
 
 async function watch(device) {
@@ -326,7 +354,13 @@ async function watch(device) {
     say(`${device} did not answer; trying again…`);
     scheduleWatch(device);
   }, ANSWER_TIMEOUT_MS);
-  preferH264(pc.addTransceiver("video", { direction: "recvonly" }));
+  if (!preferCodecs(pc.addTransceiver("video", { direction: "recvonly" }), status).length) {
+    stopWatching(false);
+    stats.state = "unsupported";
+    unplayable.add(device);
+    say(unplayableAdvice(device, status));
+    return;
+  }
   if (status.audio) pc.addTransceiver("audio", { direction: "recvonly" });
   pc.ontrack = ({ track }) => {
     session.stream.addTrack(track);
@@ -383,7 +417,7 @@ async function onDeviceMessage(session, message) {
       if (message.code === "unsupported") unplayable.add(device);
       const reasons = {
         busy: `${device} is busy: it is already serving as many viewers as it can. Playback starts when a place frees up.`,
-        unsupported: `${device} cannot send video this browser can play (it sends H.264). ${message.message}`,
+        unsupported: `${unplayableAdvice(device, devices.get(device))} (${device} said: ${message.message})`,
       };
       say(reasons[message.code] ?? `${device} refused the session: ${message.message}`);
     }
