@@ -160,11 +160,15 @@ async fn vp8_viewers_share_one_vp8_encoder_beside_h264() {
     );
 
     // Both VP8 viewers leave: the VP8 encoder stops after the grace, H.264 goes on.
+    bob.hangup().await;
+    carol.hangup().await;
     bob.close().await;
     carol.close().await;
     assert!(
         wait_for(Duration::from_secs(10), || !device.hub_stats().vp8.running).await,
-        "the VP8 encoder kept running without viewers"
+        "the VP8 encoder kept running without viewers: {:?}, {} viewers",
+        device.hub_stats().vp8,
+        device.viewers()
     );
     assert!(
         status

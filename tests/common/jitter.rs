@@ -38,6 +38,8 @@ pub struct Reassembler {
     next: Option<u64>,
     highest: Option<u64>,
     awaiting_keyframe: bool,
+    /// The payloads are VP8 (RFC 7741), not H.264.
+    vp8: bool,
 }
 
 impl Default for Reassembler {
@@ -45,10 +47,42 @@ impl Default for Reassembler {
         Self {
             held: BTreeMap::new(),
             next: None,
+            vp8: false,
             highest: None,
             awaiting_keyframe: true,
         }
     }
+}
+
+/// Whether a VP8 RTP payload (RFC 7741) begins a keyframe: the first packet of a partition
+/// (S set, partition 0) whose VP8 frame header has the P bit clear.
+pub fn starts_vp8_keyframe(payload: &[u8]) -> bool {
+    let Some(&first) = payload.first() else {
+        return false;
+    };
+    if first & 0x10 == 0 || first & 0x0f != 0 {
+        return false;
+    }
+    let mut at = 1;
+    if first & 0x80 != 0 {
+        let Some(&ext) = payload.get(1) else {
+            return false;
+        };
+        at = 2;
+        if ext & 0x80 != 0 {
+            let Some(&pid) = payload.get(at) else {
+                return false;
+            };
+            at += if pid & 0x80 != 0 { 2 } else { 1 };
+        }
+        if ext & 0x40 != 0 {
+            at += 1;
+        }
+        if ext & 0x30 != 0 {
+            at += 1;
+        }
+    }
+    payload.get(at).is_some_and(|header| header & 0x01 == 0)
 }
 
 /// Whether an H.264 RTP payload begins a keyframe: SPS alone, in a STAP-A, or the first
@@ -70,6 +104,14 @@ pub fn starts_keyframe(payload: &[u8]) -> bool {
 }
 
 impl Reassembler {
+    /// For a VP8 stream.
+    pub fn vp8() -> Self {
+        Self {
+            vp8: true,
+            ..Self::default()
+        }
+    }
+
     fn extend(&mut self, sequence: u16) -> u64 {
         let Some(highest) = self.highest else {
             let first = u64::from(sequence) + (1 << 32);
@@ -131,7 +173,13 @@ impl Reassembler {
                 let timestamp = packets.last().map_or(0, |h| h.timestamp);
                 let payloads: Vec<Bytes> = packets.into_iter().map(|h| h.payload).collect();
                 self.next = Some(end + 1);
-                let keyframe = payloads.first().is_some_and(|p| starts_keyframe(p));
+                let keyframe = payloads.first().is_some_and(|p| {
+                    if self.vp8 {
+                        starts_vp8_keyframe(p)
+                    } else {
+                        starts_keyframe(p)
+                    }
+                });
                 if self.awaiting_keyframe && !keyframe {
                     // Still waiting: ask again (the viewer spaces its requests out).
                     out.push(Output::NeedKeyframe);

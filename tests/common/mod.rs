@@ -822,8 +822,20 @@ async fn receive_video(track: Arc<dyn TrackRemote>, state: Arc<Mutex<ViewerState
                 .codec(packet.header.ssrc)
                 .await
                 .map(|codec| codec.mime_type)
-                .unwrap_or_default();
+                .filter(|mime_type| !mime_type.is_empty())
+                // webrtc may not know the codec by SSRC yet: this viewer registers H.264 at
+                // 102 and up, its other codecs from 96.
+                .unwrap_or_else(|| {
+                    if packet.header.payload_type < 102 {
+                        "video/VP8".to_owned()
+                    } else {
+                        "video/H264".to_owned()
+                    }
+                });
             state.lock().unwrap().video_codec = Some(mime_type.clone());
+            if mime_type.eq_ignore_ascii_case("video/VP8") {
+                reassembler = jitter::Reassembler::vp8();
+            }
             decoder = Some(VideoDecoder::for_mime_type(&mime_type));
         }
         let Some(decoder) = decoder.as_mut() else {
