@@ -147,7 +147,7 @@ impl Vp8Encoder {
         let (Ok(w), Ok(h)) = (c_uint::try_from(width), c_uint::try_from(height)) else {
             return Err(setup_error("the size is out of range".to_owned()));
         };
-        if width == 0 || height == 0 || width % 2 != 0 || height % 2 != 0 {
+        if width == 0 || height == 0 || !width.is_multiple_of(2) || !height.is_multiple_of(2) {
             return Err(setup_error("both sides must be even and not 0".to_owned()));
         }
         let keyframe_max_frames = keyframe_interval.map_or(0, |interval| {

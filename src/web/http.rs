@@ -123,10 +123,13 @@ impl HttpServer {
             .as_deref()
             .map(|url| format!(" {}", url.split_whitespace().next().unwrap_or("")))
             .unwrap_or_default();
+        // worker-src blob: lets mqtt.js run its keep-alive timers in a worker of its own,
+        // which browsers do not throttle in a background tab (Firefox reports the page's
+        // error when the worker is refused).
         let csp = format!(
             "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-             media-src 'self' blob:; connect-src 'self'{broker_origin}; frame-ancestors 'none'; \
-             base-uri 'none'; form-action 'none'"
+             media-src 'self' blob:; worker-src blob:; connect-src 'self'{broker_origin}; \
+             frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
         );
         let site = Site {
             config_json: Bytes::from(serde_json::to_vec(&page).unwrap_or_default()),

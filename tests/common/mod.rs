@@ -1740,7 +1740,7 @@ pub fn zero_config_overrides(device: &str) -> Overrides {
     }
 }
 
-/// Headless Chromium on campeer's page, driven by tests/browser/watch.mjs: one JSON line per
+/// Headless Chromium or Firefox on campeer's page, driven by tests/browser/watch.mjs: one JSON line per
 /// page every 500 ms with what the page shows.
 pub struct BrowserRun {
     child: tokio::process::Child,
@@ -1754,6 +1754,17 @@ pub fn screenshot_prefix(name: &str) -> String {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/target/browser-screenshots");
     std::fs::create_dir_all(dir).expect("create the screenshot folder");
     format!("{dir}/{name}")
+}
+
+/// Which browser [`BrowserRun`] drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Browser {
+    /// Debian's chromium, through playwright-core.
+    Chromium,
+    /// Debian's firefox-esr, through puppeteer-core (WebDriver BiDi). `h264` turns on its
+    /// H.264 through the system's FFmpeg, as a user can in about:config; without it Firefox
+    /// is as Debian ships it, with no H.264 at all.
+    Firefox { h264: bool },
 }
 
 impl BrowserRun {
@@ -1779,6 +1790,17 @@ impl BrowserRun {
         Self::start_in(Some(ns), url, pages, seconds, screenshot, &[])
     }
 
+    /// One page of `browser` inside network namespace `ns`.
+    pub fn start_browser_in_namespace(
+        browser: Browser,
+        ns: &str,
+        url: &str,
+        seconds: u64,
+        screenshot: &str,
+    ) -> Self {
+        Self::launch(browser, Some(ns), url, 1, seconds, screenshot, &[])
+    }
+
     fn start_in(
         ns: Option<&str>,
         url: &str,
@@ -1787,17 +1809,47 @@ impl BrowserRun {
         screenshot: &str,
         page_urls: &[String],
     ) -> Self {
+        Self::launch(
+            Browser::Chromium,
+            ns,
+            url,
+            pages,
+            seconds,
+            screenshot,
+            page_urls,
+        )
+    }
+
+    fn launch(
+        browser: Browser,
+        ns: Option<&str>,
+        url: &str,
+        pages: usize,
+        seconds: u64,
+        screenshot: &str,
+        page_urls: &[String],
+    ) -> Self {
         let root = env!("CARGO_MANIFEST_DIR");
+        let (executable, driver, browser_args) = match browser {
+            Browser::Chromium => ("/usr/bin/chromium", "playwright-core", vec![]),
+            Browser::Firefox { h264 } => (
+                "/usr/bin/firefox-esr",
+                "puppeteer-core",
+                vec![
+                    "--browser".to_owned(),
+                    "firefox".to_owned(),
+                    "--firefox-h264".to_owned(),
+                    if h264 { "1" } else { "0" }.to_owned(),
+                ],
+            ),
+        };
         assert!(
-            Path::new("/usr/bin/chromium").exists(),
-            "Debian's chromium is not installed; tests/run installs it (apt-get install chromium)"
+            Path::new(executable).exists(),
+            "{executable} is not installed; tests/run installs it (apt-get install chromium firefox-esr)"
         );
         assert!(
-            Path::new(&format!(
-                "{root}/tests/browser/node_modules/playwright-core"
-            ))
-            .exists(),
-            "playwright-core is not installed; tests/run installs it (npm ci --prefix tests/browser)"
+            Path::new(&format!("{root}/tests/browser/node_modules/{driver}")).exists(),
+            "{driver} is not installed; tests/run installs it (npm ci --prefix tests/browser)"
         );
         let mut command = match ns {
             Some(ns) => {
@@ -1812,6 +1864,7 @@ impl BrowserRun {
         let mut child = command
             .arg(format!("{root}/tests/browser/watch.mjs"))
             .args(["--stop-file", &stop_file])
+            .args(browser_args)
             .args(["--url", url, "--pages", &pages.to_string()])
             .args(if page_urls.is_empty() {
                 Vec::new()
@@ -1952,6 +2005,15 @@ pub fn assert_shows_the_bars(viewer: &TestViewer, width: usize, height: usize) {
     }
     let distinct: std::collections::HashSet<_> = markers.iter().collect();
     assert!(distinct.len() > 1, "the marker never moved: {markers:?}");
+}
+
+/// The uncaught errors the pages raised, in a browser run's lines.
+pub fn page_errors(lines: &[Value]) -> Vec<String> {
+    lines
+        .iter()
+        .filter_map(|line| line.get("pageerror"))
+        .map(|error| error.to_string())
+        .collect()
 }
 
 /// A page is playing live video of the test pattern.

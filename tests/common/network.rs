@@ -223,6 +223,17 @@ impl LabLink {
         in_ns(&self.campeer_ns, args)
     }
 
+    /// Gives the viewer's namespace a default route through campeer's end of the link, as a
+    /// home router would be. Browsers gather host candidates only on the interface of their
+    /// default route (Firefox never on loopback), so a browser with no default route offers
+    /// none. Campeer's namespace forwards nothing: no packet leaves the two namespaces.
+    pub fn route_viewer_through_campeer(&self) {
+        in_ns(
+            &self.viewer_ns,
+            &["ip", "route", "add", "default", "via", &self.campeer_ip],
+        );
+    }
+
     /// Limits what campeer sends to this viewer to `kbit` kbit/s with a queue of about
     /// `queue` (tbf: a bottleneck router's buffer), replacing any earlier limit; `None`
     /// removes it.
@@ -324,6 +335,36 @@ pub fn in_namespace<T: Send + 'static>(
         );
         body()
     })
+}
+
+/// Runs async `body` inside namespace `ns` on a multi-threaded runtime of its own there
+/// (campeer in-process needs one; the threads it starts are in `ns` too), waits for it and
+/// re-raises its panic, so that the test fails with the body's own message.
+pub fn serve_in_namespace<T, F>(ns: &str, body: impl FnOnce() -> F + Send + 'static) -> T
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = T>,
+{
+    let outcome = in_namespace(ns, move || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_all()
+            .build()
+            .expect("a runtime")
+            .block_on(body())
+    })
+    .join();
+    outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+/// Campeer's zero configuration (embedded broker, test pattern, no sound) serving its page on
+/// `ip`, an address of the namespace it runs in, with ICE on every interface there.
+pub fn lan_overrides(device: &str, ip: &str) -> campeer::config::Overrides {
+    campeer::config::Overrides {
+        http_listen: Some(format!("{ip}:{}", super::free_port())),
+        ice_loopback_only: false,
+        ..super::zero_config_overrides(device)
+    }
 }
 
 /// A real mosquitto inside namespace `ns`, on `port` on every address there (loopback and
