@@ -38,7 +38,7 @@ fn the_arm64_package_holds_the_service_and_enables_nothing() {
         "version {version}"
     );
     let depends = field("Depends");
-    for needed in ["libasound2", "libc6", "systemd"] {
+    for needed in ["libasound2", "libvpx7", "libc6", "systemd"] {
         assert!(
             depends.contains(needed),
             "Depends lacks {needed}: {depends}"

@@ -1,7 +1,7 @@
 //! VP8 with libvpx, for viewers that cannot take H.264 (Firefox as most distributions ship it
 //! offers no H.264 without its OpenH264 plugin). Real-time settings fit for a small board; see
-//! csrc/vp8.c, the C layer that keeps libvpx's configuration struct out of Rust (its layout
-//! differs between libvpx versions and between 32- and 64-bit targets).
+//! vp8-sys/csrc/vp8.c, the C layer that keeps libvpx's configuration struct out of Rust (its
+//! layout differs between libvpx versions and between 32- and 64-bit targets).
 //!
 //! The decoder is here for campeer's tests and benchmarks, which check what a viewer would
 //! see with the same library a browser uses.
@@ -9,68 +9,10 @@
 use super::I420Frame;
 use super::encoder::AccessUnit;
 use bytes::Bytes;
-use std::ffi::{CStr, c_char, c_int, c_uint, c_ulong};
+use campeer_vp8_sys::*;
+use std::ffi::{CStr, c_int, c_uint, c_ulong};
 use std::ptr;
 use std::time::Duration;
-
-#[repr(C)]
-struct RawEncoder {
-    _private: [u8; 0],
-}
-
-#[repr(C)]
-struct RawDecoder {
-    _private: [u8; 0],
-}
-
-unsafe extern "C" {
-    fn campeer_vpx_error_text(error: c_int) -> *const c_char;
-    fn campeer_vp8_encoder_new(
-        width: c_uint,
-        height: c_uint,
-        fps: c_uint,
-        bitrate_kbps: c_uint,
-        threads: c_uint,
-        cpu_used: c_int,
-        keyframe_max_frames: c_uint,
-        out: *mut *mut RawEncoder,
-    ) -> c_int;
-    fn campeer_vp8_encoder_set_bitrate(encoder: *mut RawEncoder, bitrate_kbps: c_uint) -> c_int;
-    fn campeer_vp8_encode(
-        encoder: *mut RawEncoder,
-        y: *const u8,
-        y_stride: c_int,
-        u: *const u8,
-        u_stride: c_int,
-        v: *const u8,
-        v_stride: c_int,
-        pts: i64,
-        duration: c_ulong,
-        force_keyframe: c_int,
-    ) -> c_int;
-    fn campeer_vp8_encoder_next_packet(
-        encoder: *mut RawEncoder,
-        data: *mut *const u8,
-        len: *mut usize,
-        is_keyframe: *mut c_int,
-    ) -> c_int;
-    fn campeer_vp8_encoder_free(encoder: *mut RawEncoder);
-    fn campeer_vp8_decoder_new(threads: c_uint, out: *mut *mut RawDecoder) -> c_int;
-    fn campeer_vp8_decode(decoder: *mut RawDecoder, data: *const u8, len: usize) -> c_int;
-    #[allow(clippy::too_many_arguments)]
-    fn campeer_vp8_decoder_next_picture(
-        decoder: *mut RawDecoder,
-        y: *mut *const u8,
-        u: *mut *const u8,
-        v: *mut *const u8,
-        y_stride: *mut c_int,
-        u_stride: *mut c_int,
-        v_stride: *mut c_int,
-        width: *mut c_uint,
-        height: *mut c_uint,
-    ) -> c_int;
-    fn campeer_vp8_decoder_free(decoder: *mut RawDecoder);
-}
 
 /// libvpx's own words for an error code.
 fn error_text(code: c_int) -> String {
