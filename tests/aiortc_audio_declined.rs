@@ -6,9 +6,8 @@
 
 mod common;
 
-use common::aiortc::{VIEWER, aiortc_python};
+use common::aiortc::{aiortc_python, refusals, watch_over_lab};
 use common::network::{Lab, LabCampeer, require_lab};
-use std::io::BufRead;
 
 #[test]
 fn aiortc_offering_audio_to_a_silent_device_gets_video() {
@@ -21,30 +20,15 @@ fn aiortc_offering_audio_to_a_silent_device_gets_video() {
     let lab = Lab::new();
     let link = lab.link();
     let campeer = LabCampeer::start(&lab, "silent", &[]);
-    let port = campeer.broker.port.to_string();
-    let mut viewer = std::process::Command::new("ip")
-        .args(["netns", "exec", &link.viewer_ns])
-        .arg(&python)
-        .args([VIEWER, "--host", &link.campeer_ip, "--port", &port])
-        .args(["--device", "silent", "--session", "aio-audio"])
-        .args(["--seconds", "12", "--audio"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("run the aiortc viewer");
-    let stdout = viewer.stdout.take().expect("piped stdout");
-    let mut lines = Vec::new();
-    for line in std::io::BufReader::new(stdout).lines().take(1000) {
-        let Ok(line) = line else { break };
-        match serde_json::from_str::<serde_json::Value>(&line) {
-            Ok(value) => lines.push(value),
-            Err(_) => eprintln!("aiortc: {line}"),
-        }
-    }
-    let _ = viewer.wait();
-    let errors: Vec<_> = lines
-        .iter()
-        .filter(|v| v.get("error").is_some() || v.get("signal").is_some())
-        .collect();
+    let lines = watch_over_lab(
+        &python,
+        link,
+        campeer.broker.port,
+        "silent",
+        "aio-audio",
+        &["--seconds", "12", "--audio"],
+    );
+    let errors = refusals(&lines);
     assert!(errors.is_empty(), "aiortc refused campeer: {errors:?}");
     let last = lines.last().expect("aiortc reported");
     assert_eq!(last["done"], true, "{lines:?}");

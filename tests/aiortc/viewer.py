@@ -5,9 +5,11 @@ decodes the video with PyAV, and prints one JSON line a second ({"frames": n, "s
 then {"done": true, ...}. Bounded: it exits after --seconds.
 
     python viewer.py --host H --port P --device D --session S [--seconds N] [--audio]
+                     [--video-codec H264|VP8]
 
 With --audio it also offers to receive audio, as a browser with a microphone-less page does;
-an answer it cannot apply is reported as {"error": "..."}.
+--video-codec offers that video codec alone. The answer is reported as {"answer": sdp}, one
+it cannot apply as {"error": "..."}; "frames" counts video frames, "audio_frames" audio.
 """
 
 import argparse
@@ -16,7 +18,7 @@ import json
 import time
 
 import paho.mqtt.client as mqtt
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
 
@@ -33,6 +35,7 @@ async def main():
     parser.add_argument("--prefix", default="campeer")
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--audio", action="store_true")
+    parser.add_argument("--video-codec", choices=["H264", "VP8"])
     args = parser.parse_args()
     deadline = time.monotonic() + args.seconds
     loop = asyncio.get_running_loop()
@@ -40,21 +43,29 @@ async def main():
 
     # No ICE servers: aiortc would otherwise ask a public STUN server.
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    pc.addTransceiver("video", direction="recvonly")
+    video = pc.addTransceiver("video", direction="recvonly")
+    if args.video_codec:
+        wanted = f"video/{args.video_codec}".lower()
+        codecs = RTCRtpReceiver.getCapabilities("video").codecs
+        video.setCodecPreferences([c for c in codecs if c.mimeType.lower() == wanted])
     if args.audio:
         pc.addTransceiver("audio", direction="recvonly")
     frames = 0
+    audio_frames = 0
 
     @pc.on("track")
     def on_track(track):
         async def consume():
-            nonlocal frames
+            nonlocal frames, audio_frames
             while True:
                 try:
                     await track.recv()
                 except Exception:
                     return
-                frames += 1
+                if track.kind == "video":
+                    frames += 1
+                else:
+                    audio_frames += 1
 
         asyncio.ensure_future(consume())
 
@@ -90,6 +101,7 @@ async def main():
         if message is not None:
             kind = message.get("type") if isinstance(message, dict) else None
             if kind == "answer":
+                emit({"answer": message.get("sdp")})
                 try:
                     await pc.setRemoteDescription(RTCSessionDescription(sdp=message["sdp"], type="answer"))
                 except Exception as e:
@@ -105,8 +117,8 @@ async def main():
                 emit({"signal": message})
         if time.monotonic() - last_report >= 1.0:
             last_report = time.monotonic()
-            emit({"frames": frames, "state": pc.connectionState})
-    emit({"done": True, "frames": frames, "state": pc.connectionState})
+            emit({"frames": frames, "audio_frames": audio_frames, "state": pc.connectionState})
+    emit({"done": True, "frames": frames, "audio_frames": audio_frames, "state": pc.connectionState})
     client.publish(in_topic, json.dumps({"type": "hangup"}), qos=1)
     await pc.close()
     client.loop_stop()

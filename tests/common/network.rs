@@ -494,11 +494,12 @@ impl LabCampeer {
             device,
             "--source",
             "test",
-            "--audio-source",
-            "none",
         ]
         .map(str::to_owned)
         .to_vec();
+        if !extra.contains(&"--audio-source") {
+            args.extend(["--audio-source".to_owned(), "none".to_owned()]);
+        }
         if !extra.contains(&"--http-listen") {
             args.extend([
                 "--http-listen".to_owned(),
