@@ -110,7 +110,7 @@ fn describe_sent(codecs: &[VideoCodec]) -> String {
 pub fn choose_video(sdp: &str, codecs: &[VideoCodec]) -> Result<VideoChoice, OfferError> {
     let section = media_sections(sdp)
         .into_iter()
-        .find(|s| s.kind == "video" && s.port != "0")
+        .find(|s| s.kind == "video" && s.is_live())
         .ok_or(OfferError::NoVideo)?;
     let rtpmap = section.codecs();
     for codec in codecs {
@@ -236,7 +236,7 @@ pub fn negotiate(
     let video = choose_video(sdp, video_codecs)?;
     let feedback = media_sections(sdp)
         .into_iter()
-        .find(|s| s.kind == "video" && s.port != "0")
+        .find(|s| s.kind == "video" && s.is_live())
         .map_or(CongestionFeedback::ReceiverReports, |section| {
             congestion_feedback(&section, video.payload_type)
         });
@@ -262,7 +262,7 @@ pub struct OpusChoice {
 pub fn choose_opus(sdp: &str) -> Option<OpusChoice> {
     let section = media_sections(sdp)
         .into_iter()
-        .find(|s| s.kind == "audio" && s.port != "0")?;
+        .find(|s| s.kind == "audio" && s.is_live())?;
     let codecs = section.codecs();
     section.formats.iter().find_map(|pt| {
         let payload_type = pt.parse::<u8>().ok()?;
@@ -401,7 +401,7 @@ fn ice_credentials<'a>(
 /// (aiortc bundles, but gives each section its own credentials until the answer says BUNDLE.)
 fn audio_shares_video_transport(sdp: &str) -> bool {
     let sections = media_sections(sdp);
-    let live = |kind: &str| sections.iter().find(|s| s.kind == kind && s.port != "0");
+    let live = |kind: &str| sections.iter().find(|s| s.kind == kind && s.is_live());
     let (Some(video), Some(audio)) = (live("video"), live("audio")) else {
         return false;
     };
@@ -430,8 +430,9 @@ fn audio_shares_video_transport(sdp: &str) -> bool {
 /// anyway (see [`negotiate`]): it gets the video's credentials and loses its candidates, so
 /// webrtc accepts the offer and declines the section, and the video goes ahead.
 pub fn for_webrtc(sdp: &str) -> String {
+    let sdp = &with_bundle_only_ports(sdp);
     let sections = media_sections(sdp);
-    let Some(video) = sections.iter().find(|s| s.kind == "video" && s.port != "0") else {
+    let Some(video) = sections.iter().find(|s| s.kind == "video" && s.is_live()) else {
         return sdp.to_owned();
     };
     let (Some(ufrag), Some(pwd)) = ice_credentials(sdp, video) else {
@@ -447,6 +448,44 @@ pub fn for_webrtc(sdp: &str) -> String {
         section.push(line);
     }
     push_with_credentials(&mut out, &section, ufrag, pwd);
+    out
+}
+
+fn is_bundle_only(line: &str) -> bool {
+    line.trim_end() == "a=bundle-only"
+}
+
+/// The offer with each bundle-only section's port 0 made 9, the placeholder port of a live
+/// section: webrtc reads port 0 as a section the viewer rejected, and would decline the sound
+/// a viewer offering bundle-only sections asked for.
+fn with_bundle_only_ports(sdp: &str) -> String {
+    let mut out = String::with_capacity(sdp.len());
+    let mut section: Vec<&str> = Vec::new();
+    let mut flush = |out: &mut String, lines: &[&str]| {
+        let bundle_only = lines.iter().any(|line| is_bundle_only(line));
+        for line in lines {
+            match line.strip_prefix("m=") {
+                Some(media) if bundle_only => {
+                    let mut fields = media.splitn(3, ' ');
+                    match (fields.next(), fields.next(), fields.next()) {
+                        (Some(kind), Some("0"), Some(rest)) => {
+                            out.push_str(&format!("m={kind} 9 {rest}"));
+                        }
+                        _ => out.push_str(line),
+                    }
+                }
+                _ => out.push_str(line),
+            }
+        }
+    };
+    for line in sdp.split_inclusive('\n') {
+        if line.starts_with("m=") {
+            flush(&mut out, &section);
+            section.clear();
+        }
+        section.push(line);
+    }
+    flush(&mut out, &section);
     out
 }
 
@@ -562,6 +601,13 @@ impl<'a> MediaSection<'a> {
             }
         }
         codecs
+    }
+
+    /// Whether the offerer wants this section: a port other than 0, or port 0 with
+    /// `a=bundle-only` (RFC 8843 §6: a section that exists only inside the BUNDLE group, as
+    /// GStreamer's webrtcbin offers every section after the first).
+    fn is_live(&self) -> bool {
+        self.port != "0" || self.lines.iter().any(|line| is_bundle_only(line))
     }
 
     fn attributes<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a str> + 's {
@@ -773,6 +819,37 @@ a=rtpmap:0 PCMU/8000\r\n";
         assert_eq!(choose_opus(&format!("{CHROMIUM_OFFER}{rejected}")), None);
         let pcmu_only = AUDIO_SECTION.replace("111 63 9 0", "9 0");
         assert_eq!(choose_opus(&format!("{CHROMIUM_OFFER}{pcmu_only}")), None);
+    }
+
+    /// GStreamer's webrtcbin (max-bundle) offers its second section with port 0 and
+    /// `a=bundle-only`: live, inside the bundle.
+    const WEBRTCBIN_OFFER: &str = "v=0\r\no=- 1 0 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n\
+        a=group:BUNDLE video0 audio1\r\n\
+        m=video 9 UDP/TLS/RTP/SAVPF 102\r\nc=IN IP4 0.0.0.0\r\na=setup:actpass\r\n\
+        a=ice-ufrag:u\r\na=ice-pwd:p\r\na=rtcp-mux\r\na=recvonly\r\n\
+        a=rtpmap:102 H264/90000\r\na=fmtp:102 packetization-mode=1;profile-level-id=42e01f\r\n\
+        a=mid:video0\r\n\
+        m=audio 0 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=setup:actpass\r\n\
+        a=bundle-only\r\na=ice-ufrag:u\r\na=ice-pwd:p\r\na=rtcp-mux\r\na=recvonly\r\n\
+        a=rtpmap:111 OPUS/48000/2\r\na=mid:audio1\r\n";
+
+    #[test]
+    fn a_bundle_only_section_is_live_and_reaches_webrtc_with_a_port() {
+        let choice = negotiate(WEBRTCBIN_OFFER, BOTH, true).unwrap();
+        assert_eq!(choice.audio.map(|a| a.payload_type), Some(111));
+        let given = for_webrtc(WEBRTCBIN_OFFER);
+        assert!(
+            given.contains("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"),
+            "{given}"
+        );
+        assert!(
+            given.contains("m=video 9 UDP/TLS/RTP/SAVPF 102\r\n"),
+            "{given}"
+        );
+        // Port 0 without bundle-only stays a rejected section.
+        let rejected = WEBRTCBIN_OFFER.replace("a=bundle-only\r\n", "");
+        assert_eq!(negotiate(&rejected, BOTH, true).unwrap().audio, None);
+        assert!(for_webrtc(&rejected).contains("m=audio 0 "));
     }
 
     #[test]

@@ -223,6 +223,33 @@ impl LabLink {
         in_ns(&self.campeer_ns, args)
     }
 
+    /// Waits (up to 5 s) until the viewer's veth has its IPv6 link-local address and it is
+    /// no longer tentative. The address appears once the link has carrier and stays tentative
+    /// for a second or two of duplicate address detection; libnice (GStreamer's ICE) gathering
+    /// that starts meanwhile never completes.
+    pub fn wait_for_settled_addresses(&self) {
+        for _ in 0..50 {
+            let link_local = in_ns(
+                &self.viewer_ns,
+                &[
+                    "ip",
+                    "-6",
+                    "addr",
+                    "show",
+                    "dev",
+                    &self.viewer_if,
+                    "scope",
+                    "link",
+                ],
+            );
+            if link_local.contains("inet6") && !link_local.contains("tentative") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("{}'s link-local address never settled", self.viewer_if);
+    }
+
     /// Gives the viewer's namespace a default route through campeer's end of the link, as a
     /// home router would be. Browsers gather host candidates only on the interface of their
     /// default route (Firefox never on loopback), so a browser with no default route offers
