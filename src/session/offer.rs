@@ -461,7 +461,7 @@ fn is_bundle_only(line: &str) -> bool {
 fn with_bundle_only_ports(sdp: &str) -> String {
     let mut out = String::with_capacity(sdp.len());
     let mut section: Vec<&str> = Vec::new();
-    let mut flush = |out: &mut String, lines: &[&str]| {
+    let flush = |out: &mut String, lines: &[&str]| {
         let bundle_only = lines.iter().any(|line| is_bundle_only(line));
         for line in lines {
             match line.strip_prefix("m=") {
