@@ -6,8 +6,9 @@
 
 mod common;
 
-use common::aiortc::{aiortc_python, refusals, watch_over_lab};
+use common::aiortc::{aiortc_python, watch_over_lab};
 use common::network::{Lab, LabCampeer, require_lab};
+use common::stacks::refusals;
 
 #[test]
 fn aiortc_offering_audio_to_a_silent_device_gets_video() {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::network::{Lab, lan_overrides, require_lab, serve_in_namespace};
+use common::network::{browser_lab, lan_overrides, require_lab, serve_in_namespace};
 use common::*;
 use std::time::Duration;
 
@@ -13,10 +13,7 @@ fn firefox_with_h264_gets_h264() {
     if !require_lab() {
         return;
     }
-    let lab = Lab::new();
-    let link = lab.link();
-    link.route_viewer_through_campeer();
-    let (viewer_ns, campeer_ip) = (link.viewer_ns.clone(), link.campeer_ip.clone());
+    let (lab, viewer_ns, campeer_ip) = browser_lab();
     serve_in_namespace(&lab.campeer_ns, move || async move {
         let device = start_device(lan_overrides("ffh", &campeer_ip)).await;
         let url = format!("http://{}/", device.http_addr());

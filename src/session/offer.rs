@@ -438,16 +438,24 @@ pub fn for_webrtc(sdp: &str) -> String {
     let (Some(ufrag), Some(pwd)) = ice_credentials(sdp, video) else {
         return sdp.to_owned();
     };
-    let mut out = String::with_capacity(sdp.len());
-    let mut section: Vec<&str> = Vec::new();
+    rewrite_sections(sdp, |out, lines| {
+        push_with_credentials(out, lines, ufrag, pwd)
+    })
+}
+
+/// Rebuilds `sdp` part by part (the session part, then each m= section, line endings kept),
+/// each written to the output by `copy`.
+fn rewrite_sections(sdp: &str, mut copy: impl FnMut(&mut String, &[&str])) -> String {
+    let mut out = String::with_capacity(sdp.len() + 256);
+    let mut part: Vec<&str> = Vec::new();
     for line in sdp.split_inclusive('\n') {
         if line.starts_with("m=") {
-            push_with_credentials(&mut out, &section, ufrag, pwd);
-            section.clear();
+            copy(&mut out, &part);
+            part.clear();
         }
-        section.push(line);
+        part.push(line);
     }
-    push_with_credentials(&mut out, &section, ufrag, pwd);
+    copy(&mut out, &part);
     out
 }
 
@@ -459,9 +467,7 @@ fn is_bundle_only(line: &str) -> bool {
 /// section: webrtc reads port 0 as a section the viewer rejected, and would decline the sound
 /// a viewer offering bundle-only sections asked for.
 fn with_bundle_only_ports(sdp: &str) -> String {
-    let mut out = String::with_capacity(sdp.len());
-    let mut section: Vec<&str> = Vec::new();
-    let flush = |out: &mut String, lines: &[&str]| {
+    rewrite_sections(sdp, |out, lines| {
         let bundle_only = lines.iter().any(|line| is_bundle_only(line));
         for line in lines {
             match line.strip_prefix("m=") {
@@ -477,16 +483,7 @@ fn with_bundle_only_ports(sdp: &str) -> String {
                 _ => out.push_str(line),
             }
         }
-    };
-    for line in sdp.split_inclusive('\n') {
-        if line.starts_with("m=") {
-            flush(&mut out, &section);
-            section.clear();
-        }
-        section.push(line);
-    }
-    flush(&mut out, &section);
-    out
+    })
 }
 
 /// Copies a section's lines; when the section names other ICE credentials than `ufrag`, they
@@ -535,9 +532,7 @@ pub fn complete_answer(sdp: &str) -> String {
             })
         })
         .collect();
-    let mut out = String::with_capacity(sdp.len() + 256);
-    let mut section: Vec<&str> = Vec::new();
-    let flush = |out: &mut String, lines: &[&str]| {
+    rewrite_sections(sdp, |out, lines| {
         out.extend(lines.iter().copied());
         let Some(first) = lines.first() else { return };
         if !first.starts_with("m=") {
@@ -555,16 +550,7 @@ pub fn complete_answer(sdp: &str) -> String {
                 out.push_str("\r\n");
             }
         }
-    };
-    for line in sdp.split_inclusive('\n') {
-        if line.starts_with("m=") {
-            flush(&mut out, &section);
-            section.clear();
-        }
-        section.push(line);
-    }
-    flush(&mut out, &section);
-    out
+    })
 }
 
 fn session_attribute<'a>(sdp: &'a str, name: &str) -> Option<&'a str> {

@@ -32,48 +32,5 @@ pub fn watch_over_lab(
     session: &str,
     extra: &[&str],
 ) -> Vec<serde_json::Value> {
-    run_viewer_over_lab(python, VIEWER, link, broker_port, device, session, extra)
-}
-
-/// Runs viewer `script` (aiortc's, or another stack's taking the same arguments and printing
-/// the same lines) with `python` inside `link`'s viewer namespace; every JSON line it printed.
-pub fn run_viewer_over_lab(
-    python: &std::path::Path,
-    script: &str,
-    link: &super::network::LabLink,
-    broker_port: u16,
-    device: &str,
-    session: &str,
-    extra: &[&str],
-) -> Vec<serde_json::Value> {
-    use std::io::BufRead;
-    let mut viewer = std::process::Command::new("ip")
-        .args(["netns", "exec", &link.viewer_ns])
-        .arg(python)
-        .args([script, "--host", &link.campeer_ip])
-        .args(["--port", &broker_port.to_string()])
-        .args(["--device", device, "--session", session])
-        .args(extra)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("run the aiortc viewer");
-    let stdout = viewer.stdout.take().expect("piped stdout");
-    let mut lines = Vec::new();
-    for line in std::io::BufReader::new(stdout).lines().take(1000) {
-        let Ok(line) = line else { break };
-        match serde_json::from_str::<serde_json::Value>(&line) {
-            Ok(value) => lines.push(value),
-            Err(_) => eprintln!("viewer: {line}"),
-        }
-    }
-    let _ = viewer.wait();
-    lines
-}
-
-/// What the viewer refused or was told: answers it could not apply, error replies, hangups.
-pub fn refusals(lines: &[serde_json::Value]) -> Vec<&serde_json::Value> {
-    lines
-        .iter()
-        .filter(|v| v.get("error").is_some() || v.get("signal").is_some())
-        .collect()
+    super::stacks::run_viewer_over_lab(python, VIEWER, link, broker_port, device, session, extra)
 }

@@ -15,6 +15,7 @@ pub mod nat;
 pub mod network;
 pub mod playback;
 pub mod rpicam;
+pub mod stacks;
 pub mod tls;
 
 use campeer::config::{Config, FileConfig, Overrides};

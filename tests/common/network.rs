@@ -384,6 +384,17 @@ where
     outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
+/// A lab for browsers as on a home network: one viewer namespace routed through campeer's
+/// ([`LabLink::route_viewer_through_campeer`]). Returns the lab (deleted on drop), the viewer's
+/// namespace and campeer's address.
+pub fn browser_lab() -> (Lab, String, String) {
+    let lab = Lab::new();
+    let link = lab.link();
+    link.route_viewer_through_campeer();
+    let (viewer_ns, campeer_ip) = (link.viewer_ns.clone(), link.campeer_ip.clone());
+    (lab, viewer_ns, campeer_ip)
+}
+
 /// Campeer's zero configuration (embedded broker, test pattern, no sound) serving its page on
 /// `ip`, an address of the namespace it runs in, with ICE on every interface there.
 pub fn lan_overrides(device: &str, ip: &str) -> campeer::config::Overrides {
