@@ -110,6 +110,7 @@ pub struct WebSection {
     pub public_without_password: Option<bool>,
     pub broker_ws_url: Option<String>,
     pub ice_servers: Option<Vec<IceServerSection>>,
+    pub whep_token: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -218,6 +219,11 @@ pub struct Overrides {
     /// external broker; with the embedded one the page works it out.
     #[arg(long, env = "CAMPEER_BROKER_WS_URL", value_name = "URL")]
     pub broker_ws_url: Option<String>,
+    /// WHEP players must send this bearer token (`Authorization: Bearer TOKEN`). Without one,
+    /// anyone who can reach the viewer page can watch through WHEP too. Prefer the
+    /// environment or the config file over a flag.
+    #[arg(long, env = "CAMPEER_WHEP_TOKEN", value_name = "TOKEN")]
+    pub whep_token: Option<String>,
     /// Embedded broker: plain MQTT listener. Default: 127.0.0.1:1883.
     #[arg(long, env = "CAMPEER_EMBEDDED_BROKER_LISTEN", value_name = "ADDR:PORT")]
     pub embedded_broker_listen: Option<String>,
@@ -532,6 +538,8 @@ pub struct WebConfig {
     /// STUN and TURN servers for browsers, given to the page as they are (credentials too:
     /// a browser needs them to allocate a relay, so they are no secret from viewers).
     pub ice_servers: Vec<IceServer>,
+    /// The bearer token WHEP players must send, if any.
+    pub whep_token: Option<Secret>,
 }
 
 /// The broker campeer runs itself when no external one is configured.
@@ -827,6 +835,11 @@ impl Config {
             )?,
             broker_ws_url,
             ice_servers: ice_server_list(file.web.ice_servers.unwrap_or_default()),
+            whep_token: flags
+                .whep_token
+                .or(file.web.whep_token)
+                .filter(|token| !token.is_empty())
+                .map(Secret),
         };
         check_ice_servers("web.ice_servers", &web.ice_servers)?;
         let embedded_broker = if mqtt.broker.is_some() {

@@ -15,14 +15,18 @@ use crate::media::rpicam::{self, RpicamCamera};
 use crate::media::worker;
 use crate::media::worker::Heartbeat;
 use crate::mqtt::{Inbound, MqttLink, Publisher};
+use crate::outbox::Outbox;
 use crate::protocol::{
-    AudioDescription, DeviceTopics, OFFLINE_STATUS, Segment, Status, VideoDescription,
+    AudioDescription, Candidate, DeviceMessage, DeviceTopics, ErrorCode, OFFLINE_STATUS, Segment,
+    Status, VideoDescription, ViewerMessage,
 };
 use crate::session::{self, SessionCommand, SessionContext, SessionEnded, SessionHandle};
 use crate::signaling::{Action, Limits, Signaling};
 use crate::web;
 use crate::web::broker::EmbeddedBroker;
 use crate::web::http::{HttpServer, PageConfig};
+use crate::web::whep::{self, WhepError};
+use crate::web::whep_server::{WhepAnswer, WhepCommand, WhepEndpoints};
 use anyhow::Context;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -191,10 +195,35 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
              web.broker_ws_url (--broker-ws-url) to its WebSocket URL"
         );
     }
+    // One broker connection for every camera; its last will covers the first camera's status,
+    // and the others' statuses say that they go with it (`via`).
+    let cameras: Vec<(Segment, VideoConfig)> =
+        std::iter::once((config.device_id.clone(), config.video.clone()))
+            .chain(
+                config
+                    .cameras
+                    .iter()
+                    .map(|c| (c.device_id.clone(), c.video.clone())),
+            )
+            .collect();
+    // Each camera's WHEP endpoint hands its requests to that camera's device task.
+    let mut whep_inboxes = Vec::new();
+    let mut whep_routes = HashMap::new();
+    for (id, _) in &cameras {
+        let (sender, receiver) = mpsc::channel(web::whep_server::COMMAND_QUEUE);
+        whep_routes.insert(id.to_string(), sender);
+        whep_inboxes.push(receiver);
+    }
+    let whep = WhepEndpoints::new(
+        whep_routes,
+        config.web.whep_token.as_ref().map(|t| t.0.clone()),
+        &page.ice_servers,
+    );
     let http = HttpServer::start(
         config.web.listen,
         page,
         embedded.as_ref().map(|b| b.ws_listen),
+        whep,
     )
     .await
     .with_context(|| format!("cannot serve the viewer page on {}", config.web.listen))?;
@@ -239,17 +268,6 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
         }
         _ => None,
     };
-    // One broker connection for every camera; its last will covers the first camera's status,
-    // and the others' statuses say that they go with it (`via`).
-    let cameras: Vec<(Segment, VideoConfig)> =
-        std::iter::once((config.device_id.clone(), config.video.clone()))
-            .chain(
-                config
-                    .cameras
-                    .iter()
-                    .map(|c| (c.device_id.clone(), c.video.clone())),
-            )
-            .collect();
     let inbound_filters = cameras
         .iter()
         .map(|(id, _)| DeviceTopics::new(config.mqtt.prefix.clone(), id.clone()).inbound_filter())
@@ -269,7 +287,7 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
     let mut devices = Vec::new();
     let mut routes = Vec::new();
     let mut first_audio = None;
-    for (index, (id, video)) in cameras.into_iter().enumerate() {
+    for ((index, (id, video)), whep) in cameras.into_iter().enumerate().zip(whep_inboxes) {
         let hub = make_hub(&video, &config.sessions, &claimed);
         // The microphone goes with the first camera.
         let audio = if index == 0 {
@@ -284,13 +302,14 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
             .publisher
             .for_device(DeviceTopics::new(config.mqtt.prefix.clone(), id.clone()));
         let (ended_tx, ended) = mpsc::unbounded_channel();
+        let outbox = Outbox::new(publisher.clone());
         let context = SessionContext {
             hub: hub.clone(),
             audio: audio.clone(),
             ice: ice.clone(),
             timeout: config.sessions.timeout,
             connect_timeout: config.sessions.connect_timeout,
-            publisher: publisher.clone(),
+            outbox: outbox.clone(),
             ended: ended_tx,
             tasks: Arc::clone(&session_tasks),
         };
@@ -309,6 +328,8 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
         );
         let device = Device {
             publisher,
+            outbox,
+            whep_sessions: HashMap::new(),
             via: (index > 0).then(|| config.device_id.clone()),
             video: VideoDescription {
                 codec: "H264".into(),
@@ -340,7 +361,7 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
         };
         hubs.push((id, hub));
         heartbeats.push(heartbeat);
-        devices.push((device, inbound, ended));
+        devices.push((device, inbound, ended, whep));
     }
     let health = DeviceHealth {
         device_loops: heartbeats,
@@ -366,6 +387,28 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
     })
 }
 
+/// How long a WHEP offer waits for its session's answer.
+const WHEP_ANSWER_WAIT: Duration = web::whep_server::ANSWER_WAIT;
+
+/// A session id for a WHEP player: unguessable, so that nobody else can PATCH or DELETE it.
+fn new_whep_session() -> Option<Segment> {
+    Segment::parse(&format!(
+        "{}{:032x}",
+        whep::SESSION_PREFIX,
+        rand::random::<u128>()
+    ))
+    .ok()
+}
+
+/// A camera's device and what feeds its task: its MQTT messages, its sessions' ends and its
+/// WHEP requests.
+type DeviceTask = (
+    Device,
+    mpsc::Receiver<Inbound>,
+    mpsc::UnboundedReceiver<SessionEnded>,
+    mpsc::Receiver<WhepCommand>,
+);
+
 /// Messages waiting for one camera's device task.
 const INBOUND_QUEUE: usize = 256;
 
@@ -374,18 +417,20 @@ const INBOUND_QUEUE: usize = 256;
 /// offline before disconnecting.
 async fn serve(
     mut link: MqttLink,
-    devices: Vec<(
-        Device,
-        mpsc::Receiver<Inbound>,
-        mpsc::UnboundedReceiver<SessionEnded>,
-    )>,
+    devices: Vec<DeviceTask>,
     routes: Vec<(Publisher, mpsc::Sender<Inbound>)>,
     mut stop: oneshot::Receiver<()>,
 ) {
     let (stopping_tx, stopping) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
-    for (device, inbound, ended) in devices {
-        tasks.spawn(device.run(link.connection.clone(), inbound, ended, stopping.clone()));
+    for (device, inbound, ended, whep) in devices {
+        tasks.spawn(device.run(
+            link.connection.clone(),
+            inbound,
+            ended,
+            whep,
+            stopping.clone(),
+        ));
     }
     loop {
         tokio::select! {
@@ -606,6 +651,11 @@ async fn state_changed<L>(
 
 struct Device {
     publisher: Publisher,
+    /// Replies to viewers: on MQTT, or to the WHEP request waiting for its answer.
+    outbox: Outbox,
+    /// The ICE username fragment each WHEP session's offer named (a PATCH naming another
+    /// asks for an ICE restart).
+    whep_sessions: HashMap<Segment, Option<String>>,
     /// For a camera besides the first: the device whose status carries the connection's last
     /// will, so that viewers know this one is gone when that one is.
     via: Option<Segment>,
@@ -627,6 +677,7 @@ impl Device {
         mut connection: watch::Receiver<crate::mqtt::Connection>,
         mut inbound: mpsc::Receiver<Inbound>,
         mut ended: mpsc::UnboundedReceiver<SessionEnded>,
+        mut whep: mpsc::Receiver<WhepCommand>,
         mut stop: watch::Receiver<bool>,
     ) {
         let mut heartbeat = tokio::time::interval(HEARTBEAT_PERIOD);
@@ -658,6 +709,7 @@ impl Device {
                         break;
                     }
                 },
+                Some(command) = whep.recv() => self.on_whep(command),
                 Some(done) = ended.recv() => {
                     self.signaling.session_ended(Instant::now(), done.id, done.serial, &done.reason);
                 }
@@ -676,6 +728,96 @@ impl Device {
         self.shutdown(ended).await;
     }
 
+    /// A WHEP player's request: an offer becomes a session like an MQTT viewer's (the same
+    /// admission and limits), its answer or refusal going back to the request; a PATCH's
+    /// candidates and a DELETE go to that session.
+    fn on_whep(&mut self, command: WhepCommand) {
+        let now = Instant::now();
+        match command {
+            WhepCommand::Offer { sdp, reply } => {
+                let Some(session) = new_whep_session() else {
+                    let _ = reply.send(Err(WhepError::Unavailable));
+                    return;
+                };
+                let Some(answer) = self.outbox.wait_for_answer(session.clone()) else {
+                    let _ = reply.send(Err(WhepError::Unavailable));
+                    return;
+                };
+                let (_, ufrag) = crate::session::offer::first_mid_and_ufrag(&sdp);
+                self.signaling
+                    .handle_viewer(now, session.clone(), ViewerMessage::Offer { sdp });
+                if self.signaling.is_active(&session) {
+                    self.whep_sessions.insert(session.clone(), ufrag);
+                }
+                tokio::spawn(async move {
+                    let result = match tokio::time::timeout(WHEP_ANSWER_WAIT, answer).await {
+                        Ok(Ok(DeviceMessage::Answer { sdp })) => Ok(WhepAnswer {
+                            etag: whep::etag(session.as_str(), 0),
+                            session,
+                            sdp,
+                        }),
+                        Ok(Ok(DeviceMessage::Error { code, message })) => Err(match code {
+                            ErrorCode::Busy => WhepError::Busy(message),
+                            ErrorCode::RateLimited => WhepError::RateLimited(message),
+                            _ => WhepError::Refused(message),
+                        }),
+                        Ok(_) => Err(WhepError::Unavailable),
+                        Err(_) => Err(WhepError::AnswerTimeout),
+                    };
+                    let _ = reply.send(result);
+                });
+            }
+            WhepCommand::Trickle {
+                session,
+                if_match,
+                fragment,
+                reply,
+            } => {
+                let result = match self.whep_sessions.get(&session) {
+                    None => Err(WhepError::NotFound),
+                    Some(_)
+                        if !whep::if_match_accepts(
+                            if_match.as_deref(),
+                            &whep::etag(session.as_str(), 0),
+                        ) =>
+                    {
+                        Err(WhepError::PreconditionFailed)
+                    }
+                    Some(ufrag) if fragment.ufrag.is_some() && fragment.ufrag != *ufrag => {
+                        Err(WhepError::RestartUnsupported)
+                    }
+                    Some(_) => {
+                        for line in fragment.candidates {
+                            let candidate = Candidate {
+                                candidate: line,
+                                sdp_mid: fragment.mid.clone(),
+                                sdp_mline_index: fragment.mid.is_none().then_some(0),
+                                username_fragment: fragment.ufrag.clone(),
+                            };
+                            self.signaling.handle_viewer(
+                                now,
+                                session.clone(),
+                                ViewerMessage::Candidate(Some(candidate)),
+                            );
+                        }
+                        Ok(())
+                    }
+                };
+                let _ = reply.send(result);
+            }
+            WhepCommand::Delete { session, reply } => {
+                let result = if self.whep_sessions.remove(&session).is_some() {
+                    self.signaling
+                        .handle_viewer(now, session, ViewerMessage::Hangup);
+                    Ok(())
+                } else {
+                    Err(WhepError::NotFound)
+                };
+                let _ = reply.send(result);
+            }
+        }
+    }
+
     fn on_inbound(&mut self, topic: &str, payload: &[u8]) {
         match self.publisher.topics().session_of(topic) {
             Ok(session) => self
@@ -690,7 +832,7 @@ impl Device {
         while let Some(action) = self.signaling.poll_action() {
             match action {
                 Action::Reply { to, message } => {
-                    if let Err(e) = self.publisher.to_viewer(&to, &message) {
+                    if let Err(e) = self.outbox.send(&to, &message) {
                         tracing::warn!(session = %to, "could not reply: {e}");
                     }
                 }
@@ -720,6 +862,7 @@ impl Device {
                     }
                 }
                 Action::Stop { session } => {
+                    self.whep_sessions.remove(&session);
                     // Dropping the handle ends the task too; the hangup says why.
                     if let Some(handle) = self.sessions.remove(&session) {
                         handle.send(SessionCommand::Hangup);
@@ -727,6 +870,7 @@ impl Device {
                 }
                 Action::Forget { session } => {
                     self.sessions.remove(&session);
+                    self.whep_sessions.remove(&session);
                 }
                 Action::PublishStatus { viewers } => self.publish_status(viewers),
             }

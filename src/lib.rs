@@ -9,6 +9,7 @@ pub mod device;
 pub mod link;
 pub mod media;
 pub mod mqtt;
+pub mod outbox;
 pub mod protocol;
 pub mod session;
 pub mod signaling;

@@ -14,7 +14,7 @@ use crate::config::IceConfig;
 use crate::link::{self, Link};
 use crate::media::audio_hub::{AudioHub, AudioSubscription, EncodedAudio};
 use crate::media::hub::{EncodedFrame, KeyframeRequester, Subscription, VideoHub};
-use crate::mqtt::Publisher;
+use crate::outbox::Outbox;
 use crate::protocol::{Candidate, DeviceMessage, ErrorCode, Segment};
 use bytes::Bytes;
 use liveness::{LinkState, Liveness};
@@ -152,7 +152,8 @@ pub struct SessionContext {
     pub ice: IceConfig,
     pub timeout: Duration,
     pub connect_timeout: Duration,
-    pub publisher: Publisher,
+    /// Where this device's messages to viewers go (MQTT, or a waiting WHEP request).
+    pub outbox: Outbox,
     pub ended: mpsc::UnboundedSender<SessionEnded>,
     pub tasks: Arc<SessionTasks>,
 }
@@ -274,8 +275,8 @@ fn new_link(context: &SessionContext, choice: &Negotiated) -> Link {
     Link::new(choice.feedback, link::INITIAL_ESTIMATE_BPS, most)
 }
 
-fn send(publisher: &Publisher, id: &Segment, message: &DeviceMessage) {
-    if let Err(e) = publisher.to_viewer(id, message) {
+fn send(outbox: &Outbox, id: &Segment, message: &DeviceMessage) {
+    if let Err(e) = outbox.send(id, message) {
         tracing::warn!(session = %id, "could not send to the viewer: {e}");
     }
 }
@@ -562,7 +563,7 @@ impl<'a> Session<'a> {
         (self.local_mid, self.local_ufrag) = offer::first_mid_and_ufrag(&local.sdp);
         self.answered_candidates = offer::candidate_lines(&local.sdp);
         send(
-            &self.context.publisher,
+            &self.context.outbox,
             self.id,
             &DeviceMessage::Answer {
                 sdp: offer::complete_answer(&local.sdp),
@@ -705,7 +706,7 @@ impl<'a> Session<'a> {
         if let Err(error) = self.answer(sdp).await {
             tracing::warn!(session = %self.id, "renegotiation failed: {error}");
             send(
-                &self.context.publisher,
+                &self.context.outbox,
                 self.id,
                 &DeviceMessage::error(error.code(), error.to_string()),
             );
@@ -747,7 +748,7 @@ impl<'a> Session<'a> {
                     username_fragment: self.local_ufrag.clone(),
                 };
                 send(
-                    &self.context.publisher,
+                    &self.context.outbox,
                     self.id,
                     &DeviceMessage::Candidate {
                         candidate: Some(candidate),
@@ -755,7 +756,7 @@ impl<'a> Session<'a> {
                 );
             }
             PeerEvent::GatheringComplete => send(
-                &self.context.publisher,
+                &self.context.outbox,
                 self.id,
                 &DeviceMessage::Candidate { candidate: None },
             ),

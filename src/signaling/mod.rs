@@ -158,6 +158,11 @@ impl Signaling {
         self.active.len()
     }
 
+    /// Whether `session` is being served.
+    pub fn is_active(&self, session: &Segment) -> bool {
+        self.active.contains_key(session)
+    }
+
     /// Slots taken: served sessions and those still ending.
     pub fn occupied(&self) -> usize {
         self.active.len() + self.ending.len()
@@ -218,6 +223,11 @@ impl Signaling {
                 return;
             }
         };
+        self.handle_viewer(now, session, message);
+    }
+
+    /// A viewer's message, parsed: from MQTT, or from a WHEP request.
+    pub fn handle_viewer(&mut self, now: Instant, session: Segment, message: ViewerMessage) {
         match message {
             ViewerMessage::Offer { sdp } => {
                 if self.active.contains_key(&session) {

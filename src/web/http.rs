@@ -1,6 +1,8 @@
 //! The HTTP server for the viewer page. Everything it serves is built into the binary, so the
 //! device needs no internet and no CDN.
 
+use super::whep;
+use super::whep_server::WhepEndpoints;
 use super::ws_proxy;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -106,15 +108,18 @@ struct Site {
     csp: HeaderValue,
     /// The embedded broker's WebSocket listener, reached through [`ws_proxy::MQTT_PATH`].
     mqtt_backend: Option<SocketAddr>,
+    /// Every device's WHEP endpoint, under [`whep::PATH_PREFIX`].
+    whep: WhepEndpoints,
 }
 
 impl HttpServer {
     /// `mqtt_backend`: the embedded broker's WebSocket listener, offered to pages on
-    /// [`ws_proxy::MQTT_PATH`].
+    /// [`ws_proxy::MQTT_PATH`]; `whep`: the devices' WHEP endpoints.
     pub async fn start(
         listen: SocketAddr,
         page: PageConfig,
         mqtt_backend: Option<SocketAddr>,
+        whep: WhepEndpoints,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(listen).await?;
         let local_addr = listener.local_addr()?;
@@ -136,6 +141,7 @@ impl HttpServer {
             csp: HeaderValue::from_str(&csp)
                 .unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'")),
             mqtt_backend,
+            whep,
         };
         let task = tokio::spawn(serve(listener, Arc::new(site)));
         tracing::info!("viewer page on http://{local_addr}/");
@@ -192,10 +198,10 @@ async fn serve(listener: TcpListener, site: Arc<Site>) {
 }
 
 async fn route(request: Request<Incoming>, site: &Site) -> Response<Full<Bytes>> {
+    let path = request.uri().path();
     let mut response = match site.mqtt_backend {
-        Some(backend) if request.uri().path() == ws_proxy::MQTT_PATH => {
-            ws_proxy::upgrade(request, backend).await
-        }
+        Some(backend) if path == ws_proxy::MQTT_PATH => ws_proxy::upgrade(request, backend).await,
+        _ if path.starts_with(whep::PATH_PREFIX) => site.whep.handle(request).await,
         _ => respond(&request, &site.config_json),
     };
     let headers = response.headers_mut();

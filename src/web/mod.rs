@@ -3,4 +3,6 @@
 
 pub mod broker;
 pub mod http;
+pub mod whep;
+pub mod whep_server;
 pub mod ws_proxy;

@@ -34,3 +34,6 @@ pub fn watch_over_lab(
 ) -> Vec<serde_json::Value> {
     super::stacks::run_viewer_over_lab(python, VIEWER, link, broker_port, device, session, extra)
 }
+
+/// The WHEP player (tests/aiortc/whep.py).
+pub const WHEP_PLAYER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/aiortc/whep.py");

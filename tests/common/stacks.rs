@@ -15,17 +15,38 @@ pub fn run_viewer_over_lab(
     session: &str,
     extra: &[&str],
 ) -> Vec<serde_json::Value> {
+    let port = broker_port.to_string();
+    let mut args = vec![
+        "--host",
+        link.campeer_ip.as_str(),
+        "--port",
+        &port,
+        "--device",
+        device,
+        "--session",
+        session,
+    ];
+    args.extend_from_slice(extra);
+    run_script_in(&link.viewer_ns, python, script, &args)
+}
+
+/// Runs `script` with `python` and `args` inside namespace `ns` until it exits by itself;
+/// every JSON line it printed (others go to stderr).
+pub fn run_script_in(
+    ns: &str,
+    python: &std::path::Path,
+    script: &str,
+    args: &[&str],
+) -> Vec<serde_json::Value> {
     use std::io::BufRead;
     let mut viewer = std::process::Command::new("ip")
-        .args(["netns", "exec", &link.viewer_ns])
+        .args(["netns", "exec", ns])
         .arg(python)
-        .args([script, "--host", &link.campeer_ip])
-        .args(["--port", &broker_port.to_string()])
-        .args(["--device", device, "--session", session])
-        .args(extra)
+        .arg(script)
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .spawn()
-        .expect("run the aiortc viewer");
+        .expect("run the viewer script");
     let stdout = viewer.stdout.take().expect("piped stdout");
     let mut lines = Vec::new();
     for line in std::io::BufReader::new(stdout).lines().take(1000) {

@@ -1,0 +1,330 @@
+//! WHEP (draft-ietf-wish-whep), the pure part: which resource a request names, what a
+//! `application/trickle-ice-sdpfrag` body (RFC 8840) says, whether a bearer token is right,
+//! the `Link` headers that hand a player the ICE servers, and the HTTP status for each
+//! refusal. Standard players (GStreamer's whepsrc, mediamtx, go2rtc, Eyevinn's player) watch
+//! through it; the sessions, encoders and limits are those of the MQTT viewers.
+
+use crate::web::http::PageIceServer;
+use hyper::StatusCode;
+
+/// Where a device's WHEP endpoint lives: `/whep/<device>`; its sessions are
+/// `/whep/<device>/<session>`.
+pub const PATH_PREFIX: &str = "/whep/";
+/// Session ids of WHEP viewers start with this; no MQTT client id campeer's page makes does.
+pub const SESSION_PREFIX: &str = "whep-";
+/// The most candidates one PATCH may carry (a player trickles a few dozen at most).
+pub const MAX_TRICKLED_CANDIDATES: usize = 64;
+/// The longest line of an sdpfrag body.
+const MAX_LINE: usize = 1024;
+/// What a player should wait before trying again when the device is full.
+pub const BUSY_RETRY_AFTER_SECS: u64 = 10;
+
+/// The resource a WHEP request names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// `/whep/<device>`: POST an offer here.
+    Endpoint { device: &'a str },
+    /// `/whep/<device>/<session>`: PATCH candidates, DELETE to hang up.
+    Session { device: &'a str, session: &'a str },
+}
+
+impl<'a> Target<'a> {
+    /// The target of `path`, or `None` when it is no WHEP path (or names an empty segment).
+    pub fn parse(path: &'a str) -> Option<Self> {
+        let rest = path.strip_prefix(PATH_PREFIX)?;
+        let mut parts = rest.split('/');
+        let device = parts.next().filter(|d| !d.is_empty())?;
+        match (parts.next(), parts.next()) {
+            (None, _) | (Some(""), None) => Some(Self::Endpoint { device }),
+            (Some(session), None) if !session.is_empty() => Some(Self::Session { device, session }),
+            _ => None,
+        }
+    }
+
+    pub fn device(&self) -> &'a str {
+        match self {
+            Self::Endpoint { device } | Self::Session { device, .. } => device,
+        }
+    }
+}
+
+/// Why a WHEP request was not served, each with its HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WhepError {
+    #[error("no such device or session")]
+    NotFound,
+    #[error("a bearer token is required, or the one given is wrong")]
+    Unauthorized,
+    #[error("the body must be {0}")]
+    WrongContentType(&'static str),
+    #[error("the body is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("the body is not UTF-8")]
+    NotText,
+    #[error("bad trickle-ice-sdpfrag: {0}")]
+    BadFragment(&'static str),
+    #[error("the session has changed since (If-Match does not match its ETag)")]
+    PreconditionFailed,
+    #[error("{0}")]
+    Busy(String),
+    #[error("too many requests: {0}")]
+    RateLimited(String),
+    #[error("{0}")]
+    Refused(String),
+    #[error("the device did not answer in time")]
+    AnswerTimeout,
+    #[error("the device is shutting down or not keeping up")]
+    Unavailable,
+    #[error("ICE restarts are not supported yet")]
+    RestartUnsupported,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+}
+
+impl WhepError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::WrongContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::NotText | Self::BadFragment(_) | Self::Refused(_) => StatusCode::BAD_REQUEST,
+            Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            Self::Busy(_) | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::AnswerTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::RestartUnsupported => StatusCode::NOT_IMPLEMENTED,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+
+    /// Seconds a player should wait before trying again, when waiting helps.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::Busy(_) | Self::Unavailable => Some(BUSY_RETRY_AFTER_SECS),
+            Self::RateLimited(_) => Some(1),
+            _ => None,
+        }
+    }
+}
+
+/// A trickle-ice-sdpfrag body: the ICE credentials it names and its candidates.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SdpFragment {
+    pub ufrag: Option<String>,
+    pub pwd: Option<String>,
+    pub mid: Option<String>,
+    /// Candidate attribute values ("candidate:1 1 udp ..."), without the leading "a=".
+    pub candidates: Vec<String>,
+    pub end_of_candidates: bool,
+}
+
+/// Reads a trickle-ice-sdpfrag body (RFC 8840 §4.4): session-level ICE credentials, then an
+/// `m=` line with its `a=mid`, candidates and end-of-candidates. Lines it does not know are
+/// skipped; more than [`MAX_TRICKLED_CANDIDATES`] candidates, or an overlong line, is an
+/// error.
+pub fn parse_sdpfrag(body: &str) -> Result<SdpFragment, WhepError> {
+    let mut fragment = SdpFragment::default();
+    for line in body.lines().map(str::trim_end) {
+        if line.len() > MAX_LINE {
+            return Err(WhepError::BadFragment("a line is too long"));
+        }
+        let Some(attribute) = line.strip_prefix("a=") else {
+            continue;
+        };
+        if let Some(value) = attribute.strip_prefix("ice-ufrag:") {
+            fragment.ufrag = Some(value.trim().to_owned());
+        } else if let Some(value) = attribute.strip_prefix("ice-pwd:") {
+            fragment.pwd = Some(value.trim().to_owned());
+        } else if let Some(value) = attribute.strip_prefix("mid:") {
+            fragment.mid = Some(value.trim().to_owned());
+        } else if attribute.starts_with("candidate:") {
+            if fragment.candidates.len() == MAX_TRICKLED_CANDIDATES {
+                return Err(WhepError::BadFragment("too many candidates"));
+            }
+            fragment.candidates.push(attribute.to_owned());
+        } else if attribute == "end-of-candidates" {
+            fragment.end_of_candidates = true;
+        }
+    }
+    Ok(fragment)
+}
+
+/// Whether `authorization` (the header's value) carries `token`, when one is required. The
+/// comparison takes as long whatever the token's first wrong byte, so timing tells nothing.
+pub fn authorized(authorization: Option<&str>, token: Option<&str>) -> bool {
+    let Some(token) = token else {
+        return true;
+    };
+    let Some(given) = authorization.and_then(|value| value.strip_prefix("Bearer ")) else {
+        return false;
+    };
+    let (given, token) = (given.trim().as_bytes(), token.as_bytes());
+    let mut difference = u8::from(given.len() != token.len());
+    for (i, expected) in token.iter().enumerate() {
+        difference |= given.get(i).copied().unwrap_or(0) ^ expected;
+    }
+    difference == 0
+}
+
+/// One `Link` header value per ICE server URL (draft-ietf-wish-whep §4.4), with its
+/// credentials for TURN.
+pub fn ice_server_links(servers: &[PageIceServer]) -> Vec<String> {
+    let quote = |value: &str| value.replace(['"', '\\'], "");
+    servers
+        .iter()
+        .flat_map(|server| {
+            server.urls.iter().map(move |url| {
+                let mut link = format!("<{}>; rel=\"ice-server\"", url.replace(['<', '>'], ""));
+                if let (Some(username), Some(credential)) = (&server.username, &server.credential) {
+                    link.push_str(&format!(
+                        "; username=\"{}\"; credential=\"{}\"; credential-type=\"password\"",
+                        quote(username),
+                        quote(credential)
+                    ));
+                }
+                link
+            })
+        })
+        .collect()
+}
+
+/// The ETag of a session's ICE state: a new one with each ICE restart.
+pub fn etag(session: &str, generation: u32) -> String {
+    format!("\"{session}.{generation}\"")
+}
+
+/// Whether an `If-Match` header value accepts `etag`: absent, `*`, or listing it.
+pub fn if_match_accepts(if_match: Option<&str>, etag: &str) -> bool {
+    if_match.is_none_or(|value| {
+        value
+            .split(',')
+            .map(str::trim)
+            .any(|candidate| candidate == "*" || candidate == etag)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_name_an_endpoint_or_a_session() {
+        assert_eq!(
+            Target::parse("/whep/cam1"),
+            Some(Target::Endpoint { device: "cam1" })
+        );
+        assert_eq!(
+            Target::parse("/whep/cam1/"),
+            Some(Target::Endpoint { device: "cam1" })
+        );
+        assert_eq!(
+            Target::parse("/whep/cam1/whep-0011"),
+            Some(Target::Session {
+                device: "cam1",
+                session: "whep-0011"
+            })
+        );
+        for other in [
+            "/whep/",
+            "/whep",
+            "/",
+            "/whep//x",
+            "/whep/a/b/c",
+            "/whepx/a",
+        ] {
+            assert_eq!(Target::parse(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn a_fragment_gives_credentials_and_candidates() {
+        let body = "a=ice-ufrag:EsAw\r\na=ice-pwd:P2uYro0UCOQ4zxjKXaWCBui1\r\n\
+                    m=audio 9 RTP/AVP 0\r\na=mid:0\r\n\
+                    a=candidate:1387637174 1 udp 2122260223 192.0.2.1 61764 typ host\r\n\
+                    a=end-of-candidates\r\n";
+        let fragment = parse_sdpfrag(body).unwrap();
+        assert_eq!(fragment.ufrag.as_deref(), Some("EsAw"));
+        assert_eq!(fragment.pwd.as_deref(), Some("P2uYro0UCOQ4zxjKXaWCBui1"));
+        assert_eq!(fragment.mid.as_deref(), Some("0"));
+        assert_eq!(
+            fragment.candidates,
+            ["candidate:1387637174 1 udp 2122260223 192.0.2.1 61764 typ host"]
+        );
+        assert!(fragment.end_of_candidates);
+    }
+
+    #[test]
+    fn a_fragment_is_bounded() {
+        let many: String = (0..=MAX_TRICKLED_CANDIDATES)
+            .map(|i| format!("a=candidate:{i} 1 udp 1 192.0.2.1 {i} typ host\r\n"))
+            .collect();
+        assert_eq!(
+            parse_sdpfrag(&many),
+            Err(WhepError::BadFragment("too many candidates"))
+        );
+        let long = format!("a=candidate:{}\r\n", "x".repeat(MAX_LINE));
+        assert!(parse_sdpfrag(&long).is_err());
+        assert_eq!(parse_sdpfrag("junk\r\n\r\n"), Ok(SdpFragment::default()));
+    }
+
+    #[test]
+    fn the_bearer_token_must_match_exactly() {
+        assert!(authorized(None, None));
+        assert!(authorized(Some("Bearer x"), None));
+        assert!(authorized(Some("Bearer s3cret"), Some("s3cret")));
+        for wrong in [
+            None,
+            Some("Bearer s3cre"),
+            Some("Bearer s3crets"),
+            Some("s3cret"),
+        ] {
+            assert!(!authorized(wrong, Some("s3cret")), "{wrong:?}");
+        }
+    }
+
+    #[test]
+    fn each_ice_server_url_is_a_link() {
+        let servers = [
+            PageIceServer {
+                urls: vec!["stun:stun.example.net".into()],
+                username: None,
+                credential: None,
+            },
+            PageIceServer {
+                urls: vec![
+                    "turn:turn.example.net?transport=udp".into(),
+                    "turn:turn.example.net?transport=tcp".into(),
+                ],
+                username: Some("user".into()),
+                credential: Some("pa\"ss".into()),
+            },
+        ];
+        let links = ice_server_links(&servers);
+        assert_eq!(links.len(), 3);
+        assert_eq!(links[0], "<stun:stun.example.net>; rel=\"ice-server\"");
+        assert_eq!(
+            links[1],
+            "<turn:turn.example.net?transport=udp>; rel=\"ice-server\"; username=\"user\"; \
+             credential=\"pass\"; credential-type=\"password\""
+        );
+    }
+
+    #[test]
+    fn if_match_accepts_the_current_etag_or_anything() {
+        let tag = etag("whep-01", 0);
+        assert!(if_match_accepts(None, &tag));
+        assert!(if_match_accepts(Some("*"), &tag));
+        assert!(if_match_accepts(Some(&format!("\"x\", {tag}")), &tag));
+        assert!(!if_match_accepts(Some(&etag("whep-01", 1)), &tag));
+    }
+
+    #[test]
+    fn refusals_have_their_status() {
+        let busy = WhepError::Busy("at most 4 viewers".into());
+        assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(busy.retry_after(), Some(BUSY_RETRY_AFTER_SECS));
+        assert_eq!(WhepError::Unauthorized.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(WhepError::NotFound.retry_after(), None);
+    }
+}
