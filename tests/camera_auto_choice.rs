@@ -12,17 +12,6 @@ use common::rpicam::FakeRpicam;
 use common::*;
 use std::time::Duration;
 
-/// Waits for the daemon's online status, so that an offer is not sent before it listens.
-async fn wait_until_online(broker: &Broker, device: &str) {
-    let status = TopicWatcher::start(broker, &status_topic(device)).await;
-    assert!(
-        status
-            .wait_for_last(Duration::from_secs(20), |s| s["state"] == "online")
-            .await,
-        "{device} never came online"
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn auto_prefers_the_camera_module_and_skips_bayer_nodes() {
     let Some(bayer) = mount_or_skip(bars_camera(&[b"pRAA", b"RGGB"])) else {
@@ -61,7 +50,10 @@ async fn auto_prefers_the_camera_module_and_skips_bayer_nodes() {
     // A camera module is there: auto streams it.
     let broker = Broker::start();
     let daemon = DaemonProcess::spawn_with_dev(&binary_args(&broker, "cam1", "auto"), &env, &nodes);
-    wait_until_online(&broker, "cam1").await;
+    assert!(
+        wait_until_online(&broker, "cam1").await,
+        "cam1 never came online"
+    );
     let viewer = TestViewer::join(&broker, "cam1", "alice").await;
     assert!(
         viewer
@@ -82,7 +74,10 @@ async fn auto_prefers_the_camera_module_and_skips_bayer_nodes() {
     // No module: auto passes over the Bayer-only node and streams the USB camera.
     fake.set_unplugged(true);
     let daemon = DaemonProcess::spawn_with_dev(&binary_args(&broker, "cam2", "auto"), &env, &nodes);
-    wait_until_online(&broker, "cam2").await;
+    assert!(
+        wait_until_online(&broker, "cam2").await,
+        "cam2 never came online"
+    );
     let viewer = TestViewer::join(&broker, "cam2", "bob").await;
     assert!(
         viewer

@@ -536,6 +536,25 @@ impl Drop for QuickOfferer {
     }
 }
 
+/// Waits for `device`'s retained status to say online, so that an offer is not sent before
+/// the device listens. A device that never comes online is left for the caller's own
+/// assertions to report (some tests offer to an absent device on purpose).
+pub async fn wait_until_online_at(host: &str, port: u16, device: &str) -> bool {
+    let status = TopicWatcher::start_on_host(host, port, &status_topic(device)).await;
+    let online = status
+        .wait_for_last(Duration::from_secs(20), |s| s["state"] == "online")
+        .await;
+    if !online {
+        eprintln!("{device} did not say it was online within 20 s; offering anyway");
+    }
+    online
+}
+
+/// [`wait_until_online_at`] on a loopback broker.
+pub async fn wait_until_online(broker: &Broker, device: &str) -> bool {
+    wait_until_online_at("127.0.0.1", broker.port, device).await
+}
+
 pub fn status_topic(device: &str) -> String {
     format!("{PREFIX}/{device}/status")
 }
@@ -1019,6 +1038,10 @@ impl TestViewer {
                 let _ = mqtt_events.send(ViewerEvent::Mqtt(value));
             })
             .await;
+
+        // As the page does: offer only once the device says it is online, which it says only
+        // after the broker confirmed its subscription. An offer sent sooner is simply lost.
+        wait_until_online_at(host, port, device).await;
 
         let track = Arc::new(Mutex::new(None));
         let peer =
