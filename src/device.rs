@@ -26,7 +26,7 @@ use crate::web;
 use crate::web::broker::EmbeddedBroker;
 use crate::web::http::{HttpServer, PageConfig};
 use crate::web::whep::{self, WhepError};
-use crate::web::whep_server::{WhepAnswer, WhepCommand, WhepEndpoints};
+use crate::web::whep_server::{Patched, WhepAnswer, WhepCommand, WhepEndpoints};
 use anyhow::Context;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -330,6 +330,7 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
             publisher,
             outbox,
             whep_sessions: HashMap::new(),
+            whep_restarts: mpsc::channel(WHEP_RESTARTS_QUEUE),
             via: (index > 0).then(|| config.device_id.clone()),
             video: VideoDescription {
                 codec: "H264".into(),
@@ -389,6 +390,45 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
 
 /// How long a WHEP offer waits for its session's answer.
 const WHEP_ANSWER_WAIT: Duration = web::whep_server::ANSWER_WAIT;
+
+/// Waits (bounded) for the session's answer to a WHEP offer, or its refusal.
+async fn wait_for_whep_answer(
+    answer: oneshot::Receiver<DeviceMessage>,
+) -> Result<String, WhepError> {
+    match tokio::time::timeout(WHEP_ANSWER_WAIT, answer).await {
+        Ok(Ok(DeviceMessage::Answer { sdp })) => Ok(sdp),
+        Ok(Ok(DeviceMessage::Error { code, message })) => Err(match code {
+            ErrorCode::Busy => WhepError::Busy(message),
+            ErrorCode::RateLimited => WhepError::RateLimited(message),
+            _ => WhepError::Refused(message),
+        }),
+        Ok(_) => Err(WhepError::Unavailable),
+        Err(_) => Err(WhepError::AnswerTimeout),
+    }
+}
+
+type PatchReply = oneshot::Sender<Result<Patched, WhepError>>;
+
+/// What campeer keeps of a WHEP session besides the signaling core's state: the player's last
+/// offer and its ICE username fragment (a PATCH naming another asks for an ICE restart, whose
+/// offer is made from the last one), and how many restarts there were (the ETag's
+/// generation).
+struct WhepIce {
+    offer: String,
+    ufrag: Option<String>,
+    generation: u32,
+}
+
+/// A restart the session answered, back to the device task to commit and reply.
+struct WhepRestarted {
+    session: Segment,
+    ice: WhepIce,
+    fragment: String,
+    reply: PatchReply,
+}
+
+/// Restarts answered but not yet committed, per device (one per waiting answer at most).
+const WHEP_RESTARTS_QUEUE: usize = crate::outbox::MAX_WAITING_ANSWERS;
 
 /// A session id for a WHEP player: unguessable, so that nobody else can PATCH or DELETE it.
 fn new_whep_session() -> Option<Segment> {
@@ -653,9 +693,11 @@ struct Device {
     publisher: Publisher,
     /// Replies to viewers: on MQTT, or to the WHEP request waiting for its answer.
     outbox: Outbox,
-    /// The ICE username fragment each WHEP session's offer named (a PATCH naming another
-    /// asks for an ICE restart).
-    whep_sessions: HashMap<Segment, Option<String>>,
+    /// Each WHEP session's offer and ICE state. Whether the session exists is the signaling
+    /// core's to say; this only adds what WHEP needs.
+    whep_sessions: HashMap<Segment, WhepIce>,
+    /// Restarts answered by their sessions, to commit before the player is told.
+    whep_restarts: (mpsc::Sender<WhepRestarted>, mpsc::Receiver<WhepRestarted>),
     /// For a camera besides the first: the device whose status carries the connection's last
     /// will, so that viewers know this one is gone when that one is.
     via: Option<Segment>,
@@ -710,6 +752,7 @@ impl Device {
                     }
                 },
                 Some(command) = whep.recv() => self.on_whep(command),
+                Some(done) = self.whep_restarts.1.recv() => self.on_whep_restarted(done),
                 Some(done) = ended.recv() => {
                     self.signaling.session_ended(Instant::now(), done.id, done.serial, &done.reason);
                 }
@@ -730,91 +773,191 @@ impl Device {
 
     /// A WHEP player's request: an offer becomes a session like an MQTT viewer's (the same
     /// admission and limits), its answer or refusal going back to the request; a PATCH's
-    /// candidates and a DELETE go to that session.
+    /// candidates (or ICE restart) and a DELETE go to that session.
     fn on_whep(&mut self, command: WhepCommand) {
-        let now = Instant::now();
         match command {
-            WhepCommand::Offer { sdp, reply } => {
-                let Some(session) = new_whep_session() else {
-                    let _ = reply.send(Err(WhepError::Unavailable));
-                    return;
-                };
-                let Some(answer) = self.outbox.wait_for_answer(session.clone()) else {
-                    let _ = reply.send(Err(WhepError::Unavailable));
-                    return;
-                };
-                let (_, ufrag) = crate::session::offer::first_mid_and_ufrag(&sdp);
-                self.signaling
-                    .handle_viewer(now, session.clone(), ViewerMessage::Offer { sdp });
-                if self.signaling.is_active(&session) {
-                    self.whep_sessions.insert(session.clone(), ufrag);
-                }
-                tokio::spawn(async move {
-                    let result = match tokio::time::timeout(WHEP_ANSWER_WAIT, answer).await {
-                        Ok(Ok(DeviceMessage::Answer { sdp })) => Ok(WhepAnswer {
-                            etag: whep::etag(session.as_str(), 0),
-                            session,
-                            sdp,
-                        }),
-                        Ok(Ok(DeviceMessage::Error { code, message })) => Err(match code {
-                            ErrorCode::Busy => WhepError::Busy(message),
-                            ErrorCode::RateLimited => WhepError::RateLimited(message),
-                            _ => WhepError::Refused(message),
-                        }),
-                        Ok(_) => Err(WhepError::Unavailable),
-                        Err(_) => Err(WhepError::AnswerTimeout),
-                    };
-                    let _ = reply.send(result);
-                });
-            }
+            WhepCommand::Offer { sdp, reply } => self.on_whep_offer(sdp, reply),
             WhepCommand::Trickle {
                 session,
                 if_match,
                 fragment,
                 reply,
             } => {
-                let result = match self.whep_sessions.get(&session) {
-                    None => Err(WhepError::NotFound),
-                    Some(_)
-                        if !whep::if_match_accepts(
-                            if_match.as_deref(),
-                            &whep::etag(session.as_str(), 0),
-                        ) =>
-                    {
-                        Err(WhepError::PreconditionFailed)
-                    }
-                    Some(ufrag) if fragment.ufrag.is_some() && fragment.ufrag != *ufrag => {
-                        Err(WhepError::RestartUnsupported)
-                    }
-                    Some(_) => {
-                        for line in fragment.candidates {
-                            let candidate = Candidate {
-                                candidate: line,
-                                sdp_mid: fragment.mid.clone(),
-                                sdp_mline_index: fragment.mid.is_none().then_some(0),
-                                username_fragment: fragment.ufrag.clone(),
-                            };
-                            self.signaling.handle_viewer(
-                                now,
-                                session.clone(),
-                                ViewerMessage::Candidate(Some(candidate)),
-                            );
-                        }
-                        Ok(())
-                    }
-                };
-                let _ = reply.send(result);
+                let result = self.on_whep_patch(&session, if_match.as_deref(), fragment, reply);
+                if let Err((error, reply)) = result {
+                    let _ = reply.send(Err(error));
+                }
             }
             WhepCommand::Delete { session, reply } => {
-                let result = if self.whep_sessions.remove(&session).is_some() {
+                let result = if self.whep_session(&session).is_some() {
+                    self.whep_sessions.remove(&session);
                     self.signaling
-                        .handle_viewer(now, session, ViewerMessage::Hangup);
+                        .handle_viewer(Instant::now(), session, ViewerMessage::Hangup);
                     Ok(())
                 } else {
                     Err(WhepError::NotFound)
                 };
                 let _ = reply.send(result);
             }
+        }
+    }
+
+    /// The WHEP session `session`, when the signaling core still serves it.
+    fn whep_session(&mut self, session: &Segment) -> Option<&WhepIce> {
+        if !self.signaling.is_active(session) {
+            self.whep_sessions.remove(session);
+            return None;
+        }
+        self.whep_sessions.get(session)
+    }
+
+    fn on_whep_offer(
+        &mut self,
+        sdp: String,
+        reply: oneshot::Sender<Result<WhepAnswer, WhepError>>,
+    ) {
+        let Some(session) = new_whep_session() else {
+            let _ = reply.send(Err(WhepError::Unavailable));
+            return;
+        };
+        let Some(answer) = self.outbox.wait_for_answer(session.clone()) else {
+            let _ = reply.send(Err(WhepError::Unavailable));
+            return;
+        };
+        let (_, ufrag) = crate::session::offer::first_mid_and_ufrag(&sdp);
+        self.signaling.handle_viewer(
+            Instant::now(),
+            session.clone(),
+            ViewerMessage::Offer { sdp: sdp.clone() },
+        );
+        if self.signaling.is_active(&session) {
+            let ice = WhepIce {
+                offer: sdp,
+                ufrag,
+                generation: 0,
+            };
+            self.whep_sessions.insert(session.clone(), ice);
+        }
+        tokio::spawn(async move {
+            let result = wait_for_whep_answer(answer).await.map(|sdp| WhepAnswer {
+                etag: whep::etag(session.as_str(), 0),
+                session,
+                sdp,
+            });
+            let _ = reply.send(result);
+        });
+    }
+
+    /// A PATCH: candidates for the session, or, when it names new ICE credentials, an ICE
+    /// restart (RFC 9725 §4.3.2), answered once the session has answered the restart offer.
+    /// A refusal hands the reply back to be sent.
+    fn on_whep_patch(
+        &mut self,
+        session: &Segment,
+        if_match: Option<&str>,
+        fragment: whep::SdpFragment,
+        reply: PatchReply,
+    ) -> Result<(), (WhepError, PatchReply)> {
+        let Some(ice) = self.whep_session(session) else {
+            return Err((WhepError::NotFound, reply));
+        };
+        let etag = whep::etag(session.as_str(), ice.generation);
+        if !whep::if_match_accepts(if_match, &etag) {
+            return Err((WhepError::PreconditionFailed, reply));
+        }
+        let restart = fragment.ufrag.is_some() && fragment.ufrag != ice.ufrag;
+        let now = Instant::now();
+        if !restart {
+            self.forward_whep_candidates(now, session, fragment);
+            let _ = reply.send(Ok(Patched::Trickled));
+            return Ok(());
+        }
+        let (ufrag, pwd) = match whep::restart_credentials(&fragment) {
+            Ok(credentials) => credentials,
+            Err(error) => return Err((error, reply)),
+        };
+        let restarted = WhepIce {
+            offer: whep::restart_offer(&ice.offer, ufrag, pwd),
+            ufrag: Some(ufrag.to_owned()),
+            generation: ice.generation.wrapping_add(1),
+        };
+        let Some(answer) = self.outbox.wait_for_answer(session.clone()) else {
+            return Err((WhepError::Unavailable, reply));
+        };
+        self.signaling.handle_viewer(
+            now,
+            session.clone(),
+            ViewerMessage::Offer {
+                sdp: restarted.offer.clone(),
+            },
+        );
+        self.forward_whep_candidates(now, session, fragment);
+        let restarts = self.whep_restarts.0.clone();
+        let session = session.clone();
+        tokio::spawn(async move {
+            let result = wait_for_whep_answer(answer).await.and_then(|sdp| {
+                whep::restart_fragment(&sdp).ok_or_else(|| {
+                    WhepError::Refused("the answer to the restart had no ICE credentials".into())
+                })
+            });
+            match result {
+                // The device commits the new credentials before the player hears of them, so
+                // that its next PATCH finds them.
+                Ok(fragment) => {
+                    let done = WhepRestarted {
+                        session,
+                        ice: restarted,
+                        fragment,
+                        reply,
+                    };
+                    if let Err(mpsc::error::SendError(done)) = restarts.send(done).await {
+                        let _ = done.reply.send(Err(WhepError::Unavailable));
+                    }
+                }
+                Err(error) => {
+                    let _ = reply.send(Err(error));
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// A restart the session answered: its credentials and generation become the session's.
+    fn on_whep_restarted(&mut self, done: WhepRestarted) {
+        let WhepRestarted {
+            session,
+            ice,
+            fragment,
+            reply,
+        } = done;
+        let result = if self.whep_session(&session).is_some() {
+            let etag = whep::etag(session.as_str(), ice.generation);
+            self.whep_sessions.insert(session, ice);
+            Ok(Patched::Restarted { fragment, etag })
+        } else {
+            Err(WhepError::NotFound)
+        };
+        let _ = reply.send(result);
+    }
+
+    fn forward_whep_candidates(
+        &mut self,
+        now: Instant,
+        session: &Segment,
+        fragment: whep::SdpFragment,
+    ) {
+        for line in fragment.candidates {
+            let candidate = Candidate {
+                candidate: line,
+                sdp_mid: fragment.mid.clone(),
+                sdp_mline_index: fragment.mid.is_none().then_some(0),
+                username_fragment: fragment.ufrag.clone(),
+            };
+            self.signaling.handle_viewer(
+                now,
+                session.clone(),
+                ViewerMessage::Candidate(Some(candidate)),
+            );
         }
     }
 

@@ -61,6 +61,9 @@ pub enum WhepError {
     TooLarge(usize),
     #[error("the body is not UTF-8")]
     NotText,
+    /// The client stopped sending (or the connection broke) before the body was complete.
+    #[error("the body could not be read to its end")]
+    BodyUnreadable,
     #[error("bad trickle-ice-sdpfrag: {0}")]
     BadFragment(&'static str),
     #[error("the session has changed since (If-Match does not match its ETag)")]
@@ -75,8 +78,6 @@ pub enum WhepError {
     AnswerTimeout,
     #[error("the device is shutting down or not keeping up")]
     Unavailable,
-    #[error("ICE restarts are not supported yet")]
-    RestartUnsupported,
     #[error("method not allowed")]
     MethodNotAllowed,
 }
@@ -88,12 +89,13 @@ impl WhepError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::WrongContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::NotText | Self::BadFragment(_) | Self::Refused(_) => StatusCode::BAD_REQUEST,
+            Self::NotText | Self::BodyUnreadable | Self::BadFragment(_) | Self::Refused(_) => {
+                StatusCode::BAD_REQUEST
+            }
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::Busy(_) | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::AnswerTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Self::RestartUnsupported => StatusCode::NOT_IMPLEMENTED,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
@@ -148,6 +150,107 @@ pub fn parse_sdpfrag(body: &str) -> Result<SdpFragment, WhepError> {
         }
     }
     Ok(fragment)
+}
+
+/// Whether `value` may stand as an ICE username fragment or password (RFC 8839 §5.4:
+/// `ice-char`s, between `min` and 256 of them). Anything else could smuggle SDP into the
+/// offer campeer makes from a restart.
+fn is_ice_credential(value: &str, min: usize) -> bool {
+    (min..=256).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+}
+
+/// The new ICE credentials of a PATCH that restarts ICE (RFC 9725 §4.3.2): both must be
+/// there and well formed.
+pub fn restart_credentials(fragment: &SdpFragment) -> Result<(&str, &str), WhepError> {
+    match (fragment.ufrag.as_deref(), fragment.pwd.as_deref()) {
+        (Some(ufrag), Some(pwd)) if is_ice_credential(ufrag, 4) && is_ice_credential(pwd, 22) => {
+            Ok((ufrag, pwd))
+        }
+        (Some(_), Some(_)) => Err(WhepError::BadFragment(
+            "a=ice-ufrag or a=ice-pwd is not a valid ICE credential",
+        )),
+        _ => Err(WhepError::BadFragment(
+            "an ICE restart needs both a=ice-ufrag and a=ice-pwd",
+        )),
+    }
+}
+
+/// The offer an ICE restart amounts to: the player's last offer with the new credentials in
+/// place of the old ones and without the old candidates (the PATCH's own candidates follow
+/// it as trickled ones). Media, codecs and DTLS stay as they were, as a restart keeps them.
+pub fn restart_offer(offer: &str, ufrag: &str, pwd: &str) -> String {
+    offer
+        .split_inclusive('\n')
+        .filter_map(|line| {
+            let content = line.trim_end_matches(['\r', '\n']);
+            let ending = line.get(content.len()..).unwrap_or_default();
+            if content.starts_with("a=candidate:") || content == "a=end-of-candidates" {
+                None
+            } else if content.starts_with("a=ice-ufrag:") {
+                Some(format!("a=ice-ufrag:{ufrag}{ending}"))
+            } else if content.starts_with("a=ice-pwd:") {
+                Some(format!("a=ice-pwd:{pwd}{ending}"))
+            } else {
+                Some(line.to_owned())
+            }
+        })
+        .collect()
+}
+
+/// The body of a `200` to an ICE restart (RFC 9725 §4.3.2): campeer's new credentials and
+/// candidates, taken from its answer to the restart offer, as a trickle-ice-sdpfrag. Every
+/// section is bundled on the first one's transport, so that section's candidates are all.
+/// `None` when the answer lacks the credentials.
+pub fn restart_fragment(answer: &str) -> Option<String> {
+    let (mut ufrag, mut pwd, mut media, mut mid) = (None, None, None, None);
+    let mut candidates = Vec::new();
+    let mut end_of_candidates = false;
+    let mut sections = 0;
+    for line in answer.lines().map(str::trim_end) {
+        if line.starts_with("m=") {
+            sections += 1;
+            if sections == 1 {
+                media = Some(line);
+            }
+            continue;
+        }
+        if sections > 1 {
+            break;
+        }
+        let Some(attribute) = line.strip_prefix("a=") else {
+            continue;
+        };
+        if let Some(value) = attribute.strip_prefix("ice-ufrag:") {
+            ufrag.get_or_insert(value);
+        } else if let Some(value) = attribute.strip_prefix("ice-pwd:") {
+            pwd.get_or_insert(value);
+        } else if let Some(value) = attribute.strip_prefix("mid:") {
+            mid.get_or_insert(value);
+        } else if attribute.starts_with("candidate:") {
+            candidates.push(line);
+        } else if attribute == "end-of-candidates" {
+            end_of_candidates = true;
+        }
+    }
+    let mut fragment = format!("a=ice-ufrag:{}\r\na=ice-pwd:{}\r\n", ufrag?, pwd?);
+    if let Some(media) = media {
+        fragment.push_str(media);
+        fragment.push_str("\r\n");
+        if let Some(mid) = mid {
+            fragment.push_str(&format!("a=mid:{mid}\r\n"));
+        }
+        for candidate in candidates {
+            fragment.push_str(candidate);
+            fragment.push_str("\r\n");
+        }
+        if end_of_candidates {
+            fragment.push_str("a=end-of-candidates\r\n");
+        }
+    }
+    Some(fragment)
 }
 
 /// Whether `authorization` (the header's value) carries `token`, when one is required. The
@@ -317,6 +420,81 @@ mod tests {
         assert!(if_match_accepts(Some("*"), &tag));
         assert!(if_match_accepts(Some(&format!("\"x\", {tag}")), &tag));
         assert!(!if_match_accepts(Some(&etag("whep-01", 1)), &tag));
+    }
+
+    const OFFER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+                         a=group:BUNDLE 0 1\r\n\
+                         m=video 9 UDP/TLS/RTP/SAVPF 102\r\na=mid:0\r\n\
+                         a=ice-ufrag:oldU\r\na=ice-pwd:oldPasswordOldPassword1\r\n\
+                         a=candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host\r\n\
+                         a=end-of-candidates\r\na=recvonly\r\n\
+                         m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:1\r\n\
+                         a=ice-ufrag:oldU\r\na=ice-pwd:oldPasswordOldPassword1\r\n\
+                         a=candidate:2 1 udp 2130706431 127.0.0.1 5002 typ host\r\n";
+
+    #[test]
+    fn a_restart_offer_swaps_the_credentials_and_drops_the_old_candidates() {
+        let offer = restart_offer(OFFER, "newU", "newPasswordNewPassword22");
+        assert!(!offer.contains("oldU") && !offer.contains("oldPassword"));
+        assert_eq!(offer.matches("a=ice-ufrag:newU\r\n").count(), 2);
+        assert_eq!(
+            offer
+                .matches("a=ice-pwd:newPasswordNewPassword22\r\n")
+                .count(),
+            2
+        );
+        assert!(!offer.contains("candidate"));
+        // Everything else is as it was.
+        assert!(offer.contains("m=video 9 UDP/TLS/RTP/SAVPF 102\r\na=mid:0\r\n"));
+        assert!(
+            offer
+                .ends_with("a=mid:1\r\na=ice-ufrag:newU\r\na=ice-pwd:newPasswordNewPassword22\r\n")
+        );
+    }
+
+    #[test]
+    fn a_restart_needs_two_well_formed_credentials() {
+        let fragment = |ufrag: Option<&str>, pwd: Option<&str>| SdpFragment {
+            ufrag: ufrag.map(str::to_owned),
+            pwd: pwd.map(str::to_owned),
+            ..SdpFragment::default()
+        };
+        let good = "abcdefghijklmnopqrstuv";
+        assert_eq!(
+            restart_credentials(&fragment(Some("ab+/"), Some(good))),
+            Ok(("ab+/", good))
+        );
+        for (ufrag, pwd) in [
+            (Some("abcd"), None),
+            (None, Some(good)),
+            (Some("abc"), Some(good)),
+            (Some("abcd"), Some("tooshort")),
+            (Some("ab d"), Some(good)),
+            (Some("abcd"), Some("abcdefghijklmnopqrstu\"")),
+        ] {
+            assert!(
+                restart_credentials(&fragment(ufrag, pwd)).is_err(),
+                "{ufrag:?} {pwd:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_restart_fragment_carries_the_answers_new_credentials_and_candidates() {
+        let answer = OFFER.replace("oldU", "ansU");
+        let fragment = restart_fragment(&answer).unwrap();
+        assert_eq!(
+            fragment,
+            "a=ice-ufrag:ansU\r\na=ice-pwd:oldPasswordOldPassword1\r\n\
+             m=video 9 UDP/TLS/RTP/SAVPF 102\r\na=mid:0\r\n\
+             a=candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host\r\n\
+             a=end-of-candidates\r\n"
+        );
+        // What a player reads back is what campeer sent.
+        let read = parse_sdpfrag(&fragment).unwrap();
+        assert_eq!(read.ufrag.as_deref(), Some("ansU"));
+        assert_eq!(read.candidates.len(), 1);
+        assert_eq!(restart_fragment("v=0\r\nm=video 9 x 1\r\n"), None);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use super::whep::{self, SdpFragment, Target, WhepError};
 use crate::protocol::Segment;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -34,12 +34,22 @@ pub enum WhepCommand {
         session: Segment,
         if_match: Option<String>,
         fragment: SdpFragment,
-        reply: oneshot::Sender<Result<(), WhepError>>,
+        reply: oneshot::Sender<Result<Patched, WhepError>>,
     },
     Delete {
         session: Segment,
         reply: oneshot::Sender<Result<(), WhepError>>,
     },
+}
+
+/// What a PATCH did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Patched {
+    /// The candidates went to the session (`204`).
+    Trickled,
+    /// ICE restarted (`200`): campeer's new credentials and candidates as an sdpfrag, and the
+    /// session's new ETag.
+    Restarted { fragment: String, etag: String },
 }
 
 /// A served offer: the session made for it, the answer and its ETag.
@@ -120,14 +130,17 @@ impl WhepEndpoints {
                 )
                 .await?;
                 let fragment = whep::parse_sdpfrag(&body)?;
-                ask(device, |reply| WhepCommand::Trickle {
+                let patched = ask(device, |reply| WhepCommand::Trickle {
                     session,
                     if_match,
                     fragment,
                     reply,
                 })
                 .await?;
-                Ok(empty(StatusCode::NO_CONTENT))
+                Ok(match patched {
+                    Patched::Trickled => empty(StatusCode::NO_CONTENT),
+                    Patched::Restarted { fragment, etag } => restarted(fragment, &etag),
+                })
             }
             (Target::Session { session, .. }, Method::DELETE) => {
                 let session = session_id(session)?;
@@ -232,9 +245,28 @@ async fn read_text(
     let body = Limited::new(request.into_body(), limit)
         .collect()
         .await
-        .map_err(|_| WhepError::TooLarge(limit))?
+        .map_err(|error| {
+            if error.is::<LengthLimitError>() {
+                WhepError::TooLarge(limit)
+            } else {
+                WhepError::BodyUnreadable
+            }
+        })?
         .to_bytes();
     String::from_utf8(body.to_vec()).map_err(|_| WhepError::NotText)
+}
+
+fn restarted(fragment: String, etag: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(fragment)));
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/trickle-ice-sdpfrag"),
+    );
+    if let Ok(etag) = HeaderValue::from_str(etag) {
+        headers.insert("etag", etag);
+    }
+    response
 }
 
 fn empty(status: StatusCode) -> Response<Full<Bytes>> {

@@ -17,6 +17,7 @@ pub mod playback;
 pub mod rpicam;
 pub mod stacks;
 pub mod tls;
+pub mod whep;
 
 use campeer::config::{Config, FileConfig, Overrides};
 use campeer::device::DeviceHandle;
@@ -590,6 +591,8 @@ pub struct ViewerState {
     pub offer_sent_at: Option<Instant>,
     pub answered_at: Option<Instant>,
     pub connection_states: Vec<String>,
+    /// Every ICE connection state, in order (an ICE restart goes through checking again).
+    pub ice_states: Vec<String>,
     pub payload_types: Vec<u8>,
     /// Opus packets received, and their decoded samples (mixed to mono, 48 kHz).
     pub audio_packets: usize,
@@ -713,6 +716,17 @@ impl PeerConnectionEventHandler for ViewerHandler {
         if state == webrtc::peer_connection::RTCIceGatheringState::Complete {
             let _ = self.events.send(ViewerEvent::Candidate(None));
         }
+    }
+
+    async fn on_ice_connection_state_change(
+        &self,
+        state: webrtc::peer_connection::RTCIceConnectionState,
+    ) {
+        self.state
+            .lock()
+            .unwrap()
+            .ice_states
+            .push(state.to_string());
     }
 
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
