@@ -310,3 +310,54 @@ fn amended_answer(answer: &str, fragment: &str) -> String {
     }
     out
 }
+
+/// Plays `whep_url` in headless Chromium with Eyevinn's WHEP player library
+/// (tests/browser/whep.mjs) on a page of another origin, until `frames` frames are decoded or
+/// `seconds` pass; then screenshots to `screenshot` and unloads the player (DELETE). Every
+/// JSON line the script printed.
+pub async fn play_in_chromium(
+    whep_url: &str,
+    token: Option<&str>,
+    seconds: u64,
+    frames: u64,
+    screenshot: &str,
+) -> Vec<serde_json::Value> {
+    let root = env!("CARGO_MANIFEST_DIR");
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists(),
+        "/usr/bin/chromium is not installed; tests/run installs it"
+    );
+    assert!(
+        std::path::Path::new(&format!(
+            "{root}/tests/browser/node_modules/@eyevinn/webrtc-player"
+        ))
+        .exists(),
+        "@eyevinn/webrtc-player is not installed; tests/run installs it (npm ci --prefix tests/browser)"
+    );
+    let mut command = tokio::process::Command::new("node");
+    command
+        .arg(format!("{root}/tests/browser/whep.mjs"))
+        .args(["--whep-url", whep_url])
+        .args(["--seconds", &seconds.to_string()])
+        .args(["--frames", &frames.to_string()])
+        .args(["--screenshot", screenshot])
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true);
+    if let Some(token) = token {
+        command.args(["--token", token]);
+    }
+    let output = tokio::time::timeout(Duration::from_secs(seconds + 60), command.output())
+        .await
+        .expect("the WHEP page script ends in time")
+        .expect("run node (tests/run installs it)");
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    for line in &lines {
+        if line.get("console").is_some() || line.get("pageerror").is_some() {
+            eprintln!("browser: {line}");
+        }
+    }
+    lines
+}
