@@ -7,7 +7,7 @@
 use super::{ViewerEvent, ViewerOptions, ViewerState, build_viewer_peer, recvonly_offer, wait_for};
 use rtc::peer_connection::configuration::RTCOfferOptions;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use webrtc::peer_connection::{PeerConnection, RTCSessionDescription};
@@ -97,6 +97,9 @@ pub struct WhepPlayer {
     events: mpsc::UnboundedReceiver<ViewerEvent>,
     /// campeer's answer, as last amended by a restart.
     answer: String,
+    /// How long gathering took before the offer could be posted (WHEP sends one complete
+    /// offer; `offer_sent_at` in the state is when the POST went out).
+    pub gathering: Duration,
 }
 
 impl WhepPlayer {
@@ -114,10 +117,13 @@ impl WhepPlayer {
         )
         .await;
         let offer = recvonly_offer(&peer, false).await;
+        let gathering_from = Instant::now();
         peer.set_local_description(offer)
             .await
             .expect("apply the offer");
         let offer = gathered_description(&peer, &mut events).await;
+        let gathering = gathering_from.elapsed();
+        state.lock().unwrap().offer_sent_at = Some(Instant::now());
         let reply = http(
             port,
             "POST",
@@ -130,6 +136,7 @@ impl WhepPlayer {
             let _ = peer.close().await;
             return Err(reply);
         }
+        state.lock().unwrap().answered_at = Some(Instant::now());
         let answer = reply.body.clone();
         peer.set_remote_description(
             RTCSessionDescription::answer(answer.clone()).expect("an answer"),
@@ -144,6 +151,7 @@ impl WhepPlayer {
             peer,
             events,
             answer,
+            gathering,
         })
     }
 
