@@ -6,16 +6,13 @@
 
 mod common;
 
-use common::aiortc::{aiortc_python, watch_over_lab};
-use common::network::{Lab, LabCampeer, require_lab};
+use common::aiortc::{lab_and_python, watch_over_lab};
+use common::network::{Lab, LabCampeer};
 use common::stacks::refusals;
 
 #[test]
 fn aiortc_offering_audio_to_a_silent_device_gets_video() {
-    if !require_lab() {
-        return;
-    }
-    let Some(python) = aiortc_python() else {
+    let Some(python) = lab_and_python() else {
         return;
     };
     let lab = Lab::new();

@@ -5,16 +5,12 @@
 
 mod common;
 
-use common::aiortc::{VIEWER, aiortc_python};
-use common::network::require_lab;
+use common::aiortc::{VIEWER, lab_and_python};
 use common::stacks::{VIDEO_AND_SOUND, VIDEO_ONLY, VP8_ONLY, check_every_answer};
 
 #[test]
 fn aiortc_applies_and_plays_every_answer() {
-    if !require_lab() {
-        return;
-    }
-    let Some(python) = aiortc_python() else {
+    let Some(python) = lab_and_python() else {
         return;
     };
     let cases = [VIDEO_ONLY, VIDEO_AND_SOUND, VP8_ONLY];

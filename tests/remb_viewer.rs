@@ -6,8 +6,8 @@
 
 mod common;
 
-use common::aiortc::aiortc_python;
-use common::network::{Lab, LabCampeer, StatsCollector, require_lab};
+use common::aiortc::lab_and_python;
+use common::network::{Lab, LabCampeer, StatsCollector};
 use std::io::BufRead;
 use std::time::{Duration, Instant};
 
@@ -15,10 +15,7 @@ const LINK_KBIT: u32 = 600;
 
 #[test]
 fn an_aiortc_viewer_is_served_by_its_remb() {
-    if !require_lab() {
-        return;
-    }
-    let Some(python) = aiortc_python() else {
+    let Some(python) = lab_and_python() else {
         return;
     };
     let lab = Lab::new();

@@ -8,8 +8,8 @@
 
 mod common;
 
-use common::aiortc::{WHEP_PLAYER, aiortc_python};
-use common::network::{Lab, LabCampeer, require_lab, wait_for_tcp};
+use common::aiortc::{WHEP_PLAYER, lab_and_python};
+use common::network::{Lab, LabCampeer, wait_for_tcp};
 use common::stacks::run_script_in;
 use serde_json::Value;
 
@@ -22,10 +22,7 @@ fn step<'a>(lines: &'a [Value], key: &str) -> &'a Value {
 
 #[test]
 fn aiortc_watches_through_whep() {
-    if !require_lab() {
-        return;
-    }
-    let Some(python) = aiortc_python() else {
+    let Some(python) = lab_and_python() else {
         return;
     };
     let lab = Lab::new();

@@ -15,6 +15,15 @@ pub fn aiortc_python() -> Option<std::path::PathBuf> {
     None
 }
 
+/// The network lab and aiortc's Python, for a test of aiortc across the lab; `None` (the
+/// test skips, saying why) outside CI when either is missing.
+pub fn lab_and_python() -> Option<std::path::PathBuf> {
+    if !super::network::require_lab() {
+        return None;
+    }
+    aiortc_python()
+}
+
 /// The viewer script.
 pub const VIEWER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/aiortc/viewer.py");
 

@@ -1807,13 +1807,29 @@ pub enum Browser {
 
 impl BrowserRun {
     pub fn start(url: &str, pages: usize, seconds: u64, screenshot: &str) -> Self {
-        Self::start_in(None, url, pages, seconds, screenshot, &[])
+        Self::launch(
+            Browser::Chromium,
+            None,
+            url,
+            pages,
+            seconds,
+            screenshot,
+            &[],
+        )
     }
 
     /// One page per URL, each opening its own.
     pub fn start_pages(urls: &[String], seconds: u64, screenshot: &str) -> Self {
         let first = urls.first().expect("at least one page");
-        Self::start_in(None, first, urls.len(), seconds, screenshot, urls)
+        Self::launch(
+            Browser::Chromium,
+            None,
+            first,
+            urls.len(),
+            seconds,
+            screenshot,
+            urls,
+        )
     }
 
     /// Chromium inside network namespace `ns` (`ip netns exec`), so that it sees only that
@@ -1825,7 +1841,15 @@ impl BrowserRun {
         seconds: u64,
         screenshot: &str,
     ) -> Self {
-        Self::start_in(Some(ns), url, pages, seconds, screenshot, &[])
+        Self::launch(
+            Browser::Chromium,
+            Some(ns),
+            url,
+            pages,
+            seconds,
+            screenshot,
+            &[],
+        )
     }
 
     /// One page of `browser` inside network namespace `ns`.
@@ -1837,25 +1861,6 @@ impl BrowserRun {
         screenshot: &str,
     ) -> Self {
         Self::launch(browser, Some(ns), url, 1, seconds, screenshot, &[])
-    }
-
-    fn start_in(
-        ns: Option<&str>,
-        url: &str,
-        pages: usize,
-        seconds: u64,
-        screenshot: &str,
-        page_urls: &[String],
-    ) -> Self {
-        Self::launch(
-            Browser::Chromium,
-            ns,
-            url,
-            pages,
-            seconds,
-            screenshot,
-            page_urls,
-        )
     }
 
     fn launch(
