@@ -868,6 +868,9 @@ impl Device {
         let restart = fragment.ufrag.is_some() && fragment.ufrag != ice.ufrag;
         let now = Instant::now();
         if !restart {
+            if fragment.candidates.len() > self.signaling.candidate_room(session) {
+                return Err((WhepError::TooManyCandidates, reply));
+            }
             self.forward_whep_candidates(now, session, fragment);
             let _ = reply.send(Ok(Patched::Trickled));
             return Ok(());

@@ -1,7 +1,8 @@
 //! A WHEP player on webrtc-rs restarts ICE with a PATCH (RFC 9725 §4.3.2), as a player does
 //! after a network change: campeer answers `200` with its new ICE credentials and candidates
 //! and a new ETag, and the same session keeps playing over the new ICE generation. A PATCH
-//! with the old ETag is refused, trickling under the new one is taken, a restart without a
+//! with the old ETag is refused, trickling under the new one is taken (up to the 64
+//! candidates one offer may bring, beyond which a PATCH is refused whole), a restart without a
 //! password is refused, and DELETE frees the place for the next player.
 
 mod common;
@@ -97,6 +98,27 @@ async fn a_whep_player_restarts_ice_and_keeps_playing() {
     assert_eq!(stale.status, 412, "{stale:?}");
     let current = player.patch(&player.etag.clone(), &candidate).await;
     assert_eq!(current.status, 204, "{current:?}");
+    // One offer brings at most 64 candidates: a PATCH that would go over is refused whole
+    // (it used to get 204 while the excess was dropped), and the room left still takes one.
+    let many: String = (0..64)
+        .map(|i| {
+            format!(
+                "a=candidate:{i} 1 udp 2130706431 127.0.0.1 {} typ host\r\n",
+                10 + i
+            )
+        })
+        .collect();
+    let over = player
+        .patch(
+            &player.etag.clone(),
+            &format!(
+                "a=ice-ufrag:{local_ufrag}\r\nm=video 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n{many}"
+            ),
+        )
+        .await;
+    assert_eq!(over.status, 400, "{over:?}");
+    let one_more = player.patch(&player.etag.clone(), &candidate).await;
+    assert_eq!(one_more.status, 204, "{one_more:?}");
 
     // The one place is taken; DELETE frees it for the next player.
     let refused = WhepPlayer::play(port, "cam1")

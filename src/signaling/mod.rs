@@ -163,6 +163,17 @@ impl Signaling {
         self.active.contains_key(session)
     }
 
+    /// How many more candidates `session`'s current offer may bring before the rest are
+    /// dropped (none when the session is not served). A WHEP PATCH that would go over is
+    /// refused whole, so that the player is told rather than silently cut short.
+    pub fn candidate_room(&self, session: &Segment) -> usize {
+        self.active.get(session).map_or(0, |active| {
+            self.limits
+                .candidates_per_offer
+                .saturating_sub(active.candidates)
+        })
+    }
+
     /// Slots taken: served sessions and those still ending.
     pub fn occupied(&self) -> usize {
         self.active.len() + self.ending.len()

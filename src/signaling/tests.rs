@@ -275,8 +275,11 @@ fn candidates_are_capped_per_offer() {
         core.handle_message(t0, seg("a"), &candidate_json(n));
     }
     assert_eq!(forwarded_candidates(&drain(&mut core)), 64);
+    assert_eq!(core.candidate_room(&seg("a")), 0);
+    assert_eq!(core.candidate_room(&seg("nobody")), 0);
     // A renegotiation (an ICE restart) brings new candidates.
     core.handle_message(t0, seg("a"), &offer_json(OFFER));
+    assert_eq!(core.candidate_room(&seg("a")), 64);
     for n in 0..100 {
         core.handle_message(t0, seg("a"), &candidate_json(n));
     }

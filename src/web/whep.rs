@@ -66,6 +66,9 @@ pub enum WhepError {
     BodyUnreadable,
     #[error("bad trickle-ice-sdpfrag: {0}")]
     BadFragment(&'static str),
+    /// More candidates than one offer may bring (the signaling core's cap); none were taken.
+    #[error("more candidates than one offer may bring; none of these were taken")]
+    TooManyCandidates,
     #[error("the session has changed since (If-Match does not match its ETag)")]
     PreconditionFailed,
     #[error("{0}")]
@@ -89,9 +92,11 @@ impl WhepError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::WrongContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::NotText | Self::BodyUnreadable | Self::BadFragment(_) | Self::Refused(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::NotText
+            | Self::BodyUnreadable
+            | Self::BadFragment(_)
+            | Self::TooManyCandidates
+            | Self::Refused(_) => StatusCode::BAD_REQUEST,
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::Busy(_) | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
