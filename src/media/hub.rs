@@ -9,11 +9,11 @@
 //! cannot keep up loses frames and then waits for the next keyframe instead of stalling the
 //! others.
 
-use super::encoder::{AccessUnit, ParameterSets};
+use super::encoder::{AccessUnit, EncoderError, ParameterSets};
 use super::encoding::{EncoderKind, Encoding};
 use super::keyframe::KeyframePolicy;
 use super::rate::{RateAllocator, ViewerLink};
-use super::vp8::Vp8Encoder;
+use super::vp8::{Vp8Encoder, Vp8Error};
 use super::worker::{OnDemand, RunFlag, StateReporter, lock, supervise};
 use super::{CapturedFrame, I420Frame, SourceError, VideoCodec, VideoSource};
 use crate::config::VideoConfig;
@@ -588,7 +588,7 @@ impl H264Stage {
         }
     }
 
-    fn report_failure(&mut self, error: &str) {
+    fn report_failure(&mut self, error: &EncoderError) {
         self.failures += 1;
         if self.failures.is_power_of_two() {
             tracing::error!(
@@ -604,12 +604,11 @@ impl H264Stage {
         inner: &Inner,
         frame: &I420Frame,
         force_keyframe: bool,
-    ) -> Result<Option<AccessUnit>, String> {
+    ) -> Result<Option<AccessUnit>, EncoderError> {
         self.passthrough.active = false;
         let encoded = self
             .encoding
-            .encode(frame, force_keyframe, self.rate.target_bps)
-            .map_err(|e| e.to_string());
+            .encode(frame, force_keyframe, self.rate.target_bps);
         self.publish_encoder(inner);
         encoded
     }
@@ -650,7 +649,7 @@ impl H264Stage {
         source: &mut dyn VideoSource,
         data: Bytes,
         force_keyframe: bool,
-    ) -> Result<AccessUnit, String> {
+    ) -> Result<AccessUnit, EncoderError> {
         let target_bps = self.rate.target_bps;
         let state = &mut self.passthrough;
         state.active = true;
@@ -682,10 +681,7 @@ impl H264Stage {
                 );
             }
         }
-        let unit = state
-            .parameter_sets
-            .complete(data)
-            .map_err(|e| e.to_string())?;
+        let unit = state.parameter_sets.complete(data)?;
         inner
             .counters
             .frames_passed_through
@@ -727,7 +723,7 @@ impl Vp8Stage {
         frame: &I420Frame,
         pts: u64,
         force_keyframe: bool,
-    ) -> Result<Option<AccessUnit>, String> {
+    ) -> Result<Option<AccessUnit>, Vp8Error> {
         let size = (frame.width(), frame.height());
         if self.encoder.as_ref().is_some_and(|e| e.size() != size) {
             // A camera back in another mode: a new encoder, from a keyframe.
@@ -737,17 +733,15 @@ impl Vp8Stage {
         let encoder = match &mut self.encoder {
             Some(encoder) => encoder,
             None => {
-                let encoder = Vp8Encoder::new(size.0, size.1, self.fps, self.rate.target_bps, None)
-                    .map_err(|e| e.to_string())?;
+                let encoder =
+                    Vp8Encoder::new(size.0, size.1, self.fps, self.rate.target_bps, None)?;
                 tracing::info!("VP8 encoder started ({}x{})", size.0, size.1);
                 stream.counters.running.store(true, Ordering::Relaxed);
                 self.encoder.insert(encoder)
             }
         };
         encoder.set_bitrate(self.rate.target_bps);
-        encoder
-            .encode(frame, pts, force_keyframe)
-            .map_err(|e| e.to_string())
+        encoder.encode(frame, pts, force_keyframe)
     }
 
     fn stop(&mut self, stream: &Stream) {
