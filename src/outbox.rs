@@ -1,8 +1,8 @@
 //! Where a device's messages to a viewer go. An MQTT viewer gets every one on its outbound
-//! topic. A WHEP viewer has no topic: the one message it can be given, the answer to its offer
-//! or the refusal, goes to the HTTP request waiting for it, and the rest (trickled candidates,
-//! a hangup) are dropped: the answer already carries campeer's host candidates, and a WHEP
-//! player learns of a hangup from the media stopping.
+//! topic. A WHEP viewer has no topic: what it can be given, the answer to its offer (or to
+//! its ICE restart) or the refusal, goes to the HTTP request waiting for it, and the rest
+//! (trickled candidates, a hangup) are dropped: the answer already carries campeer's host
+//! candidates, and a WHEP player learns of a hangup from the media stopping.
 
 use crate::mqtt::{PublishError, Publisher};
 use crate::protocol::{DeviceMessage, Segment};

@@ -1,7 +1,7 @@
 //! WHEP (draft-ietf-wish-whep), the pure part: which resource a request names, what a
 //! `application/trickle-ice-sdpfrag` body (RFC 8840) says, whether a bearer token is right,
-//! the `Link` headers that hand a player the ICE servers, and the HTTP status for each
-//! refusal. Standard players (GStreamer's whepsrc, mediamtx, go2rtc, Eyevinn's player) watch
+//! the `Link` headers that hand a player the ICE servers, the offer and the reply an ICE
+//! restart makes, and the HTTP status for each refusal. Standard players (GStreamer's whepsrc, mediamtx, go2rtc, Eyevinn's player) watch
 //! through it; the sessions, encoders and limits are those of the MQTT viewers.
 
 use crate::web::http::PageIceServer;
