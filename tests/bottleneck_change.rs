@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::Watching;
 use common::network::{Lab, LabCampeer, LabLink, in_viewer_namespace, join_over_lab, require_lab};
 use std::time::{Duration, Instant};
 

@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::Watching;
 use common::network::{
     Lab, LabCampeer, StatsCollector, in_namespace, in_viewer_namespace, join_over_lab, must,
     reported_paths, require_lab,

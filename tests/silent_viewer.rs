@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::Watching;
 use common::network::{Lab, LabCampeer, in_ns, in_viewer_namespace, join_over_lab, require_lab};
 use std::time::{Duration, Instant};
 

@@ -13,41 +13,29 @@
 // --page-urls gives each page a URL of its own (page i opens the i-th); --url is the rest's.
 // --firefox-h264 1 turns on Firefox's H.264 through the system's FFmpeg (libavcodec), as a
 // user can in about:config; without it Firefox is as Debian ships it: no H.264.
-import { chromium } from "playwright-core";
 import puppeteer from "puppeteer-core";
 import { existsSync } from "node:fs";
+import { emit, launchChromium, parseArgs } from "./launch.mjs";
 
-const args = Object.fromEntries(
-  process.argv.slice(2).reduce((pairs, arg, i, all) => {
-    if (arg.startsWith("--")) pairs.push([arg.slice(2), all[i + 1]]);
-    return pairs;
-  }, []),
-);
+const args = parseArgs();
 const url = args.url;
 const pages = Number(args.pages ?? 1);
 const seconds = Number(args.seconds ?? 20);
-const emit = (value) => process.stdout.write(JSON.stringify(value) + "\n");
 
 const firefox = args.browser === "firefox";
 const viewport = { width: 1100, height: 720 };
+// What headless Firefox's window frame takes of its height (its inner height is 86 px less).
+const firefoxFrame = 86;
 
-async function launchChromium() {
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    headless: true,
-    args: [
-      "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-      "--autoplay-policy=no-user-gesture-required",
-    ],
-  });
+async function openChromium() {
+  const browser = await launchChromium();
   const context = await browser.newContext({ viewport });
   return { browser, newPage: () => context.newPage() };
 }
 
-async function launchFirefox() {
+async function openFirefox() {
   const prefs = {
-    // Play without a click, as the Chromium flag above does.
+    // Play without a click, as launchChromium's autoplay flag does.
     "media.autoplay.default": 0,
     "media.autoplay.blocking_policy": 0,
     // Nothing from the internet: no updates, telemetry or plugin downloads.
@@ -67,18 +55,16 @@ async function launchFirefox() {
     executablePath: process.env.FIREFOX ?? "/usr/bin/firefox-esr",
     headless: true,
     extraPrefsFirefox: prefs,
+    // The window's size, not puppeteer's viewport emulation: its setViewport also sends
+    // emulation.setScreenOrientationOverride, which Debian 12's firefox-esr 140 does not
+    // know (an error that ends the script). The window's frame takes some of its height.
+    defaultViewport: null,
+    args: ["-width", String(viewport.width), "-height", String(viewport.height + firefoxFrame)],
   });
-  return {
-    browser,
-    newPage: async () => {
-      const page = await browser.newPage();
-      await page.setViewport(viewport);
-      return page;
-    },
-  };
+  return { browser, newPage: () => browser.newPage() };
 }
 
-const { browser, newPage } = firefox ? await launchFirefox() : await launchChromium();
+const { browser, newPage } = firefox ? await openFirefox() : await openChromium();
 const deadline = Date.now() + seconds * 1000;
 try {
   const opened = [];

@@ -9,21 +9,15 @@
 //
 //   node tests/browser/whep.mjs --whep-url URL [--token T] [--seconds S] [--frames N]
 //                               [--screenshot PATH]
-import { chromium } from "playwright-core";
 import * as esbuild from "esbuild";
 import { createServer } from "node:http";
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
+import { emit, launchChromium, parseArgs } from "./launch.mjs";
 
-const args = Object.fromEntries(
-  process.argv.slice(2).reduce((pairs, arg, i, all) => {
-    if (arg.startsWith("--")) pairs.push([arg.slice(2), all[i + 1]]);
-    return pairs;
-  }, []),
-);
+const args = parseArgs();
 const seconds = Number(args.seconds ?? 20);
 const wantedFrames = Number(args.frames ?? 0);
-const emit = (value) => process.stdout.write(JSON.stringify(value) + "\n");
 
 // The library as a page would ship it: one script that puts WebRTCPlayer on window.
 const bundle = await esbuild.build({
@@ -69,18 +63,9 @@ await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
 const origin = `http://127.0.0.1:${server.address().port}`;
 emit({ origin });
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-    // Host candidates as plain addresses: no mDNS announcements to 224.0.0.251 (campeer,
-    // loopback-only here, ignores them either way and is reached as peer-reflexive).
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-  ],
-});
+// Host candidates as plain addresses: no mDNS announcements to 224.0.0.251 (campeer,
+// loopback-only here, ignores them either way and is reached as peer-reflexive).
+const browser = await launchChromium(["--disable-features=WebRtcHideLocalIpsWithMdns"]);
 const deadline = Date.now() + seconds * 1000;
 try {
   const context = await browser.newContext({ viewport: { width: 960, height: 720 } });

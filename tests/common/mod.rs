@@ -615,6 +615,30 @@ pub struct ViewerState {
     pub video_codec: Option<String>,
 }
 
+/// What any test viewer (the MQTT one, the WHEP player) has decoded so far, read the same
+/// way whichever signaling brought it.
+pub trait Watching {
+    /// The state its receiving tasks fill in.
+    fn seen(&self) -> &Mutex<ViewerState>;
+
+    fn frames(&self) -> usize {
+        self.seen().lock().unwrap().frames.len()
+    }
+
+    fn snapshot<T>(&self, read: impl FnOnce(&ViewerState) -> T) -> T
+    where
+        Self: Sized,
+    {
+        read(&self.seen().lock().unwrap())
+    }
+
+    /// Waits until `count` more frames than now have been decoded.
+    fn wait_for_more_frames(&self, count: usize, limit: Duration) -> impl Future<Output = bool> {
+        let start = self.frames();
+        wait_for(limit, move || self.frames() >= start + count)
+    }
+}
+
 /// What the test viewer offers.
 #[derive(Debug, Clone)]
 pub struct ViewerOptions {
@@ -681,6 +705,12 @@ pub struct TestViewer {
     mqtt: AsyncClient,
     in_topic: String,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Watching for TestViewer {
+    fn seen(&self) -> &Mutex<ViewerState> {
+        &self.state
+    }
 }
 
 enum ViewerEvent {
@@ -1224,20 +1254,6 @@ impl TestViewer {
 
     pub async fn hangup(&self) {
         self.publish(json!({"type": "hangup"})).await;
-    }
-
-    pub fn frames(&self) -> usize {
-        self.state.lock().unwrap().frames.len()
-    }
-
-    pub fn snapshot<T>(&self, read: impl FnOnce(&ViewerState) -> T) -> T {
-        read(&self.state.lock().unwrap())
-    }
-
-    /// Waits until `count` more frames than now have been decoded.
-    pub async fn wait_for_more_frames(&self, count: usize, limit: Duration) -> bool {
-        let start = self.frames();
-        wait_for(limit, || self.frames() >= start + count).await
     }
 
     /// Closes the peer connection and the MQTT connection, after flushing what was queued

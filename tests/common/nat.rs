@@ -10,6 +10,7 @@
 //! viewer ns  ── viewer router (NAT)  ──┘
 //! ```
 
+use super::Watching;
 use super::network::{
     LabCampeer, LabTarget, NamespacedBroker, in_ns, join_over_lab, must, rule_counters, run,
     run_in_namespace, veth_pair, wait_for_tcp,

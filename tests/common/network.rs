@@ -7,6 +7,7 @@
 //! campeer runs in its namespace as the binary (`ip netns exec`); the test viewer runs on a
 //! thread that has entered the viewer's namespace, so every socket it opens is there.
 
+use super::Watching;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;

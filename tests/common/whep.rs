@@ -4,7 +4,7 @@
 //! candidates up, campeer's new ones back in a `200`). HTTP/1.1 is spoken by hand over one
 //! connection per request, so that every status and header is seen as sent.
 
-use super::{ViewerEvent, ViewerOptions, ViewerState, build_viewer_peer, recvonly_offer, wait_for};
+use super::{ViewerEvent, ViewerOptions, ViewerState, Watching, build_viewer_peer, recvonly_offer};
 use rtc::peer_connection::configuration::RTCOfferOptions;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -220,21 +220,14 @@ impl WhepPlayer {
         attribute(&local.sdp, "ice-ufrag").expect("a ufrag")
     }
 
-    pub fn frames(&self) -> usize {
-        self.state.lock().unwrap().frames.len()
-    }
-
-    pub fn snapshot<T>(&self, read: impl FnOnce(&ViewerState) -> T) -> T {
-        read(&self.state.lock().unwrap())
-    }
-
-    pub async fn wait_for_more_frames(&self, count: usize, limit: Duration) -> bool {
-        let start = self.frames();
-        wait_for(limit, || self.frames() >= start + count).await
-    }
-
     pub async fn close(self) {
         let _ = self.peer.close().await;
+    }
+}
+
+impl Watching for WhepPlayer {
+    fn seen(&self) -> &Mutex<ViewerState> {
+        &self.state
     }
 }
 
