@@ -1216,15 +1216,7 @@ impl TestViewer {
 
     /// Renegotiates with an ICE restart on the same session.
     pub async fn restart_ice(&self) {
-        let offer = self
-            .peer
-            .create_offer(Some(RTCOfferOptions { ice_restart: true }))
-            .await
-            .expect("create a restart offer");
-        self.peer
-            .set_local_description(offer)
-            .await
-            .expect("apply the restart offer");
+        apply_restart_offer(&self.peer).await;
         self.send_offer().await;
     }
 
@@ -1267,6 +1259,18 @@ impl TestViewer {
             task.abort();
         }
     }
+}
+
+/// Creates and applies an offer with new ICE credentials, which either kind of test viewer
+/// then sends its own way.
+async fn apply_restart_offer(peer: &Arc<dyn PeerConnection>) {
+    let offer = peer
+        .create_offer(Some(RTCOfferOptions { ice_restart: true }))
+        .await
+        .expect("create a restart offer");
+    peer.set_local_description(offer)
+        .await
+        .expect("apply the restart offer");
 }
 
 fn strip_candidates(sdp: &str) -> String {

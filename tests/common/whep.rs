@@ -4,8 +4,10 @@
 //! candidates up, campeer's new ones back in a `200`). HTTP/1.1 is spoken by hand over one
 //! connection per request, so that every status and header is seen as sent.
 
-use super::{ViewerEvent, ViewerOptions, ViewerState, Watching, build_viewer_peer, recvonly_offer};
-use rtc::peer_connection::configuration::RTCOfferOptions;
+use super::{
+    ViewerEvent, ViewerOptions, ViewerState, Watching, apply_restart_offer, build_viewer_peer,
+    recvonly_offer,
+};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -160,15 +162,7 @@ impl WhepPlayer {
     /// reply replace the old ones in its answer, which is applied again, and the new ETag is
     /// kept.
     pub async fn restart_ice(&mut self) -> HttpReply {
-        let offer = self
-            .peer
-            .create_offer(Some(RTCOfferOptions { ice_restart: true }))
-            .await
-            .expect("create a restart offer");
-        self.peer
-            .set_local_description(offer)
-            .await
-            .expect("apply the restart offer");
+        apply_restart_offer(&self.peer).await;
         let local = gathered_description(&self.peer, &mut self.events).await;
         let reply = self.patch("*", &restart_fragment_of(&local)).await;
         if reply.status == 200 {
