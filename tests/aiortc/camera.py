@@ -137,10 +137,14 @@ async def main():
     subscribed = asyncio.Event()
     client.on_message = on_message
     client.on_subscribe = lambda *_: loop.call_soon_threadsafe(subscribed.set)
+    # Online and offline as campeer says them (retained), so viewers wait for it as for campeer.
+    status_topic = f"{args.prefix}/{args.device}/status"
+    client.will_set(status_topic, json.dumps({"state": "offline"}), qos=1, retain=True)
     client.connect(args.host, args.port)
     client.loop_start()
     client.subscribe(f"{args.prefix}/{args.device}/in/+", qos=1)
     await asyncio.wait_for(subscribed.wait(), 10)
+    client.publish(status_topic, json.dumps({"state": "online"}), qos=1, retain=True)
     emit({"ready": True})
 
     while time.monotonic() < deadline:
