@@ -438,6 +438,13 @@ pub fn for_webrtc(sdp: &str) -> String {
     let (Some(ufrag), Some(pwd)) = ice_credentials(sdp, video) else {
         return sdp.to_owned();
     };
+    with_ice_credentials(sdp, ufrag, pwd)
+}
+
+/// `sdp` with `ufrag` and `pwd` in every part that names other ICE credentials, and that
+/// part's candidates left out (they belonged to the old credentials). Media, codecs and DTLS
+/// stay as they were.
+pub fn with_ice_credentials(sdp: &str, ufrag: &str, pwd: &str) -> String {
     rewrite_sections(sdp, |out, lines| {
         push_with_credentials(out, lines, ufrag, pwd)
     })

@@ -1,8 +1,9 @@
 //! WHEP (draft-ietf-wish-whep), the pure part: which resource a request names, what a
 //! `application/trickle-ice-sdpfrag` body (RFC 8840) says, whether a bearer token is right,
 //! the `Link` headers that hand a player the ICE servers, the offer and the reply an ICE
-//! restart makes, and the HTTP status for each refusal. Standard players (GStreamer's whepsrc, mediamtx, go2rtc, Eyevinn's player) watch
-//! through it; the sessions, encoders and limits are those of the MQTT viewers.
+//! restart makes, and the HTTP status for each refusal. Standard players (GStreamer's
+//! whepsrc, mediamtx, go2rtc, Eyevinn's player) watch through it; the sessions, encoders and
+//! limits are those of the MQTT viewers.
 
 use crate::web::http::PageIceServer;
 use hyper::StatusCode;
@@ -187,22 +188,7 @@ pub fn restart_credentials(fragment: &SdpFragment) -> Result<(&str, &str), WhepE
 /// place of the old ones and without the old candidates (the PATCH's own candidates follow
 /// it as trickled ones). Media, codecs and DTLS stay as they were, as a restart keeps them.
 pub fn restart_offer(offer: &str, ufrag: &str, pwd: &str) -> String {
-    offer
-        .split_inclusive('\n')
-        .filter_map(|line| {
-            let content = line.trim_end_matches(['\r', '\n']);
-            let ending = line.get(content.len()..).unwrap_or_default();
-            if content.starts_with("a=candidate:") || content == "a=end-of-candidates" {
-                None
-            } else if content.starts_with("a=ice-ufrag:") {
-                Some(format!("a=ice-ufrag:{ufrag}{ending}"))
-            } else if content.starts_with("a=ice-pwd:") {
-                Some(format!("a=ice-pwd:{pwd}{ending}"))
-            } else {
-                Some(line.to_owned())
-            }
-        })
-        .collect()
+    crate::session::offer::with_ice_credentials(offer, ufrag, pwd)
 }
 
 /// The body of a `200` to an ICE restart (RFC 9725 §4.3.2): campeer's new credentials and
