@@ -30,3 +30,35 @@ export function launchChromium(extraArgs = []) {
     ],
   });
 }
+
+/**
+ * Waits (at most `limitMs`) until Chromium's WebRTC sees a network: a page that gathers ICE
+ * candidates gets at least one. Chromium started in a network namespace made moments before
+ * at times hands a page's first peer connections an empty network list, and that page then
+ * never gathers a candidate or sends a packet, however often it tries again: it stays
+ * "connecting". A fresh page, once the browser has settled, gathers normally. Returns how many
+ * probe pages it took, or null when none gathered a candidate in time.
+ */
+export async function waitForIceNetwork(context, limitMs = 15_000) {
+  const deadline = Date.now() + limitMs;
+  for (let probe = 1; Date.now() < deadline; probe++) {
+    const page = await context.newPage();
+    const gathered = await page.evaluate(async () => {
+      const pc = new RTCPeerConnection();
+      pc.createDataChannel("probe");
+      let count = 0;
+      const complete = new Promise((resolve) => {
+        pc.onicecandidate = ({ candidate }) => (candidate ? count++ : resolve());
+        setTimeout(resolve, 2000);
+      });
+      await pc.setLocalDescription(await pc.createOffer());
+      await complete;
+      pc.close();
+      return count;
+    });
+    await page.close();
+    if (gathered > 0) return probe;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+  return null;
+}

@@ -8,14 +8,16 @@
 //
 //   node tests/browser/watch.mjs --url URL [--pages N] [--seconds S] [--screenshot PREFIX]
 //                                [--stop-file PATH] [--page-urls URL1,URL2,...]
-//                                [--browser chromium|firefox] [--firefox-h264 1]
+//                                [--browser chromium|firefox] [--firefox-h264 1] [--ice-warmup 1]
 //
+// --ice-warmup 1 (Chromium) first waits until a probe page gathers an ICE candidate: in a
+// network namespace made moments before, Chromium's first pages at times see no network.
 // --page-urls gives each page a URL of its own (page i opens the i-th); --url is the rest's.
 // --firefox-h264 1 turns on Firefox's H.264 through the system's FFmpeg (libavcodec), as a
 // user can in about:config; without it Firefox is as Debian ships it: no H.264.
 import puppeteer from "puppeteer-core";
 import { existsSync } from "node:fs";
-import { emit, launchChromium, parseArgs } from "./launch.mjs";
+import { emit, launchChromium, parseArgs, waitForIceNetwork } from "./launch.mjs";
 
 const args = parseArgs();
 const url = args.url;
@@ -30,6 +32,10 @@ const firefoxFrame = 86;
 async function openChromium() {
   const browser = await launchChromium();
   const context = await browser.newContext({ viewport });
+  if (args["ice-warmup"] === "1") {
+    const probes = await waitForIceNetwork(context);
+    emit({ iceWarmup: probes ?? "no network seen; opening the page anyway" });
+  }
   return { browser, newPage: () => context.newPage() };
 }
 

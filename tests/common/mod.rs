@@ -1894,6 +1894,13 @@ impl BrowserRun {
     ) -> Self {
         let root = env!("CARGO_MANIFEST_DIR");
         let (executable, driver, browser_args) = match browser {
+            // In a namespace made moments before, Chromium first waits until its WebRTC sees
+            // the namespace's network (watch.mjs's --ice-warmup).
+            Browser::Chromium if ns.is_some() => (
+                "/usr/bin/chromium",
+                "playwright-core",
+                vec!["--ice-warmup".to_owned(), "1".to_owned()],
+            ),
             Browser::Chromium => ("/usr/bin/chromium", "playwright-core", vec![]),
             Browser::Firefox { h264 } => (
                 "/usr/bin/firefox-esr",
@@ -1954,7 +1961,10 @@ impl BrowserRun {
             while let Ok(Some(line)) = reader.next_line().await {
                 match serde_json::from_str::<Value>(&line) {
                     Ok(value) => {
-                        if value.get("console").is_some() || value.get("pageerror").is_some() {
+                        if ["console", "pageerror", "iceWarmup"]
+                            .iter()
+                            .any(|key| value.get(key).is_some())
+                        {
                             eprintln!("browser: {value}");
                         }
                         sink.lock().unwrap().push(value);
