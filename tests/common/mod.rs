@@ -1896,12 +1896,14 @@ impl BrowserRun {
         let (executable, driver, browser_args) = match browser {
             // In a namespace made moments before, Chromium first waits until its WebRTC sees
             // the namespace's network (watch.mjs's --ice-warmup).
-            Browser::Chromium if ns.is_some() => (
+            Browser::Chromium => (
                 "/usr/bin/chromium",
                 "playwright-core",
-                vec!["--ice-warmup".to_owned(), "1".to_owned()],
+                match ns {
+                    Some(_) => vec!["--ice-warmup".to_owned(), "1".to_owned()],
+                    None => vec![],
+                },
             ),
-            Browser::Chromium => ("/usr/bin/chromium", "playwright-core", vec![]),
             Browser::Firefox { h264 } => (
                 "/usr/bin/firefox-esr",
                 "puppeteer-core",

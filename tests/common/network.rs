@@ -860,9 +860,9 @@ pub async fn watch_page_over_lab(
     measure: Duration,
 ) -> LinkReport {
     let link = lab.link();
-    // Chromium with no default route at times gathers no candidate at all: the page then
-    // never sends a packet and stays "connecting" (about one run in five). A viewer's
-    // machine has a default route; so does this one.
+    // A viewer's machine has a default route; so does this one. Chromium in a namespace
+    // without one gathers no candidate at all (the page sends no packet and stays
+    // "connecting"); its other start-up gap is bridged by BrowserRun's ICE warm-up.
     link.route_viewer_through_campeer();
     let (broker, ws_port) = NamespacedBroker::start_with_websockets(&lab.campeer_ns);
     let broker_port = broker.port;
