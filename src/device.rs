@@ -20,7 +20,9 @@ use crate::protocol::{
     AudioDescription, Candidate, DeviceMessage, DeviceTopics, ErrorCode, OFFLINE_STATUS, Segment,
     Status, VideoDescription, ViewerMessage,
 };
-use crate::session::{self, SessionCommand, SessionContext, SessionEnded, SessionHandle};
+use crate::session::{
+    self, SessionCommand, SessionContext, SessionEvent, SessionHandle, SessionReport,
+};
 use crate::signaling::{Action, Limits, Signaling};
 use crate::web;
 use crate::web::broker::EmbeddedBroker;
@@ -171,7 +173,7 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
     let (host, port, embedded) = match (&config.mqtt.broker, &config.embedded_broker) {
         (Some(broker), _) => (broker.host.clone(), broker.port, None),
         (None, Some(settings)) => {
-            let broker = web::broker::start(settings)?;
+            let broker = web::broker::start(settings).await?;
             // campeer logs in to its own broker like any client.
             mqtt.username = settings.username.clone();
             mqtt.password = settings.password.clone();
@@ -301,7 +303,7 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
         let publisher = link
             .publisher
             .for_device(DeviceTopics::new(config.mqtt.prefix.clone(), id.clone()));
-        let (ended_tx, ended) = mpsc::unbounded_channel();
+        let (reports_tx, reports) = mpsc::unbounded_channel();
         let outbox = Outbox::new(publisher.clone());
         let context = SessionContext {
             hub: hub.clone(),
@@ -310,7 +312,7 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
             timeout: config.sessions.timeout,
             connect_timeout: config.sessions.connect_timeout,
             outbox: outbox.clone(),
-            ended: ended_tx,
+            reports: reports_tx,
             tasks: Arc::clone(&session_tasks),
         };
         let heartbeat = Arc::new(Heartbeat::new());
@@ -362,7 +364,7 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
         };
         hubs.push((id, hub));
         heartbeats.push(heartbeat);
-        devices.push((device, inbound, ended, whep));
+        devices.push((device, inbound, reports, whep));
     }
     let health = DeviceHealth {
         device_loops: heartbeats,
@@ -445,7 +447,7 @@ fn new_whep_session() -> Option<Segment> {
 type DeviceTask = (
     Device,
     mpsc::Receiver<Inbound>,
-    mpsc::UnboundedReceiver<SessionEnded>,
+    mpsc::UnboundedReceiver<SessionReport>,
     mpsc::Receiver<WhepCommand>,
 );
 
@@ -463,11 +465,11 @@ async fn serve(
 ) {
     let (stopping_tx, stopping) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
-    for (device, inbound, ended, whep) in devices {
+    for (device, inbound, reports, whep) in devices {
         tasks.spawn(device.run(
             link.connection.clone(),
             inbound,
-            ended,
+            reports,
             whep,
             stopping.clone(),
         ));
@@ -718,7 +720,7 @@ impl Device {
         mut self,
         mut connection: watch::Receiver<crate::mqtt::Connection>,
         mut inbound: mpsc::Receiver<Inbound>,
-        mut ended: mpsc::UnboundedReceiver<SessionEnded>,
+        mut reports: mpsc::UnboundedReceiver<SessionReport>,
         mut whep: mpsc::Receiver<WhepCommand>,
         mut stop: watch::Receiver<bool>,
     ) {
@@ -744,8 +746,19 @@ impl Device {
                         self.signaling.broker_connected(Instant::now());
                     }
                 }
-                inbound = inbound.recv() => match inbound {
-                    Some(Inbound { topic, payload }) => self.on_inbound(&topic, &payload),
+                message = inbound.recv() => match message {
+                    Some(Inbound { topic, payload }) => {
+                        self.on_inbound(&topic, &payload);
+                        // Everything already queued goes to the signaling core before any
+                        // of it is carried out: an offer whose hangup waits behind it is
+                        // never started.
+                        for _ in 1..INBOUND_QUEUE {
+                            let Ok(Inbound { topic, payload }) = inbound.try_recv() else {
+                                break;
+                            };
+                            self.on_inbound(&topic, &payload);
+                        }
+                    }
                     None => {
                         tracing::error!("the MQTT driver stopped unexpectedly");
                         break;
@@ -753,9 +766,7 @@ impl Device {
                 },
                 Some(command) = whep.recv() => self.on_whep(command),
                 Some(done) = self.whep_restarts.1.recv() => self.on_whep_restarted(done),
-                Some(done) = ended.recv() => {
-                    self.signaling.session_ended(Instant::now(), done.id, done.serial, &done.reason);
-                }
+                Some(report) = reports.recv() => self.on_session_report(report),
                 Ok(()) = self.source_state.changed() => self.signaling.status_changed(Instant::now()),
                 () = state_changed(&mut self.audio_state) => self.signaling.status_changed(Instant::now()),
                 () = sleep_until(wake) => {}
@@ -768,7 +779,17 @@ impl Device {
             // it by the coalescing interval.
             self.board.set_viewers(self.index, self.signaling.viewers());
         }
-        self.shutdown(ended).await;
+        self.shutdown(reports).await;
+    }
+
+    fn on_session_report(&mut self, report: SessionReport) {
+        let SessionReport { id, serial, event } = report;
+        let now = Instant::now();
+        match event {
+            SessionEvent::Answered => self.signaling.session_answered(now, &id, serial),
+            SessionEvent::Connected => self.signaling.session_connected(&id, serial),
+            SessionEvent::Ended(reason) => self.signaling.session_ended(now, id, serial, &reason),
+        }
     }
 
     /// A WHEP player's request: an offer becomes a session like an MQTT viewer's (the same
@@ -804,7 +825,7 @@ impl Device {
 
     /// The WHEP session `session`, when the signaling core still serves it.
     fn whep_session(&mut self, session: &Segment) -> Option<&WhepIce> {
-        if !self.signaling.is_active(session) {
+        if !self.signaling.serves(session) {
             self.whep_sessions.remove(session);
             return None;
         }
@@ -830,7 +851,7 @@ impl Device {
             session.clone(),
             ViewerMessage::Offer { sdp: sdp.clone() },
         );
-        if self.signaling.is_active(&session) {
+        if self.signaling.serves(&session) {
             let ice = WhepIce {
                 offer: sdp,
                 ufrag,
@@ -1085,7 +1106,7 @@ impl Device {
         }
     }
 
-    async fn shutdown(mut self, mut ended: mpsc::UnboundedReceiver<SessionEnded>) {
+    async fn shutdown(mut self, mut reports: mpsc::UnboundedReceiver<SessionReport>) {
         tracing::info!(
             "shutting down: hanging up on {} viewer(s)",
             self.signaling.viewers()
@@ -1097,8 +1118,12 @@ impl Device {
         self.board.set_viewers(self.index, 0);
         let deadline = tokio::time::Instant::now() + SHUTDOWN_WAIT;
         while remaining > 0 {
-            match tokio::time::timeout_at(deadline, ended.recv()).await {
-                Ok(Some(_)) => remaining -= 1,
+            match tokio::time::timeout_at(deadline, reports.recv()).await {
+                Ok(Some(SessionReport {
+                    event: SessionEvent::Ended(_),
+                    ..
+                })) => remaining -= 1,
+                Ok(Some(_)) => {}
                 Ok(None) | Err(_) => break,
             }
         }

@@ -8,6 +8,10 @@
 //! them), and the connection counts as up only once the broker has acknowledged it. A viewer
 //! who offers the moment it sees campeer online is therefore always heard.
 //!
+//! campeer speaks MQTT 5, and MQTT 3.1.1 to a broker that refuses 5 (RabbitMQ's MQTT plugin
+//! and several cloud brokers speak only 3.1.1): [`ProtocolChoice`] decides which version the
+//! next connection attempt uses.
+//!
 //! rumqttc's event loop is polled in its own task and nothing awaits a publish from that task
 //! (it would deadlock once the request channel fills). Everything else publishes with
 //! `try_publish`, so a broker outage can never stall the daemon: what cannot be queued is
@@ -16,20 +20,20 @@
 use crate::config::MqttConfig;
 use crate::protocol::{DeviceMessage, DeviceTopics, OFFLINE_STATUS, Segment};
 use bytes::Bytes;
-use rumqttc::Outgoing;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Filter, LastWill, Packet, Subscribe, SubscribeReasonCode};
 use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions, Request};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 /// Signaling payloads are capped at 64 KiB by the protocol; leave room for the topic and
-/// MQTT framing. campeer speaks MQTT 5 and announces this as its Maximum Packet Size, so the
-/// broker never forwards a larger message to it: whatever another client publishes, campeer's
-/// connection stays up. (MQTT 3.1.1 has no such promise; a client there can only drop the
-/// connection on a packet it will not read.)
+/// MQTT framing. Over MQTT 5 campeer announces this as its Maximum Packet Size, so the broker
+/// never forwards a larger message to it: whatever another client publishes, campeer's
+/// connection stays up. MQTT 3.1.1 has no such promise; there campeer refuses to read a
+/// larger packet, which closes the connection (it then reconnects), so memory stays bounded.
 const MAX_PACKET_BYTES: u32 = 80 * 1024;
 /// Requests (publishes, subscribes) queued for the event loop. Deep enough to absorb a burst
 /// of candidates from several sessions; during an outage, the excess is dropped.
@@ -71,10 +75,187 @@ impl From<rumqttc::v5::ClientError> for PublishError {
     }
 }
 
+impl From<rumqttc::ClientError> for PublishError {
+    fn from(_: rumqttc::ClientError) -> Self {
+        PublishError::Queue
+    }
+}
+
+/// The MQTT version of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    V5,
+    V311,
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Protocol::V5 => "MQTT 5",
+            Protocol::V311 => "MQTT 3.1.1",
+        })
+    }
+}
+
+/// How a connection attempt failed before the broker accepted it, as far as the choice of
+/// version goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeFailure {
+    /// The broker said it does not speak this version, or answered in a form this version
+    /// cannot read (a 3.1.1 CONNACK to an MQTT 5 CONNECT).
+    VersionRefused,
+    /// The broker closed the connection on the CONNECT without a word: some brokers do that
+    /// to a version they do not speak, but a broker restarting does it too.
+    ClosedOnConnect,
+    /// Anything else (unreachable, TLS, credentials): no reason to change versions.
+    Other,
+}
+
+/// Which MQTT version the next connection attempt uses: MQTT 5 first; 3.1.1 once the broker
+/// refuses 5; 5 again if the broker then refuses 3.1.1 too. A broker that closes the
+/// connection on the CONNECT is taken for one that refuses the version, unless it has
+/// accepted that version before (then it is more likely restarting).
+#[derive(Debug, Clone)]
+pub struct ProtocolChoice {
+    current: Protocol,
+    accepted: Option<Protocol>,
+    /// Whether the fallback to 3.1.1 has been explained in the log.
+    explained: bool,
+}
+
+impl Default for ProtocolChoice {
+    fn default() -> Self {
+        Self {
+            current: Protocol::V5,
+            accepted: None,
+            explained: false,
+        }
+    }
+}
+
+impl ProtocolChoice {
+    pub fn current(&self) -> Protocol {
+        self.current
+    }
+
+    /// The broker accepted a connection in the current version.
+    pub fn accepted(&mut self) {
+        self.accepted = Some(self.current);
+    }
+
+    /// A connection attempt failed before the broker accepted it. Returns the version to try
+    /// next when it changes.
+    pub fn failed(&mut self, failure: HandshakeFailure) -> Option<Protocol> {
+        let switch = match failure {
+            HandshakeFailure::VersionRefused => true,
+            HandshakeFailure::ClosedOnConnect => self.accepted != Some(self.current),
+            HandshakeFailure::Other => false,
+        };
+        if !switch {
+            return None;
+        }
+        self.current = match self.current {
+            Protocol::V5 => Protocol::V311,
+            Protocol::V311 => Protocol::V5,
+        };
+        Some(self.current)
+    }
+
+    /// Whether the loss that comes with 3.1.1 is still to be told (once per process).
+    fn explain_fallback(&mut self) -> bool {
+        self.current == Protocol::V311 && !std::mem::replace(&mut self.explained, true)
+    }
+}
+
+fn closed_on_connect(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        error.kind(),
+        UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe
+    )
+}
+
+impl From<&rumqttc::v5::ConnectionError> for HandshakeFailure {
+    fn from(error: &rumqttc::v5::ConnectionError) -> Self {
+        use rumqttc::v5::mqttbytes::v5::ConnectReturnCode;
+        use rumqttc::v5::{ConnectionError as E, StateError as S};
+        match error {
+            E::ConnectionRefused(ConnectReturnCode::UnsupportedProtocolVersion)
+            | E::MqttState(S::Deserialization(_))
+            | E::NotConnAck(_) => HandshakeFailure::VersionRefused,
+            E::MqttState(S::ConnectionAborted) => HandshakeFailure::ClosedOnConnect,
+            E::MqttState(S::Io(e)) | E::Io(e) if closed_on_connect(e) => {
+                HandshakeFailure::ClosedOnConnect
+            }
+            _ => HandshakeFailure::Other,
+        }
+    }
+}
+
+impl From<&rumqttc::ConnectionError> for HandshakeFailure {
+    fn from(error: &rumqttc::ConnectionError) -> Self {
+        use rumqttc::{ConnectReturnCode, ConnectionError as E, StateError as S};
+        match error {
+            E::ConnectionRefused(ConnectReturnCode::RefusedProtocolVersion)
+            | E::MqttState(S::Deserialization(_))
+            | E::NotConnAck(_) => HandshakeFailure::VersionRefused,
+            E::MqttState(S::Io(e)) | E::Io(e) if closed_on_connect(e) => {
+                HandshakeFailure::ClosedOnConnect
+            }
+            _ => HandshakeFailure::Other,
+        }
+    }
+}
+
+/// campeer's client handles for both versions; publishes go to the one in use.
+#[derive(Clone)]
+struct Client {
+    v5: AsyncClient,
+    v311: rumqttc::AsyncClient,
+    /// Set while the connection speaks MQTT 3.1.1.
+    speaking_v311: Arc<AtomicBool>,
+}
+
+impl Client {
+    fn try_publish(
+        &self,
+        topic: String,
+        qos: QoS,
+        retain: bool,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), PublishError> {
+        let payload: Bytes = payload.into();
+        if self.speaking_v311.load(Ordering::Relaxed) {
+            self.v311
+                .try_publish(topic, qos_311(qos), retain, payload)?;
+        } else {
+            self.v5.try_publish(topic, qos, retain, payload)?;
+        }
+        Ok(())
+    }
+
+    fn try_disconnect(&self) -> Result<(), PublishError> {
+        if self.speaking_v311.load(Ordering::Relaxed) {
+            self.v311.try_disconnect()?;
+        } else {
+            self.v5.try_disconnect()?;
+        }
+        Ok(())
+    }
+}
+
+fn qos_311(qos: QoS) -> rumqttc::QoS {
+    match qos {
+        QoS::AtMostOnce => rumqttc::QoS::AtMostOnce,
+        QoS::AtLeastOnce => rumqttc::QoS::AtLeastOnce,
+        QoS::ExactlyOnce => rumqttc::QoS::ExactlyOnce,
+    }
+}
+
 /// Publishes on the device's topics. Cheap to clone; never blocks.
 #[derive(Clone)]
 pub struct Publisher {
-    client: AsyncClient,
+    client: Client,
     topics: Arc<DeviceTopics>,
 }
 
@@ -102,23 +283,20 @@ impl Publisher {
             QoS::AtLeastOnce,
             false,
             message.to_json(),
-        )?;
-        Ok(())
+        )
     }
 
     /// Publishes the retained status (QoS 1).
     pub fn status(&self, json: String) -> Result<(), PublishError> {
         self.client
-            .try_publish(self.topics.status(), QoS::AtLeastOnce, true, json)?;
-        Ok(())
+            .try_publish(self.topics.status(), QoS::AtLeastOnce, true, json)
     }
 
     /// Publishes link figures on the stats topic (QoS 0, not retained: they are stale in a
     /// few seconds, and nobody should get an old one on subscribing).
     pub fn stats(&self, json: String) -> Result<(), PublishError> {
         self.client
-            .try_publish(self.topics.stats(), QoS::AtMostOnce, false, json)?;
-        Ok(())
+            .try_publish(self.topics.stats(), QoS::AtMostOnce, false, json)
     }
 }
 
@@ -143,18 +321,23 @@ impl MqttLink {
         topics: DeviceTopics,
         inbound_filters: Vec<String>,
     ) -> Self {
-        let mut options = MqttOptions::new(config.client_id.clone(), host, port);
-        if let Some(tls) = tls {
-            options.set_transport(rumqttc::Transport::tls_with_config(
-                rumqttc::TlsConfiguration::Rustls(tls),
-            ));
-        }
+        let credentials = config.username.as_ref().map(|username| {
+            let password = config.password.as_ref().map(|p| p.0.clone());
+            (username.clone(), password.unwrap_or_default())
+        });
+        let transport = tls
+            .map(|tls| rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(tls)));
         // Signaling is a few small messages whose latency the viewer waits on: no Nagle delay
         // (an answer written after the offer's PUBACK waited 40 ms for the broker's delayed
         // ACK, measured by `cargo bench --bench stream`).
         let mut network = rumqttc::NetworkOptions::new();
         network.set_tcp_nodelay(true);
-        options.set_network_options(network);
+
+        let mut options = MqttOptions::new(config.client_id.clone(), host, port);
+        if let Some(transport) = transport.clone() {
+            options.set_transport(transport);
+        }
+        options.set_network_options(network.clone());
         options
             .set_keep_alive(config.keep_alive)
             .set_clean_start(true)
@@ -167,25 +350,51 @@ impl MqttLink {
                 true,
                 None,
             ));
-        if let Some(username) = &config.username {
-            let password = config
-                .password
-                .as_ref()
-                .map(|p| p.0.clone())
-                .unwrap_or_default();
-            options.set_credentials(username.clone(), password);
+        if let Some((username, password)) = &credentials {
+            options.set_credentials(username.clone(), password.clone());
         }
-        let (client, eventloop) = AsyncClient::new(options, REQUEST_QUEUE);
+        let (v5, v5_events) = AsyncClient::new(options, REQUEST_QUEUE);
+
+        let mut options = rumqttc::MqttOptions::new(config.client_id.clone(), host, port);
+        if let Some(transport) = transport {
+            options.set_transport(transport);
+        }
+        let max = MAX_PACKET_BYTES as usize;
+        options
+            .set_keep_alive(config.keep_alive)
+            .set_clean_session(true)
+            .set_max_packet_size(max, max)
+            .set_request_channel_capacity(REQUEST_QUEUE)
+            .set_last_will(rumqttc::LastWill::new(
+                topics.status(),
+                OFFLINE_STATUS,
+                rumqttc::QoS::AtLeastOnce,
+                true,
+            ));
+        if let Some((username, password)) = credentials {
+            options.set_credentials(username, password);
+        }
+        let (v311, mut v311_events) = rumqttc::AsyncClient::new(options, REQUEST_QUEUE);
+        v311_events.set_network_options(network);
+
+        let client = Client {
+            v5,
+            v311,
+            speaking_v311: Arc::default(),
+        };
         let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
         let (connection_tx, connection) = watch::channel(Connection::default());
-        let broker = format!("{host}:{port}");
-        let task = tokio::spawn(drive(
-            eventloop,
+        let driver = Driver {
+            v5: v5_events,
+            v311: v311_events,
+            choice: ProtocolChoice::default(),
+            speaking_v311: Arc::clone(&client.speaking_v311),
             inbound_filters,
-            connection_tx,
-            inbound_tx,
-            broker,
-        ));
+            connection: connection_tx,
+            inbound: inbound_tx,
+            broker: format!("{host}:{port}"),
+        };
+        let task = tokio::spawn(driver.run());
         Self {
             publisher: Publisher {
                 client,
@@ -211,89 +420,274 @@ impl MqttLink {
     }
 }
 
-async fn drive(
-    mut eventloop: EventLoop,
-    inbound_filters: Vec<String>,
-    connection: watch::Sender<Connection>,
-    inbound: mpsc::Sender<Inbound>,
-    broker: String,
-) {
-    let mut backoff = BACKOFF_FIRST;
-    let mut connected = false;
-    loop {
-        match eventloop.poll().await {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                tracing::info!("connected to MQTT broker {broker}");
-                connected = true;
-                backoff = BACKOFF_FIRST;
-                // Ahead of whatever waits in the request queue: rumqttc sends its pending
-                // requests first.
-                eventloop
-                    .pending
-                    .push_front(Request::Subscribe(inbound_subscription(&inbound_filters)));
-            }
-            Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                for (filter, reason) in inbound_filters.iter().zip(&ack.return_codes) {
-                    if !matches!(reason, SubscribeReasonCode::Success(_)) {
-                        tracing::error!(
-                            "the broker refused campeer's subscription to {filter:?} ({reason:?}): \
-                             viewers cannot reach this camera; check the broker's ACL"
-                        );
-                    }
-                }
-                // Only now may the status say online.
-                connection.send_modify(|c| {
-                    c.connected = true;
-                    c.connects += 1;
-                });
-            }
-            Ok(Event::Incoming(Packet::Publish(publish))) => {
-                // Never blocks the event loop: when the device falls behind, the excess is
-                // dropped (viewers resend what matters; MQTT gave no ordering promise anyway).
-                let Ok(topic) = String::from_utf8(publish.topic.to_vec()) else {
-                    tracing::debug!("ignoring a message whose topic is not UTF-8");
-                    continue;
-                };
-                let message = Inbound {
-                    topic,
-                    payload: publish.payload,
-                };
-                if let Err(e) = inbound.try_send(message) {
-                    tracing::warn!("dropping an MQTT message: the device is not keeping up ({e})");
-                }
-            }
-            Ok(Event::Outgoing(Outgoing::Disconnect)) => {
-                tracing::debug!("MQTT disconnect sent");
-                return;
-            }
-            Ok(_) => {}
-            Err(rumqttc::v5::ConnectionError::RequestsDone) => {
-                tracing::debug!("every MQTT client handle is gone; stopping the event loop");
-                return;
-            }
-            Err(e) => {
-                if connected {
-                    tracing::warn!("lost MQTT broker {broker}: {e}");
-                    connection.send_if_modified(|c| std::mem::replace(&mut c.connected, false));
-                } else {
-                    tracing::warn!(
-                        "cannot reach MQTT broker {broker}: {e}; retrying in {backoff:?}"
-                    );
-                }
-                connected = false;
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(BACKOFF_MAX);
-            }
+/// What either version's event loop produced, as far as the driver cares.
+enum Polled {
+    ConnAck,
+    /// Whether the broker granted each filter of the subscription.
+    SubAck(Vec<bool>),
+    Publish {
+        topic: Bytes,
+        payload: Bytes,
+    },
+    DisconnectSent,
+    Other,
+    /// Every client handle is gone.
+    Done,
+    Failed {
+        failure: HandshakeFailure,
+        error: String,
+    },
+}
+
+impl From<Result<Event, rumqttc::v5::ConnectionError>> for Polled {
+    fn from(polled: Result<Event, rumqttc::v5::ConnectionError>) -> Self {
+        match polled {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => Polled::ConnAck,
+            Ok(Event::Incoming(Packet::SubAck(ack))) => Polled::SubAck(
+                ack.return_codes
+                    .iter()
+                    .map(|code| matches!(code, SubscribeReasonCode::Success(_)))
+                    .collect(),
+            ),
+            Ok(Event::Incoming(Packet::Publish(publish))) => Polled::Publish {
+                topic: publish.topic,
+                payload: publish.payload,
+            },
+            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => Polled::DisconnectSent,
+            Ok(_) => Polled::Other,
+            Err(rumqttc::v5::ConnectionError::RequestsDone) => Polled::Done,
+            Err(error) => Polled::Failed {
+                failure: HandshakeFailure::from(&error),
+                error: error.to_string(),
+            },
         }
     }
 }
 
-/// One SUBSCRIBE for every camera's viewer topics (QoS 1: an offer is not lost on the way).
-fn inbound_subscription(filters: &[String]) -> Subscribe {
-    Subscribe::new_many(
-        filters
-            .iter()
-            .map(|filter| Filter::new(filter.clone(), QoS::AtLeastOnce)),
-        None,
-    )
+impl From<Result<rumqttc::Event, rumqttc::ConnectionError>> for Polled {
+    fn from(polled: Result<rumqttc::Event, rumqttc::ConnectionError>) -> Self {
+        use rumqttc::{Event, Packet};
+        match polled {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => Polled::ConnAck,
+            Ok(Event::Incoming(Packet::SubAck(ack))) => Polled::SubAck(
+                ack.return_codes
+                    .iter()
+                    .map(|code| matches!(code, rumqttc::SubscribeReasonCode::Success(_)))
+                    .collect(),
+            ),
+            Ok(Event::Incoming(Packet::Publish(publish))) => Polled::Publish {
+                topic: publish.topic.into(),
+                payload: publish.payload,
+            },
+            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => Polled::DisconnectSent,
+            Ok(_) => Polled::Other,
+            Err(rumqttc::ConnectionError::RequestsDone) => Polled::Done,
+            Err(error) => Polled::Failed {
+                failure: HandshakeFailure::from(&error),
+                error: error.to_string(),
+            },
+        }
+    }
+}
+
+/// Polls the event loop of the version in use, and owns everything the connection decides.
+struct Driver {
+    v5: EventLoop,
+    v311: rumqttc::EventLoop,
+    choice: ProtocolChoice,
+    speaking_v311: Arc<AtomicBool>,
+    inbound_filters: Vec<String>,
+    connection: watch::Sender<Connection>,
+    inbound: mpsc::Sender<Inbound>,
+    broker: String,
+}
+
+impl Driver {
+    async fn poll(&mut self) -> Polled {
+        match self.choice.current() {
+            Protocol::V5 => self.v5.poll().await.into(),
+            Protocol::V311 => self.v311.poll().await.into(),
+        }
+    }
+
+    /// The subscription to the viewers' topics, ahead of whatever waits in the request queue
+    /// (rumqttc sends its pending requests first).
+    fn subscribe_first(&mut self) {
+        match self.choice.current() {
+            Protocol::V5 => self
+                .v5
+                .pending
+                .push_front(Request::Subscribe(Subscribe::new_many(
+                    self.inbound_filters
+                        .iter()
+                        .map(|filter| Filter::new(filter.clone(), QoS::AtLeastOnce)),
+                    None,
+                ))),
+            Protocol::V311 => self.v311.pending.push_front(rumqttc::Request::Subscribe(
+                rumqttc::Subscribe::new_many(self.inbound_filters.iter().map(|filter| {
+                    rumqttc::SubscribeFilter::new(filter.clone(), rumqttc::QoS::AtLeastOnce)
+                })),
+            )),
+        }
+    }
+
+    async fn run(mut self) {
+        let mut backoff = BACKOFF_FIRST;
+        let mut connected = false;
+        loop {
+            match self.poll().await {
+                Polled::ConnAck => {
+                    tracing::info!(
+                        "connected to MQTT broker {} ({})",
+                        self.broker,
+                        self.choice.current()
+                    );
+                    self.choice.accepted();
+                    connected = true;
+                    backoff = BACKOFF_FIRST;
+                    self.subscribe_first();
+                }
+                Polled::SubAck(granted) => {
+                    for (filter, granted) in self.inbound_filters.iter().zip(granted) {
+                        if !granted {
+                            tracing::error!(
+                                "the broker refused campeer's subscription to {filter:?}: \
+                                 viewers cannot reach this camera; check the broker's ACL"
+                            );
+                        }
+                    }
+                    // Only now may the status say online.
+                    self.connection.send_modify(|c| {
+                        c.connected = true;
+                        c.connects += 1;
+                    });
+                }
+                Polled::Publish { topic, payload } => {
+                    // Never blocks the event loop: when the device falls behind, the excess
+                    // is dropped (viewers resend what matters; MQTT gave no ordering promise
+                    // anyway).
+                    let Ok(topic) = String::from_utf8(topic.to_vec()) else {
+                        tracing::debug!("ignoring a message whose topic is not UTF-8");
+                        continue;
+                    };
+                    if let Err(e) = self.inbound.try_send(Inbound { topic, payload }) {
+                        tracing::warn!(
+                            "dropping an MQTT message: the device is not keeping up ({e})"
+                        );
+                    }
+                }
+                Polled::DisconnectSent => {
+                    tracing::debug!("MQTT disconnect sent");
+                    return;
+                }
+                Polled::Other => {}
+                Polled::Done => {
+                    tracing::debug!("every MQTT client handle is gone; stopping the event loop");
+                    return;
+                }
+                Polled::Failed { failure, error } => {
+                    if connected {
+                        tracing::warn!("lost MQTT broker {}: {error}", self.broker);
+                        self.connection
+                            .send_if_modified(|c| std::mem::replace(&mut c.connected, false));
+                        connected = false;
+                    } else if let Some(next) = self.choice.failed(failure) {
+                        self.switch_to(next, &error);
+                        // The other version is tried at once; only a second failure waits.
+                        continue;
+                    } else {
+                        tracing::warn!(
+                            "cannot reach MQTT broker {}: {error}; retrying in {backoff:?}",
+                            self.broker
+                        );
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+    }
+
+    fn switch_to(&mut self, next: Protocol, error: &str) {
+        self.speaking_v311
+            .store(next == Protocol::V311, Ordering::Relaxed);
+        if self.choice.explain_fallback() {
+            tracing::warn!(
+                "MQTT broker {} refused MQTT 5 ({error}); speaking MQTT 3.1.1 to it. \
+                 MQTT 3.1.1 cannot announce campeer's Maximum Packet Size ({MAX_PACKET_BYTES} \
+                 bytes), so the broker may forward a larger message; campeer then closes the \
+                 connection rather than read it, and reconnects",
+                self.broker
+            );
+        } else {
+            tracing::info!(
+                "MQTT broker {} refused the connection ({error}); trying {next}",
+                self.broker
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mqtt_5_first_and_3_1_1_when_the_broker_refuses_it() {
+        let mut choice = ProtocolChoice::default();
+        assert_eq!(choice.current(), Protocol::V5);
+        assert_eq!(choice.failed(HandshakeFailure::Other), None);
+        assert_eq!(
+            choice.failed(HandshakeFailure::VersionRefused),
+            Some(Protocol::V311)
+        );
+        assert!(choice.explain_fallback());
+        assert!(!choice.explain_fallback(), "told once");
+        choice.accepted();
+        // Connected with 3.1.1: an outage keeps it.
+        assert_eq!(choice.failed(HandshakeFailure::ClosedOnConnect), None);
+        assert_eq!(choice.failed(HandshakeFailure::Other), None);
+        assert_eq!(choice.current(), Protocol::V311);
+        // A broker replaced by one that refuses 3.1.1.
+        assert_eq!(
+            choice.failed(HandshakeFailure::VersionRefused),
+            Some(Protocol::V5)
+        );
+    }
+
+    #[test]
+    fn a_broker_that_closes_on_the_connect_is_tried_in_the_other_version_unless_it_took_this_one() {
+        let mut silent = ProtocolChoice::default();
+        assert_eq!(
+            silent.failed(HandshakeFailure::ClosedOnConnect),
+            Some(Protocol::V311)
+        );
+        let mut restarting = ProtocolChoice::default();
+        restarting.accepted();
+        assert_eq!(restarting.failed(HandshakeFailure::ClosedOnConnect), None);
+        assert_eq!(restarting.current(), Protocol::V5);
+    }
+
+    #[test]
+    fn a_3_1_1_connack_read_as_mqtt_5_counts_as_a_refusal() {
+        use rumqttc::v5::mqttbytes::v5::ConnectReturnCode;
+        let refused = rumqttc::v5::ConnectionError::ConnectionRefused(
+            ConnectReturnCode::UnsupportedProtocolVersion,
+        );
+        assert_eq!(
+            HandshakeFailure::from(&refused),
+            HandshakeFailure::VersionRefused
+        );
+        let reset = rumqttc::v5::ConnectionError::Io(std::io::ErrorKind::ConnectionReset.into());
+        assert_eq!(
+            HandshakeFailure::from(&reset),
+            HandshakeFailure::ClosedOnConnect
+        );
+        let down = rumqttc::v5::ConnectionError::Io(std::io::ErrorKind::ConnectionRefused.into());
+        assert_eq!(HandshakeFailure::from(&down), HandshakeFailure::Other);
+        let password = rumqttc::ConnectionError::ConnectionRefused(
+            rumqttc::ConnectReturnCode::BadUserNamePassword,
+        );
+        assert_eq!(HandshakeFailure::from(&password), HandshakeFailure::Other);
+    }
 }

@@ -107,13 +107,26 @@ impl SessionError {
     }
 }
 
-/// Reported to the device when a session task ends.
+/// What a session tells the device about itself: the admission decisions (which place a
+/// new viewer may take) depend on it.
 #[derive(Debug)]
-pub struct SessionEnded {
+pub enum SessionEvent {
+    /// The first answer went out.
+    Answered,
+    /// The peer connection came up for the first time.
+    Connected,
+    /// The task ended.
+    Ended(EndReason),
+}
+
+/// A session's event, reported to the device. At most three per session, so an unbounded
+/// channel stays bounded by the viewer limit.
+#[derive(Debug)]
+pub struct SessionReport {
     pub id: Segment,
     /// Tells this session apart from a later one that reuses its id.
     pub serial: u64,
-    pub reason: EndReason,
+    pub event: SessionEvent,
 }
 
 /// How many session tasks run, and the most that ever ran at once: what admission control
@@ -154,14 +167,14 @@ pub struct SessionContext {
     pub connect_timeout: Duration,
     /// Where this device's messages to viewers go (MQTT, or a waiting WHEP request).
     pub outbox: Outbox,
-    pub ended: mpsc::UnboundedSender<SessionEnded>,
+    pub reports: mpsc::UnboundedSender<SessionReport>,
     pub tasks: Arc<SessionTasks>,
 }
 
 /// Tells the device that a session task ended, when dropped: at the end of the task, or
 /// while a panic unwinds it.
 struct EndNotice {
-    ended: mpsc::UnboundedSender<SessionEnded>,
+    reports: mpsc::UnboundedSender<SessionReport>,
     tasks: Arc<SessionTasks>,
     id: Segment,
     serial: u64,
@@ -181,10 +194,10 @@ impl Drop for EndNotice {
                 EndReason::Failed("the session task was cancelled".into())
             }
         });
-        let _ = self.ended.send(SessionEnded {
+        let _ = self.reports.send(SessionReport {
             id: self.id.clone(),
             serial: self.serial,
-            reason,
+            event: SessionEvent::Ended(reason),
         });
     }
 }
@@ -221,7 +234,7 @@ pub fn spawn(
     tokio::spawn(async move {
         // Reports the end even if the task panics, so the viewer slot is always given back.
         let mut notice = EndNotice {
-            ended: context.ended.clone(),
+            reports: context.reports.clone(),
             tasks: Arc::clone(&context.tasks),
             id: id.clone(),
             serial,
@@ -230,6 +243,7 @@ pub fn spawn(
         let started = Session::start(
             &context,
             &id,
+            serial,
             choice,
             session_link,
             offer_sdp,
@@ -415,6 +429,9 @@ async fn add_track(
 struct Session<'a> {
     context: &'a SessionContext,
     id: &'a Segment,
+    serial: u64,
+    /// Whether the device has been told that the connection came up.
+    reported_connected: bool,
     peer: Arc<dyn PeerConnection>,
     track: Arc<TrackLocalStaticRTP>,
     events: mpsc::UnboundedReceiver<PeerEvent>,
@@ -443,6 +460,7 @@ impl<'a> Session<'a> {
     async fn start(
         context: &'a SessionContext,
         id: &'a Segment,
+        serial: u64,
         choice: Negotiated,
         link: Link,
         offer_sdp: String,
@@ -498,6 +516,8 @@ impl<'a> Session<'a> {
         let mut session = Session {
             context,
             id,
+            serial,
+            reported_connected: false,
             peer,
             track,
             events,
@@ -519,6 +539,7 @@ impl<'a> Session<'a> {
             session.close().await;
             return Err(e);
         }
+        session.report(SessionEvent::Answered);
         for candidate in early_candidates {
             session.add_remote_candidate(Some(candidate)).await;
         }
@@ -645,6 +666,14 @@ impl<'a> Session<'a> {
                 return EndReason::Timeout;
             }
         }
+    }
+
+    fn report(&self, event: SessionEvent) {
+        let _ = self.context.reports.send(SessionReport {
+            id: self.id.clone(),
+            serial: self.serial,
+            event,
+        });
     }
 
     /// Acts on what the link's interceptors found: a keyframe to repair loss that
@@ -776,6 +805,9 @@ impl<'a> Session<'a> {
                     self.subscription.start_viewing();
                     self.connected_since = Some(Instant::now());
                     self.path_read_at = None;
+                    if !std::mem::replace(&mut self.reported_connected, true) {
+                        self.report(SessionEvent::Connected);
+                    }
                 } else if !self.liveness.is_connected() {
                     self.connected_since = None;
                 }

@@ -57,6 +57,18 @@ impl EarlyCandidates {
             .retain(|_, (first, _)| now.saturating_duration_since(*first) < ttl);
     }
 
+    /// How many more candidates `session` may have held.
+    pub fn room(&self, session: &Segment) -> usize {
+        let held = self
+            .by_session
+            .get(session)
+            .map_or(0, |(_, held)| held.len());
+        if held == 0 && self.by_session.len() >= self.max_sessions {
+            return 0;
+        }
+        self.max_per_session.saturating_sub(held)
+    }
+
     pub fn sessions(&self) -> usize {
         self.by_session.len()
     }

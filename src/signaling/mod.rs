@@ -13,6 +13,11 @@
 //! bounded number of candidates per offer and renegotiate a bounded number of times a
 //! minute; error replies are rate-limited as a whole, so a flood of junk cannot crowd real
 //! answers out of the MQTT queue; the status is coalesced.
+//!
+//! Places go to viewers who will use them: an offer whose hangup arrives before its session
+//! was started never starts one; an offer that finds every place taken waits (briefly, and
+//! bounded) for a place that is being given back, and takes the place of a session that has
+//! still not connected [`Limits::unconnected_grace`] after its answer.
 
 pub mod early;
 pub mod pace;
@@ -49,6 +54,12 @@ pub struct Limits {
     pub errors_per_second: u32,
     /// How long candidates may wait for their offer.
     pub early_ttl: Duration,
+    /// How long after its answer a session that has not connected keeps its place against a
+    /// new offer when every place is taken: a viewer reaching through a relay may need a
+    /// few seconds, one that vanished after offering never connects.
+    pub unconnected_grace: Duration,
+    /// How long an offer waits for a place that is being given back before it is told busy.
+    pub place_wait: Duration,
 }
 
 impl Limits {
@@ -61,6 +72,8 @@ impl Limits {
             error_burst: 20,
             errors_per_second: 10,
             early_ttl,
+            unconnected_grace: Duration::from_secs(3),
+            place_wait: Duration::from_secs(5),
         }
     }
 }
@@ -101,11 +114,23 @@ pub struct StartSession {
 struct Active {
     serial: u64,
     choice: Negotiated,
+    /// When the session sent its first answer; `None` until it has.
+    answered_at: Option<Instant>,
+    /// Whether its peer connection has come up (a connected viewer is never displaced).
+    connected: bool,
     /// Candidates taken since the last accepted offer.
     candidates: usize,
     /// Whether dropping this session's candidates has been logged.
     candidates_refused: bool,
     renegotiations: RateWindow,
+}
+
+/// An offer waiting for a place that is being given back.
+struct Waiting {
+    id: Segment,
+    sdp: String,
+    choice: Negotiated,
+    since: Instant,
 }
 
 pub struct Signaling {
@@ -118,6 +143,8 @@ pub struct Signaling {
     /// their slot, so a flood of offers and hangups cannot run more peer connections than
     /// the limit.
     ending: HashSet<u64>,
+    /// Offers waiting for a place, oldest first; never more than the places being given back.
+    waiting: VecDeque<Waiting>,
     early: EarlyCandidates,
     next_serial: u64,
     status: StatusPacer,
@@ -139,6 +166,7 @@ impl Signaling {
             video_codecs: &[VideoCodec::H264, VideoCodec::Vp8],
             active: HashMap::new(),
             ending: HashSet::new(),
+            waiting: VecDeque::new(),
             next_serial: 0,
             suppressed_errors: 0,
             next_housekeeping: None,
@@ -158,20 +186,29 @@ impl Signaling {
         self.active.len()
     }
 
-    /// Whether `session` is being served.
-    pub fn is_active(&self, session: &Segment) -> bool {
-        self.active.contains_key(session)
+    /// Whether `session` is being served, or its offer waits for a place.
+    pub fn serves(&self, session: &Segment) -> bool {
+        self.active.contains_key(session) || self.waiting.iter().any(|w| w.id == *session)
     }
 
     /// How many more candidates `session`'s current offer may bring before the rest are
     /// dropped (none when the session is not served). A WHEP PATCH that would go over is
     /// refused whole, so that the player is told rather than silently cut short.
     pub fn candidate_room(&self, session: &Segment) -> usize {
-        self.active.get(session).map_or(0, |active| {
-            self.limits
+        match self.active.get(session) {
+            Some(active) => self
+                .limits
                 .candidates_per_offer
-                .saturating_sub(active.candidates)
-        })
+                .saturating_sub(active.candidates),
+            // A waiting offer's candidates are held until it starts.
+            None if self.serves(session) => self.early.room(session),
+            None => 0,
+        }
+    }
+
+    /// Offers waiting for a place.
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
     }
 
     /// Slots taken: served sessions and those still ending.
@@ -186,7 +223,11 @@ impl Signaling {
 
     /// When [`Signaling::handle_timeout`] is next due.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.status.due_at(), self.next_housekeeping]
+        let oldest_wait = self
+            .waiting
+            .front()
+            .map(|w| w.since + self.limits.place_wait);
+        [self.status.due_at(), self.next_housekeeping, oldest_wait]
             .into_iter()
             .flatten()
             .min()
@@ -209,6 +250,18 @@ impl Signaling {
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.status.poll(now) {
             self.publish_status();
+        }
+        while let Some(waited) = self
+            .waiting
+            .front()
+            .filter(|w| now.saturating_duration_since(w.since) >= self.limits.place_wait)
+        {
+            let id = waited.id.clone();
+            self.waiting.pop_front();
+            self.early.forget(&id);
+            tracing::debug!(session = %id, "refused: no place came free in time");
+            let message = self.busy_message();
+            self.refuse(now, id, ErrorCode::Busy, message);
         }
         if self.next_housekeeping.is_none_or(|at| now >= at) {
             self.next_housekeeping = Some(now + HOUSEKEEPING_PERIOD);
@@ -248,21 +301,56 @@ impl Signaling {
                 }
             }
             ViewerMessage::Candidate(candidate) => self.candidate(now, session, candidate),
-            ViewerMessage::Hangup => {
-                self.early.forget(&session);
-                if let Some(active) = self.active.remove(&session) {
-                    tracing::info!(session = %session, "viewer hung up");
-                    self.ending.insert(active.serial);
-                    self.actions.push_back(Action::Stop { session });
-                    self.status_changed(now);
-                }
-            }
+            ViewerMessage::Hangup => self.hangup(now, session),
+        }
+    }
+
+    /// The viewer hung up. A session not started yet (its hangup came in the same batch as
+    /// its offer) never starts, and its place is free at once; a running one holds its place
+    /// until its task has ended.
+    fn hangup(&mut self, now: Instant, session: Segment) {
+        self.early.forget(&session);
+        self.waiting.retain(|w| w.id != session);
+        let Some(active) = self.active.remove(&session) else {
+            return;
+        };
+        let unstarted = self
+            .actions
+            .iter()
+            .position(|a| matches!(a, Action::Start(start) if start.serial == active.serial));
+        if let Some(at) = unstarted {
+            tracing::debug!(session = %session, "hung up before its session started");
+            self.actions.remove(at);
+            self.actions.retain(|a| {
+                !matches!(a, Action::Forward { to, .. } | Action::Reply { to, .. } if *to == session)
+            });
+            self.admit_waiting(now);
+        } else {
+            tracing::info!(session = %session, "viewer hung up");
+            self.ending.insert(active.serial);
+            self.actions.push_back(Action::Stop { session });
+        }
+        self.status_changed(now);
+    }
+
+    /// A session sent its answer.
+    pub fn session_answered(&mut self, now: Instant, id: &Segment, serial: u64) {
+        if let Some(active) = self.active.get_mut(id).filter(|a| a.serial == serial) {
+            active.answered_at.get_or_insert(now);
+        }
+    }
+
+    /// A session's peer connection came up.
+    pub fn session_connected(&mut self, id: &Segment, serial: u64) {
+        if let Some(active) = self.active.get_mut(id).filter(|a| a.serial == serial) {
+            active.connected = true;
         }
     }
 
     /// A session's task ended.
     pub fn session_ended(&mut self, now: Instant, id: Segment, serial: u64, reason: &EndReason) {
         if self.ending.remove(&serial) {
+            self.admit_waiting(now);
             return;
         }
         if self.active.get(&id).is_none_or(|a| a.serial != serial) {
@@ -281,12 +369,14 @@ impl Signaling {
                 message: DeviceMessage::Hangup,
             });
         }
+        self.admit_waiting(now);
         self.status_changed(now);
     }
 
     /// Shutting down: every viewer served is told, and every session is to stop. Returns how
     /// many session tasks have yet to end.
     pub fn shutdown(&mut self) -> usize {
+        self.waiting.clear();
         for (session, active) in self.active.drain() {
             self.ending.insert(active.serial);
             self.actions.push_back(Action::Reply {
@@ -299,13 +389,18 @@ impl Signaling {
     }
 
     fn offer(&mut self, now: Instant, session: Segment, sdp: String) {
-        if self.occupied() >= self.limits.max_viewers {
+        let room = self.occupied() < self.limits.max_viewers;
+        // Every place is taken: the offer may wait for one being given back, one more of
+        // which a session that never connected may be made to give.
+        let displace = if room || self.waiting.len() < self.ending.len() {
+            None
+        } else {
+            self.displaceable(now)
+        };
+        if !room && self.waiting.len() >= self.ending.len() && displace.is_none() {
             self.early.forget(&session);
             tracing::debug!(session = %session, "refused: {} viewers already", self.limits.max_viewers);
-            let message = format!(
-                "this device serves at most {} viewers",
-                self.limits.max_viewers
-            );
+            let message = self.busy_message();
             self.refuse(now, session, ErrorCode::Busy, message);
             return;
         }
@@ -313,11 +408,84 @@ impl Signaling {
             Ok(choice) => choice,
             Err(e) => {
                 self.early.forget(&session);
+                self.waiting.retain(|w| w.id != session);
                 tracing::debug!(session = %session, "refused: {e}");
                 self.refuse(now, session, offer_error_code(&e), e.to_string());
                 return;
             }
         };
+        if room {
+            self.start(now, session, sdp, choice);
+            return;
+        }
+        if let Some(displaced) = displace {
+            self.displace(now, displaced);
+        }
+        // A viewer offering again while it waits keeps its turn with its newest offer.
+        if let Some(waiting) = self.waiting.iter_mut().find(|w| w.id == session) {
+            (waiting.sdp, waiting.choice) = (sdp, choice);
+            return;
+        }
+        tracing::debug!(session = %session, "waiting for a place being given back");
+        self.waiting.push_back(Waiting {
+            id: session,
+            sdp,
+            choice,
+            since: now,
+        });
+    }
+
+    /// The session that has gone longest without connecting since its answer, if that is
+    /// longer than the grace.
+    fn displaceable(&self, now: Instant) -> Option<Segment> {
+        self.active
+            .iter()
+            .filter(|(_, a)| !a.connected)
+            .filter_map(|(id, a)| Some((id, a.answered_at?)))
+            .filter(|(_, answered)| {
+                now.saturating_duration_since(*answered) >= self.limits.unconnected_grace
+            })
+            .min_by_key(|(_, answered)| *answered)
+            .map(|(id, _)| id.clone())
+    }
+
+    /// Ends a session to give its place to a new viewer; its viewer is told with a hangup.
+    fn displace(&mut self, now: Instant, id: Segment) {
+        let Some(active) = self.active.remove(&id) else {
+            return;
+        };
+        tracing::info!(
+            session = %id,
+            "not connected {:?} after its answer: its place goes to a new viewer",
+            self.limits.unconnected_grace
+        );
+        self.ending.insert(active.serial);
+        self.actions.push_back(Action::Reply {
+            to: id.clone(),
+            message: DeviceMessage::Hangup,
+        });
+        self.actions.push_back(Action::Stop { session: id });
+        self.status_changed(now);
+    }
+
+    /// Starts waiting offers, oldest first, while there is room.
+    fn admit_waiting(&mut self, now: Instant) {
+        while self.occupied() < self.limits.max_viewers {
+            let Some(waiting) = self.waiting.pop_front() else {
+                return;
+            };
+            self.start(now, waiting.id, waiting.sdp, waiting.choice);
+        }
+    }
+
+    fn busy_message(&self) -> String {
+        format!(
+            "this device serves at most {} viewers",
+            self.limits.max_viewers
+        )
+    }
+
+    fn start(&mut self, now: Instant, session: Segment, sdp: String, choice: Negotiated) {
         tracing::info!(
             session = %session,
             "new viewer; answering with {} payload type {} ({}){}",
@@ -336,6 +504,8 @@ impl Signaling {
             Active {
                 serial: self.next_serial,
                 choice: choice.clone(),
+                answered_at: None,
+                connected: false,
                 candidates: early.len(),
                 candidates_refused: false,
                 renegotiations: RateWindow::new(

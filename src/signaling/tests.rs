@@ -1,4 +1,5 @@
 use super::*;
+use std::collections::HashMap;
 
 const OFFER: &str = "v=0\r\n\
 o=- 1 2 IN IP4 127.0.0.1\r\n\
@@ -111,7 +112,7 @@ fn an_offer_starts_a_session_with_the_candidates_that_came_first() {
 }
 
 #[test]
-fn a_hung_up_session_holds_its_slot_until_its_task_has_ended() {
+fn a_hung_up_session_holds_its_slot_until_its_task_has_ended_and_a_new_offer_waits_for_it() {
     let mut core = core(1);
     let t0 = Instant::now();
     core.handle_message(t0, seg("a"), &offer_json(OFFER));
@@ -122,16 +123,90 @@ fn a_hung_up_session_holds_its_slot_until_its_task_has_ended() {
     assert_eq!(core.viewers(), 0);
     assert_eq!(core.occupied(), 1);
 
+    // The place is being given back: b waits for it instead of being told busy.
     core.handle_message(t0, seg("b"), &offer_json(OFFER));
+    core.handle_message(t0, seg("b"), &candidate_json(1));
+    let actions = drain(&mut core);
+    assert!(errors(&actions).is_empty(), "{actions:?}");
+    assert!(started(&actions).is_empty());
+    assert_eq!(core.waiting(), 1);
+    assert!(core.serves(&seg("b")));
+    // Only as many wait as places are coming back.
+    core.handle_message(t0, seg("c"), &offer_json(OFFER));
     assert_eq!(errors(&drain(&mut core)), vec![ErrorCode::Busy]);
 
     core.session_ended(t0, seg("a"), serial, &EndReason::ViewerHangup);
     let actions = drain(&mut core);
+    let start = started(&actions);
+    assert_eq!(start.len(), 1, "{actions:?}");
+    assert_eq!(start[0].id, seg("b"));
+    assert_eq!(start[0].early.len(), 1, "its candidate was held");
     assert!(
-        actions.is_empty(),
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::Reply { to, .. } if *to == seg("a"))),
         "no reply to a viewer that hung up: {actions:?}"
     );
+    assert_eq!(core.waiting(), 0);
+}
+
+#[test]
+fn an_offer_waits_for_a_place_only_so_long() {
+    let mut core = core(1);
+    let t0 = Instant::now();
+    core.handle_message(t0, seg("a"), &offer_json(OFFER));
+    drain(&mut core);
+    core.handle_message(t0, seg("a"), HANGUP);
     core.handle_message(t0, seg("b"), &offer_json(OFFER));
+    drain(&mut core);
+    let due = core.poll_timeout().expect("a deadline");
+    assert!(due <= t0 + Duration::from_secs(5), "{due:?}");
+    core.handle_timeout(t0 + Duration::from_millis(4_999));
+    assert!(errors(&drain(&mut core)).is_empty());
+    core.handle_timeout(t0 + Duration::from_secs(5));
+    assert_eq!(errors(&drain(&mut core)), vec![ErrorCode::Busy]);
+    assert!(!core.serves(&seg("b")));
+}
+
+#[test]
+fn a_waiting_offer_that_hangs_up_is_forgotten() {
+    let mut core = core(1);
+    let t0 = Instant::now();
+    core.handle_message(t0, seg("a"), &offer_json(OFFER));
+    let serial = started(&drain(&mut core))[0].serial;
+    core.handle_message(t0, seg("a"), HANGUP);
+    core.handle_message(t0, seg("b"), &offer_json(OFFER));
+    core.handle_message(t0, seg("b"), HANGUP);
+    drain(&mut core);
+    assert_eq!(core.waiting(), 0);
+    core.session_ended(t0, seg("a"), serial, &EndReason::ViewerHangup);
+    assert!(started(&drain(&mut core)).is_empty());
+    assert_eq!(core.occupied(), 0);
+}
+
+#[test]
+fn an_offer_hung_up_before_its_session_started_never_starts_one() {
+    let mut core = core(2);
+    let t0 = Instant::now();
+    // Offers and hangups that reach the core in one batch, before anything is carried out.
+    for n in 0..300 {
+        let id = seg(&format!("flood{n}"));
+        core.handle_message(t0, id.clone(), &offer_json(OFFER));
+        core.handle_message(t0, id.clone(), &candidate_json(1));
+        core.handle_message(t0, id, HANGUP);
+    }
+    let actions = drain(&mut core);
+    assert!(started(&actions).is_empty(), "{actions:?}");
+    assert!(errors(&actions).is_empty(), "{actions:?}");
+    assert!(
+        !actions.iter().any(|a| matches!(
+            a,
+            Action::Stop { .. } | Action::Forward { .. } | Action::Reply { .. }
+        )),
+        "{actions:?}"
+    );
+    assert_eq!(core.occupied(), 0);
+    core.handle_message(t0, seg("real"), &offer_json(OFFER));
     assert_eq!(started(&drain(&mut core)).len(), 1);
 }
 
@@ -140,14 +215,97 @@ fn a_flood_of_offers_and_hangups_never_runs_more_sessions_than_the_limit() {
     let mut core = core(2);
     let t0 = Instant::now();
     let mut starts = 0;
+    let mut refusals = 0;
     for n in 0..300 {
         let id = seg(&format!("flood{n}"));
+        // Each offer is carried out before its hangup arrives.
         core.handle_message(t0, id.clone(), &offer_json(OFFER));
+        let actions = drain(&mut core);
+        starts += started(&actions).len();
+        refusals += errors(&actions).len();
         core.handle_message(t0, id, HANGUP);
-        starts += started(&drain(&mut core)).len();
+        drain(&mut core);
     }
     assert_eq!(starts, 2, "sessions still ending count against the limit");
+    assert_eq!(refusals, 0, "each waited for a place, then hung up");
     assert_eq!(core.occupied(), 2);
+    // A real viewer in the middle of it waits, and gets the first place given back.
+    core.handle_message(t0, seg("real"), &offer_json(OFFER));
+    assert!(drain(&mut core).is_empty());
+    core.session_ended(t0, seg("flood0"), 1, &EndReason::ViewerHangup);
+    let actions = drain(&mut core);
+    assert_eq!(started(&actions).len(), 1);
+    assert_eq!(started(&actions)[0].id, seg("real"));
+}
+
+#[test]
+fn a_session_unconnected_past_the_grace_gives_its_place_to_a_new_offer() {
+    let mut core = core(2);
+    let t0 = Instant::now();
+    let mut serials = HashMap::new();
+    for (id, answered) in [("ghost1", 0), ("ghost2", 500)] {
+        let at = t0 + Duration::from_millis(answered);
+        core.handle_message(at, seg(id), &offer_json(OFFER));
+        let serial = started(&drain(&mut core))[0].serial;
+        core.session_answered(at, &seg(id), serial);
+        serials.insert(id, serial);
+    }
+    // Inside the grace: nobody is displaced.
+    let early = t0 + Duration::from_millis(2_900);
+    core.handle_message(early, seg("carol"), &offer_json(OFFER));
+    assert_eq!(errors(&drain(&mut core)), vec![ErrorCode::Busy]);
+    // ghost2 connects; ghost1 is past the grace and has not.
+    core.session_connected(&seg("ghost2"), serials["ghost2"]);
+    let later = t0 + Duration::from_secs(4);
+    core.handle_message(later, seg("carol"), &offer_json(OFFER));
+    let actions = drain(&mut core);
+    assert!(
+        actions.iter().any(|a| matches!(
+            a,
+            Action::Reply { to, message: DeviceMessage::Hangup } if *to == seg("ghost1")
+        )),
+        "{actions:?}"
+    );
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Stop { session } if *session == seg("ghost1")))
+    );
+    assert!(
+        started(&actions).is_empty(),
+        "carol waits for the place to be given back"
+    );
+    core.session_ended(
+        later,
+        seg("ghost1"),
+        serials["ghost1"],
+        &EndReason::ViewerHangup,
+    );
+    let actions = drain(&mut core);
+    assert_eq!(started(&actions)[0].id, seg("carol"));
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::Reply { to, .. } if *to == seg("ghost1"))),
+        "ghost1 was told once: {actions:?}"
+    );
+    // A connected session is never displaced.
+    core.handle_message(
+        t0 + Duration::from_secs(60),
+        seg("dave"),
+        &offer_json(OFFER),
+    );
+    assert_eq!(errors(&drain(&mut core)), vec![ErrorCode::Busy]);
+}
+
+#[test]
+fn a_session_that_has_not_answered_is_not_displaced() {
+    let mut core = core(1);
+    let t0 = Instant::now();
+    core.handle_message(t0, seg("slow"), &offer_json(OFFER));
+    drain(&mut core);
+    core.handle_message(t0 + Duration::from_secs(30), seg("b"), &offer_json(OFFER));
+    assert_eq!(errors(&drain(&mut core)), vec![ErrorCode::Busy]);
 }
 
 #[test]
@@ -350,6 +508,7 @@ fn shutdown_tells_every_viewer_and_stops_every_session() {
     for id in ["a", "b"] {
         core.handle_message(t0, seg(id), &offer_json(OFFER));
     }
+    drain(&mut core);
     core.handle_message(t0, seg("b"), HANGUP);
     drain(&mut core);
     assert_eq!(core.shutdown(), 2, "one served, one already ending");

@@ -1,14 +1,29 @@
-//! The embedded MQTT broker (rumqttd), for a zero-configuration first run: a plain MQTT 5
-//! listener for campeer itself and other devices (campeer speaks MQTT 5, to announce its
-//! Maximum Packet Size), and a WebSocket listener (MQTT 3.1.1) for the page.
-//! Retained messages and last wills work on it, which the status topic needs.
+//! The embedded MQTT broker (rumqttd), for a zero-configuration first run: one plain MQTT
+//! port that takes MQTT 3.1.1 and MQTT 5 alike, for campeer itself and any other client, and
+//! a WebSocket listener (MQTT 3.1.1) for the page. Retained messages and last wills work on
+//! it, which the status topic needs.
+//!
+//! rumqttd serves each MQTT version on a listener of its own; those two stay on loopback, and
+//! the public port reads the start of each client's CONNECT ([`super::mqtt_version`]) and
+//! splices the connection onto the listener for its version.
 
+use super::mqtt_version::{self, MqttVersion};
 use crate::config::EmbeddedBrokerConfig;
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// Largest MQTT payload the embedded broker accepts: the signaling limit plus framing.
 const MAX_PAYLOAD: usize = 80 * 1024;
+/// Connections the broker takes at once, on its public port as in its router.
+const MAX_CONNECTIONS: usize = 256;
+/// How long a new client may take to send the start of its CONNECT; the broker gives a
+/// client as long for the whole of it.
+const CONNECT_WAIT: Duration = Duration::from_millis(CONNECTION_TIMEOUT_MS as u64);
+const CONNECTION_TIMEOUT_MS: u16 = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -23,6 +38,22 @@ pub enum BrokerError {
     },
     #[error("cannot start the embedded MQTT broker thread: {0}")]
     Thread(std::io::Error),
+}
+
+/// The broker's own listeners, one per MQTT version, on loopback.
+#[derive(Debug, Clone, Copy)]
+struct VersionListeners {
+    v311: SocketAddr,
+    v5: SocketAddr,
+}
+
+impl VersionListeners {
+    fn for_version(&self, version: MqttVersion) -> SocketAddr {
+        match version {
+            MqttVersion::V31 | MqttVersion::V311 => self.v311,
+            MqttVersion::V5 => self.v5,
+        }
+    }
 }
 
 /// Where the running embedded broker listens.
@@ -44,24 +75,34 @@ impl EmbeddedBroker {
     }
 }
 
-/// Starts the broker on its own threads (rumqttd runs its own runtimes); it runs for the rest
-/// of the process. The listeners come up moments later; clients retry until they do.
-pub fn start(config: &EmbeddedBrokerConfig) -> Result<EmbeddedBroker, BrokerError> {
-    // rumqttd reports a failed bind only in its log; find out here, with a clear error.
-    TcpListener::bind(config.listen).map_err(|source| BrokerError::Listen {
+/// A free port on `addr`'s interface: rumqttd takes only a fixed address, so port 0 becomes a
+/// port found here (taken from the kernel and released).
+fn free_address(addr: SocketAddr) -> Result<SocketAddr, BrokerError> {
+    TcpListener::bind(addr)
+        .and_then(|listener| listener.local_addr())
+        .map_err(|source| BrokerError::Listen { addr, source })
+}
+
+/// Starts the broker on its own threads (rumqttd runs its own runtimes), and its public port
+/// on the caller's runtime; both run for the rest of the process. rumqttd's listeners come up
+/// moments later; clients retry until they do.
+pub async fn start(config: &EmbeddedBrokerConfig) -> Result<EmbeddedBroker, BrokerError> {
+    let listen_error = |source| BrokerError::Listen {
         addr: config.listen,
         source,
-    })?;
-    // rumqttd takes only a fixed address: port 0 becomes a free port found here (taken from
-    // the kernel and released).
-    let ws_listen = TcpListener::bind(config.ws_listen)
-        .and_then(|listener| listener.local_addr())
-        .map_err(|source| BrokerError::Listen {
-            addr: config.ws_listen,
-            source,
-        })?;
+    };
+    let public = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(listen_error)?;
+    let listen = public.local_addr().map_err(listen_error)?;
+    let ws_listen = free_address(config.ws_listen)?;
+    let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    let versions = VersionListeners {
+        v311: free_address(loopback)?,
+        v5: free_address(loopback)?,
+    };
     let connections = rumqttd::ConnectionSettings {
-        connection_timeout_ms: 10_000,
+        connection_timeout_ms: CONNECTION_TIMEOUT_MS,
         max_payload_size: MAX_PAYLOAD,
         max_inflight_count: 256,
         auth: match (&config.username, &config.password) {
@@ -83,7 +124,7 @@ pub fn start(config: &EmbeddedBrokerConfig) -> Result<EmbeddedBroker, BrokerErro
     let broker_config = rumqttd::Config {
         id: 0,
         router: rumqttd::RouterConfig {
-            max_connections: 256,
+            max_connections: MAX_CONNECTIONS,
             max_outgoing_packet_count: 200,
             // Signaling is small and short-lived; keep the commit log small for a Pi.
             max_segment_size: 1024 * 1024,
@@ -92,10 +133,13 @@ pub fn start(config: &EmbeddedBrokerConfig) -> Result<EmbeddedBroker, BrokerErro
             initialized_filters: None,
             shared_subscriptions_strategy: Default::default(),
         },
-        v4: None,
+        v4: Some(HashMap::from([(
+            "mqtt311".to_owned(),
+            server("campeer-mqtt-311", versions.v311),
+        )])),
         v5: Some(HashMap::from([(
-            "mqtt".to_owned(),
-            server("campeer-mqtt", config.listen),
+            "mqtt5".to_owned(),
+            server("campeer-mqtt-5", versions.v5),
         )])),
         ws: Some(HashMap::from([(
             "ws".to_owned(),
@@ -116,9 +160,10 @@ pub fn start(config: &EmbeddedBrokerConfig) -> Result<EmbeddedBroker, BrokerErro
             }
         })
         .map_err(BrokerError::Thread)?;
+    tokio::spawn(serve_public_port(public, versions));
     tracing::info!(
-        "embedded MQTT broker on mqtt://{} and ws://{}{}",
-        config.listen,
+        "embedded MQTT broker on mqtt://{} (MQTT 3.1.1 and 5) and ws://{}{}",
+        listen,
         ws_listen,
         if config.username.is_some() {
             " (password required)"
@@ -126,8 +171,86 @@ pub fn start(config: &EmbeddedBrokerConfig) -> Result<EmbeddedBroker, BrokerErro
             ""
         }
     );
-    Ok(EmbeddedBroker {
-        listen: config.listen,
-        ws_listen,
+    Ok(EmbeddedBroker { listen, ws_listen })
+}
+
+/// Takes clients on the public port, at most [`MAX_CONNECTIONS`] at once; each is handed to
+/// the broker's listener for the MQTT version it asks for.
+async fn serve_public_port(public: tokio::net::TcpListener, versions: VersionListeners) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut refused: u64 = 0;
+    loop {
+        let (client, peer) = match public.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and the like: pause rather than spin.
+                tracing::warn!("the embedded broker could not accept a connection: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            refused += 1;
+            // Logged at 1, 2, 4, 8 ... so that a flood of connections cannot flood the log.
+            if refused.is_power_of_two() {
+                tracing::warn!(
+                    "the embedded broker refused {peer}: it holds {MAX_CONNECTIONS} connections \
+                     already ({refused} refused so far)"
+                );
+            }
+            continue;
+        };
+        tokio::spawn(async move {
+            if let Err(e) = splice_by_version(client, versions).await {
+                tracing::debug!("embedded broker connection from {peer}: {e}");
+            }
+            drop(slot);
+        });
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SpliceError {
+    #[error("no CONNECT within {0:?}")]
+    Slow(Duration),
+    #[error("closed before its CONNECT")]
+    Closed,
+    #[error(transparent)]
+    Sniff(#[from] mqtt_version::SniffError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Reads enough of a client's CONNECT to know its version, then joins the client to the
+/// broker's listener for that version until either side closes.
+async fn splice_by_version(
+    mut client: TcpStream,
+    versions: VersionListeners,
+) -> Result<(), SpliceError> {
+    client.set_nodelay(true)?;
+    let mut start = [0u8; mqtt_version::ENOUGH_BYTES];
+    let mut read = 0;
+    let version = tokio::time::timeout(CONNECT_WAIT, async {
+        loop {
+            if let Some(version) = mqtt_version::sniff(start.get(..read).unwrap_or_default())? {
+                return Ok(version);
+            }
+            let Some(free) = start.get_mut(read..).filter(|free| !free.is_empty()) else {
+                return Err(SpliceError::Closed);
+            };
+            match client.read(free).await? {
+                0 => return Err(SpliceError::Closed),
+                n => read += n,
+            }
+        }
     })
+    .await
+    .map_err(|_| SpliceError::Slow(CONNECT_WAIT))??;
+    let mut broker = TcpStream::connect(versions.for_version(version)).await?;
+    broker.set_nodelay(true)?;
+    broker
+        .write_all(start.get(..read).unwrap_or_default())
+        .await?;
+    tokio::io::copy_bidirectional(&mut client, &mut broker).await?;
+    Ok(())
 }

@@ -3,6 +3,7 @@
 
 pub mod broker;
 pub mod http;
+pub mod mqtt_version;
 pub mod whep;
 pub mod whep_server;
 pub mod ws_proxy;
