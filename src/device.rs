@@ -137,6 +137,11 @@ impl DeviceHandle {
         (self.tasks.running(), self.tasks.peak())
     }
 
+    /// Session tasks started since the daemon started: each one a peer connection.
+    pub fn sessions_started(&self) -> usize {
+        self.tasks.started_total()
+    }
+
     /// Sessions currently served.
     pub fn viewers(&self) -> usize {
         self.health.summary.borrow().viewers
@@ -1015,17 +1020,26 @@ impl Device {
                     self.sessions.insert(start.id, handle);
                 }
                 Action::Forward { to, command } => {
-                    let what = match &command {
-                        SessionCommand::Offer(_) => "a renegotiation",
-                        SessionCommand::Candidate(_) => "a candidate",
-                        SessionCommand::Hangup => "a hangup",
-                    };
+                    let offer = matches!(command, SessionCommand::Offer(_));
                     let delivered = self
                         .sessions
                         .get(&to)
                         .is_some_and(|handle| handle.send(command));
-                    if !delivered {
-                        tracing::debug!(session = %to, "session busy or gone; dropped {what}");
+                    if delivered {
+                        continue;
+                    }
+                    // Every offer gets a reply: one its session cannot take is refused here.
+                    if offer {
+                        tracing::info!(session = %to, "session busy or ending; refused a renegotiation");
+                        let refusal = DeviceMessage::error(
+                            ErrorCode::Busy,
+                            "the session cannot take a new offer now; offer again",
+                        );
+                        if let Err(e) = self.outbox.send(&to, &refusal) {
+                            tracing::warn!(session = %to, "could not reply: {e}");
+                        }
+                    } else {
+                        tracing::debug!(session = %to, "session busy or gone; dropped a message");
                     }
                 }
                 Action::Stop { session } => {

@@ -103,3 +103,54 @@ async fn a_profile_split_inside_a_character_is_refused_not_a_crash() {
     }
     device.shutdown().await;
 }
+
+/// The same renegotiation from aiortc (an independent stack, which offers VP8 beside H.264) on
+/// a live session: every offer gets exactly one reply, an answer or an error with its code,
+/// within 5 s, and the stream goes on. (Before: no reply and nothing in the log.)
+#[test]
+fn a_hostile_renegotiation_from_aiortc_gets_exactly_one_reply() {
+    let Some(python) = common::aiortc::lab_and_python() else {
+        return;
+    };
+    let lab = common::network::Lab::new();
+    let link = lab.link();
+    let campeer = common::network::LabCampeer::start(&lab, "hostile", &[]);
+    let lines = common::aiortc::watch_over_lab(
+        &python,
+        link,
+        campeer.broker.port,
+        "hostile",
+        "aio-hostile",
+        &["--seconds", "14", "--hostile-renegotiation", "5"],
+    );
+    let replies: Vec<_> = lines
+        .iter()
+        .filter(|line| !line["renegotiation_reply"].is_null())
+        .collect();
+    eprintln!("replies to the hostile renegotiation: {replies:?}");
+    assert_eq!(replies.len(), 1, "{lines:?}");
+    let reply = &replies[0];
+    assert!(
+        reply["after"].as_f64().is_some_and(|after| after < 5.0),
+        "{reply}"
+    );
+    let message = &reply["renegotiation_reply"];
+    assert!(
+        message["type"] == "answer" || message["code"].is_string(),
+        "neither an answer nor an error with its code: {message}"
+    );
+    let frames = |line: &serde_json::Value| line["frames"].as_u64();
+    let at_reply = lines
+        .iter()
+        .take_while(|line| line["renegotiation_reply"].is_null())
+        .filter_map(frames)
+        .last()
+        .unwrap_or(0);
+    let last = lines.last().expect("aiortc reported");
+    assert_eq!(last["done"], true, "{lines:?}");
+    let end = frames(last).unwrap_or(0);
+    assert!(
+        end >= at_reply + 100,
+        "the stream stopped after the renegotiation: {at_reply} then {end} frames"
+    );
+}

@@ -45,6 +45,9 @@ const CLOSE_WAIT: Duration = Duration::from_secs(5);
 const LINK_CHECK_PERIOD: Duration = Duration::from_millis(250);
 /// The longest the answer waits for host candidates: they come from sockets already bound,
 /// within a millisecond; this only bounds a gatherer that never reports.
+/// Applying a viewer's new offer and making the answer takes milliseconds; the viewer must
+/// hear back either way, so a renegotiation that takes longer is refused.
+const RENEGOTIATION_WAIT: Duration = Duration::from_secs(4);
 const HOST_CANDIDATE_WAIT: Duration = Duration::from_millis(50);
 /// How often a connected session reads which candidate pair its media takes (ICE may switch
 /// pairs, a relay may take over); reading the stats costs a walk over every stats object.
@@ -135,10 +138,12 @@ pub struct SessionReport {
 pub struct SessionTasks {
     running: AtomicUsize,
     peak: AtomicUsize,
+    started: AtomicUsize,
 }
 
 impl SessionTasks {
     fn started(&self) {
+        self.started.fetch_add(1, Ordering::Relaxed);
         let running = self.running.fetch_add(1, Ordering::Relaxed) + 1;
         self.peak.fetch_max(running, Ordering::Relaxed);
     }
@@ -153,6 +158,11 @@ impl SessionTasks {
 
     pub fn peak(&self) -> usize {
         self.peak.load(Ordering::Relaxed)
+    }
+
+    /// Session tasks started since the daemon started.
+    pub fn started_total(&self) -> usize {
+        self.started.load(Ordering::Relaxed)
     }
 }
 
@@ -732,7 +742,14 @@ impl<'a> Session<'a> {
     /// Answers a renegotiation; the signaling core has already checked that it keeps the
     /// codecs.
     async fn renegotiate(&mut self, sdp: String) {
-        if let Err(error) = self.answer(sdp).await {
+        let answered = tokio::time::timeout(RENEGOTIATION_WAIT, self.answer(sdp))
+            .await
+            .unwrap_or_else(|_| {
+                Err(SessionError::Setup(format!(
+                    "the renegotiation was not answered within {RENEGOTIATION_WAIT:?}"
+                )))
+            });
+        if let Err(error) = answered {
             tracing::warn!(session = %self.id, "renegotiation failed: {error}");
             send(
                 &self.context.outbox,

@@ -227,7 +227,12 @@ impl Signaling {
             .waiting
             .front()
             .map(|w| w.since + self.limits.place_wait);
-        [self.status.due_at(), self.next_housekeeping, oldest_wait]
+        [
+            self.status.due_at(),
+            self.next_housekeeping,
+            oldest_wait,
+            self.next_displacement(),
+        ]
             .into_iter()
             .flatten()
             .min()
@@ -251,6 +256,7 @@ impl Signaling {
         if self.status.poll(now) {
             self.publish_status();
         }
+        self.make_room(now);
         while let Some(waited) = self
             .waiting
             .front()
@@ -390,14 +396,12 @@ impl Signaling {
 
     fn offer(&mut self, now: Instant, session: Segment, sdp: String) {
         let room = self.occupied() < self.limits.max_viewers;
-        // Every place is taken: the offer may wait for one being given back, one more of
-        // which a session that never connected may be made to give.
-        let displace = if room || self.waiting.len() < self.ending.len() {
-            None
-        } else {
-            self.displaceable(now)
-        };
-        if !room && self.waiting.len() >= self.ending.len() && displace.is_none() {
+        let already_waiting = self.waiting.iter().any(|w| w.id == session);
+        // Every place is taken: the offer may wait for a place being given back, or for one
+        // that a session that has not connected will have to give before the wait is over.
+        let coming = self.ending.len()
+            + self.unconnected_past_grace_by(now + self.limits.place_wait);
+        if !room && !already_waiting && self.waiting.len() >= coming {
             self.early.forget(&session);
             tracing::debug!(session = %session, "refused: {} viewers already", self.limits.max_viewers);
             let message = self.busy_message();
@@ -418,21 +422,55 @@ impl Signaling {
             self.start(now, session, sdp, choice);
             return;
         }
-        if let Some(displaced) = displace {
-            self.displace(now, displaced);
-        }
         // A viewer offering again while it waits keeps its turn with its newest offer.
         if let Some(waiting) = self.waiting.iter_mut().find(|w| w.id == session) {
             (waiting.sdp, waiting.choice) = (sdp, choice);
             return;
         }
-        tracing::debug!(session = %session, "waiting for a place being given back");
+        tracing::debug!(session = %session, "waiting for a place");
         self.waiting.push_back(Waiting {
             id: session,
             sdp,
             choice,
             since: now,
         });
+        self.make_room(now);
+    }
+
+    /// Sessions that have not connected and will be past the grace after their answer by
+    /// `at`.
+    fn unconnected_past_grace_by(&self, at: Instant) -> usize {
+        self.active
+            .values()
+            .filter(|a| !a.connected)
+            .filter_map(|a| a.answered_at)
+            .filter(|answered| *answered + self.limits.unconnected_grace <= at)
+            .count()
+    }
+
+    /// When the next session that has not connected will be past its grace, while waiting
+    /// offers need more places than are being given back.
+    fn next_displacement(&self) -> Option<Instant> {
+        if self.waiting.len() <= self.ending.len() {
+            return None;
+        }
+        self.active
+            .values()
+            .filter(|a| !a.connected)
+            .filter_map(|a| a.answered_at)
+            .min()
+            .map(|answered| answered + self.limits.unconnected_grace)
+    }
+
+    /// Displaces sessions past their grace while waiting offers need more places than are
+    /// being given back.
+    fn make_room(&mut self, now: Instant) {
+        while self.waiting.len() > self.ending.len() {
+            let Some(id) = self.displaceable(now) else {
+                return;
+            };
+            self.displace(now, id);
+        }
     }
 
     /// The session that has gone longest without connecting since its answer, if that is

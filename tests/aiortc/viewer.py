@@ -5,16 +5,22 @@ decodes the video with PyAV, and prints one JSON line a second ({"frames": n, "s
 then {"done": true, ...}. Bounded: it exits after --seconds.
 
     python viewer.py --host H --port P --device D --session S [--seconds N] [--audio]
-                     [--video-codec H264|VP8]
+                     [--video-codec H264|VP8] [--hostile-renegotiation AFTER]
 
 With --audio it also offers to receive audio, as a browser with a microphone-less page does;
 --video-codec offers that video codec alone. The answer is reported as {"answer": sdp}, one
 it cannot apply as {"error": "..."}; "frames" counts video frames, "audio_frames" audio.
+
+--hostile-renegotiation AFTER: AFTER seconds in, it sends its own offer again with every H.264
+profile-level-id replaced by `aé001` (six bytes, five characters), as a renegotiation, and
+reports the device's reply as {"renegotiation_reply": message, "after": seconds}; it applies no
+answer to that offer.
 """
 
 import argparse
 import asyncio
 import json
+import re
 import time
 
 import paho.mqtt.client as mqtt
@@ -36,6 +42,7 @@ async def main():
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--audio", action="store_true")
     parser.add_argument("--video-codec", choices=["H264", "VP8"])
+    parser.add_argument("--hostile-renegotiation", type=float)
     args = parser.parse_args()
     deadline = time.monotonic() + args.seconds
     loop = asyncio.get_running_loop()
@@ -93,14 +100,23 @@ async def main():
     client.publish(in_topic, json.dumps({"type": "offer", "sdp": pc.localDescription.sdp}), qos=1)
 
     last_report = 0.0
+    hostile_at = None if args.hostile_renegotiation is None else time.monotonic() + args.hostile_renegotiation
+    hostile_sent = None
     while time.monotonic() < deadline:
+        if hostile_at is not None and hostile_sent is None and time.monotonic() >= hostile_at:
+            hostile = re.sub(r"profile-level-id=[0-9A-Fa-f]{6}", "profile-level-id=aé001",
+                             pc.localDescription.sdp)
+            client.publish(in_topic, json.dumps({"type": "offer", "sdp": hostile}), qos=1)
+            hostile_sent = time.monotonic()
         try:
             message = await asyncio.wait_for(inbox.get(), 0.2)
         except asyncio.TimeoutError:
             message = None
         if message is not None:
             kind = message.get("type") if isinstance(message, dict) else None
-            if kind == "answer":
+            if hostile_sent is not None and kind in ("answer", "error"):
+                emit({"renegotiation_reply": message, "after": time.monotonic() - hostile_sent})
+            elif kind == "answer":
                 emit({"answer": message.get("sdp")})
                 try:
                     await pc.setRemoteDescription(RTCSessionDescription(sdp=message["sdp"], type="answer"))
