@@ -45,3 +45,64 @@ async fn survives_a_broker_restart() {
     bob.close().await;
     device.shutdown().await;
 }
+
+/// A broker that speaks MQTT 3.1.1 only: RabbitMQ with its MQTT plugin closes the connection
+/// on an MQTT 5 CONNECT. campeer falls back to 3.1.1, says once in its log what that loses,
+/// and an aiortc viewer (paho, MQTT 3.1.1) watches through the broker. (Before: campeer
+/// retried MQTT 5 for ever and nobody could watch.)
+#[test]
+fn campeer_serves_through_a_broker_that_speaks_only_mqtt_3_1_1() {
+    let Some(python) = common::aiortc::lab_and_python() else {
+        return;
+    };
+    if !common::rabbitmq::available() {
+        return;
+    }
+    let lab = common::network::Lab::new();
+    let link = lab.link();
+    let rabbit = common::rabbitmq::RabbitMq::start_in(&lab.campeer_ns);
+    let log_path = tempfile::NamedTempFile::new().expect("a log file");
+    let log = log_path.reopen().expect("the log file");
+    let broker = format!("mqtt://127.0.0.1:{}", rabbit.port);
+    let http = format!("127.0.0.1:{}", free_port());
+    let daemon = DaemonProcess::spawn_in_namespace_logging(
+        &lab.campeer_ns,
+        &[
+            "--broker",
+            &broker,
+            "--device-id",
+            "rabbit",
+            "--source",
+            "test",
+            "--audio-source",
+            "none",
+            "--http-listen",
+            &http,
+        ],
+        log,
+    );
+    let lines = common::aiortc::watch_over_lab(
+        &python,
+        link,
+        rabbit.port,
+        "rabbit",
+        "aio-rabbit",
+        &["--seconds", "12"],
+    );
+    drop(daemon);
+    let log = std::fs::read_to_string(log_path.path()).unwrap_or_default();
+    let last = lines.last().expect("aiortc reported");
+    assert_eq!(last["done"], true, "{lines:?}\n{log}");
+    let frames = last["frames"].as_u64().unwrap_or(0);
+    assert!(
+        frames >= 150,
+        "aiortc decoded only {frames} frames through RabbitMQ: {lines:?}\n{log}"
+    );
+    assert_eq!(
+        log.matches("refused MQTT 5").count(),
+        1,
+        "the fallback is told once: {log}"
+    );
+    assert!(log.contains("Maximum Packet Size"), "{log}");
+    assert!(log.contains("(MQTT 3.1.1)"), "{log}");
+}

@@ -98,3 +98,78 @@ async fn the_embedded_broker_can_require_a_password() {
     }
     device.shutdown().await;
 }
+
+/// mosquitto's own command-line clients, in MQTT 3.1.1 (what Home Assistant, Node-RED and
+/// paho speak unless told otherwise) and MQTT 5, on the embedded broker's one plain port:
+/// each gets the retained status, and each one's publish reaches campeer, whose reply reaches
+/// a subscriber of the other version. (Before: a 3.1.1 client was refused at every try.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mqtt_3_1_1_and_5_clients_share_the_embedded_brokers_port() {
+    let device = start_device(zero_config_overrides("both")).await;
+    let port = embedded_port(&device).to_string();
+    let status = status_topic("both");
+    let mqtt = |program: &str, args: &[&str]| {
+        let output = std::process::Command::new(program)
+            .args(["-h", "127.0.0.1", "-p", &port])
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{program} (mosquitto-clients) did not run: {e}"));
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    for version in ["311", "5"] {
+        let (ok, out, err) = mqtt(
+            "mosquitto_sub",
+            &["-V", version, "-t", &status, "-C", "1", "-W", "10"],
+        );
+        assert!(ok, "MQTT {version} subscriber: {err}");
+        let retained: serde_json::Value = serde_json::from_str(out.trim()).expect("JSON status");
+        assert_eq!(retained["state"], "online", "MQTT {version}: {out}");
+    }
+    // A publish in each version, answered to a subscriber in the other.
+    for (from, to) in [("311", "5"), ("5", "311")] {
+        let session = format!("junk{from}");
+        let out_topic = format!("campeer/both/out/{session}");
+        let subscriber = {
+            let port = port.clone();
+            let to = to.to_owned();
+            std::thread::spawn(move || {
+                std::process::Command::new("mosquitto_sub")
+                    .args(["-h", "127.0.0.1", "-p", &port, "-V", &to])
+                    .args(["-t", &out_topic, "-C", "1", "-W", "10"])
+                    .output()
+            })
+        };
+        let mut answered = None;
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let (ok, _, err) = mqtt(
+                "mosquitto_pub",
+                &[
+                    "-V",
+                    from,
+                    "-t",
+                    &format!("campeer/both/in/{session}"),
+                    "-m",
+                    "junk",
+                ],
+            );
+            assert!(ok, "MQTT {from} publisher: {err}");
+            if subscriber.is_finished() {
+                answered = subscriber.join().ok().and_then(Result::ok);
+                break;
+            }
+        }
+        let output = answered.expect("a reply within 5 s");
+        let reply: serde_json::Value =
+            serde_json::from_slice(&output.stdout).expect("a JSON reply");
+        assert_eq!(
+            reply["code"], "bad-request",
+            "MQTT {from} -> campeer -> MQTT {to}: {reply}"
+        );
+    }
+    device.shutdown().await;
+}

@@ -125,8 +125,7 @@ async fn real_viewers_during_and_right_after_a_burst_get_their_streams() {
     let carol_offered = Instant::now();
     let carol = TestViewer::join(&broker, "cam1", "carol").await;
     let (bob, bob_offered) = bob.await.expect("bob joins");
-    for (name, viewer, offered) in [("bob", &bob, bob_offered), ("carol", &carol, carol_offered)]
-    {
+    for (name, viewer, offered) in [("bob", &bob, bob_offered), ("carol", &carol, carol_offered)] {
         let streaming = viewer.wait_for_more_frames(5, Duration::from_secs(5)).await;
         eprintln!(
             "{name} streamed: {streaming}, {:?} after its offer; errors {:?}",

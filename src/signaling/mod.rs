@@ -233,9 +233,9 @@ impl Signaling {
             oldest_wait,
             self.next_displacement(),
         ]
-            .into_iter()
-            .flatten()
-            .min()
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The broker accepted campeer's connection and its subscription to the viewers' topics
@@ -399,8 +399,8 @@ impl Signaling {
         let already_waiting = self.waiting.iter().any(|w| w.id == session);
         // Every place is taken: the offer may wait for a place being given back, or for one
         // that a session that has not connected will have to give before the wait is over.
-        let coming = self.ending.len()
-            + self.unconnected_past_grace_by(now + self.limits.place_wait);
+        let coming =
+            self.ending.len() + self.unconnected_past_grace_by(now + self.limits.place_wait);
         if !room && !already_waiting && self.waiting.len() >= coming {
             self.early.forget(&session);
             tracing::debug!(session = %session, "refused: {} viewers already", self.limits.max_viewers);

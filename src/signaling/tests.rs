@@ -269,13 +269,27 @@ fn a_session_unconnected_past_the_grace_gives_its_place_to_a_new_offer() {
         )),
         "{actions:?}"
     );
-    assert!(actions.iter().any(|a| matches!(a, Action::Stop { session } if *session == seg("ghost1"))));
-    assert!(started(&actions).is_empty(), "carol waits for the place to be given back");
-    core.session_ended(later, seg("ghost1"), serials["ghost1"], &EndReason::ViewerHangup);
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Stop { session } if *session == seg("ghost1")))
+    );
+    assert!(
+        started(&actions).is_empty(),
+        "carol waits for the place to be given back"
+    );
+    core.session_ended(
+        later,
+        seg("ghost1"),
+        serials["ghost1"],
+        &EndReason::ViewerHangup,
+    );
     let actions = drain(&mut core);
     assert_eq!(started(&actions)[0].id, seg("carol"));
     assert!(
-        !actions.iter().any(|a| matches!(a, Action::Reply { to, .. } if *to == seg("ghost1"))),
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::Reply { to, .. } if *to == seg("ghost1"))),
         "ghost1 was told once: {actions:?}"
     );
     // A connected session is never displaced.

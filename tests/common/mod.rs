@@ -14,6 +14,7 @@ pub mod jitter;
 pub mod nat;
 pub mod network;
 pub mod playback;
+pub mod rabbitmq;
 pub mod rpicam;
 pub mod stacks;
 pub mod tls;
@@ -1709,6 +1710,25 @@ impl DaemonProcess {
             .env("CAMPEER_LOG", "campeer=info")
             .stdout(Stdio::inherit())
             .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the campeer binary in a namespace");
+        Self { child }
+    }
+
+    /// As [`DaemonProcess::spawn_in_namespace`], its output going to `log` (a file the test
+    /// reads).
+    pub fn spawn_in_namespace_logging<S: AsRef<std::ffi::OsStr>>(
+        ns: &str,
+        args: &[S],
+        log: std::fs::File,
+    ) -> Self {
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_campeer")])
+            .args(args)
+            .env("CAMPEER_LOG", "campeer=info")
+            .env("NO_COLOR", "1")
+            .stdout(log.try_clone().expect("the log file"))
+            .stderr(log)
             .spawn()
             .expect("start the campeer binary in a namespace");
         Self { child }
