@@ -256,7 +256,8 @@ impl Stream {
                     ViewerLink {
                         estimate_bps: state.media_estimate_bps(now),
                         audio_bps: *audio_bps,
-                        base_layer_only: state.base_layer_only,
+                        loss: state.loss.unwrap_or(0.0),
+                        queued: state.pacer_delay,
                     },
                 )
             })
