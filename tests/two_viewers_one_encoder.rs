@@ -76,3 +76,36 @@ async fn two_viewers_share_one_encoder() {
     bob.close().await;
     device.shutdown().await;
 }
+
+/// Viewers that send only receiver reports (no transport-cc, no REMB: campeer estimates their
+/// links from loss alone), two at once for 20 s: each gets the whole stream, at least 28
+/// frames a second from 5 s after its first frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn viewers_with_receiver_reports_only_get_the_whole_stream() {
+    let broker = Broker::start();
+    let device = start_device(overrides(&broker, "cam1")).await;
+    let viewers = [
+        TestViewer::join(&broker, "cam1", "rr1").await,
+        TestViewer::join(&broker, "cam1", "rr2").await,
+    ];
+    for viewer in &viewers {
+        assert!(viewer.wait_for_more_frames(1, Duration::from_secs(20)).await);
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let before: Vec<usize> = viewers.iter().map(|v| v.frames()).collect();
+    let window = Duration::from_secs(15);
+    tokio::time::sleep(window).await;
+    let rates: Vec<f64> = viewers
+        .iter()
+        .zip(before)
+        .map(|(v, before)| (v.frames() - before) as f64 / window.as_secs_f64())
+        .collect();
+    eprintln!("two receiver-report viewers: frames a second {rates:?}");
+    for (n, rate) in rates.iter().enumerate() {
+        assert!(*rate >= 28.0, "viewer {n} got {rate:.1} frames a second");
+    }
+    for viewer in viewers {
+        viewer.close().await;
+    }
+    device.shutdown().await;
+}
