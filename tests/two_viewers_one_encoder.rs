@@ -89,7 +89,11 @@ async fn viewers_with_receiver_reports_only_get_the_whole_stream() {
         TestViewer::join(&broker, "cam1", "rr2").await,
     ];
     for viewer in &viewers {
-        assert!(viewer.wait_for_more_frames(1, Duration::from_secs(20)).await);
+        assert!(
+            viewer
+                .wait_for_more_frames(1, Duration::from_secs(20))
+                .await
+        );
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
     let before: Vec<usize> = viewers.iter().map(|v| v.frames()).collect();

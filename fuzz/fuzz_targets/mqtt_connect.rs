@@ -11,11 +11,17 @@ fuzz_target!(|data: &[u8]| {
     if data.len() >= ENOUGH_BYTES {
         assert!(!matches!(whole, Ok(None)), "more asked of {data:?}");
     }
-    // A prefix decides the same or asks for more.
+    // A prefix decides the same (the same version, or the same kind of error) or asks for
+    // more.
     for cut in 0..data.len().min(ENOUGH_BYTES + 1) {
-        match sniff(&data[..cut]) {
-            Ok(None) => {}
-            decided => assert_eq!(decided, whole, "at {cut} of {data:?}"),
+        match (sniff(&data[..cut]), &whole) {
+            (Ok(None), _) => {}
+            (Err(early), Err(late)) => assert_eq!(
+                std::mem::discriminant(&early),
+                std::mem::discriminant(late),
+                "at {cut} of {data:?}"
+            ),
+            (decided, _) => assert_eq!(&decided, &whole, "at {cut} of {data:?}"),
         }
     }
 });

@@ -1,5 +1,5 @@
 //! The signaling core driven by a stranger: a sequence of messages on any session ids, session
-//! ends and clock steps. Whatever arrives, it must not panic and must keep its promises: never
+//! answers, connections and ends, and clock steps. Whatever arrives, it must not panic and must keep its promises: never
 //! more sessions than the limit, never more actions than the inputs justify.
 #![no_main]
 
@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
         let Ok(id) = Segment::parse(&format!("s{}", session % 8)) else {
             continue;
         };
-        match op % 4 {
+        match op % 6 {
             0 => core.handle_message(now, id, payload),
             1 => {
                 if let Some((id, serial)) = started.pop() {
@@ -35,7 +35,21 @@ fuzz_target!(|data: &[u8]| {
                 now += Duration::from_millis(u64::from(*length) * 10);
                 core.handle_timeout(now);
             }
-            _ => core.broker_connected(now),
+            3 => core.broker_connected(now),
+            4 => {
+                if let Some((id, serial)) =
+                    started.get(usize::from(*session) % started.len().max(1))
+                {
+                    core.session_answered(now, id, *serial);
+                }
+            }
+            _ => {
+                if let Some((id, serial)) =
+                    started.get(usize::from(*session) % started.len().max(1))
+                {
+                    core.session_connected(id, *serial);
+                }
+            }
         }
         while let Some(action) = core.poll_action() {
             if let Action::Start(start) = action {
@@ -43,5 +57,9 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         assert!(core.occupied() <= MAX_VIEWERS, "admission let too many in");
+        assert!(
+            core.waiting() <= MAX_VIEWERS,
+            "more offers wait than places can come"
+        );
     }
 });
