@@ -591,6 +591,15 @@ impl Signaling {
             active.candidates_refused = false;
         }
         match refusal {
+            // A session being served renegotiates at most so often, so its refusals need no
+            // share of the error budget: a flood of junk from strangers cannot silence them.
+            Some((code, message)) if code != ErrorCode::RateLimited => {
+                tracing::info!(session = %session, "renegotiation refused: {message}");
+                self.actions.push_back(Action::Reply {
+                    to: session,
+                    message: DeviceMessage::error(code, message),
+                });
+            }
             Some((code, message)) => self.refuse(now, session, code, message),
             None => self.actions.push_back(Action::Forward {
                 to: session,

@@ -546,3 +546,30 @@ fn early_candidates_expire_on_housekeeping() {
     core.handle_message(t0 + Duration::from_secs(7), seg("a"), &offer_json(OFFER));
     assert!(started(&drain(&mut core))[0].early.is_empty());
 }
+
+#[test]
+fn a_refused_renegotiation_is_answered_even_while_junk_uses_up_the_error_replies() {
+    let mut core = core(2);
+    let t0 = Instant::now();
+    core.handle_message(t0, seg("a"), &offer_json(OFFER));
+    drain(&mut core);
+    for n in 0..100 {
+        core.handle_message(t0, seg(&format!("junk{n}")), b"junk");
+    }
+    assert_eq!(
+        errors(&drain(&mut core)).len(),
+        20,
+        "the junk got its burst"
+    );
+    // The viewer's own offer with its H.264 profile split inside a character.
+    let hostile = OFFER.replace("profile-level-id=42e01f", "profile-level-id=a\u{e9}001");
+    core.handle_message(t0, seg("a"), &offer_json(&hostile));
+    let actions = drain(&mut core);
+    assert!(
+        actions.iter().any(|a| matches!(
+            a,
+            Action::Reply { to, message: DeviceMessage::Error { .. } } if *to == seg("a")
+        )),
+        "the renegotiation got no reply: {actions:?}"
+    );
+}
