@@ -483,7 +483,7 @@ async fn serve(
         tokio::select! {
             _ = &mut stop => break,
             inbound = link.inbound.recv() => match inbound {
-                Some(message) => route(&routes, message),
+                Some(message) => route(&routes, message).await,
                 None => {
                     tracing::error!("the MQTT driver stopped unexpectedly");
                     break;
@@ -509,8 +509,9 @@ async fn serve(
     tracing::info!("stopped");
 }
 
-/// Hands a message to the camera whose inbound topics it came on.
-fn route(routes: &[(Publisher, mpsc::Sender<Inbound>)], message: Inbound) {
+/// Hands a message to the camera whose inbound topics it came on, waiting (bounded) for room
+/// in its queue: a burst is taken whole, hangups included, rather than cut short.
+async fn route(routes: &[(Publisher, mpsc::Sender<Inbound>)], message: Inbound) {
     let Some((_, to)) = routes
         .iter()
         .find(|(publisher, _)| publisher.topics().session_of(&message.topic).is_ok())
@@ -518,7 +519,7 @@ fn route(routes: &[(Publisher, mpsc::Sender<Inbound>)], message: Inbound) {
         tracing::debug!("ignoring a message on {:?}", message.topic);
         return;
     };
-    if let Err(e) = to.try_send(message) {
+    if let Err(e) = to.send_timeout(message, crate::mqtt::INBOUND_WAIT).await {
         tracing::warn!("dropping an MQTT message: a camera is not keeping up ({e})");
     }
 }

@@ -13,7 +13,8 @@
 //! next connection attempt uses.
 //!
 //! rumqttc's event loop is polled in its own task and nothing awaits a publish from that task
-//! (it would deadlock once the request channel fills). Everything else publishes with
+//! (it would deadlock once the request channel fills); it waits only, and briefly, for room
+//! in the inbound queue, which the device empties without ever waiting on this task. Everything else publishes with
 //! `try_publish`, so a broker outage can never stall the daemon: what cannot be queued is
 //! dropped with a warning, and the status is republished on every reconnect anyway.
 
@@ -40,6 +41,11 @@ const MAX_PACKET_BYTES: u32 = 80 * 1024;
 const REQUEST_QUEUE: usize = 256;
 /// Inbound messages waiting for the device task.
 const INBOUND_QUEUE: usize = 256;
+/// How long a message from the broker may wait for room in a full inbound queue before it is
+/// dropped: a burst is taken whole (the device gets through hundreds of messages a second,
+/// and a hangup lost in a burst would hold its viewer's place until the session times out),
+/// while a device that has stopped cannot hold the connection up for long.
+pub const INBOUND_WAIT: Duration = Duration::from_secs(1);
 const BACKOFF_FIRST: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
@@ -563,14 +569,14 @@ impl Driver {
                     });
                 }
                 Polled::Publish { topic, payload } => {
-                    // Never blocks the event loop: when the device falls behind, the excess
-                    // is dropped (viewers resend what matters; MQTT gave no ordering promise
-                    // anyway).
+                    // Waits a moment when the device is behind (a burst), then drops the
+                    // message: the event loop is never held up for long.
                     let Ok(topic) = String::from_utf8(topic.to_vec()) else {
                         tracing::debug!("ignoring a message whose topic is not UTF-8");
                         continue;
                     };
-                    if let Err(e) = self.inbound.try_send(Inbound { topic, payload }) {
+                    let message = Inbound { topic, payload };
+                    if let Err(e) = self.inbound.send_timeout(message, INBOUND_WAIT).await {
                         tracing::warn!(
                             "dropping an MQTT message: the device is not keeping up ({e})"
                         );

@@ -60,6 +60,8 @@ pub struct Limits {
     pub unconnected_grace: Duration,
     /// How long an offer waits for a place that is being given back before it is told busy.
     pub place_wait: Duration,
+    /// Offers that may wait for a place at once (each holds its SDP meanwhile).
+    pub waiting_offers: usize,
 }
 
 impl Limits {
@@ -74,6 +76,7 @@ impl Limits {
             early_ttl,
             unconnected_grace: Duration::from_secs(3),
             place_wait: Duration::from_secs(5),
+            waiting_offers: 8,
         }
     }
 }
@@ -143,7 +146,8 @@ pub struct Signaling {
     /// their slot, so a flood of offers and hangups cannot run more peer connections than
     /// the limit.
     ending: HashSet<u64>,
-    /// Offers waiting for a place, oldest first; never more than the places being given back.
+    /// Offers waiting for a place, oldest first; at most [`Limits::waiting_offers`], and only
+    /// while a place may come free.
     waiting: VecDeque<Waiting>,
     early: EarlyCandidates,
     next_serial: u64,
@@ -397,11 +401,13 @@ impl Signaling {
     fn offer(&mut self, now: Instant, session: Segment, sdp: String) {
         let room = self.occupied() < self.limits.max_viewers;
         let already_waiting = self.waiting.iter().any(|w| w.id == session);
-        // Every place is taken: the offer may wait for a place being given back, or for one
-        // that a session that has not connected will have to give before the wait is over.
+        // Every place is taken: the offer may wait (a bounded number do) while a place is
+        // being given back, or a session that has not connected may have to give one before
+        // the wait is over.
         let coming =
-            self.ending.len() + self.unconnected_past_grace_by(now + self.limits.place_wait);
-        if !room && !already_waiting && self.waiting.len() >= coming {
+            self.ending.len() + self.unconnected_past_grace_by(now, now + self.limits.place_wait);
+        let may_wait = coming > 0 && self.waiting.len() < self.limits.waiting_offers;
+        if !room && !already_waiting && !may_wait {
             self.early.forget(&session);
             tracing::debug!(session = %session, "refused: {} viewers already", self.limits.max_viewers);
             let message = self.busy_message();
@@ -438,12 +444,14 @@ impl Signaling {
     }
 
     /// Sessions that have not connected and will be past the grace after their answer by
-    /// `at`.
-    fn unconnected_past_grace_by(&self, at: Instant) -> usize {
+    /// `at`, if they have not connected by then. One that has not answered yet counts as
+    /// answering now: in a burst of offers and hangups it is most likely one whose hangup is
+    /// on its way.
+    fn unconnected_past_grace_by(&self, now: Instant, at: Instant) -> usize {
         self.active
             .values()
             .filter(|a| !a.connected)
-            .filter_map(|a| a.answered_at)
+            .map(|a| a.answered_at.unwrap_or(now))
             .filter(|answered| *answered + self.limits.unconnected_grace <= at)
             .count()
     }
