@@ -512,7 +512,7 @@ mod tests {
         estimator: Estimator,
         capacity_bps: f64,
         estimate_bps: f64,
-        /// Time spent on the whole stream since joining, and frames received.
+        /// Time spent on the whole stream, from the measured part of the run on.
         full_time: Duration,
     }
 
@@ -539,16 +539,6 @@ mod tests {
                 .collect();
             let decided = rates.decide(now, &links);
             let target = f64::from(rates.current_bps());
-            if std::env::var_os("SIM_TRACE").is_some() {
-                eprintln!(
-                    "{elapsed:?} target {target:.0} {:?} {:?}",
-                    viewers
-                        .iter()
-                        .map(|v| v.estimate_bps as u64)
-                        .collect::<Vec<_>>(),
-                    decided.base_layer_only
-                );
-            }
             for (id, only_base) in decided.base_layer_only {
                 let Some(v) = viewers.get_mut(id as usize) else {
                     continue;
