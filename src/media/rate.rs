@@ -54,9 +54,9 @@ const TRIAL_HEADROOM: f64 = 1.1;
 /// for the slowest estimator (aiortc's REMB follows what it receives from 3 s on) to speak.
 const TRIAL: Duration = Duration::from_secs(2);
 const PROBATION: Duration = Duration::from_secs(5);
-/// The wait before the first trial after a move to the base layer, doubling after each failed
-/// trial up to the longest.
-const TRIAL_BACKOFF_FIRST: Duration = Duration::from_secs(1);
+/// The wait before the first trial after a move to the base layer (the congestion that moved
+/// it has passed out of sight by then), doubling after each failed trial up to the longest.
+const TRIAL_BACKOFF_FIRST: Duration = Duration::from_secs(2);
 const TRIAL_BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Congestion: the estimate fell below this share of its highest in the last
 /// [`PEAK_WINDOW`], or the viewer lost more than [`CONGESTED_LOSS`] of its packets, or more
@@ -138,6 +138,9 @@ struct ViewerLayers {
     layers: Layers,
     /// (when, estimate) over the last [`PEAK_WINDOW`], for the congestion signal.
     estimates: VecDeque<(Instant, f64)>,
+    /// On trial, or on the base layer with room shown and no trial failed yet: the target
+    /// must hold still until the trial says whether this viewer takes the whole stream.
+    holds_target: bool,
 }
 
 impl ViewerLayers {
@@ -147,6 +150,7 @@ impl ViewerLayers {
                 probation_until: Some(now + PROBATION),
             },
             estimates: VecDeque::new(),
+            holds_target: false,
         }
     }
 
@@ -190,10 +194,42 @@ impl ViewerLayers {
     fn decide(&mut self, now: Instant, link: &ViewerLink, target: f64) {
         let congested = self.congested(now, link);
         let budget = link.video_budget();
+        // Room is shown by the lowest estimate of the window: an estimator held back only by
+        // what it is sent sits steadily at its ceiling, while one at its link's limit keeps
+        // probing above it and falling back.
+        let lowest = self
+            .estimates
+            .iter()
+            .map(|(_, estimate)| *estimate)
+            .fold(link.estimate_bps, f64::min);
+        let steady_budget = ViewerLink {
+            estimate_bps: lowest,
+            ..*link
+        }
+        .video_budget();
+        let room_shown = steady_budget >= target * BASE_LAYER_SHARE * TRIAL_HEADROOM;
+        let rising = self.rising(link);
+        self.transition(now, congested, rising, budget, room_shown, target);
+        self.holds_target = match self.layers {
+            Layers::Trial { .. } => true,
+            Layers::Base { backoff, .. } => room_shown && backoff <= TRIAL_BACKOFF_FIRST,
+            Layers::Full { .. } => false,
+        };
+    }
+
+    fn transition(
+        &mut self,
+        now: Instant,
+        congested: bool,
+        rising: bool,
+        budget: f64,
+        room_shown: bool,
+        target: f64,
+    ) {
         match self.layers {
             Layers::Full { probation_until } => {
                 let on_probation = probation_until.is_some_and(|until| now < until);
-                let short = budget < target * STAY_FULL && !self.rising(link);
+                let short = budget < target * STAY_FULL && !rising;
                 if (congested && budget < target) || (short && !on_probation) {
                     self.demote(now, TRIAL_BACKOFF_FIRST);
                 }
@@ -206,10 +242,7 @@ impl ViewerLayers {
                     self.layers = Layers::Full {
                         probation_until: None,
                     };
-                } else if now >= next_trial
-                    && !congested
-                    && budget >= target * BASE_LAYER_SHARE * TRIAL_HEADROOM
-                {
+                } else if now >= next_trial && !congested && room_shown {
                     self.layers = Layers::Trial {
                         until: now + TRIAL,
                         backoff,
@@ -295,16 +328,12 @@ impl RateAllocator {
         Some(target)
     }
 
-    /// Whether a viewer is being tried on the whole stream, or waits on the base layer for
-    /// its first trial: the target holds still meanwhile, or it would run away from a viewer
-    /// that may well take it (each estimator grows only with what it is sent).
+    /// Whether a viewer is being tried on the whole stream, or has shown room on the base
+    /// layer and waits for its first trial: the target holds still meanwhile, or it would run
+    /// away from a viewer that may well take it (each estimator grows only with what it is
+    /// sent). A viewer whose link is simply slower holds nothing up.
     fn trial_pending(&self) -> bool {
-        self.layered
-            && self.viewers.values().any(|v| match v.layers {
-                Layers::Trial { .. } => true,
-                Layers::Base { backoff, .. } => backoff <= TRIAL_BACKOFF_FIRST,
-                Layers::Full { .. } => false,
-            })
+        self.layered && self.viewers.values().any(|v| v.holds_target)
     }
 
     /// Each viewer's layers, against the target the encoder works to now, then the encoder's
@@ -651,6 +680,28 @@ mod tests {
     }
 
     #[test]
+    fn a_slow_viewer_on_the_base_layer_does_not_hold_the_target_still() {
+        for estimator in [Estimator::Remb, Estimator::TransportCc] {
+            let mut viewers = vec![
+                sim_viewer(estimator, 100e6),
+                sim_viewer(estimator, 600_000.0),
+            ];
+            let (full, _, rates) = simulate(&mut viewers, 60, Duration::from_secs(5));
+            assert!(
+                full[0] >= Duration::from_secs(54),
+                "{estimator:?}: {full:?}"
+            );
+            // The target rises to where the base layer just fits the slow link.
+            let fits = 600_000.0 * PAYLOAD_SHARE / BASE_LAYER_SHARE;
+            let target = f64::from(rates.current_bps());
+            assert!(
+                target >= 0.8 * fits && target <= 1.25 * fits,
+                "{estimator:?}: target {target}, the base layer fits the slow link at {fits}"
+            );
+        }
+    }
+
+    #[test]
     fn a_failed_trial_backs_off_and_a_passed_one_keeps_the_whole_stream() {
         let start = Instant::now();
         let mut layers = ViewerLayers::joining(start);
@@ -667,15 +718,12 @@ mod tests {
                 backoff: TRIAL_BACKOFF_FIRST
             }
         );
-        // Room above the base layer, once the wait is over and the fall is out of sight: a
-        // trial.
-        let t = t + TRIAL_BACKOFF_FIRST;
+        // Room above the base layer once the wait is over (the fall is out of sight by then):
+        // a trial.
+        let t = t + TRIAL_BACKOFF_FIRST - Duration::from_millis(200);
         layers.decide(t, &link(800_000.0), target);
-        assert!(
-            layers.layers.base_layer_only(),
-            "the fall is still in sight"
-        );
-        let t = t + PEAK_WINDOW;
+        assert!(layers.layers.base_layer_only(), "not yet");
+        let t = t + Duration::from_millis(200);
         layers.decide(t, &link(800_000.0), target);
         assert!(matches!(layers.layers, Layers::Trial { .. }));
         // Congestion in the trial: the next waits twice as long.
