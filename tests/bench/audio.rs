@@ -5,14 +5,11 @@
 //! hand-over to the viewers, and the CPU the audio thread used. Reports figures; asserts
 //! nothing.
 
-#[path = "../common/alsamic.rs"]
-#[allow(dead_code)]
-mod alsamic;
-
 use campeer::media::audio::{AudioSource, CHUNK_FRAMES};
 use campeer::media::audio_hub::{AudioHub, AudioSettings};
 use campeer::media::microphone::AlsaMicrophone;
 use campeer::media::opus::OpusEncoder;
+use common::alsamic;
 use std::time::{Duration, Instant};
 
 const CHUNKS: usize = 2_000; // 40 s of sound

@@ -3,11 +3,8 @@
 //! frames shown per second, the longest freeze, glass-to-glass latency p50/p90, what campeer
 //! offered to the link and what the link delivered, and the share of retransmissions.
 //! Reports figures; asserts nothing. Needs root, iproute2, iptables, Chromium and
-//! tests/browser's playwright-core (tests/run installs them); without root it says so and
+//! tests/browsers/driver's playwright-core (tests/run installs them); without root it says so and
 //! stops. Every address is inside namespaces it creates and deletes.
-
-#[path = "../common/mod.rs"]
-mod common;
 
 use common::network::{
     LINK_MEASURE, LINK_RAMP, LabCampeer, LinkReport, lab_available, selected_link_cases,

@@ -5,9 +5,6 @@
 //! fresh page loads with the encoder stopped in between (idle grace 0), the time from the
 //! page's offer to its first picture.
 
-#[path = "../common/mod.rs"]
-mod common;
-
 use common::*;
 use std::time::Duration;
 

@@ -10,9 +10,6 @@
 //! The daemon runs as its own process (the release binary), so its figures exclude the test
 //! viewers, which decode in this process. Everything stays on 127.0.0.0/8.
 
-#[path = "../common/mod.rs"]
-mod common;
-
 use common::*;
 use std::time::{Duration, Instant};
 

@@ -8,9 +8,6 @@
 //! at once; the WHEP player posts one complete offer, so its gathering comes first and is
 //! reported on its own.
 
-#[path = "../common/mod.rs"]
-mod common;
-
 use common::whep::WhepPlayer;
 use common::*;
 use std::time::{Duration, Instant};

@@ -2,8 +2,7 @@
 
 /// The aiortc virtual environment tests/run prepares; `None` (skip) off CI when it is missing.
 pub fn aiortc_python() -> Option<std::path::PathBuf> {
-    let python =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/aiortc-venv/bin/python");
+    let python = crate::repo_root().join("target/aiortc-venv/bin/python");
     if python.exists() {
         return Some(python);
     }
@@ -25,10 +24,10 @@ pub fn lab_and_python() -> Option<std::path::PathBuf> {
 }
 
 /// The viewer script.
-pub const VIEWER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/aiortc/viewer.py");
+pub const VIEWER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../aiortc/viewer.py");
 
 /// The reference camera for the stream bench (tests/aiortc/camera.py).
-pub const CAMERA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/aiortc/camera.py");
+pub const CAMERA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../aiortc/camera.py");
 
 /// Runs the aiortc viewer inside `link`'s viewer namespace against the campeer across it,
 /// with `extra` arguments (`--audio`, `--video-codec VP8`, `--seconds N`), and returns every
@@ -45,4 +44,4 @@ pub fn watch_over_lab(
 }
 
 /// The WHEP player (tests/aiortc/whep.py).
-pub const WHEP_PLAYER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/aiortc/whep.py");
+pub const WHEP_PLAYER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../aiortc/whep.py");

@@ -8,6 +8,39 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The capture PCM of [`process_microphones`] that plays a 1 kHz tone from the start.
+pub const TONE_MIC: &str = "testmic";
+/// The capture PCM of [`process_microphones`] whose file does not exist until a test writes
+/// it with [`FileMicrophones::write_tone`]`(`[`LATE_MIC_FILE`]`, ..)`: a microphone that
+/// appears late.
+pub const LATE_MIC: &str = "latemic";
+pub const LATE_MIC_FILE: &str = "late.raw";
+
+/// The microphones every in-process test of this binary shares. alsa-lib reads its
+/// configuration per process, from `ALSA_CONFIG_PATH`, so the tests in one binary cannot each
+/// install their own: the first caller installs one that defines them all. Call it before the
+/// device under test starts.
+pub fn process_microphones() -> &'static FileMicrophones {
+    static MICROPHONES: OnceLock<FileMicrophones> = OnceLock::new();
+    MICROPHONES.get_or_init(|| {
+        let mics = FileMicrophones::new(&[
+            FileMic {
+                name: TONE_MIC,
+                file: "tone.raw",
+            },
+            FileMic {
+                name: LATE_MIC,
+                file: LATE_MIC_FILE,
+            },
+        ]);
+        // Far longer than any test runs, so the plugin never reaches its repeating end.
+        mics.write_tone("tone.raw", 1000.0, 120);
+        mics.install_for_this_process();
+        mics
+    })
+}
 
 pub struct FileMicrophones {
     dir: tempfile::TempDir,
@@ -49,8 +82,10 @@ impl FileMicrophones {
     /// ALSA (alsa-lib reads its configuration once) and before threads that might read the
     /// environment.
     pub fn install_for_this_process(&self) {
-        // SAFETY: called at the start of a test, before campeer starts and while no other
-        // thread of this test binary reads or writes the environment.
+        // SAFETY: called once per process ([`process_microphones`], or a benchmark's main)
+        // before anything opens ALSA. Rust's own environment access is locked; a C library
+        // reading the environment at this very moment on another test's thread is the one
+        // risk, and the tests that run beside this one do not touch ALSA.
         unsafe { std::env::set_var("ALSA_CONFIG_PATH", &self.config) };
     }
 

@@ -15,7 +15,7 @@
 //! address /proc/PID/maps shows for that buffer. Encoded data reaches the caller's mapping of
 //! a CAPTURE buffer through the page cache, invalidated when the buffer is filled.
 
-use super::fakecam::{attr, get_u32, put_str, put_u32};
+use crate::fakecam::{attr, get_u32, put_str, put_u32};
 use fuser::{
     Errno, FileHandle, FileType, Filesystem, INodeNo, IoctlFlags, LockOwner, MountOption,
     OpenFlags, PollEvents, PollFlags, PollHandle, PollNotifier, ReplyAttr, ReplyData,

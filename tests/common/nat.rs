@@ -10,12 +10,12 @@
 //! viewer ns  ── viewer router (NAT)  ──┘
 //! ```
 
-use super::Watching;
-use super::network::{
+use crate::Watching;
+use crate::network::{
     LabCampeer, LabTarget, NamespacedBroker, in_ns, join_over_lab, must, rule_counters, run,
     run_in_namespace, veth_pair, wait_for_tcp,
 };
-use super::tls::TestCa;
+use crate::tls::TestCa;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -52,6 +52,8 @@ pub struct NatLab {
 }
 
 impl NatLab {
+    // Made, never defaulted: it creates namespaces, links and addresses in the kernel.
+    #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
         let n = NEXT_NAT_LAB.fetch_add(1, Ordering::Relaxed);
         let tag = format!("{}{}", std::process::id() % 100_000, n);

@@ -7,7 +7,7 @@
 //! campeer runs in its namespace as the binary (`ip netns exec`); the test viewer runs on a
 //! thread that has entered the viewer's namespace, so every socket it opens is there.
 
-use super::Watching;
+use crate::Watching;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -144,6 +144,8 @@ pub struct LabLink {
 
 impl Lab {
     /// Campeer and one viewer.
+    // Made, never defaulted: it creates namespaces, links and addresses in the kernel.
+    #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
         Self::with_viewers(1)
     }

@@ -1,7 +1,7 @@
 //! What a viewer saw over a stretch of time: frame rate, the longest freeze, and the
 //! glass-to-glass latency read from the test pattern's timestamp squares.
 
-use super::DecodedFrame;
+use crate::DecodedFrame;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy)]

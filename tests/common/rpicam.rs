@@ -19,7 +19,7 @@ impl FakeRpicam {
             "delays_ms": delays_ms,
         });
         std::fs::write(dir.path().join("config.json"), config.to_string()).expect("config");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/common/fake_rpicam_vid.py");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fake_rpicam_vid.py");
         std::fs::create_dir(dir.path().join("bin")).expect("bin dir");
         let program = dir.path().join("bin/rpicam-vid");
         std::fs::write(

@@ -2,7 +2,7 @@
 //! aiortc (tests/aiortc) and GStreamer's webrtcbin (tests/gstreamer). Their viewer scripts
 //! take the same arguments and print the same JSON lines.
 
-use super::network::{Lab, LabCampeer};
+use crate::network::{Lab, LabCampeer};
 
 /// Runs viewer `script` (aiortc's, or another stack's taking the same arguments and printing
 /// the same lines) with `python` inside `link`'s viewer namespace; every JSON line it printed.

@@ -2,7 +2,7 @@
 //! certificate for one IP address, and client certificates, for TLS servers and clients that
 //! check each other.
 
-use super::network::must;
+use crate::network::must;
 use std::path::{Path, PathBuf};
 
 pub struct TestCa {

@@ -4,7 +4,7 @@
 //! candidates up, campeer's new ones back in a `200`). HTTP/1.1 is spoken by hand over one
 //! connection per request, so that every status and header is seen as sent.
 
-use super::{
+use crate::viewer::{
     ViewerEvent, ViewerOptions, ViewerState, Watching, apply_restart_offer, build_viewer_peer,
     recvonly_offer,
 };
@@ -307,7 +307,7 @@ fn amended_answer(answer: &str, fragment: &str) -> String {
 }
 
 /// Plays `whep_url` in headless Chromium with Eyevinn's WHEP player library
-/// (tests/browser/whep.mjs) on a page of another origin, until `frames` frames are decoded or
+/// (tests/browsers/driver/whep.mjs) on a page of another origin, until `frames` frames are decoded or
 /// `seconds` pass; then screenshots to `screenshot` and unloads the player (DELETE). Every
 /// JSON line the script printed.
 pub async fn play_in_chromium(
@@ -317,21 +317,21 @@ pub async fn play_in_chromium(
     frames: u64,
     screenshot: &str,
 ) -> Vec<serde_json::Value> {
-    let root = env!("CARGO_MANIFEST_DIR");
+    let root = crate::repo_root().display().to_string();
     assert!(
         std::path::Path::new("/usr/bin/chromium").exists(),
         "/usr/bin/chromium is not installed; tests/run installs it"
     );
     assert!(
         std::path::Path::new(&format!(
-            "{root}/tests/browser/node_modules/@eyevinn/webrtc-player"
+            "{root}/tests/browsers/driver/node_modules/@eyevinn/webrtc-player"
         ))
         .exists(),
-        "@eyevinn/webrtc-player is not installed; tests/run installs it (npm ci --prefix tests/browser)"
+        "@eyevinn/webrtc-player is not installed; tests/run installs it (npm ci --prefix tests/browsers/driver)"
     );
     let mut command = tokio::process::Command::new("node");
     command
-        .arg(format!("{root}/tests/browser/whep.mjs"))
+        .arg(format!("{root}/tests/browsers/driver/whep.mjs"))
         .args(["--whep-url", whep_url])
         .args(["--seconds", &seconds.to_string()])
         .args(["--frames", &frames.to_string()])

@@ -1,0 +1,19 @@
+//! Scenarios in real browsers: Debian's Chromium (playwright-core) and firefox-esr
+//! (puppeteer-core) on campeer's page or a WHEP player page, decoding what they receive.
+
+mod browser_answer_timeout;
+mod browser_audio;
+mod browser_busy_offline;
+mod browser_embedded_broker;
+mod browser_junk_status;
+mod browser_microphone_failed;
+mod browser_mosquitto;
+mod browser_recovery;
+mod browser_two_pages;
+mod chromium_and_firefox;
+mod firefox_h264;
+mod firefox_vp8;
+mod link_matrix_browser;
+mod two_cameras;
+mod two_cameras_crash;
+mod whep_chromium;
