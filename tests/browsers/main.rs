@@ -9,11 +9,18 @@ mod browser_junk_status;
 mod browser_microphone_failed;
 mod browser_mosquitto;
 mod browser_recovery;
-mod browser_two_pages;
-mod chromium_and_firefox;
 mod firefox_h264;
 mod firefox_vp8;
-mod link_matrix_browser;
-mod two_cameras;
 mod two_cameras_crash;
 mod whep_chromium;
+
+/// Scenarios that measure time or memory (frame rates, freezes, latency, how fast the rate
+/// follows a link, the process's growth): each has the machine to itself
+/// (`common::load::whole_machine`), and they sit together so that the others make way once,
+/// not before each of them.
+mod measured {
+    mod browser_two_pages;
+    mod chromium_and_firefox;
+    mod link_matrix_browser;
+    mod two_cameras;
+}

@@ -7,16 +7,13 @@ mod answer_carries_host_candidates;
 mod audio_microphone;
 mod audio_microphone_missing;
 mod audio_test_tone;
-mod big_offers;
 mod broker_outage_status_change;
 mod camera_auto_choice;
-mod camera_corrupt_frames;
 mod camera_formats;
 mod camera_h264_passthrough;
 mod camera_module;
 mod camera_negotiation;
 mod camera_unplug;
-mod candidate_flood;
 mod client_id_takeover;
 mod early_candidates;
 mod embedded_broker;
@@ -25,19 +22,29 @@ mod hardware_encoder;
 mod hardware_encoder_auto;
 mod hardware_encoder_in_place;
 mod hardware_encoder_missing;
-mod keyframe_requests;
-mod late_joiner;
 mod malformed_messages;
 mod mqtt_tls;
-mod offer_flood;
 mod oversized_publish;
 mod page_origin;
 mod renegotiation;
 mod session_timeout;
 mod status_lifecycle;
-mod two_viewers_one_encoder;
 mod unconnected_offers;
 mod unsupported_codec;
 mod viewer_limit;
-mod vp8_viewers;
 mod whep_ice_restart;
+
+/// Scenarios that measure time or memory (frame rates, freezes, latency, how fast the rate
+/// follows a link, the process's growth): each has the machine to itself
+/// (`common::load::whole_machine`), and they sit together so that the others make way once,
+/// not before each of them.
+mod measured {
+    mod big_offers;
+    mod camera_corrupt_frames;
+    mod candidate_flood;
+    mod keyframe_requests;
+    mod late_joiner;
+    mod offer_flood;
+    mod two_viewers_one_encoder;
+    mod vp8_viewers;
+}

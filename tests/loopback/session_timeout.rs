@@ -16,6 +16,9 @@ async fn unconnected_session_times_out_with_a_hangup() {
     })
     .await;
     let out = TopicWatcher::start_as(&broker, "ghost", "campeer/cam1/out/ghost").await;
+    // As every viewer does: offer once campeer says it is online, which it says only once its
+    // subscription to the viewers' topics is in place. An offer before that reaches nobody.
+    assert!(wait_until_online(&broker, "cam1").await);
 
     let sdp = offer_from_vanished_peer().await;
     out.publish(
