@@ -20,9 +20,8 @@ use crate::protocol::{
     AudioDescription, Candidate, DeviceMessage, DeviceTopics, ErrorCode, OFFLINE_STATUS, Segment,
     Status, VideoDescription, ViewerMessage,
 };
-use crate::session::{
-    self, SessionCommand, SessionContext, SessionEvent, SessionHandle, SessionReport,
-};
+use crate::session::{self, SessionContext, SessionHandle};
+use crate::signaling::sessions::{SessionCommand, SessionEvent, SessionReport};
 use crate::signaling::{Action, Limits, Signaling};
 use crate::web;
 use crate::web::broker::EmbeddedBroker;
@@ -441,7 +440,7 @@ const WHEP_RESTARTS_QUEUE: usize = crate::outbox::MAX_WAITING_ANSWERS;
 fn new_whep_session() -> Option<Segment> {
     Segment::parse(&format!(
         "{}{:032x}",
-        whep::SESSION_PREFIX,
+        crate::protocol::WHEP_SESSION_PREFIX,
         rand::random::<u128>()
     ))
     .ok()
@@ -851,7 +850,7 @@ impl Device {
             let _ = reply.send(Err(WhepError::Unavailable));
             return;
         };
-        let (_, ufrag) = crate::session::offer::first_mid_and_ufrag(&sdp);
+        let (_, ufrag) = crate::sdp::first_mid_and_ufrag(&sdp);
         self.signaling.handle_viewer(
             Instant::now(),
             session.clone(),

@@ -11,6 +11,7 @@ pub mod media;
 pub mod mqtt;
 pub mod outbox;
 pub mod protocol;
+pub mod sdp;
 pub mod session;
 pub mod signaling;
 pub mod systemd;

@@ -5,8 +5,7 @@
 //! candidates, and a WHEP player learns of a hangup from the media stopping.
 
 use crate::mqtt::{PublishError, Publisher};
-use crate::protocol::{DeviceMessage, Segment};
-use crate::web::whep::SESSION_PREFIX;
+use crate::protocol::{DeviceMessage, Segment, WHEP_SESSION_PREFIX};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::oneshot;
@@ -35,7 +34,7 @@ impl Outbox {
 
     /// Whether `session` is a WHEP viewer's.
     pub fn is_whep(session: &Segment) -> bool {
-        session.as_str().starts_with(SESSION_PREFIX)
+        session.as_str().starts_with(WHEP_SESSION_PREFIX)
     }
 
     /// A WHEP request waits for `session`'s answer or refusal; `None` when too many wait.

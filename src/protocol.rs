@@ -420,6 +420,37 @@ impl Status {
     }
 }
 
+/// Session ids of WHEP viewers start with this; no MQTT client id campeer's page makes does,
+/// so a session's id tells where its replies go.
+pub const WHEP_SESSION_PREFIX: &str = "whep-";
+
+/// A video codec campeer sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VideoCodec {
+    /// Constrained Baseline H.264: what every browser but a Firefox without OpenH264 takes, and
+    /// what a board's hardware encoder makes.
+    H264,
+    /// For viewers without H.264; always encoded in software (libvpx).
+    Vp8,
+}
+
+impl VideoCodec {
+    /// The name in SDP and in the status topic.
+    pub fn sdp_name(self) -> &'static str {
+        match self {
+            Self::H264 => "H264",
+            Self::Vp8 => "VP8",
+        }
+    }
+
+    pub fn mime_type(self) -> &'static str {
+        match self {
+            Self::H264 => "video/H264",
+            Self::Vp8 => "video/VP8",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@
 #![no_main]
 
 use campeer::protocol::Segment;
-use campeer::session::EndReason;
+use campeer::signaling::sessions::EndReason;
 use campeer::signaling::{Action, Limits, Signaling};
 use libfuzzer_sys::fuzz_target;
 use std::time::{Duration, Instant};

@@ -6,6 +6,6 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(ViewerMessage::Candidate(Some(candidate))) = ViewerMessage::parse(data) {
-        let _ = campeer::session::offer::candidate_ip(&candidate.candidate);
+        let _ = campeer::sdp::candidate_ip(&candidate.candidate);
     }
 });

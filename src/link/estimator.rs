@@ -368,7 +368,7 @@ impl BandwidthEstimator for LinkEstimator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::offer::CongestionFeedback;
+    use crate::sdp::CongestionFeedback;
 
     /// A bottleneck of `link_bps` with a 200 ms drop-tail queue (like tbf), fed with
     /// packets of 1200 bytes; every 100 ms the viewer reports what has arrived (or was lost)

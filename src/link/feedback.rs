@@ -4,7 +4,7 @@
 //! the only estimate there is.
 
 use super::{Link, compact_ntp};
-use crate::session::offer::CongestionFeedback;
+use crate::sdp::CongestionFeedback;
 use rtc::interceptor::{Interceptor, Packet, StreamInfo, TaggedPacket};
 use rtc::rtcp;
 use rtc::sansio::Protocol;

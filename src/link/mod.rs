@@ -27,7 +27,7 @@ pub mod retransmit;
 pub mod send_time;
 pub mod stats;
 
-use crate::session::offer::CongestionFeedback;
+use crate::sdp::CongestionFeedback;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 

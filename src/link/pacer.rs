@@ -240,7 +240,7 @@ impl Interceptor for Pacer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::offer::CongestionFeedback;
+    use crate::sdp::CongestionFeedback;
     use bytes::Bytes;
     use rtc::interceptor::AttributedPacket;
     use rtc::rtp;

@@ -304,7 +304,7 @@ impl Interceptor for Retransmitter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::offer::CongestionFeedback;
+    use crate::sdp::CongestionFeedback;
     use bytes::Bytes;
     use rtc::interceptor::RTCPFeedback;
     use rtc::rtcp::transport_feedbacks::transport_layer_nack::NackPair;

@@ -2,7 +2,7 @@
 //! knows them, and the rates sent over the last interval, from the link's byte counters.
 
 use super::LinkState;
-use crate::session::offer::CongestionFeedback;
+use crate::sdp::CongestionFeedback;
 use serde::Serialize;
 use std::time::Instant;
 

@@ -15,9 +15,10 @@ use super::keyframe::KeyframePolicy;
 use super::rate::{RateAllocator, ViewerLink};
 use super::vp8::{Vp8Encoder, Vp8Error};
 use super::worker::{OnDemand, RunFlag, StateReporter, lock, supervise};
-use super::{CapturedFrame, I420Frame, SourceError, VideoCodec, VideoSource};
+use super::{CapturedFrame, I420Frame, SourceError, VideoSource};
 use crate::config::VideoConfig;
 use crate::link::Link;
+use crate::protocol::VideoCodec;
 use bytes::Bytes;
 use rtc::rtp::codec::h264::H264Payloader;
 use rtc::rtp::codec::vp8::Vp8Payloader;
@@ -589,16 +590,6 @@ impl H264Stage {
         }
     }
 
-    fn report_failure(&mut self, error: &EncoderError) {
-        self.failures += 1;
-        if self.failures.is_power_of_two() {
-            tracing::error!(
-                "a frame could not be encoded ({} so far): {error}",
-                self.failures
-            );
-        }
-    }
-
     /// Encodes a raw picture.
     fn encode(
         &mut self,
@@ -812,38 +803,16 @@ fn encode_frames(
                 };
                 // VP8 first: a hardware H.264 encoder may take the frame's buffer.
                 if want_vp8 {
-                    vp8.rate.update(&inner.vp8, now);
-                    let target = vp8.rate.target_bps;
-                    let force = lock(&inner.vp8.keyframes).decide(now);
-                    match vp8.encode(&inner.vp8, &frame, times.rtp_ticks, force) {
-                        Ok(Some(unit)) => {
-                            send_unit(&inner.vp8, &mut vp8.payloader, unit, times, target, now);
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            vp8.failures += 1;
-                            if vp8.failures.is_power_of_two() {
-                                tracing::error!(
-                                    "a frame could not be encoded in VP8 ({} so far): {e}",
-                                    vp8.failures
-                                );
-                            }
-                        }
-                    }
+                    take_turn(vp8, &inner.vp8, times, now, |vp8, force| {
+                        vp8.encode(&inner.vp8, &frame, times.rtp_ticks, force)
+                    });
                 } else {
                     vp8.stop(&inner.vp8);
                 }
                 if want_h264 {
-                    h264.rate.update(&inner.h264, now);
-                    let target = h264.rate.target_bps;
-                    let force = lock(&inner.h264.keyframes).decide(now);
-                    match h264.encode(inner, &frame, force) {
-                        Ok(Some(unit)) => {
-                            send_unit(&inner.h264, &mut h264.payloader, unit, times, target, now);
-                        }
-                        Ok(None) => {}
-                        Err(e) => h264.report_failure(&e),
-                    }
+                    take_turn(h264, &inner.h264, times, now, |h264, force| {
+                        h264.encode(inner, &frame, force)
+                    });
                 } else {
                     h264.stop(inner);
                 }
@@ -862,19 +831,14 @@ fn encode_frames(
                         width: frame.width,
                         height: frame.height,
                     });
-                    h264.rate.update(&inner.h264, now);
-                    let target = h264.rate.target_bps;
-                    let force = lock(&inner.h264.keyframes).decide(now);
                     let times = CaptureTimes {
                         unix_ms: frame.capture_unix_ms,
                         rtp_ticks: rtp_ticks(inner, frame.captured_at),
                     };
-                    match h264.pass_through(inner, source, frame.data, force) {
-                        Ok(unit) => {
-                            send_unit(&inner.h264, &mut h264.payloader, unit, times, target, now);
-                        }
-                        Err(e) => h264.report_failure(&e),
-                    }
+                    take_turn(h264, &inner.h264, times, now, |h264, force| {
+                        h264.pass_through(inner, source, frame.data, force)
+                            .map(Some)
+                    });
                 }
             }
         }
@@ -903,6 +867,71 @@ fn encode_frames(
 fn rtp_ticks(inner: &Inner, captured_at: Instant) -> u64 {
     let since_epoch = captured_at.saturating_duration_since(inner.epoch);
     (since_epoch.as_micros() as u64) * RTP_VIDEO_CLOCK / 1_000_000
+}
+
+/// What every codec's stage has: a rate, a payloader and a count of frames that failed.
+/// [`take_turn`] drives any of them through a frame the same way.
+trait Stage {
+    type Error: std::fmt::Display;
+    fn rate(&mut self) -> &mut RateControl;
+    fn payloader(&mut self) -> &mut dyn Payloader;
+    fn failures(&mut self) -> &mut u64;
+}
+
+impl Stage for H264Stage {
+    type Error = EncoderError;
+    fn rate(&mut self) -> &mut RateControl {
+        &mut self.rate
+    }
+    fn payloader(&mut self) -> &mut dyn Payloader {
+        &mut self.payloader
+    }
+    fn failures(&mut self) -> &mut u64 {
+        &mut self.failures
+    }
+}
+
+impl Stage for Vp8Stage {
+    type Error = Vp8Error;
+    fn rate(&mut self) -> &mut RateControl {
+        &mut self.rate
+    }
+    fn payloader(&mut self) -> &mut dyn Payloader {
+        &mut self.payloader
+    }
+    fn failures(&mut self) -> &mut u64 {
+        &mut self.failures
+    }
+}
+
+/// One stream's turn with a frame: its rate and keyframe decisions, then `make` (an encode, or
+/// a camera's own frame passed on) with them, then the send. One path for every codec, so a
+/// rule changed here holds for all of them.
+fn take_turn<S: Stage>(
+    stage: &mut S,
+    stream: &Stream,
+    times: CaptureTimes,
+    now: Instant,
+    make: impl FnOnce(&mut S, bool) -> Result<Option<AccessUnit>, S::Error>,
+) {
+    stage.rate().update(stream, now);
+    let target_bps = stage.rate().target_bps;
+    let force_keyframe = lock(&stream.keyframes).decide(now);
+    match make(stage, force_keyframe) {
+        Ok(Some(unit)) => send_unit(stream, stage.payloader(), unit, times, target_bps, now),
+        Ok(None) => {}
+        Err(e) => {
+            let failures = stage.failures();
+            *failures += 1;
+            if failures.is_power_of_two() {
+                tracing::error!(
+                    "a frame could not be encoded in {} ({} so far): {e}",
+                    stream.codec.sdp_name(),
+                    *failures
+                );
+            }
+        }
+    }
 }
 
 /// Payloads an encoded picture and broadcasts it to the stream's viewers.

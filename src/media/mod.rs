@@ -22,33 +22,6 @@ pub mod worker;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-/// A video codec campeer sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum VideoCodec {
-    /// Constrained Baseline H.264: what every browser but a Firefox without OpenH264 takes, and
-    /// what a board's hardware encoder makes.
-    H264,
-    /// For viewers without H.264; always encoded in software (libvpx).
-    Vp8,
-}
-
-impl VideoCodec {
-    /// The name in SDP and in the status topic.
-    pub fn sdp_name(self) -> &'static str {
-        match self {
-            Self::H264 => "H264",
-            Self::Vp8 => "VP8",
-        }
-    }
-
-    pub fn mime_type(self) -> &'static str {
-        match self {
-            Self::H264 => "video/H264",
-            Self::Vp8 => "video/VP8",
-        }
-    }
-}
-
 /// One raw picture in I420 (planar Y, then U, then V at half resolution), the encoder's input.
 pub struct I420Frame {
     width: usize,

@@ -6,7 +6,6 @@
 
 pub mod ice;
 pub mod liveness;
-pub mod offer;
 pub mod path;
 pub mod peer;
 
@@ -15,10 +14,13 @@ use crate::link::{self, Link};
 use crate::media::audio_hub::{AudioHub, AudioSubscription, EncodedAudio};
 use crate::media::hub::{EncodedFrame, KeyframeRequester, Subscription, VideoHub};
 use crate::outbox::Outbox;
-use crate::protocol::{Candidate, DeviceMessage, ErrorCode, Segment};
+use crate::protocol::{Candidate, DeviceMessage, Segment};
+use crate::sdp::{self, Negotiated};
+use crate::signaling::sessions::{
+    EndReason, SessionCommand, SessionError, SessionEvent, SessionReport,
+};
 use bytes::Bytes;
 use liveness::{LinkState, Liveness};
-use offer::Negotiated;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -59,78 +61,6 @@ const MAX_PACER_DELAY: Duration = Duration::from_millis(400);
 /// How far the estimator may go above what campeer sends at most: some room, so the estimate
 /// is not pinned to the ceiling, but not so much that a shrinking link takes long to notice.
 const ESTIMATE_HEADROOM: f64 = 1.3;
-
-/// What the device forwards to a session.
-#[derive(Debug)]
-pub enum SessionCommand {
-    /// A new offer on a live session: renegotiate (ICE restart included).
-    Offer(String),
-    Candidate(Option<Candidate>),
-    Hangup,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EndReason {
-    /// The viewer hung up; nothing more is sent to it.
-    ViewerHangup,
-    /// Unconnected for longer than the session timeout.
-    Timeout,
-    /// The session could not answer the viewer's offer: the viewer is told why, with the
-    /// error's code, instead of a hangup.
-    SetupFailed(SessionError),
-    Failed(String),
-    Shutdown,
-}
-
-impl EndReason {
-    /// Whether the viewer must be told with a hangup.
-    pub fn notify_viewer(&self) -> bool {
-        !matches!(self, EndReason::ViewerHangup | EndReason::SetupFailed(_))
-    }
-}
-
-/// Why a session could not answer an offer (its first or a renegotiation). The kind decides
-/// the one error code the viewer is told.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SessionError {
-    /// webrtc would not take an offer that passed campeer's own checks: the viewer's fault.
-    #[error("the offer cannot be applied: {0}")]
-    OfferRefused(String),
-    /// campeer could not build its side (peer connection, tracks, answer): its own fault.
-    #[error("{0}")]
-    Setup(String),
-}
-
-impl SessionError {
-    pub fn code(&self) -> ErrorCode {
-        match self {
-            SessionError::OfferRefused(_) => ErrorCode::BadRequest,
-            SessionError::Setup(_) => ErrorCode::Internal,
-        }
-    }
-}
-
-/// What a session tells the device about itself: the admission decisions (which place a
-/// new viewer may take) depend on it.
-#[derive(Debug)]
-pub enum SessionEvent {
-    /// The first answer went out.
-    Answered,
-    /// The peer connection came up for the first time.
-    Connected,
-    /// The task ended.
-    Ended(EndReason),
-}
-
-/// A session's event, reported to the device. At most three per session, so an unbounded
-/// channel stays bounded by the viewer limit.
-#[derive(Debug)]
-pub struct SessionReport {
-    pub id: Segment,
-    /// Tells this session apart from a later one that reuses its id.
-    pub serial: u64,
-    pub event: SessionEvent,
-}
 
 /// How many session tasks run, and the most that ever ran at once: what admission control
 /// promises to keep within the viewer limit, observable from outside.
@@ -559,11 +489,11 @@ impl<'a> Session<'a> {
     /// Applies an offer and sends the answer.
     async fn answer(&mut self, offer_sdp: String) -> Result<(), SessionError> {
         let sdp = if self.context.ice.loopback_only {
-            offer::keep_loopback_candidates(&offer_sdp)
+            sdp::keep_loopback_candidates(&offer_sdp)
         } else {
             offer_sdp
         };
-        let sdp = offer::for_webrtc(&sdp);
+        let sdp = sdp::for_webrtc(&sdp);
         let offer = RTCSessionDescription::offer(sdp)
             .map_err(|e| SessionError::OfferRefused(e.to_string()))?;
         self.peer
@@ -582,7 +512,7 @@ impl<'a> Session<'a> {
         let applied = self.peer.local_description().await.ok_or_else(|| {
             SessionError::Setup("the answer vanished after it was applied".to_owned())
         })?;
-        let (_, ufrag) = offer::first_mid_and_ufrag(&applied.sdp);
+        let (_, ufrag) = sdp::first_mid_and_ufrag(&applied.sdp);
         // A new ICE generation (the first answer, or an ICE restart) gathers again.
         let held = if ufrag != self.local_ufrag {
             self.await_host_candidates().await
@@ -591,13 +521,13 @@ impl<'a> Session<'a> {
         };
         // Read again: the description now lists the candidates gathered so far.
         let local = self.peer.local_description().await.unwrap_or(applied);
-        (self.local_mid, self.local_ufrag) = offer::first_mid_and_ufrag(&local.sdp);
-        self.answered_candidates = offer::candidate_lines(&local.sdp);
+        (self.local_mid, self.local_ufrag) = sdp::first_mid_and_ufrag(&local.sdp);
+        self.answered_candidates = sdp::candidate_lines(&local.sdp);
         send(
             &self.context.outbox,
             self.id,
             &DeviceMessage::Answer {
-                sdp: offer::complete_answer(&local.sdp),
+                sdp: sdp::complete_answer(&local.sdp),
             },
         );
         for event in held {
@@ -624,7 +554,7 @@ impl<'a> Session<'a> {
             };
             let complete = matches!(event, PeerEvent::GatheringComplete);
             if let PeerEvent::LocalCandidate(line) = &event
-                && offer::is_host_candidate(line)
+                && sdp::is_host_candidate(line)
             {
                 hosts += 1;
             }
@@ -764,7 +694,7 @@ impl<'a> Session<'a> {
             // End of candidates: ICE keeps checking what it has.
             return;
         };
-        if self.context.ice.loopback_only && !offer::is_loopback_candidate(&candidate.candidate) {
+        if self.context.ice.loopback_only && !sdp::is_loopback_candidate(&candidate.candidate) {
             tracing::debug!(session = %self.id, "ignoring a non-loopback candidate");
             return;
         }

@@ -2,9 +2,9 @@
 //! ICE policy, and the keyframe-request interceptor that lets PLI/FIR reach the application.
 
 use super::ice::{self, IceError};
-use super::offer::{CongestionFeedback, OpusChoice, TRANSPORT_CC_URI, VideoChoice};
 use crate::config::IceConfig;
 use crate::link::{self, Link};
+use crate::sdp::{CongestionFeedback, OpusChoice, TRANSPORT_CC_URI, VideoChoice};
 use rtc::interceptor::{
     Attribute, CongestionControlBuilder, Interceptor, Packet, Slot, StreamInfo, TaggedPacket,
     TwccSenderBuilder,
@@ -303,7 +303,7 @@ mod tests {
     #[test]
     fn the_codec_echoes_the_offer_and_asks_for_keyframe_and_link_feedback() {
         let choice = VideoChoice {
-            codec: crate::media::VideoCodec::H264,
+            codec: crate::protocol::VideoCodec::H264,
             payload_type: 108,
             fmtp: "packetization-mode=1;profile-level-id=42e01f".into(),
         };
@@ -324,7 +324,7 @@ mod tests {
         let plain = feedback_lines(&video_codec(&choice, CongestionFeedback::ReceiverReports));
         assert_eq!(plain, vec!["nack", "nack pli", "ccm fir"]);
         let vp8 = VideoChoice {
-            codec: crate::media::VideoCodec::Vp8,
+            codec: crate::protocol::VideoCodec::Vp8,
             payload_type: 120,
             fmtp: "max-fs=12288;max-fr=60".into(),
         };

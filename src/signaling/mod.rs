@@ -21,13 +21,13 @@
 
 pub mod early;
 pub mod pace;
+pub mod sessions;
 
-use crate::media::VideoCodec;
-use crate::protocol::{Candidate, DeviceMessage, ErrorCode, Segment, ViewerMessage};
-use crate::session::offer::{self, Negotiated, OfferError};
-use crate::session::{EndReason, SessionCommand};
+use crate::protocol::{Candidate, DeviceMessage, ErrorCode, Segment, VideoCodec, ViewerMessage};
+use crate::sdp::{self, Negotiated, OfferError};
 pub use early::EarlyCandidates;
 use pace::{RateWindow, StatusPacer, TokenBucket};
+use sessions::{EndReason, SessionCommand};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -414,7 +414,7 @@ impl Signaling {
             self.refuse(now, session, ErrorCode::Busy, message);
             return;
         }
-        let choice = match offer::negotiate(&sdp, self.video_codecs, self.audio_available) {
+        let choice = match sdp::negotiate(&sdp, self.video_codecs, self.audio_available) {
             Ok(choice) => choice,
             Err(e) => {
                 self.early.forget(&session);
@@ -585,7 +585,7 @@ impl Signaling {
                 ),
             ))
         } else {
-            match offer::negotiate(&sdp, self.video_codecs, self.audio_available) {
+            match sdp::negotiate(&sdp, self.video_codecs, self.audio_available) {
                 Ok(choice) if choice == active.choice => None,
                 Ok(_) => Some((
                     ErrorCode::Unsupported,

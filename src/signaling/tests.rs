@@ -346,7 +346,7 @@ fn a_session_that_ends_by_itself_is_forgotten_and_its_viewer_told() {
 
 #[test]
 fn a_session_that_cannot_answer_tells_its_viewer_the_errors_code_not_a_hangup() {
-    use crate::session::SessionError;
+    use crate::signaling::sessions::SessionError;
     let mut core = core(2);
     let t0 = Instant::now();
     for (id, error, code) in [

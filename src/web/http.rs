@@ -1,6 +1,8 @@
 //! The HTTP server for the viewer page. Everything it serves is built into the binary, so the
 //! device needs no internet and no CDN.
 
+use super::ice::PageIceServer;
+use super::response::plain;
 use super::whep;
 use super::whep_server::WhepEndpoints;
 use super::ws_proxy;
@@ -73,26 +75,6 @@ pub struct PageConfig {
     pub broker_ws_path: Option<String>,
     /// The browser's STUN and TURN servers (`web.ice_servers`), as `RTCIceServer`s.
     pub ice_servers: Vec<PageIceServer>,
-}
-
-/// One entry of the page's `RTCPeerConnection` `iceServers`.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct PageIceServer {
-    pub urls: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub credential: Option<String>,
-}
-
-impl From<&crate::config::IceServer> for PageIceServer {
-    fn from(server: &crate::config::IceServer) -> Self {
-        Self {
-            urls: server.urls.clone(),
-            username: server.username.clone(),
-            credential: server.credential.as_ref().map(|c| c.0.clone()),
-        }
-    }
 }
 
 pub struct HttpServer {
@@ -312,16 +294,6 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<T> {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
-}
-
-pub(super) fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
 }
 
 #[cfg(test)]

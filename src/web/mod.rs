@@ -3,7 +3,9 @@
 
 pub mod broker;
 pub mod http;
+pub mod ice;
 pub mod mqtt_version;
+pub mod response;
 pub mod whep;
 pub mod whep_server;
 pub mod ws_proxy;

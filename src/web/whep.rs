@@ -5,14 +5,12 @@
 //! whepsrc, mediamtx, go2rtc, Eyevinn's player) watch through it; the sessions, encoders and
 //! limits are those of the MQTT viewers.
 
-use crate::web::http::PageIceServer;
+use crate::web::ice::PageIceServer;
 use hyper::StatusCode;
 
 /// Where a device's WHEP endpoint lives: `/whep/<device>`; its sessions are
 /// `/whep/<device>/<session>`.
 pub const PATH_PREFIX: &str = "/whep/";
-/// Session ids of WHEP viewers start with this; no MQTT client id campeer's page makes does.
-pub const SESSION_PREFIX: &str = "whep-";
 /// The most candidates one PATCH may carry (a player trickles a few dozen at most).
 pub const MAX_TRICKLED_CANDIDATES: usize = 64;
 /// The longest line of an sdpfrag body.
@@ -188,7 +186,7 @@ pub fn restart_credentials(fragment: &SdpFragment) -> Result<(&str, &str), WhepE
 /// place of the old ones and without the old candidates (the PATCH's own candidates follow
 /// it as trickled ones). Media, codecs and DTLS stay as they were, as a restart keeps them.
 pub fn restart_offer(offer: &str, ufrag: &str, pwd: &str) -> String {
-    crate::session::offer::with_ice_credentials(offer, ufrag, pwd)
+    crate::sdp::with_ice_credentials(offer, ufrag, pwd)
 }
 
 /// The body of a `200` to an ICE restart (RFC 9725 §4.3.2): campeer's new credentials and

@@ -72,7 +72,7 @@ impl WhepEndpoints {
     pub fn new(
         devices: HashMap<String, mpsc::Sender<WhepCommand>>,
         token: Option<String>,
-        ice_servers: &[super::http::PageIceServer],
+        ice_servers: &[super::ice::PageIceServer],
     ) -> Self {
         let links = whep::ice_server_links(ice_servers)
             .into_iter()

@@ -4,6 +4,7 @@
 //! loopback. One origin means one port to open, and no other web page a browser on the network
 //! opens can talk to the broker in that browser's name (cross-site WebSocket hijacking).
 
+use super::response::plain;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -82,7 +83,7 @@ pub async fn upgrade(mut request: Request<Incoming>, backend: SocketAddr) -> Res
             UpgradeRefusal::NotWebSocket => StatusCode::BAD_REQUEST,
             UpgradeRefusal::ForeignOrigin { .. } => StatusCode::FORBIDDEN,
         };
-        return super::http::plain(status, "refused\n");
+        return plain(status, "refused\n");
     }
     let handshake = match tokio::time::timeout(
         BACKEND_TIMEOUT,
@@ -93,11 +94,11 @@ pub async fn upgrade(mut request: Request<Incoming>, backend: SocketAddr) -> Res
         Ok(Ok(handshake)) => handshake,
         Ok(Err(e)) => {
             tracing::warn!("the embedded broker's WebSocket listener failed: {e}");
-            return super::http::plain(StatusCode::BAD_GATEWAY, "the broker is unavailable\n");
+            return plain(StatusCode::BAD_GATEWAY, "the broker is unavailable\n");
         }
         Err(_) => {
             tracing::warn!("the embedded broker's WebSocket listener did not answer in time");
-            return super::http::plain(StatusCode::GATEWAY_TIMEOUT, "the broker is unavailable\n");
+            return plain(StatusCode::GATEWAY_TIMEOUT, "the broker is unavailable\n");
         }
     };
     let BackendHandshake {

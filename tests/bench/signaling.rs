@@ -3,9 +3,9 @@
 //! takes (64 KiB, twelve thousand payload types), and for the signaling core to take a flood
 //! of junk, offers with hangups, and candidates. Reports figures; asserts nothing.
 
-use campeer::media::VideoCodec;
 use campeer::protocol::Segment;
-use campeer::session::offer;
+use campeer::protocol::VideoCodec;
+use campeer::sdp;
 use campeer::signaling::{Limits, Signaling};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -32,7 +32,7 @@ fn per_call(runs: u32, mut call: impl FnMut()) -> Duration {
 
 fn main() {
     let good = per_call(2_000, || {
-        black_box(offer::negotiate(
+        black_box(sdp::negotiate(
             black_box(CHROMIUM_OFFER),
             &[VideoCodec::H264, VideoCodec::Vp8],
             true,
@@ -41,7 +41,7 @@ fn main() {
     });
     let hostile = bloated(12_000);
     let refused = per_call(200, || {
-        black_box(offer::negotiate(
+        black_box(sdp::negotiate(
             black_box(&hostile),
             &[VideoCodec::H264, VideoCodec::Vp8],
             true,
@@ -50,7 +50,7 @@ fn main() {
     });
     let widest = bloated(100);
     let widest_ok = per_call(2_000, || {
-        black_box(offer::negotiate(
+        black_box(sdp::negotiate(
             black_box(&widest),
             &[VideoCodec::H264, VideoCodec::Vp8],
             true,

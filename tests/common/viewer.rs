@@ -890,10 +890,10 @@ async fn handle_device_message(
         Some("answer") => {
             let sdp = message["sdp"].as_str().unwrap_or_default().to_owned();
             // campeer's host candidates come in the answer; the rest are trickled.
-            let inline = campeer::session::offer::candidate_lines(&sdp);
+            let inline = campeer::sdp::candidate_lines(&sdp);
             for line in &inline {
                 assert!(
-                    !loopback_only || campeer::session::offer::is_loopback_candidate(line),
+                    !loopback_only || campeer::sdp::is_loopback_candidate(line),
                     "campeer's answer has a non-loopback candidate under --ice-loopback-only: {line}"
                 );
             }
@@ -916,7 +916,7 @@ async fn handle_device_message(
             let c = &message["candidate"];
             let line = c["candidate"].as_str().unwrap_or_default().to_owned();
             assert!(
-                !loopback_only || campeer::session::offer::is_loopback_candidate(&line),
+                !loopback_only || campeer::sdp::is_loopback_candidate(&line),
                 "campeer sent a non-loopback candidate under --ice-loopback-only: {line}"
             );
             state

@@ -4,7 +4,7 @@
 //! (webrtc-rs among them) wait a second before nominating such a pair (before this, 1 join in
 //! 6 took 1.1 s instead of 0.1 s). What the answer carried is not trickled again.
 
-use campeer::session::offer::is_host_candidate;
+use campeer::sdp::is_host_candidate;
 use common::*;
 use std::time::Duration;
 

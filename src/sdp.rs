@@ -2,7 +2,7 @@
 //! whenever the viewer can take it, else VP8), and which ICE candidates to keep. Pure text
 //! processing, so every rule is unit-tested without a peer.
 
-use crate::media::VideoCodec;
+use crate::protocol::VideoCodec;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
