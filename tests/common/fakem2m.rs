@@ -105,6 +105,9 @@ struct Shared {
     state: Mutex<State>,
     notifier: Mutex<Option<fuser::Notifier>>,
     path: PathBuf,
+    /// The mount's device number (major, minor), set once mounted. Two fake encoders in one
+    /// process share inode and name, so a caller's mapping of this one is told apart by it.
+    device_number: std::sync::OnceLock<(u32, u32)>,
 }
 
 /// A mounted fake encoder; unmounted on drop.
@@ -128,6 +131,7 @@ impl FakeEncoder {
             }),
             notifier: Mutex::new(None),
             path: dir.path().join(NAME),
+            device_number: std::sync::OnceLock::new(),
         });
         let mut config = fuser::Config::default();
         config
@@ -139,6 +143,11 @@ impl FakeEncoder {
             .spawn()
             .map_err(|e| format!("cannot start FUSE: {e}"))?;
         *shared.notifier.lock().unwrap() = Some(session.notifier());
+        // From the mount table, not a stat of the mount: nothing here waits on the FUSE
+        // session's threads.
+        let number = mount_device_number(dir.path())
+            .ok_or_else(|| format!("{} is not in /proc/self/mountinfo", dir.path().display()))?;
+        let _ = shared.device_number.set(number);
         Ok(Self {
             shared,
             _session: session,
@@ -260,20 +269,41 @@ fn write_caller(pid: u32, address: u64, data: &[u8]) -> Result<(), Errno> {
 /// Where process `pid` mapped this device at file offset `offset`. Matched by the file's
 /// inode and name rather than its whole path: a process in a mount namespace of its own
 /// (campeer under a private /dev) may see the mount at another path.
-fn mapped_at(pid: u32, offset: usize) -> Option<u64> {
+fn mapped_at(pid: u32, offset: usize, device: (u32, u32)) -> Option<u64> {
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
     maps.lines().find_map(|line| {
         let mut fields = line.split_whitespace();
         let range = fields.next()?;
         let _perms = fields.next()?;
         let file_offset = usize::from_str_radix(fields.next()?, 16).ok()?;
-        let _dev = fields.next()?;
+        let (major, minor) = fields.next()?.split_once(':')?;
+        let on_this_mount = (
+            u32::from_str_radix(major, 16).ok()?,
+            u32::from_str_radix(minor, 16).ok()?,
+        ) == device;
         let inode: u64 = fields.next()?.parse().ok()?;
         let path = fields.next()?;
-        let ours = inode == u64::from(DEVICE) && path.ends_with(&format!("/{NAME}"));
+        let ours =
+            on_this_mount && inode == u64::from(DEVICE) && path.ends_with(&format!("/{NAME}"));
         (ours && file_offset == offset)
             .then(|| u64::from_str_radix(range.split('-').next()?, 16).ok())
             .flatten()
+    })
+}
+
+/// The device number (major, minor) of the filesystem mounted at `mount_point`.
+fn mount_device_number(mount_point: &Path) -> Option<(u32, u32)> {
+    let table = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let wanted = mount_point.to_str()?;
+    table.lines().rev().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let number = fields.nth(2)?;
+        let point = fields.nth(1)?;
+        if point != wanted {
+            return None;
+        }
+        let (major, minor) = number.split_once(':')?;
+        Some((major.parse().ok()?, minor.parse().ok()?))
     })
 }
 
@@ -304,7 +334,8 @@ impl FakeM2mFs {
     /// Encodes the picture in OUTPUT buffer `index` and hands the result on.
     fn encode(&self, state: &mut State, pid: u32, index: u32) -> Result<(), Errno> {
         let offset = index as usize * state.output_len;
-        let address = mapped_at(pid, offset).ok_or(Errno::EFAULT)?;
+        let device = *self.0.device_number.get().ok_or(Errno::EAGAIN)?;
+        let address = mapped_at(pid, offset, device).ok_or(Errno::EFAULT)?;
         let (stride, rows) = (state.stride as usize, state.rows as usize);
         let size = stride * rows * 3 / 2;
         let picture = read_caller(pid, address, size)?;

@@ -18,6 +18,7 @@ mod client_id_takeover;
 mod early_candidates;
 mod embedded_broker;
 mod hangup;
+mod hardware_encoder;
 mod hardware_encoder_auto;
 mod hardware_encoder_in_place;
 mod hardware_encoder_missing;
@@ -41,7 +42,6 @@ mod measured {
     mod big_offers;
     mod camera_corrupt_frames;
     mod candidate_flood;
-    mod hardware_encoder;
     mod keyframe_requests;
     mod late_joiner;
     mod offer_flood;
