@@ -169,117 +169,30 @@ impl DeviceHandle {
 }
 
 /// Starts the daemon: the embedded broker when no external one is configured, the viewer
-/// page, and the device itself, which serves viewers until shut down.
+/// page, and the device itself, which serves viewers until shut down. Each part is built by a
+/// function of its own; this only wires them together.
 pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
     // webrtc is told about bridges in place of TURN servers it cannot reach itself.
     let (ice, turn_bridges) = crate::turn_stream::start(&config.ice).await?;
-    let mut mqtt = config.mqtt.clone();
-    let (host, port, embedded) = match (&config.mqtt.broker, &config.embedded_broker) {
-        (Some(broker), _) => (broker.host.clone(), broker.port, None),
-        (None, Some(settings)) => {
-            let broker = web::broker::start(settings).await?;
-            // campeer logs in to its own broker like any client.
-            mqtt.username = settings.username.clone();
-            mqtt.password = settings.password.clone();
-            let (host, port) = broker.client_address();
-            (host, port, Some(broker))
-        }
-        (None, None) => anyhow::bail!("no MQTT broker configured"),
-    };
-    let page = PageConfig {
-        prefix: config.mqtt.prefix.to_string(),
-        device: config.device_id.to_string(),
-        broker_url: config.web.broker_ws_url.clone(),
-        broker_ws_path: embedded
-            .as_ref()
-            .map(|_| web::ws_proxy::MQTT_PATH.to_owned()),
-        ice_servers: config.web.ice_servers.iter().map(Into::into).collect(),
-    };
-    if page.broker_url.is_none() && page.broker_ws_path.is_none() {
-        tracing::warn!(
-            "the viewer page does not know how browsers reach the external broker: set \
-             web.broker_ws_url (--broker-ws-url) to its WebSocket URL"
-        );
-    }
-    // One broker connection for every camera; its last will covers the first camera's status,
-    // and the others' statuses say that they go with it (`via`).
-    let cameras: Vec<(Segment, VideoConfig)> =
-        std::iter::once((config.device_id.clone(), config.video.clone()))
-            .chain(
-                config
-                    .cameras
-                    .iter()
-                    .map(|c| (c.device_id.clone(), c.video.clone())),
-            )
-            .collect();
-    // Each camera's WHEP endpoint hands its requests to that camera's device task.
-    let mut whep_inboxes = Vec::new();
-    let mut whep_routes = HashMap::new();
-    for (id, _) in &cameras {
-        let (sender, receiver) = mpsc::channel(web::whep_server::COMMAND_QUEUE);
-        whep_routes.insert(id.to_string(), sender);
-        whep_inboxes.push(receiver);
-    }
-    let whep = WhepEndpoints::new(
-        whep_routes,
-        config.web.whep_token.as_ref().map(|t| t.0.clone()),
-        &page.ice_servers,
-    );
-    let http = HttpServer::start(
-        config.web.listen,
-        page,
-        embedded.as_ref().map(|b| b.ws_listen),
-        whep,
-    )
-    .await
-    .with_context(|| format!("cannot serve the viewer page on {}", config.web.listen))?;
-    if config.public {
-        let open_broker = config
-            .embedded_broker
-            .as_ref()
-            .is_some_and(|b| b.password.is_none());
-        tracing::warn!(
-            "public: the viewer page{} listen on every interface; anyone on the network can \
-             watch{}",
-            if embedded.is_some() {
-                " and the embedded broker"
-            } else {
-                ""
-            },
-            if open_broker {
-                " (the embedded broker requires no password: set broker.username and broker.password)"
-            } else {
-                ""
-            }
-        );
-    }
-
-    let tls = match &config.mqtt.broker {
-        Some(broker) if broker.tls => {
-            let settings = config.mqtt.tls.clone();
-            let tls = tokio::task::spawn_blocking(move || {
-                crate::tls::client_config(
-                    "mqtt.ca_file",
-                    settings.ca_file.as_deref(),
-                    settings
-                        .client_cert
-                        .as_ref()
-                        .map(|(cert, key)| (cert.as_path(), key.as_path())),
-                )
-            })
-            .await
-            .context("reading the MQTT TLS certificates failed")?
-            .context("cannot set up TLS to the MQTT broker")?;
-            Some(tls)
-        }
-        _ => None,
-    };
+    let broker = connect_to_broker(&config).await?;
+    let cameras = cameras(&config);
+    let page = page_config(&config, broker.embedded.is_some());
+    let (http, whep_inboxes) = start_http(&config, page, &broker, &cameras).await?;
+    warn_if_public(&config, broker.embedded.is_some());
+    let tls = mqtt_tls(&config).await?;
     let inbound_filters = cameras
         .iter()
         .map(|(id, _)| DeviceTopics::new(config.mqtt.prefix.clone(), id.clone()).inbound_filter())
         .collect();
     let first_topics = DeviceTopics::new(config.mqtt.prefix.clone(), config.device_id.clone());
-    let link = MqttLink::start(&mqtt, &host, port, tls, first_topics, inbound_filters);
+    let link = MqttLink::start(
+        &broker.login,
+        &broker.host,
+        broker.port,
+        tls,
+        first_topics,
+        inbound_filters,
+    );
     // Sources named in the configuration, which `auto` must not take for the first camera.
     let claimed: Vec<SourceKind> = cameras
         .iter()
@@ -297,77 +210,40 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
         let hub = make_hub(&video, &config.sessions, &claimed);
         // The microphone goes with the first camera.
         let audio = if index == 0 {
-            make_audio_hub(&config.audio, config.sessions.idle_grace)
+            first_audio = make_audio_hub(&config.audio, config.sessions.idle_grace());
+            first_audio.clone()
         } else {
             None
         };
-        if index == 0 {
-            first_audio = audio.clone();
-        }
         let publisher = link
             .publisher
             .for_device(DeviceTopics::new(config.mqtt.prefix.clone(), id.clone()));
-        let (reports_tx, reports) = mpsc::unbounded_channel();
-        let outbox = Outbox::new(publisher.clone());
-        let context = SessionContext {
-            hub: hub.clone(),
-            audio: audio.clone(),
-            ice: ice.clone(),
-            timeout: config.sessions.timeout,
-            connect_timeout: config.sessions.connect_timeout,
-            outbox: outbox.clone(),
-            reports: reports_tx,
-            tasks: Arc::clone(&session_tasks),
-        };
-        let heartbeat = Arc::new(Heartbeat::new());
-        let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
-        routes.push((publisher.clone(), inbound_tx));
         tracing::info!(
             "campeer {} serving device {:?} on {} under {}",
             env!("CARGO_PKG_VERSION"),
             id.as_str(),
             match &config.mqtt.broker {
-                Some(broker) => broker.to_string(),
-                None => format!("mqtt://{host}:{port}"),
+                Some(address) => address.to_string(),
+                None => format!("mqtt://{}:{}", broker.host, broker.port),
             },
             publisher.topics().status()
         );
-        let device = Device {
-            publisher,
-            outbox,
-            whep_sessions: HashMap::new(),
-            whep_restarts: mpsc::channel(WHEP_RESTARTS_QUEUE),
-            via: (index > 0).then(|| config.device_id.clone()),
-            video: VideoDescription {
-                codec: "H264".into(),
-                codecs: hub
-                    .codecs()
-                    .iter()
-                    .map(|codec| codec.sdp_name().to_owned())
-                    .collect(),
-                sending: Vec::new(),
-                width: video.width,
-                height: video.height,
-                fps: video.fps,
-                state: None,
-                error: None,
-                encoder: None,
-            },
-            source_state: hub.source_state(),
-            audio_state: audio.as_ref().map(AudioHub::source_state),
-            signaling: Signaling::new(
-                Limits::new(config.sessions.max_viewers, config.sessions.timeout),
-                audio.is_some(),
-            )
-            .with_video_codecs(hub.codecs()),
-            sessions: HashMap::new(),
-            context,
-            board: Arc::clone(&board),
+        let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
+        routes.push((publisher.clone(), inbound_tx));
+        let parts = DeviceParts {
+            config: &config,
             index,
-            heartbeat: Arc::clone(&heartbeat),
+            publisher,
+            hub: hub.clone(),
+            audio,
+            ice: ice.clone(),
+            video: &video,
+            board: Arc::clone(&board),
+            tasks: Arc::clone(&session_tasks),
         };
+        let (device, reports) = parts.build();
+        heartbeats.push(Arc::clone(&device.heartbeat));
         hubs.push((id, hub));
-        heartbeats.push(heartbeat);
         devices.push((device, inbound, reports, whep));
     }
     let health = DeviceHealth {
@@ -387,11 +263,232 @@ pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
         audio: first_audio,
         health,
         http,
-        embedded,
+        embedded: broker.embedded,
         _turn_bridges: turn_bridges,
         stop: Some(stop_tx),
         task,
     })
+}
+
+/// Where campeer's MQTT connection goes, and as whom.
+struct BrokerEndpoint {
+    host: String,
+    port: u16,
+    /// The MQTT settings campeer connects with (the embedded broker's credentials when it
+    /// runs its own).
+    login: crate::config::MqttConfig,
+    /// The broker campeer runs itself, when no external one is configured.
+    embedded: Option<EmbeddedBroker>,
+}
+
+/// The external broker, or the embedded one started here.
+async fn connect_to_broker(config: &Config) -> anyhow::Result<BrokerEndpoint> {
+    let mut login = config.mqtt.clone();
+    match (&config.mqtt.broker, &config.embedded_broker) {
+        (Some(broker), _) => Ok(BrokerEndpoint {
+            host: broker.host.clone(),
+            port: broker.port,
+            login,
+            embedded: None,
+        }),
+        (None, Some(settings)) => {
+            let broker = web::broker::start(settings).await?;
+            // campeer logs in to its own broker like any client.
+            login.username = settings.username.clone();
+            login.password = settings.password.clone();
+            let (host, port) = broker.client_address();
+            Ok(BrokerEndpoint {
+                host,
+                port,
+                login,
+                embedded: Some(broker),
+            })
+        }
+        (None, None) => anyhow::bail!("no MQTT broker configured"),
+    }
+}
+
+/// Every camera served, the first one first. One broker connection serves them all; its last
+/// will covers the first camera's status, and the others' statuses say that they go with it
+/// (`via`).
+fn cameras(config: &Config) -> Vec<(Segment, VideoConfig)> {
+    std::iter::once((config.device_id.clone(), config.video.clone()))
+        .chain(
+            config
+                .cameras
+                .iter()
+                .map(|c| (c.device_id.clone(), c.video.clone())),
+        )
+        .collect()
+}
+
+/// What the viewer page is told about this deployment.
+fn page_config(config: &Config, embedded_broker: bool) -> PageConfig {
+    let page = PageConfig {
+        prefix: config.mqtt.prefix.to_string(),
+        device: config.device_id.to_string(),
+        broker_url: config.web.broker_ws_url.clone(),
+        broker_ws_path: embedded_broker.then(|| web::ws_proxy::MQTT_PATH.to_owned()),
+        ice_servers: config.web.ice_servers.iter().map(Into::into).collect(),
+    };
+    if page.broker_url.is_none() && page.broker_ws_path.is_none() {
+        tracing::warn!(
+            "the viewer page does not know how browsers reach the external broker: set \
+             web.broker_ws_url (--broker-ws-url) to its WebSocket URL"
+        );
+    }
+    page
+}
+
+/// The HTTP server: the page, WHEP and the page's way to the embedded broker. Each camera's
+/// WHEP endpoint hands its requests to that camera's device task, through the receiver
+/// returned for it (in the cameras' order).
+async fn start_http(
+    config: &Config,
+    page: PageConfig,
+    broker: &BrokerEndpoint,
+    cameras: &[(Segment, VideoConfig)],
+) -> anyhow::Result<(HttpServer, Vec<mpsc::Receiver<WhepCommand>>)> {
+    let mut whep_inboxes = Vec::new();
+    let mut whep_routes = HashMap::new();
+    for (id, _) in cameras {
+        let (sender, receiver) = mpsc::channel(web::whep_server::COMMAND_QUEUE);
+        whep_routes.insert(id.to_string(), sender);
+        whep_inboxes.push(receiver);
+    }
+    let whep = WhepEndpoints::new(
+        whep_routes,
+        config.web.whep_token.as_ref().map(|t| t.0.clone()),
+        &page.ice_servers,
+    );
+    let http = HttpServer::start(
+        config.web.listen,
+        page,
+        broker.embedded.as_ref().map(|b| b.ws_listen),
+        whep,
+    )
+    .await
+    .with_context(|| format!("cannot serve the viewer page on {}", config.web.listen))?;
+    Ok((http, whep_inboxes))
+}
+
+/// Says loudly what `--public` opens, and whether the embedded broker is open to all.
+fn warn_if_public(config: &Config, embedded_broker: bool) {
+    if !config.web.public {
+        return;
+    }
+    let open_broker = config
+        .embedded_broker
+        .as_ref()
+        .is_some_and(|b| b.password.is_none());
+    tracing::warn!(
+        "public: the viewer page{} listen on every interface; anyone on the network can \
+         watch{}",
+        if embedded_broker {
+            " and the embedded broker"
+        } else {
+            ""
+        },
+        if open_broker {
+            " (the embedded broker requires no password: set broker.username and broker.password)"
+        } else {
+            ""
+        }
+    );
+}
+
+/// TLS to an mqtts:// broker, with the configured CA and client certificate. Reading the
+/// files blocks, so it runs off the async workers.
+async fn mqtt_tls(
+    config: &Config,
+) -> anyhow::Result<Option<Arc<tokio_rustls::rustls::ClientConfig>>> {
+    if !config.mqtt.broker.as_ref().is_some_and(|broker| broker.tls) {
+        return Ok(None);
+    }
+    let ca_file = config.mqtt.ca_file.clone();
+    let client_certificate = config.mqtt.client_certificate();
+    let tls = tokio::task::spawn_blocking(move || {
+        crate::tls::client_config(
+            "mqtt.ca_file",
+            ca_file.as_deref(),
+            client_certificate
+                .as_ref()
+                .map(|(cert, key)| (cert.as_path(), key.as_path())),
+        )
+    })
+    .await
+    .context("reading the MQTT TLS certificates failed")?
+    .context("cannot set up TLS to the MQTT broker")?;
+    Ok(Some(tls))
+}
+
+/// What one camera's device task is made of.
+struct DeviceParts<'a> {
+    config: &'a Config,
+    /// The camera's place: 0 is the first.
+    index: usize,
+    publisher: Publisher,
+    hub: VideoHub,
+    audio: Option<AudioHub>,
+    ice: crate::config::IceConfig,
+    video: &'a VideoConfig,
+    board: Arc<SummaryBoard>,
+    tasks: Arc<crate::session::SessionTasks>,
+}
+
+impl DeviceParts<'_> {
+    /// The device, and the receiver of its sessions' reports.
+    fn build(self) -> (Device, mpsc::UnboundedReceiver<SessionReport>) {
+        let (reports_tx, reports) = mpsc::unbounded_channel();
+        let sessions = &self.config.sessions;
+        let outbox = Outbox::new(self.publisher.clone());
+        let context = SessionContext {
+            hub: self.hub.clone(),
+            audio: self.audio.clone(),
+            ice: self.ice,
+            timeout: sessions.timeout(),
+            connect_timeout: sessions.connect_timeout(),
+            outbox: outbox.clone(),
+            reports: reports_tx,
+            tasks: self.tasks,
+        };
+        let device = Device {
+            publisher: self.publisher,
+            outbox,
+            whep_sessions: HashMap::new(),
+            whep_restarts: mpsc::channel(WHEP_RESTARTS_QUEUE),
+            via: (self.index > 0).then(|| self.config.device_id.clone()),
+            video: VideoDescription {
+                codec: "H264".into(),
+                codecs: self
+                    .hub
+                    .codecs()
+                    .iter()
+                    .map(|codec| codec.sdp_name().to_owned())
+                    .collect(),
+                sending: Vec::new(),
+                width: self.video.width,
+                height: self.video.height,
+                fps: self.video.fps,
+                state: None,
+                error: None,
+                encoder: None,
+            },
+            source_state: self.hub.source_state(),
+            audio_state: self.audio.as_ref().map(AudioHub::source_state),
+            signaling: Signaling::new(
+                Limits::new(sessions.max_viewers, sessions.timeout()),
+                self.audio.is_some(),
+            )
+            .with_video_codecs(self.hub.codecs()),
+            sessions: HashMap::new(),
+            context,
+            board: self.board,
+            index: self.index,
+            heartbeat: Arc::new(Heartbeat::new()),
+        };
+        (device, reports)
+    }
 }
 
 /// How long a WHEP offer waits for its session's answer.
@@ -583,8 +680,8 @@ fn make_hub(video: &VideoConfig, sessions: &SessionConfig, claimed: &[SourceKind
                 height: video.height,
                 fps: video.fps,
                 passthrough: video.h264_passthrough,
-                bitrate_bps: video.bitrate_bps,
-                keyframe_interval: video.keyframe_interval,
+                bitrate_bps: video.bitrate_bps(),
+                keyframe_interval: video.keyframe_interval(),
             };
             Box::new(move || {
                 V4l2Camera::open(&path, wanted)
@@ -609,8 +706,8 @@ fn make_hub(video: &VideoConfig, sessions: &SessionConfig, claimed: &[SourceKind
     };
     VideoHub::new(
         video,
-        sessions.idle_grace,
-        sessions.keyframe_min_interval,
+        sessions.idle_grace(),
+        sessions.keyframe_min_interval(),
         factory,
     )
 }
@@ -678,7 +775,7 @@ fn make_audio_hub(audio: &AudioConfig, idle_grace: Duration) -> Option<AudioHub>
     };
     let settings = AudioSettings {
         channels,
-        bitrate_bps: audio.bitrate_bps,
+        bitrate_bps: audio.bitrate_bps(),
     };
     Some(AudioHub::new(settings, idle_grace, factory))
 }

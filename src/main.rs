@@ -1,6 +1,6 @@
 use anyhow::Context;
 use campeer::config::{Config, FileConfig, Overrides};
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use std::path::PathBuf;
 
 /// Live camera video to any browser: answers WebRTC offers that viewers send over MQTT and
@@ -51,11 +51,13 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    // Each setting's --help line shows its default, read from the configuration schema.
+    let command = campeer::config::reference::with_defaults_in_help(Cli::command());
+    let cli = Cli::from_arg_matches_mut(&mut command.get_matches()).unwrap_or_else(|e| e.exit());
     if let Some(Command::Devices { json, paths }) = &cli.command {
         let rpicam_vid = match (&cli.overrides.rpicam_vid, &cli.config) {
             (Some(program), _) => Some(program.clone()),
-            (None, Some(path)) => FileConfig::load(path)?.video.rpicam_vid,
+            (None, Some(path)) => FileConfig::load(path)?.rpicam_vid(),
             (None, None) => None,
         };
         return list_devices(*json, paths, rpicam_vid.as_deref());

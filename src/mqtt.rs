@@ -339,13 +339,13 @@ impl MqttLink {
         let mut network = rumqttc::NetworkOptions::new();
         network.set_tcp_nodelay(true);
 
-        let mut options = MqttOptions::new(config.client_id.clone(), host, port);
+        let mut options = MqttOptions::new(config.client_id(), host, port);
         if let Some(transport) = transport.clone() {
             options.set_transport(transport);
         }
         options.set_network_options(network.clone());
         options
-            .set_keep_alive(config.keep_alive)
+            .set_keep_alive(config.keep_alive())
             .set_clean_start(true)
             .set_max_packet_size(Some(MAX_PACKET_BYTES))
             .set_request_channel_capacity(REQUEST_QUEUE)
@@ -361,13 +361,13 @@ impl MqttLink {
         }
         let (v5, v5_events) = AsyncClient::new(options, REQUEST_QUEUE);
 
-        let mut options = rumqttc::MqttOptions::new(config.client_id.clone(), host, port);
+        let mut options = rumqttc::MqttOptions::new(config.client_id(), host, port);
         if let Some(transport) = transport {
             options.set_transport(transport);
         }
         let max = MAX_PACKET_BYTES as usize;
         options
-            .set_keep_alive(config.keep_alive)
+            .set_keep_alive(config.keep_alive())
             .set_clean_session(true)
             .set_max_packet_size(max, max)
             .set_request_channel_capacity(REQUEST_QUEUE)

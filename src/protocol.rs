@@ -48,6 +48,13 @@ impl Segment {
     }
 }
 
+impl std::str::FromStr for Segment {
+    type Err = TopicError;
+    fn from_str(text: &str) -> Result<Self, TopicError> {
+        Self::parse(text)
+    }
+}
+
 impl fmt::Display for Segment {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -64,6 +71,13 @@ impl Prefix {
             .map(Segment::parse)
             .collect::<Result<Vec<_>, _>>()
             .map(Self)
+    }
+}
+
+impl std::str::FromStr for Prefix {
+    type Err = TopicError;
+    fn from_str(text: &str) -> Result<Self, TopicError> {
+        Self::parse(text)
     }
 }
 

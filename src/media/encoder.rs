@@ -67,7 +67,7 @@ pub struct H264Encoder {
 impl H264Encoder {
     pub fn new(video: &VideoConfig) -> Result<Self, EncoderError> {
         let config = EncoderConfig::new()
-            .bitrate(BitRate::from_bps(video.bitrate_bps))
+            .bitrate(BitRate::from_bps(video.bitrate_bps()))
             .max_frame_rate(FrameRate::from_hz(video.fps as f32))
             .rate_control_mode(RateControlMode::Bitrate)
             // A skipped frame is a frozen picture for every viewer; keep the frame rate and
@@ -85,9 +85,9 @@ impl H264Encoder {
         Ok(Self {
             encoder,
             parameter_sets: ParameterSets::default(),
-            applied_bps: video.bitrate_bps,
-            wanted_bps: video.bitrate_bps,
-            max_bps: video.bitrate_bps,
+            applied_bps: video.bitrate_bps(),
+            wanted_bps: video.bitrate_bps(),
+            max_bps: video.bitrate_bps(),
             layered_size: None,
         })
     }
@@ -298,7 +298,6 @@ mod tests {
     use super::*;
     use crate::config::SourceKind;
     use crate::media::pattern;
-    use std::time::Duration;
 
     fn video() -> VideoConfig {
         VideoConfig {
@@ -306,8 +305,8 @@ mod tests {
             width: 320,
             height: 240,
             fps: 30,
-            bitrate_bps: 500_000,
-            keyframe_interval: Some(Duration::from_secs(2)),
+            bitrate_kbps: 500,
+            keyframe_interval_secs: 2.0,
             h264_passthrough: false,
             rpicam_vid: None,
             encoder: crate::config::EncoderChoice::OpenH264,

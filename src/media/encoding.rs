@@ -129,7 +129,7 @@ impl Encoding {
                 width as u32,
                 height as u32,
                 self.video.fps,
-                self.video.bitrate_bps,
+                self.video.bitrate_bps(),
             ) {
                 Ok(encoder) => return Ok(self.active.insert(Active::Hardware(encoder))),
                 Err(e) => {

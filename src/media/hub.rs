@@ -207,7 +207,7 @@ impl Stream {
             codec,
             frames,
             keyframes: Mutex::new(KeyframePolicy::new(
-                video.keyframe_interval,
+                video.keyframe_interval(),
                 keyframe_min_interval,
             )),
             counters: StreamCounters::default(),
@@ -220,7 +220,7 @@ impl Stream {
         stream
             .counters
             .target_bitrate_bps
-            .store(u64::from(video.bitrate_bps), Ordering::Relaxed);
+            .store(u64::from(video.bitrate_bps()), Ordering::Relaxed);
         stream
     }
 
@@ -487,7 +487,7 @@ fn run_pipeline(inner: &Inner, run: &RunFlag) {
             tracing::info!(
                 "video pipeline started: {} (target {} kbit/s)",
                 source.describe(),
-                inner.video.bitrate_bps / 1000
+                inner.video.bitrate_kbps
             );
             // A (re)started source needs a keyframe before anything else decodes.
             inner.h264.restart();
@@ -571,9 +571,7 @@ struct H264Stage {
     /// Sets its encoder up at the first raw frame: a camera that sends H.264 never needs one.
     encoding: Encoding,
     passthrough: PassthroughState,
-    payloader: H264Payloader,
-    rate: RateControl,
-    failures: u64,
+    out: StreamOut,
 }
 
 impl H264Stage {
@@ -581,12 +579,11 @@ impl H264Stage {
         Self {
             encoding: Encoding::new(video),
             passthrough: PassthroughState::default(),
-            payloader: H264Payloader::default(),
-            rate: RateControl::new(
-                RateAllocator::new(super::encoder::MIN_BITRATE_BPS, video.bitrate_bps),
-                video.bitrate_bps,
+            out: StreamOut::new(
+                RateAllocator::new(super::encoder::MIN_BITRATE_BPS, video.bitrate_bps()),
+                video.bitrate_bps(),
+                Box::new(H264Payloader::default()),
             ),
-            failures: 0,
         }
     }
 
@@ -600,7 +597,7 @@ impl H264Stage {
         self.passthrough.active = false;
         let encoded = self
             .encoding
-            .encode(frame, force_keyframe, self.rate.target_bps);
+            .encode(frame, force_keyframe, self.out.rate.target_bps);
         self.publish_encoder(inner);
         encoded
     }
@@ -642,7 +639,7 @@ impl H264Stage {
         data: Bytes,
         force_keyframe: bool,
     ) -> Result<AccessUnit, EncoderError> {
-        let target_bps = self.rate.target_bps;
+        let target_bps = self.out.rate.target_bps;
         let state = &mut self.passthrough;
         state.active = true;
         if let Some(asked) = state.camera_bitrate
@@ -685,10 +682,8 @@ impl H264Stage {
 /// The VP8 stream's encoder, set up while VP8 viewers watch.
 struct Vp8Stage {
     encoder: Option<Vp8Encoder>,
-    payloader: Vp8Payloader,
-    rate: RateControl,
+    out: StreamOut,
     fps: u32,
-    failures: u64,
 }
 
 impl Vp8Stage {
@@ -698,14 +693,13 @@ impl Vp8Stage {
         payloader.enable_picture_id = true;
         Self {
             encoder: None,
-            payloader,
             // VP8 is encoded in one layer: the rate comes down to the slowest VP8 viewer.
-            rate: RateControl::new(
-                RateAllocator::single_layer(super::vp8::MIN_BITRATE_BPS, video.bitrate_bps),
-                video.bitrate_bps,
+            out: StreamOut::new(
+                RateAllocator::single_layer(super::vp8::MIN_BITRATE_BPS, video.bitrate_bps()),
+                video.bitrate_bps(),
+                Box::new(payloader),
             ),
             fps: video.fps,
-            failures: 0,
         }
     }
 
@@ -726,13 +720,13 @@ impl Vp8Stage {
             Some(encoder) => encoder,
             None => {
                 let encoder =
-                    Vp8Encoder::new(size.0, size.1, self.fps, self.rate.target_bps, None)?;
+                    Vp8Encoder::new(size.0, size.1, self.fps, self.out.rate.target_bps, None)?;
                 tracing::info!("VP8 encoder started ({}x{})", size.0, size.1);
                 stream.counters.running.store(true, Ordering::Relaxed);
                 self.encoder.insert(encoder)
             }
         };
-        encoder.set_bitrate(self.rate.target_bps);
+        encoder.set_bitrate(self.out.rate.target_bps);
         encoder.encode(frame, pts, force_keyframe)
     }
 
@@ -871,36 +865,43 @@ fn rtp_ticks(inner: &Inner, captured_at: Instant) -> u64 {
 
 /// What every codec's stage has: a rate, a payloader and a count of frames that failed.
 /// [`take_turn`] drives any of them through a frame the same way.
+struct StreamOut {
+    rate: RateControl,
+    payloader: Box<dyn Payloader + Send>,
+    failures: u64,
+}
+
+impl StreamOut {
+    fn new(
+        allocator: RateAllocator,
+        initial_bps: u32,
+        payloader: Box<dyn Payloader + Send>,
+    ) -> Self {
+        Self {
+            rate: RateControl::new(allocator, initial_bps),
+            payloader,
+            failures: 0,
+        }
+    }
+}
+
+/// A codec's stage: what it makes frames with, and its [`StreamOut`].
 trait Stage {
     type Error: std::fmt::Display;
-    fn rate(&mut self) -> &mut RateControl;
-    fn payloader(&mut self) -> &mut dyn Payloader;
-    fn failures(&mut self) -> &mut u64;
+    fn out(&mut self) -> &mut StreamOut;
 }
 
 impl Stage for H264Stage {
     type Error = EncoderError;
-    fn rate(&mut self) -> &mut RateControl {
-        &mut self.rate
-    }
-    fn payloader(&mut self) -> &mut dyn Payloader {
-        &mut self.payloader
-    }
-    fn failures(&mut self) -> &mut u64 {
-        &mut self.failures
+    fn out(&mut self) -> &mut StreamOut {
+        &mut self.out
     }
 }
 
 impl Stage for Vp8Stage {
     type Error = Vp8Error;
-    fn rate(&mut self) -> &mut RateControl {
-        &mut self.rate
-    }
-    fn payloader(&mut self) -> &mut dyn Payloader {
-        &mut self.payloader
-    }
-    fn failures(&mut self) -> &mut u64 {
-        &mut self.failures
+    fn out(&mut self) -> &mut StreamOut {
+        &mut self.out
     }
 }
 
@@ -914,14 +915,17 @@ fn take_turn<S: Stage>(
     now: Instant,
     make: impl FnOnce(&mut S, bool) -> Result<Option<AccessUnit>, S::Error>,
 ) {
-    stage.rate().update(stream, now);
-    let target_bps = stage.rate().target_bps;
+    stage.out().rate.update(stream, now);
+    let target_bps = stage.out().rate.target_bps;
     let force_keyframe = lock(&stream.keyframes).decide(now);
     match make(stage, force_keyframe) {
-        Ok(Some(unit)) => send_unit(stream, stage.payloader(), unit, times, target_bps, now),
+        Ok(Some(unit)) => {
+            let payloader = stage.out().payloader.as_mut();
+            send_unit(stream, payloader, unit, times, target_bps, now)
+        }
         Ok(None) => {}
         Err(e) => {
-            let failures = stage.failures();
+            let failures = &mut stage.out().failures;
             *failures += 1;
             if failures.is_power_of_two() {
                 tracing::error!(
@@ -1193,8 +1197,8 @@ mod tests {
             width: 160,
             height: 120,
             fps: 30,
-            bitrate_bps: 300_000,
-            keyframe_interval: None,
+            bitrate_kbps: 300,
+            keyframe_interval_secs: 0.0,
             h264_passthrough: false,
             rpicam_vid: None,
             encoder: crate::config::EncoderChoice::OpenH264,

@@ -8,6 +8,7 @@ pub mod ice;
 pub mod liveness;
 pub mod path;
 pub mod peer;
+pub mod policy;
 
 use crate::config::IceConfig;
 use crate::link::{self, Link};
@@ -21,6 +22,7 @@ use crate::signaling::sessions::{
 };
 use bytes::Bytes;
 use liveness::{LinkState, Liveness};
+use policy::{FrameAction, FrameContext, LinkPolicy};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -51,13 +53,6 @@ const LINK_CHECK_PERIOD: Duration = Duration::from_millis(250);
 /// hear back either way, so a renegotiation that takes longer is refused.
 const RENEGOTIATION_WAIT: Duration = Duration::from_secs(4);
 const HOST_CANDIDATE_WAIT: Duration = Duration::from_millis(50);
-/// How often a connected session reads which candidate pair its media takes (ICE may switch
-/// pairs, a relay may take over); reading the stats costs a walk over every stats object.
-const PATH_READ_PERIOD: Duration = Duration::from_secs(2);
-/// A viewer whose pacer would take longer than this to send what is queued is sent no more
-/// frames until it drains; it then restarts at a keyframe. Keeps its latency bounded when even
-/// the lowest rate is more than its link carries.
-const MAX_PACER_DELAY: Duration = Duration::from_millis(400);
 /// How far the estimator may go above what campeer sends at most: some room, so the estimate
 /// is not pinned to the ceiling, but not so much that a shrinking link takes long to notice.
 const ESTIMATE_HEADROOM: f64 = 1.3;
@@ -223,7 +218,7 @@ fn audio_bps(context: &SessionContext, choice: &Negotiated) -> f64 {
 /// A fresh link for a viewer: its estimate starts at [`link::INITIAL_ESTIMATE_BPS`] and may
 /// not go far above the most campeer would send it.
 fn new_link(context: &SessionContext, choice: &Negotiated) -> Link {
-    let video = context.hub.video().bitrate_bps;
+    let video = context.hub.video().bitrate_bps();
     let most = (f64::from(video) + audio_bps(context, choice)) / crate::media::rate::PAYLOAD_SHARE
         * ESTIMATE_HEADROOM;
     Link::new(choice.feedback, link::INITIAL_ESTIMATE_BPS, most)
@@ -377,12 +372,8 @@ struct Session<'a> {
     events: mpsc::UnboundedReceiver<PeerEvent>,
     subscription: Subscription,
     link: Link,
-    /// When the connection last came up, for the feedback timeout.
-    connected_since: Option<Instant>,
-    /// When the candidate pair was last read; `None` until read on this connection.
-    path_read_at: Option<Instant>,
-    /// Video paused until the pacer's queue drains.
-    backed_up: bool,
+    /// What to do about the link: which frames to send, keyframes, the feedback timeout.
+    policy: LinkPolicy,
     audio: Option<AudioSend>,
     liveness: Liveness,
     stamper: RtpStamper,
@@ -463,9 +454,7 @@ impl<'a> Session<'a> {
             events,
             subscription,
             link,
-            connected_since: None,
-            path_read_at: None,
-            backed_up: false,
+            policy: LinkPolicy::new(context.timeout),
             audio,
             liveness: Liveness::new(context.connect_timeout, context.timeout, Instant::now()),
             stamper,
@@ -596,10 +585,9 @@ impl<'a> Session<'a> {
                 _ = sleep_until(deadline), if deadline.is_some() => {}
                 _ = link_check.tick() => {
                     let now = Instant::now();
-                    if let Some(reason) = self.check_link(now) {
+                    if let Some(reason) = self.check_link(now).await {
                         return reason;
                     }
-                    self.read_path(now).await;
                 }
             }
             if self.liveness.must_end(Instant::now()) {
@@ -616,9 +604,10 @@ impl<'a> Session<'a> {
         });
     }
 
-    /// Acts on what the link's interceptors found: a keyframe to repair loss that
-    /// retransmission may not, and a viewer that stays connected but stopped reporting.
-    fn check_link(&mut self, now: Instant) -> Option<EndReason> {
+    /// Carries out what the policy makes of the link's interceptors' findings: a keyframe to
+    /// repair loss that retransmission may not, the media path read for the stats topic, and
+    /// the end of a viewer that stays connected but stopped reporting.
+    async fn check_link(&mut self, now: Instant) -> Option<EndReason> {
         let (keyframe_wanted, last_feedback) = {
             let mut link = self.link.lock();
             (
@@ -626,32 +615,25 @@ impl<'a> Session<'a> {
                 link.last_feedback_at,
             )
         };
-        if keyframe_wanted {
+        let check = self.policy.on_check(now, keyframe_wanted, last_feedback);
+        if check.request_keyframe {
             tracing::debug!(session = %self.id, "loss beyond repair; asking for a keyframe");
             self.subscription.request_keyframe();
         }
-        let since = self.connected_since?;
-        let heard = last_feedback.map_or(since, |at| at.max(since));
-        let silent = now.saturating_duration_since(heard);
-        (silent > self.context.timeout).then(|| {
-            EndReason::Failed(format!(
+        if let Some(silent) = check.silent_for {
+            return Some(EndReason::Failed(format!(
                 "no feedback from the viewer for {} s although connected",
                 silent.as_secs()
-            ))
-        })
+            )));
+        }
+        if check.read_path {
+            self.read_path(now).await;
+        }
+        None
     }
 
-    /// Reads which candidate pair the media takes, when connected and due, for the stats
-    /// topic; logs each change.
+    /// Reads which candidate pair the media takes, for the stats topic; logs each change.
     async fn read_path(&mut self, now: Instant) {
-        let due = self.connected_since.is_some()
-            && self
-                .path_read_at
-                .is_none_or(|at| now.saturating_duration_since(at) >= PATH_READ_PERIOD);
-        if !due {
-            return;
-        }
-        self.path_read_at = Some(now);
         let report = self.peer.get_stats(now, StatsSelector::None).await;
         let path = path::selected_path(&report);
         let mut link = self.link.lock();
@@ -750,13 +732,12 @@ impl<'a> Session<'a> {
                 if self.liveness.is_connected() && !was_connected {
                     // A decoder that just (re)connected needs a keyframe, not stale frames.
                     self.subscription.start_viewing();
-                    self.connected_since = Some(Instant::now());
-                    self.path_read_at = None;
+                    self.policy.on_connected(Instant::now());
                     if !std::mem::replace(&mut self.reported_connected, true) {
                         self.report(SessionEvent::Connected);
                     }
                 } else if !self.liveness.is_connected() {
-                    self.connected_since = None;
+                    self.policy.on_disconnected();
                 }
             }
         }
@@ -775,30 +756,30 @@ impl<'a> Session<'a> {
     }
 
     async fn send_frame(&mut self, frame: &EncodedFrame) {
-        let (queued, base_layer_only) = {
+        let context = {
             let link = self.link.lock();
-            (link.pacer_delay, link.base_layer_only)
+            FrameContext {
+                pacer_delay: link.pacer_delay,
+                base_layer_only: link.base_layer_only,
+                temporal_id: frame.temporal_id,
+            }
         };
-        // A link slower than the stream gets the base layer: nothing refers to the frames
-        // in between, so leaving them out breaks nothing.
-        if base_layer_only && frame.temporal_id > 0 {
-            return;
-        }
-        // When the link cannot take even this rate, let its queue drain, then start again at
-        // a keyframe rather than queue seconds of stale video.
-        if self.backed_up {
-            if queued > MAX_PACER_DELAY / 2 {
+        match self.policy.on_frame(context) {
+            FrameAction::Send => {}
+            FrameAction::Skip => return,
+            FrameAction::Pause => {
+                tracing::debug!(
+                    session = %self.id,
+                    "link backed up ({:?} queued); pausing video",
+                    context.pacer_delay
+                );
                 return;
             }
-            self.backed_up = false;
-            tracing::debug!(session = %self.id, "link drained; resuming at a keyframe");
-            self.subscription.resync();
-            return;
-        }
-        if queued > MAX_PACER_DELAY {
-            tracing::debug!(session = %self.id, "link backed up ({queued:?} queued); pausing video");
-            self.backed_up = true;
-            return;
+            FrameAction::Resume => {
+                tracing::debug!(session = %self.id, "link drained; resuming at a keyframe");
+                self.subscription.resync();
+                return;
+            }
         }
         for packet in self.stamper.packets(frame.rtp_ticks, &frame.payloads, true) {
             if let Err(e) = self.track.write_rtp(packet).await {

@@ -18,7 +18,7 @@ pub fn overrides(broker: &Broker, device: &str) -> Overrides {
         source: Some("test".into()),
         // Pinned like the video source, so a developer's own sound card changes nothing.
         audio_source: Some("none".into()),
-        ice_loopback_only: true,
+        ice_loopback_only: Some(true),
         http_listen: Some(format!("127.0.0.1:{}", free_port())),
         ..Default::default()
     }
@@ -326,7 +326,7 @@ pub fn zero_config_overrides(device: &str) -> Overrides {
         device_id: Some(device.to_owned()),
         source: Some("test".into()),
         audio_source: Some("none".into()),
-        ice_loopback_only: true,
+        ice_loopback_only: Some(true),
         http_listen: Some(format!("127.0.0.1:{}", free_port())),
         embedded_broker_listen: Some(format!("127.0.0.1:{}", free_port())),
         ..Default::default()

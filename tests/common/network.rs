@@ -403,7 +403,7 @@ pub fn browser_lab() -> (Lab, String, String) {
 pub fn lan_overrides(device: &str, ip: &str) -> campeer::config::Overrides {
     campeer::config::Overrides {
         http_listen: Some(format!("{ip}:{}", super::free_port())),
-        ice_loopback_only: false,
+        ice_loopback_only: Some(false),
         ..super::zero_config_overrides(device)
     }
 }

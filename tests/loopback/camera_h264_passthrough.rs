@@ -16,7 +16,7 @@ async fn an_h264_camera_is_passed_through_and_forced_to_keyframes() {
     let broker = Broker::start();
     let device = start_device(campeer::config::Overrides {
         source: Some(camera.path().display().to_string()),
-        h264_passthrough: true,
+        h264_passthrough: Some(true),
         // Keyframes only on request: the camera's own are 10 s apart.
         keyframe_interval: Some(0.0),
         ..overrides(&broker, "cam1")

@@ -51,6 +51,12 @@ fn help_lists_every_flag() {
         "--embedded-broker-ws-listen",
         "--embedded-broker-username",
         "--embedded-broker-password",
+        "--mqtt-keep-alive",
+        "--mqtt-ca-file",
+        "--mqtt-client-cert",
+        "--mqtt-client-key",
+        "--ice-tls-ca-file",
+        "--page-ice-server",
         "devices",
         "CAMPEER_BROKER",
     ] {
@@ -59,6 +65,14 @@ fn help_lists_every_flag() {
             "--help does not mention {flag}:\n{help}"
         );
     }
+    // Defaults come from the configuration schema, shown beside each flag.
+    let width = help
+        .lines()
+        .skip_while(|line| !line.contains("--width"))
+        .take_while(|line| !line.contains("--height"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(width.contains("[default: 640]"), "{width}");
 }
 
 #[test]
