@@ -27,6 +27,7 @@ use crate::web;
 use crate::web::broker::EmbeddedBroker;
 use crate::web::http::{HttpServer, PageConfig};
 use crate::web::whep::{self, WhepError};
+use crate::web::whep_ice::{PatchPlan, WhepIce, WhepIceBook};
 use crate::web::whep_server::{Patched, WhepAnswer, WhepCommand, WhepEndpoints};
 use anyhow::Context;
 use std::collections::HashMap;
@@ -455,7 +456,7 @@ impl DeviceParts<'_> {
         let device = Device {
             publisher: self.publisher,
             outbox,
-            whep_sessions: HashMap::new(),
+            whep_ice: WhepIceBook::default(),
             whep_restarts: mpsc::channel(WHEP_RESTARTS_QUEUE),
             via: (self.index > 0).then(|| self.config.device_id.clone()),
             video: VideoDescription {
@@ -512,20 +513,10 @@ async fn wait_for_whep_answer(
 
 type PatchReply = oneshot::Sender<Result<Patched, WhepError>>;
 
-/// What campeer keeps of a WHEP session besides the signaling core's state: the player's last
-/// offer and its ICE username fragment (a PATCH naming another asks for an ICE restart, whose
-/// offer is made from the last one), and how many restarts there were (the ETag's
-/// generation).
-struct WhepIce {
-    offer: String,
-    ufrag: Option<String>,
-    generation: u32,
-}
-
 /// A restart the session answered, back to the device task to commit and reply.
 struct WhepRestarted {
     session: Segment,
-    ice: WhepIce,
+    restarted: WhepIce,
     fragment: String,
     reply: PatchReply,
 }
@@ -797,9 +788,9 @@ struct Device {
     publisher: Publisher,
     /// Replies to viewers: on MQTT, or to the WHEP request waiting for its answer.
     outbox: Outbox,
-    /// Each WHEP session's offer and ICE state. Whether the session exists is the signaling
-    /// core's to say; this only adds what WHEP needs.
-    whep_sessions: HashMap<Segment, WhepIce>,
+    /// Each WHEP session's offer and ICE state, and the decisions made from it. Whether the
+    /// session exists is the signaling core's to say; this only adds what WHEP needs.
+    whep_ice: WhepIceBook,
     /// Restarts answered by their sessions, to commit before the player is told.
     whep_restarts: (mpsc::Sender<WhepRestarted>, mpsc::Receiver<WhepRestarted>),
     /// For a camera besides the first: the device whose status carries the connection's last
@@ -912,26 +903,15 @@ impl Device {
                 }
             }
             WhepCommand::Delete { session, reply } => {
-                let result = if self.whep_session(&session).is_some() {
-                    self.whep_sessions.remove(&session);
+                let served = self.signaling.serves(&session);
+                let result = self.whep_ice.on_delete(&session, served);
+                if result.is_ok() {
                     self.signaling
                         .handle_viewer(Instant::now(), session, ViewerMessage::Hangup);
-                    Ok(())
-                } else {
-                    Err(WhepError::NotFound)
-                };
+                }
                 let _ = reply.send(result);
             }
         }
-    }
-
-    /// The WHEP session `session`, when the signaling core still serves it.
-    fn whep_session(&mut self, session: &Segment) -> Option<&WhepIce> {
-        if !self.signaling.serves(session) {
-            self.whep_sessions.remove(session);
-            return None;
-        }
-        self.whep_sessions.get(session)
     }
 
     fn on_whep_offer(
@@ -947,20 +927,13 @@ impl Device {
             let _ = reply.send(Err(WhepError::Unavailable));
             return;
         };
-        let (_, ufrag) = crate::sdp::first_mid_and_ufrag(&sdp);
         self.signaling.handle_viewer(
             Instant::now(),
             session.clone(),
             ViewerMessage::Offer { sdp: sdp.clone() },
         );
-        if self.signaling.serves(&session) {
-            let ice = WhepIce {
-                offer: sdp,
-                ufrag,
-                generation: 0,
-            };
-            self.whep_sessions.insert(session.clone(), ice);
-        }
+        let served = self.signaling.serves(&session);
+        self.whep_ice.on_offer(session.clone(), sdp, served);
         tokio::spawn(async move {
             let result = wait_for_whep_answer(answer).await.map(|sdp| WhepAnswer {
                 etag: whep::etag(session.as_str(), 0),
@@ -981,42 +954,26 @@ impl Device {
         fragment: whep::SdpFragment,
         reply: PatchReply,
     ) -> Result<(), (WhepError, PatchReply)> {
-        let Some(ice) = self.whep_session(session) else {
-            return Err((WhepError::NotFound, reply));
-        };
-        let etag = whep::etag(session.as_str(), ice.generation);
-        if !whep::if_match_accepts(if_match, &etag) {
-            return Err((WhepError::PreconditionFailed, reply));
-        }
-        let restart = fragment.ufrag.is_some() && fragment.ufrag != ice.ufrag;
+        let served = self.signaling.serves(session);
+        let room = self.signaling.candidate_room(session);
+        let plan = self
+            .whep_ice
+            .plan_patch(session, served, if_match, &fragment, room);
         let now = Instant::now();
-        if !restart {
-            if fragment.candidates.len() > self.signaling.candidate_room(session) {
-                return Err((WhepError::TooManyCandidates, reply));
-            }
-            self.forward_whep_candidates(now, session, fragment);
-            let _ = reply.send(Ok(Patched::Trickled));
-            return Ok(());
-        }
-        let (ufrag, pwd) = match whep::restart_credentials(&fragment) {
-            Ok(credentials) => credentials,
+        let (offer, restarted) = match plan {
             Err(error) => return Err((error, reply)),
-        };
-        let restarted = WhepIce {
-            offer: whep::restart_offer(&ice.offer, ufrag, pwd),
-            ufrag: Some(ufrag.to_owned()),
-            generation: ice.generation.wrapping_add(1),
+            Ok(PatchPlan::Trickle) => {
+                self.forward_whep_candidates(now, session, fragment);
+                let _ = reply.send(Ok(Patched::Trickled));
+                return Ok(());
+            }
+            Ok(PatchPlan::Restart { offer, restarted }) => (offer, restarted),
         };
         let Some(answer) = self.outbox.wait_for_answer(session.clone()) else {
             return Err((WhepError::Unavailable, reply));
         };
-        self.signaling.handle_viewer(
-            now,
-            session.clone(),
-            ViewerMessage::Offer {
-                sdp: restarted.offer.clone(),
-            },
-        );
+        self.signaling
+            .handle_viewer(now, session.clone(), ViewerMessage::Offer { sdp: offer });
         self.forward_whep_candidates(now, session, fragment);
         let restarts = self.whep_restarts.0.clone();
         let session = session.clone();
@@ -1032,7 +989,7 @@ impl Device {
                 Ok(fragment) => {
                     let done = WhepRestarted {
                         session,
-                        ice: restarted,
+                        restarted,
                         fragment,
                         reply,
                     };
@@ -1052,17 +1009,15 @@ impl Device {
     fn on_whep_restarted(&mut self, done: WhepRestarted) {
         let WhepRestarted {
             session,
-            ice,
+            restarted,
             fragment,
             reply,
         } = done;
-        let result = if self.whep_session(&session).is_some() {
-            let etag = whep::etag(session.as_str(), ice.generation);
-            self.whep_sessions.insert(session, ice);
-            Ok(Patched::Restarted { fragment, etag })
-        } else {
-            Err(WhepError::NotFound)
-        };
+        let served = self.signaling.serves(&session);
+        let result = self
+            .whep_ice
+            .commit_restart(session, restarted, served)
+            .map(|etag| Patched::Restarted { fragment, etag });
         let _ = reply.send(result);
     }
 
@@ -1140,7 +1095,7 @@ impl Device {
                     }
                 }
                 Action::Stop { session } => {
-                    self.whep_sessions.remove(&session);
+                    self.whep_ice.on_ended(&session);
                     // Dropping the handle ends the task too; the hangup says why.
                     if let Some(handle) = self.sessions.remove(&session) {
                         handle.send(SessionCommand::Hangup);
@@ -1148,7 +1103,7 @@ impl Device {
                 }
                 Action::Forget { session } => {
                     self.sessions.remove(&session);
-                    self.whep_sessions.remove(&session);
+                    self.whep_ice.on_ended(&session);
                 }
                 Action::PublishStatus { viewers } => self.publish_status(viewers),
             }

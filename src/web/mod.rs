@@ -7,5 +7,6 @@ pub mod ice;
 pub mod mqtt_version;
 pub mod response;
 pub mod whep;
+pub mod whep_ice;
 pub mod whep_server;
 pub mod ws_proxy;
