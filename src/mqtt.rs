@@ -39,6 +39,11 @@ const MAX_PACKET_BYTES: u32 = 80 * 1024;
 /// Requests (publishes, subscribes) queued for the event loop. Deep enough to absorb a burst
 /// of candidates from several sessions; during an outage, the excess is dropped.
 const REQUEST_QUEUE: usize = 256;
+/// QoS 1 publishes awaiting the broker's acknowledgement at once, over MQTT 5. rumqttc sizes
+/// a table for them up front, and without a limit of ours it takes the protocol's 65,535: 14
+/// MB written at start, more than half of an idle campeer's memory (heaptrack). More than the
+/// request queue could never be in flight anyway; past this, publishes wait in that queue.
+const MAX_OUTGOING_INFLIGHT: u16 = 256;
 /// Inbound messages waiting for the device task.
 const INBOUND_QUEUE: usize = 256;
 /// How long a message from the broker may wait for room in a full inbound queue before it is
@@ -348,6 +353,7 @@ impl MqttLink {
             .set_keep_alive(config.keep_alive())
             .set_clean_start(true)
             .set_max_packet_size(Some(MAX_PACKET_BYTES))
+            .set_outgoing_inflight_upper_limit(MAX_OUTGOING_INFLIGHT)
             .set_request_channel_capacity(REQUEST_QUEUE)
             .set_last_will(LastWill::new(
                 topics.status(),
