@@ -68,9 +68,13 @@ impl FileConfig {
             path: path.display().to_string(),
             source,
         })?;
+        // The error names the file once: a syntax error's own message, or the key at fault.
         Self::parse(&text).map_err(|error| ConfigError::Parse {
             path: path.display().to_string(),
-            message: error.to_string(),
+            message: match error {
+                ConfigError::Parse { message, .. } => message,
+                other => other.to_string(),
+            },
         })
     }
 

@@ -569,3 +569,20 @@ fn help_shows_each_default_once_written() {
 pub(super) fn repo_file(path: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
+
+#[test]
+fn a_bad_file_names_itself_once_and_the_key() {
+    let dir = std::env::temp_dir().join(format!("campeer-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("campeer.toml");
+    for (text, wanted) in [
+        ("[video]\nwidth = \"x\"", "video.width"),
+        ("[video", "line 1"),
+    ] {
+        std::fs::write(&path, text).unwrap();
+        let message = FileConfig::load(&path).unwrap_err().to_string();
+        assert!(message.contains(wanted), "{message}");
+        assert_eq!(message.matches("config file").count(), 1, "{message}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
