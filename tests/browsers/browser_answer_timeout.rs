@@ -68,8 +68,7 @@ async fn an_unanswered_offer_is_retried_under_a_fresh_session() {
     })
     .await;
     assert_page_plays(&browser, 0, 30).await;
-    browser.stop();
-    browser.finish(Duration::from_secs(60)).await;
+    browser.close(Duration::from_secs(60)).await;
     cam9.shutdown().await;
     host.shutdown().await;
 }

@@ -13,7 +13,7 @@ async fn chromium_plays_the_test_tone_with_the_video() {
     let device = start_device(flags).await;
     let url = format!("http://{}/", device.http_addr());
     let shots = screenshot_prefix("audio");
-    let browser = BrowserRun::start(&url, 1, 12, &shots);
+    let browser = BrowserRun::start(&url, 1, 90, &shots);
 
     assert_page_plays(&browser, 0, 30).await;
     assert!(
@@ -53,7 +53,7 @@ async fn chromium_plays_the_test_tone_with_the_video() {
     let audio = device.audio_stats().expect("the device has audio");
     assert_eq!(audio.subscribers, 1);
 
-    let lines = browser.finish(Duration::from_secs(30)).await;
+    let lines = browser.close(Duration::from_secs(30)).await;
     assert!(
         lines.iter().all(|l| l.get("pageerror").is_none()),
         "page errors: {lines:?}"

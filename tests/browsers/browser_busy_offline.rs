@@ -20,7 +20,7 @@ async fn busy_then_offline() {
     })
     .await;
     let url = format!("http://{}/", device.http_addr());
-    let browser = BrowserRun::start(&url, 2, 20, &screenshot_prefix("busy-offline"));
+    let browser = BrowserRun::start(&url, 2, 90, &screenshot_prefix("busy-offline"));
 
     // One page gets the only place; the other is told the device is busy.
     let playing = |v: &serde_json::Value| is_playing(v, 10);
@@ -54,5 +54,5 @@ async fn busy_then_offline() {
             browser.latest(page)
         );
     }
-    browser.finish(Duration::from_secs(40)).await;
+    browser.close(Duration::from_secs(40)).await;
 }

@@ -51,7 +51,6 @@ async fn junk_statuses_do_not_stop_the_page() {
         "the call stopped on a spoofed offline status: {:?}",
         browser.latest(0)
     );
-    browser.stop();
-    browser.finish(Duration::from_secs(60)).await;
+    browser.close(Duration::from_secs(60)).await;
     device.shutdown().await;
 }

@@ -11,7 +11,7 @@ async fn the_page_plays_video_and_says_the_microphone_failed() {
     flags.audio_source = Some("campeer-no-such-microphone".into());
     let device = start_device(flags).await;
     let url = format!("http://{}/", device.http_addr());
-    let browser = BrowserRun::start(&url, 1, 12, &screenshot_prefix("microphone-failed"));
+    let browser = BrowserRun::start(&url, 1, 90, &screenshot_prefix("microphone-failed"));
 
     assert_page_plays(&browser, 0, 30).await;
     assert!(
@@ -31,7 +31,7 @@ async fn the_page_plays_video_and_says_the_microphone_failed() {
     assert!(seen["devices"].to_string().contains("microphone failed"));
     assert_eq!(seen["stats"]["codec"], "H264");
 
-    let lines = browser.finish(Duration::from_secs(30)).await;
+    let lines = browser.close(Duration::from_secs(30)).await;
     assert!(lines.iter().all(|l| l.get("pageerror").is_none()));
     device.shutdown().await;
 }

@@ -11,7 +11,7 @@ async fn page_recovers_after_a_restart() {
     let mut daemon = DaemonProcess::spawn(&args);
     let url = format!("http://127.0.0.1:{http}/");
     assert!(wait_for_listener(http).await);
-    let browser = BrowserRun::start(&url, 1, 40, &screenshot_prefix("recovery"));
+    let browser = BrowserRun::start(&url, 1, 90, &screenshot_prefix("recovery"));
     assert_page_plays(&browser, 0, 30).await;
 
     daemon.signal("TERM");
@@ -37,5 +37,5 @@ async fn page_recovers_after_a_restart() {
         "the page did not recover: {:?}",
         browser.latest(0)
     );
-    browser.finish(Duration::from_secs(40)).await;
+    browser.close(Duration::from_secs(40)).await;
 }

@@ -33,8 +33,7 @@ fn firefox_with_h264_gets_h264() {
             stats.vp8.frames_encoded, 0,
             "VP8 was encoded for nobody: {stats:?}"
         );
-        browser.stop();
-        let lines = browser.finish(Duration::from_secs(30)).await;
+        let lines = browser.close(Duration::from_secs(30)).await;
         assert_eq!(page_errors(&lines), Vec::<String>::new());
         device.shutdown().await;
     });

@@ -46,8 +46,7 @@ fn firefox_as_shipped_plays_vp8() {
             stats.frames_encoded, 0,
             "H.264 was encoded for nobody: {stats:?}"
         );
-        browser.stop();
-        let lines = browser.finish(Duration::from_secs(30)).await;
+        let lines = browser.close(Duration::from_secs(30)).await;
         assert_eq!(page_errors(&lines), Vec::<String>::new());
         device.shutdown().await;
     });

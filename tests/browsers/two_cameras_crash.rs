@@ -75,6 +75,5 @@ async fn a_killed_campeer_takes_every_camera_offline_on_the_page() {
         "the page does not show both cameras offline: {:?}",
         browser.latest(0).map(|v| v["devices"].clone())
     );
-    browser.stop();
-    browser.finish(Duration::from_secs(40)).await;
+    browser.close(Duration::from_secs(40)).await;
 }

@@ -46,7 +46,31 @@ impl BrowserRun {
             pages,
             seconds,
             screenshot,
-            &[],
+            Vec::new(),
+        )
+    }
+
+    /// One page of Chromium, which at the end stands in for a tab closed on a busy page: it
+    /// fires `pagehide` and then keeps the page's thread busy for `frozen`, so no timer of the
+    /// page runs meanwhile. What the page sends as it goes must leave at once. The script
+    /// prints `{"pagehideFrozen":true}` as it fires the event.
+    pub fn start_freezing_at_close(
+        url: &str,
+        seconds: u64,
+        screenshot: &str,
+        frozen: Duration,
+    ) -> Self {
+        Self::launch(
+            Browser::Chromium,
+            None,
+            url,
+            1,
+            seconds,
+            screenshot,
+            vec![
+                "--pagehide-frozen-ms".to_owned(),
+                frozen.as_millis().to_string(),
+            ],
         )
     }
 
@@ -60,7 +84,7 @@ impl BrowserRun {
             urls.len(),
             seconds,
             screenshot,
-            urls,
+            vec!["--page-urls".to_owned(), urls.join(",")],
         )
     }
 
@@ -80,7 +104,7 @@ impl BrowserRun {
             pages,
             seconds,
             screenshot,
-            &[],
+            Vec::new(),
         )
     }
 
@@ -92,7 +116,7 @@ impl BrowserRun {
         seconds: u64,
         screenshot: &str,
     ) -> Self {
-        Self::launch(browser, Some(ns), url, 1, seconds, screenshot, &[])
+        Self::launch(browser, Some(ns), url, 1, seconds, screenshot, Vec::new())
     }
 
     fn launch(
@@ -102,7 +126,7 @@ impl BrowserRun {
         pages: usize,
         seconds: u64,
         screenshot: &str,
-        page_urls: &[String],
+        extra_args: Vec<String>,
     ) -> Self {
         let root = crate::repo_root().display().to_string();
         let (executable, driver, browser_args) = match browser {
@@ -153,11 +177,7 @@ impl BrowserRun {
             .args(["--stop-file", &stop_file])
             .args(browser_args)
             .args(["--url", url, "--pages", &pages.to_string()])
-            .args(if page_urls.is_empty() {
-                Vec::new()
-            } else {
-                vec!["--page-urls".to_owned(), page_urls.join(",")]
-            })
+            .args(extra_args)
             .args([
                 "--seconds",
                 &seconds.to_string(),
@@ -203,6 +223,15 @@ impl BrowserRun {
         std::fs::write(self.stop_dir.path().join("stop"), b"").expect("write the stop file");
     }
 
+    /// Whether the script has printed a line with `key`.
+    pub fn saw(&self, key: &str) -> bool {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|v| v.get(key).is_some())
+    }
+
     /// The latest snapshot of `page`.
     pub fn latest(&self, page: usize) -> Option<Value> {
         self.lines
@@ -222,6 +251,15 @@ impl BrowserRun {
         want: impl Fn(&Value) -> bool,
     ) -> bool {
         wait_for(limit, || self.latest(page).is_some_and(|v| want(&v))).await
+    }
+
+    /// Tells the script to finish now and waits until it has (screenshots taken, pages closed
+    /// as a person closes a tab); every line it printed. For scenarios that check what they
+    /// need while the script runs: its `seconds` is then only an upper bound, so a slow start
+    /// on a busy machine never ends the script before the checks are done.
+    pub async fn close(self, limit: Duration) -> Vec<Value> {
+        self.stop();
+        self.finish(limit).await
     }
 
     /// Waits for the script to finish (screenshots taken); every line it printed.

@@ -582,10 +582,16 @@ async function main() {
     sessionStorage.setItem("campeer-password", $("login-password").value);
     connectBroker();
   });
-  // Closing the tab hangs up. QoS 0 goes on the socket at once; waiting for an
-  // acknowledgement (or ending the client) could lose it while the page unloads.
+  // Closing the tab hangs up. QoS 0, as waiting for an acknowledgement (or ending the
+  // client) could lose it while the page unloads. MQTT.js corks its stream while it writes a
+  // packet and uncorks it on a later tick (a setTimeout in browsers), which never comes once
+  // the page is going: uncork here, so the hangup reaches the socket now.
   addEventListener("pagehide", () => {
-    if (watching) publish(watching.device, { type: "hangup" }, 0);
+    if (watching) {
+      publish(watching.device, { type: "hangup" }, 0);
+      const stream = client?.stream;
+      for (let i = 0; i < 8 && stream?.writableCorked; i++) stream.uncork();
+    }
     stopWatching(false);
   });
   setInterval(updateStats, 1000);

@@ -9,12 +9,16 @@
 //   node tests/browsers/driver/watch.mjs --url URL [--pages N] [--seconds S] [--screenshot PREFIX]
 //                                [--stop-file PATH] [--page-urls URL1,URL2,...]
 //                                [--browser chromium|firefox] [--firefox-h264 1] [--ice-warmup 1]
+//                                [--pagehide-frozen-ms N]
 //
 // --ice-warmup 1 (Chromium) first waits until a probe page gathers an ICE candidate: in a
 // network namespace made moments before, Chromium's first pages at times see no network.
 // --page-urls gives each page a URL of its own (page i opens the i-th); --url is the rest's.
 // --firefox-h264 1 turns on Firefox's H.264 through the system's FFmpeg (libavcodec), as a
 // user can in about:config; without it Firefox is as Debian ships it: no H.264.
+// --pagehide-frozen-ms N: before closing the pages, fire pagehide in each and keep its thread
+// busy for N ms, as a tab being torn down runs no more timers: what the page sends as it goes
+// must leave at once. Prints {"pagehideFrozen":true} as it fires the event.
 import puppeteer from "puppeteer-core";
 import { existsSync } from "node:fs";
 import { emit, launchChromium, parseArgs, waitForIceNetwork } from "./launch.mjs";
@@ -104,6 +108,17 @@ try {
     const samples = await page.evaluate(() => window.campeerStats?.latencySamples ?? []);
     const frameLog = await page.evaluate(() => window.campeerStats?.frameLog ?? []);
     emit({ page: i, latencySamples: samples, frameLog });
+  }
+  const frozenMs = Number(args["pagehide-frozen-ms"] ?? 0);
+  if (frozenMs > 0) {
+    for (const [i, { page }] of opened.entries()) {
+      emit({ page: i, pagehideFrozen: true });
+      await page.evaluate((ms) => {
+        dispatchEvent(new PageTransitionEvent("pagehide", { persisted: false }));
+        const end = Date.now() + ms;
+        while (Date.now() < end) { /* no timer runs meanwhile */ }
+      }, frozenMs);
+    }
   }
   // Close the pages the way a person closes a tab (pagehide fires).
   for (const { page } of opened) await page.close({ runBeforeUnload: true });
