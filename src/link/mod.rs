@@ -25,6 +25,8 @@ pub mod meter;
 pub mod pacer;
 pub mod retransmit;
 pub mod send_time;
+#[cfg(test)]
+mod sim;
 pub mod stats;
 
 use crate::sdp::CongestionFeedback;

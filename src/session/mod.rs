@@ -55,7 +55,7 @@ const RENEGOTIATION_WAIT: Duration = Duration::from_secs(4);
 const HOST_CANDIDATE_WAIT: Duration = Duration::from_millis(50);
 /// How far the estimator may go above what campeer sends at most: some room, so the estimate
 /// is not pinned to the ceiling, but not so much that a shrinking link takes long to notice.
-const ESTIMATE_HEADROOM: f64 = 1.3;
+pub(crate) const ESTIMATE_HEADROOM: f64 = 1.3;
 
 /// How many session tasks run, and the most that ever ran at once: what admission control
 /// promises to keep within the viewer limit, observable from outside.
