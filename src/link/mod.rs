@@ -88,9 +88,6 @@ pub struct LinkState {
     /// NACKed packets not resent: already resent within the round trip, over the budget, or
     /// gone from the history.
     pub retransmissions_refused: u64,
-    /// Set when loss is beyond what retransmission may repair: the session asks the encoder
-    /// for a keyframe (rate-limited there) and clears it.
-    pub keyframe_wanted: bool,
     /// How long the packets waiting in the pacer will take to leave at the pacing rate.
     pub pacer_delay: Duration,
     /// How long packets now wait in the network's queues (one-way delay above its minimum,
@@ -104,9 +101,6 @@ pub struct LinkState {
     pub retransmit_rate: DecayingRate,
     /// Packets the pacer refused because its queue was full.
     pub pacer_dropped: u64,
-    /// Set by the video hub when this link is sent the base layer only: the encoder works to
-    /// a faster viewer's rate, and the base layer is what fits here.
-    pub base_layer_only: bool,
     /// The candidate pair the media takes, as the session last read it from the peer
     /// connection.
     pub ice_path: Option<stats::IcePath>,
@@ -127,13 +121,11 @@ impl LinkState {
             retransmitted_bytes: 0,
             retransmitted_packets: 0,
             retransmissions_refused: 0,
-            keyframe_wanted: false,
             pacer_delay: Duration::ZERO,
             queue_delay: Duration::ZERO,
             remb_bps: None,
             retransmit_rate: DecayingRate::default(),
             pacer_dropped: 0,
-            base_layer_only: false,
             ice_path: None,
         }
     }
@@ -151,24 +143,60 @@ impl LinkState {
     }
 }
 
-/// One viewer's link, shared by its interceptors and its session. Cheap to clone; locked only
-/// for a few field reads or writes at a time.
+/// What the link's interceptors ask of the session, which alone acts on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkEvent {
+    /// Loss went beyond what retransmission may repair: the viewer needs a keyframe (the
+    /// session asks the encoder, which rate-limits keyframes for everyone).
+    KeyframeWanted,
+}
+
+/// Events waiting for the session at most: one waiting says all a second would.
+const LINK_EVENT_QUEUE: usize = 4;
+
+/// One viewer's link, shared by its interceptors and its session: the measurements in
+/// [`LinkState`], each written by one interceptor, and the [`LinkEvent`]s they raise for the
+/// session. Cheap to clone; locked only for a few field reads or writes at a time.
 #[derive(Clone)]
-pub struct Link(Arc<Mutex<LinkState>>);
+pub struct Link {
+    state: Arc<Mutex<LinkState>>,
+    events: Option<tokio::sync::mpsc::Sender<LinkEvent>>,
+}
 
 impl Link {
+    /// A link whose events nobody hears (for measuring parts on their own).
     pub fn new(feedback: CongestionFeedback, initial_bps: f64, max_bps: f64) -> Self {
-        Self(Arc::new(Mutex::new(LinkState::new(
-            feedback,
-            initial_bps,
-            max_bps,
-        ))))
+        Self {
+            state: Arc::new(Mutex::new(LinkState::new(feedback, initial_bps, max_bps))),
+            events: None,
+        }
+    }
+
+    /// A link and the receiver of its events, for the session that serves it.
+    pub fn with_events(
+        feedback: CongestionFeedback,
+        initial_bps: f64,
+        max_bps: f64,
+    ) -> (Self, tokio::sync::mpsc::Receiver<LinkEvent>) {
+        let (sender, receiver) = tokio::sync::mpsc::channel(LINK_EVENT_QUEUE);
+        let link = Self {
+            events: Some(sender),
+            ..Self::new(feedback, initial_bps, max_bps)
+        };
+        (link, receiver)
+    }
+
+    /// Tells the session, without waiting: a full queue already holds what it needs to know.
+    pub fn raise(&self, event: LinkEvent) {
+        if let Some(events) = &self.events {
+            let _ = events.try_send(event);
+        }
     }
 
     /// The state, for a short read or update. A panic while it was held elsewhere leaves
     /// plain numbers behind, so a poisoned lock is taken over rather than spreading the panic.
     pub fn lock(&self) -> MutexGuard<'_, LinkState> {
-        self.0
+        self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }

@@ -5,7 +5,7 @@
 //! what retransmission may repair, a keyframe (rate-limited by the encoder's keyframe policy)
 //! repairs it instead.
 
-use super::Link;
+use super::{Link, LinkEvent};
 use rtc::interceptor::{
     Attribute, AttributedPacket, Interceptor, Packet, StreamInfo, TaggedPacket,
 };
@@ -233,13 +233,15 @@ impl Retransmitter {
         if refused == 0 && resent_bytes == 0 {
             return;
         }
-        let mut link = self.link.lock();
-        if resent_bytes > 0 {
-            link.retransmit_rate.add(now, resent_bytes);
+        {
+            let mut link = self.link.lock();
+            if resent_bytes > 0 {
+                link.retransmit_rate.add(now, resent_bytes);
+            }
+            link.retransmissions_refused += refused;
         }
-        link.retransmissions_refused += refused;
         if refused > 0 && self.refusals.len() >= REFUSALS_FOR_KEYFRAME {
-            link.keyframe_wanted = true;
+            self.link.raise(LinkEvent::KeyframeWanted);
             self.refusals.clear();
         }
     }
@@ -312,7 +314,15 @@ mod tests {
     const SSRC: u32 = 5;
 
     fn retransmitter(estimate: f64) -> (Link, Retransmitter) {
-        let link = Link::new(CongestionFeedback::TransportCc, estimate, 10_000_000.0);
+        let (link, retransmitter, _) = retransmitter_with_events(estimate);
+        (link, retransmitter)
+    }
+
+    fn retransmitter_with_events(
+        estimate: f64,
+    ) -> (Link, Retransmitter, tokio::sync::mpsc::Receiver<LinkEvent>) {
+        let (link, events) =
+            Link::with_events(CongestionFeedback::TransportCc, estimate, 10_000_000.0);
         let mut retransmitter = Retransmitter::new(link.clone());
         retransmitter.bind_local_stream(&StreamInfo {
             ssrc: SSRC,
@@ -322,7 +332,7 @@ mod tests {
             }],
             ..Default::default()
         });
-        (link, retransmitter)
+        (link, retransmitter, events)
     }
 
     fn send(r: &mut Retransmitter, now: Instant, sequence_number: u16) {
@@ -424,7 +434,7 @@ mod tests {
     #[test]
     fn retransmissions_stay_within_their_share_of_the_estimate() {
         // 400 kbit/s: the budget is 12.5 kB/s, at most a second of it (12.5 kB) at once.
-        let (link, mut r) = retransmitter(400_000.0);
+        let (link, mut r, mut events) = retransmitter_with_events(400_000.0);
         let start = Instant::now();
         for seq in 0..300u16 {
             send(&mut r, start, seq);
@@ -444,8 +454,9 @@ mod tests {
         );
         let state = link.snapshot();
         assert!(state.retransmissions_refused > 0);
-        assert!(
-            state.keyframe_wanted,
+        assert_eq!(
+            events.try_recv().ok(),
+            Some(LinkEvent::KeyframeWanted),
             "unrepairable loss asks for a keyframe"
         );
     }

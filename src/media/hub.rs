@@ -182,7 +182,18 @@ pub struct HubStats {
 #[derive(Default)]
 struct ViewerLinks {
     next_id: u64,
-    links: HashMap<u64, (Link, f64)>,
+    links: HashMap<u64, FollowedLink>,
+}
+
+/// One viewer's link as the stream follows it, and what the stream decided for it.
+struct FollowedLink {
+    link: Link,
+    /// The codec rate of the sound this viewer is sent beside the video.
+    audio_bps: f64,
+    /// The allocator's decision, owned here: this viewer is sent the base layer only (the
+    /// encoder works to a faster viewer's rate). Its session reads it through its
+    /// [`Subscription`].
+    base_layer_only: bool,
 }
 
 /// One codec's stream: its viewers, their keyframe requests and links, and what it sent.
@@ -250,13 +261,13 @@ impl Stream {
         lock(&self.viewers)
             .links
             .iter()
-            .map(|(id, (link, audio_bps))| {
-                let state = link.lock();
+            .map(|(id, followed)| {
+                let state = followed.link.lock();
                 (
                     *id,
                     ViewerLink {
                         estimate_bps: state.media_estimate_bps(now),
-                        audio_bps: *audio_bps,
+                        audio_bps: followed.audio_bps,
                         loss: state.loss.unwrap_or(0.0),
                         queued: state.pacer_delay,
                     },
@@ -265,12 +276,12 @@ impl Stream {
             .collect()
     }
 
-    /// Tells each viewer's link which layers it is sent.
+    /// Notes which layers each viewer is sent.
     fn assign_layers(&self, base_only: &[(u64, bool)]) {
-        let viewers = lock(&self.viewers);
+        let mut viewers = lock(&self.viewers);
         for (id, base) in base_only {
-            if let Some((link, _)) = viewers.links.get(id) {
-                link.lock().base_layer_only = *base;
+            if let Some(followed) = viewers.links.get_mut(id) {
+                followed.base_layer_only = *base;
             }
         }
     }
@@ -1029,8 +1040,31 @@ impl Subscription {
                 viewers.next_id
             }
         };
-        viewers.links.insert(id, (link, audio_bps));
+        let base_layer_only = viewers
+            .links
+            .get(&id)
+            .is_some_and(|followed| followed.base_layer_only);
+        viewers.links.insert(
+            id,
+            FollowedLink {
+                link,
+                audio_bps,
+                base_layer_only,
+            },
+        );
         self.link_id = Some(id);
+    }
+
+    /// Whether this viewer is sent the base layer only, as the stream last decided from
+    /// every viewer's link (`false` before it follows a link).
+    pub fn base_layer_only(&self) -> bool {
+        let Some(id) = self.link_id else {
+            return false;
+        };
+        lock(&self.stream().viewers)
+            .links
+            .get(&id)
+            .is_some_and(|followed| followed.base_layer_only)
     }
 
     /// The next frame this viewer should send. After falling behind, frames up to the next

@@ -163,7 +163,7 @@ pub fn spawn(
     early_candidates: Vec<Candidate>,
 ) -> SessionHandle {
     let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
-    let link = new_link(&context, &choice);
+    let (link, link_events) = new_link(&context, &choice);
     let session_link = link.clone();
     context.tasks.started();
     tokio::spawn(async move {
@@ -187,7 +187,7 @@ pub fn spawn(
         .await;
         let reason = match started {
             Ok(mut session) => {
-                let reason = session.serve(commands).await;
+                let reason = session.serve(commands, link_events).await;
                 session.close().await;
                 reason
             }
@@ -215,13 +215,17 @@ fn audio_bps(context: &SessionContext, choice: &Negotiated) -> f64 {
     }
 }
 
-/// A fresh link for a viewer: its estimate starts at [`link::INITIAL_ESTIMATE_BPS`] and may
-/// not go far above the most campeer would send it.
-fn new_link(context: &SessionContext, choice: &Negotiated) -> Link {
+/// A fresh link for a viewer, and the receiver of what its interceptors ask of the session:
+/// its estimate starts at [`link::INITIAL_ESTIMATE_BPS`] and may not go far above the most
+/// campeer would send it.
+fn new_link(
+    context: &SessionContext,
+    choice: &Negotiated,
+) -> (Link, mpsc::Receiver<link::LinkEvent>) {
     let video = context.hub.video().bitrate_bps();
     let most = (f64::from(video) + audio_bps(context, choice)) / crate::media::rate::PAYLOAD_SHARE
         * ESTIMATE_HEADROOM;
-    Link::new(choice.feedback, link::INITIAL_ESTIMATE_BPS, most)
+    Link::with_events(choice.feedback, link::INITIAL_ESTIMATE_BPS, most)
 }
 
 fn send(outbox: &Outbox, id: &Segment, message: &DeviceMessage) {
@@ -555,7 +559,11 @@ impl<'a> Session<'a> {
         held
     }
 
-    async fn serve(&mut self, mut commands: mpsc::Receiver<SessionCommand>) -> EndReason {
+    async fn serve(
+        &mut self,
+        mut commands: mpsc::Receiver<SessionCommand>,
+        mut link_events: mpsc::Receiver<link::LinkEvent>,
+    ) -> EndReason {
         let mut link_check = tokio::time::interval(LINK_CHECK_PERIOD);
         link_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -574,6 +582,8 @@ impl<'a> Session<'a> {
                     Some(event) => self.on_peer_event(event),
                     None => return EndReason::Failed("the peer connection stopped".into()),
                 },
+                // Never closed while serving: this session's own link holds a sender.
+                Some(event) = link_events.recv() => self.on_link_event(event),
                 frame = self.subscription.next_frame(), if sending => match frame {
                     Some(frame) => self.send_frame(&frame).await,
                     None => return EndReason::Failed("the video hub closed".into()),
@@ -604,22 +614,21 @@ impl<'a> Session<'a> {
         });
     }
 
-    /// Carries out what the policy makes of the link's interceptors' findings: a keyframe to
-    /// repair loss that retransmission may not, the media path read for the stats topic, and
-    /// the end of a viewer that stays connected but stopped reporting.
-    async fn check_link(&mut self, now: Instant) -> Option<EndReason> {
-        let (keyframe_wanted, last_feedback) = {
-            let mut link = self.link.lock();
-            (
-                std::mem::take(&mut link.keyframe_wanted),
-                link.last_feedback_at,
-            )
-        };
-        let check = self.policy.on_check(now, keyframe_wanted, last_feedback);
-        if check.request_keyframe {
-            tracing::debug!(session = %self.id, "loss beyond repair; asking for a keyframe");
-            self.subscription.request_keyframe();
+    /// What the link's interceptors ask for, as they ask it.
+    fn on_link_event(&mut self, event: link::LinkEvent) {
+        match event {
+            link::LinkEvent::KeyframeWanted => {
+                tracing::debug!(session = %self.id, "loss beyond repair; asking for a keyframe");
+                self.subscription.request_keyframe();
+            }
         }
+    }
+
+    /// Carries out what the policy makes of the link: the media path read for the stats
+    /// topic, and the end of a viewer that stays connected but stopped reporting.
+    async fn check_link(&mut self, now: Instant) -> Option<EndReason> {
+        let last_feedback = self.link.lock().last_feedback_at;
+        let check = self.policy.on_check(now, last_feedback);
         if let Some(silent) = check.silent_for {
             return Some(EndReason::Failed(format!(
                 "no feedback from the viewer for {} s although connected",
@@ -756,13 +765,10 @@ impl<'a> Session<'a> {
     }
 
     async fn send_frame(&mut self, frame: &EncodedFrame) {
-        let context = {
-            let link = self.link.lock();
-            FrameContext {
-                pacer_delay: link.pacer_delay,
-                base_layer_only: link.base_layer_only,
-                temporal_id: frame.temporal_id,
-            }
+        let context = FrameContext {
+            pacer_delay: self.link.lock().pacer_delay,
+            base_layer_only: self.subscription.base_layer_only(),
+            temporal_id: frame.temporal_id,
         };
         match self.policy.on_frame(context) {
             FrameAction::Send => {}

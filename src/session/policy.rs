@@ -1,7 +1,6 @@
 //! What one viewer's session does about its link, decided in one place: which frames it sends
 //! (the base layer only on a slow link; nothing while the pacer's queue is backed up, then a
-//! fresh start at a keyframe), when it asks the encoder for a keyframe to repair loss, when
-//! it reads which candidate pair the media takes, and when a viewer that stays connected but
+//! fresh start at a keyframe), when it reads which candidate pair the media takes, and when a viewer that stays connected but
 //! stopped sending feedback is given up. A plain state machine: it is told what the link's
 //! interceptors measured and what time it is, and says what to do; the session task does it.
 
@@ -33,8 +32,6 @@ pub enum FrameAction {
 /// What the link check found, for the session to carry out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LinkCheck {
-    /// Loss went beyond what retransmission repairs: ask the encoder for a keyframe.
-    pub request_keyframe: bool,
     /// Time to read the media's candidate pair again.
     pub read_path: bool,
     /// Connected, yet no feedback for this long, beyond the limit: end the session.
@@ -102,18 +99,9 @@ impl LinkPolicy {
         FrameAction::Send
     }
 
-    /// The periodic look at the link: `keyframe_wanted` and `last_feedback` as its
-    /// interceptors left them.
-    pub fn on_check(
-        &mut self,
-        now: Instant,
-        keyframe_wanted: bool,
-        last_feedback: Option<Instant>,
-    ) -> LinkCheck {
-        let mut check = LinkCheck {
-            request_keyframe: keyframe_wanted,
-            ..LinkCheck::default()
-        };
+    /// The periodic look at the link: `last_feedback` as its interceptors left it.
+    pub fn on_check(&mut self, now: Instant, last_feedback: Option<Instant>) -> LinkCheck {
+        let mut check = LinkCheck::default();
         let Some(since) = self.connected_since else {
             return check;
         };
@@ -183,30 +171,19 @@ mod tests {
         let mut policy = LinkPolicy::new(TIMEOUT);
         let at = |secs: u64| start + Duration::from_secs(secs);
         // Not connected: the connection timeout is liveness's business, not this.
-        assert_eq!(policy.on_check(at(100), false, None).silent_for, None);
+        assert_eq!(policy.on_check(at(100), None).silent_for, None);
         policy.on_connected(at(100));
-        assert_eq!(policy.on_check(at(129), false, None).silent_for, None);
-        let check = policy.on_check(at(131), false, None);
+        assert_eq!(policy.on_check(at(129), None).silent_for, None);
+        let check = policy.on_check(at(131), None);
         assert_eq!(check.silent_for, Some(Duration::from_secs(31)));
         // Feedback keeps it alive; feedback from before this connection does not.
         let mut policy = LinkPolicy::new(TIMEOUT);
         policy.on_connected(at(0));
-        assert_eq!(
-            policy.on_check(at(50), false, Some(at(40))).silent_for,
-            None
-        );
+        assert_eq!(policy.on_check(at(50), Some(at(40))).silent_for, None);
         policy.on_disconnected();
         policy.on_connected(at(100));
-        assert_eq!(
-            policy.on_check(at(129), false, Some(at(40))).silent_for,
-            None
-        );
-        assert!(
-            policy
-                .on_check(at(131), false, Some(at(40)))
-                .silent_for
-                .is_some()
-        );
+        assert_eq!(policy.on_check(at(129), Some(at(40))).silent_for, None);
+        assert!(policy.on_check(at(131), Some(at(40))).silent_for.is_some());
     }
 
     #[test]
@@ -214,29 +191,15 @@ mod tests {
         let start = Instant::now();
         let at = |ms: u64| start + Duration::from_millis(ms);
         let mut policy = LinkPolicy::new(TIMEOUT);
-        assert!(
-            !policy.on_check(at(0), false, None).read_path,
-            "not connected"
-        );
+        assert!(!policy.on_check(at(0), None).read_path, "not connected");
         policy.on_connected(at(0));
-        assert!(policy.on_check(at(250), false, None).read_path);
-        assert!(!policy.on_check(at(500), false, None).read_path);
-        assert!(!policy.on_check(at(2_000), false, None).read_path);
-        assert!(policy.on_check(at(2_250), false, None).read_path);
+        assert!(policy.on_check(at(250), None).read_path);
+        assert!(!policy.on_check(at(500), None).read_path);
+        assert!(!policy.on_check(at(2_000), None).read_path);
+        assert!(policy.on_check(at(2_250), None).read_path);
         // A new connection (an ICE restart) reads it at once.
         policy.on_disconnected();
         policy.on_connected(at(2_500));
-        assert!(policy.on_check(at(2_750), false, None).read_path);
-    }
-
-    #[test]
-    fn a_keyframe_is_asked_for_whenever_the_link_wants_one() {
-        let mut policy = LinkPolicy::new(TIMEOUT);
-        let now = Instant::now();
-        assert!(
-            policy.on_check(now, true, None).request_keyframe,
-            "even unconnected"
-        );
-        assert!(!policy.on_check(now, false, None).request_keyframe);
+        assert!(policy.on_check(at(2_750), None).read_path);
     }
 }

@@ -833,6 +833,29 @@ impl TestViewer {
             .expect("send a PLI");
     }
 
+    /// Asks for packets again with a NACK: sixteen after each of `first_sequence_numbers`
+    /// besides it.
+    pub async fn send_nack(&self, first_sequence_numbers: &[u16]) {
+        use rtc::rtcp::transport_feedbacks::transport_layer_nack::{NackPair, TransportLayerNack};
+        let track = self.track.lock().unwrap().clone().expect("a video track");
+        let media_ssrc = track.ssrcs().await.first().copied().expect("an SSRC");
+        let nack = TransportLayerNack {
+            sender_ssrc: 1,
+            media_ssrc,
+            nacks: first_sequence_numbers
+                .iter()
+                .map(|&packet_id| NackPair {
+                    packet_id,
+                    lost_packets: u16::MAX,
+                })
+                .collect(),
+        };
+        track
+            .write_rtcp(vec![Box::new(nack)])
+            .await
+            .expect("send a NACK");
+    }
+
     pub async fn hangup(&self) {
         self.publish(json!({"type": "hangup"})).await;
     }

@@ -1,5 +1,6 @@
-//! PLI from a viewer forces an IDR, and a flood of them is rate-limited: with periodic
-//! keyframes a minute apart, every keyframe seen here was requested.
+//! PLI from a viewer forces an IDR, and a flood of them is rate-limited; NACKs for packets
+//! campeer no longer holds bring one too. With periodic keyframes a minute apart, every
+//! keyframe seen here was requested.
 
 use campeer::config::Overrides;
 use common::*;
@@ -60,6 +61,20 @@ async fn pli_forces_keyframes_but_a_flood_is_limited() {
             .await
     );
     assert_eq!(viewer.snapshot(|s| s.decode_errors), 0);
+
+    // Loss beyond repair: NACKs for packets campeer no longer holds (far from any sent in the
+    // last second) are refused, and past a few refusals campeer asks for a keyframe itself.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = device.hub_stats().keyframes_encoded;
+    viewer.send_nack(&[12_345, 45_678]).await;
+    assert!(
+        wait_for(Duration::from_secs(2), || device
+            .hub_stats()
+            .keyframes_encoded
+            > before)
+        .await,
+        "NACKs campeer could not answer did not bring a keyframe"
+    );
 
     viewer.close().await;
     device.shutdown().await;
