@@ -841,3 +841,21 @@ pub fn mount_or_skip(spec: CameraSpec) -> Option<FakeCamera> {
         }
     }
 }
+
+impl Drop for FakeCamera {
+    /// Detaches the mount before the session's own unmount, which fails (EBUSY) while campeer
+    /// still holds the device open, as an in-process campeer may for a moment after its test
+    /// ends. Left mounted, the filesystem outlived its test process as a dead mount
+    /// ("Transport endpoint is not connected"); detached, it is gone from the tree at once and
+    /// the kernel ends it when the last descriptor closes.
+    fn drop(&mut self) {
+        use std::os::unix::ffi::OsStrExt;
+        let Ok(mountpoint) = std::ffi::CString::new(self.dir.path().as_os_str().as_bytes()) else {
+            return;
+        };
+        // SAFETY: a NUL-terminated path that lives across the call; no other memory is passed.
+        unsafe {
+            libc::umount2(mountpoint.as_ptr(), libc::MNT_DETACH);
+        }
+    }
+}

@@ -19,6 +19,9 @@ async fn a_real_viewer_takes_the_place_of_an_offer_that_never_connected() {
     })
     .await;
     let ghosts = TopicWatcher::start(&broker, "campeer/cam1/out/#").await;
+    // Offer only once the device listens, as every viewer does: an offer published before
+    // its subscription is in place is simply never delivered.
+    assert!(wait_until_online(&broker, "cam1").await);
     for ghost in ["ghost1", "ghost2"] {
         let sdp = offer_from_vanished_peer().await;
         ghosts
