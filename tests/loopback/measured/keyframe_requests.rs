@@ -28,11 +28,7 @@ async fn pli_forces_keyframes_but_a_flood_is_limited() {
     let before = device.hub_stats().keyframes_encoded;
     viewer.send_pli().await;
     assert!(
-        wait_for(Duration::from_secs(2), || device
-            .hub_stats()
-            .keyframes_encoded
-            > before)
-        .await,
+        a_keyframe_follows(&device, before).await,
         "a PLI did not produce a keyframe"
     );
 
@@ -68,14 +64,18 @@ async fn pli_forces_keyframes_but_a_flood_is_limited() {
     let before = device.hub_stats().keyframes_encoded;
     viewer.send_nack(&[12_345, 45_678]).await;
     assert!(
-        wait_for(Duration::from_secs(2), || device
-            .hub_stats()
-            .keyframes_encoded
-            > before)
-        .await,
+        a_keyframe_follows(&device, before).await,
         "NACKs campeer could not answer did not bring a keyframe"
     );
 
     viewer.close().await;
     device.shutdown().await;
+}
+
+/// Whether the device encodes a keyframe beyond the `before` it had counted, within 2 s.
+async fn a_keyframe_follows(device: &campeer::device::DeviceHandle, before: u64) -> bool {
+    wait_for(Duration::from_secs(2), || {
+        device.hub_stats().keyframes_encoded > before
+    })
+    .await
 }
