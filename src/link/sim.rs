@@ -134,7 +134,7 @@ pub struct Viewer {
 
 impl Viewer {
     fn new(bottleneck: usize, now: Instant) -> Self {
-        let most = f64::from(ENCODER_MAX_BPS) / PAYLOAD_SHARE * crate::session::ESTIMATE_HEADROOM;
+        let most = crate::session::estimate_ceiling_bps(ENCODER_MAX_BPS, 0.0);
         let link = Link::new(
             CongestionFeedback::TransportCc,
             super::INITIAL_ESTIMATE_BPS,

@@ -55,7 +55,7 @@ const RENEGOTIATION_WAIT: Duration = Duration::from_secs(4);
 const HOST_CANDIDATE_WAIT: Duration = Duration::from_millis(50);
 /// How far the estimator may go above what campeer sends at most: some room, so the estimate
 /// is not pinned to the ceiling, but not so much that a shrinking link takes long to notice.
-pub(crate) const ESTIMATE_HEADROOM: f64 = 1.3;
+const ESTIMATE_HEADROOM: f64 = 1.3;
 
 /// How many session tasks run, and the most that ever ran at once: what admission control
 /// promises to keep within the viewer limit, observable from outside.
@@ -222,10 +222,17 @@ fn new_link(
     context: &SessionContext,
     choice: &Negotiated,
 ) -> (Link, mpsc::Receiver<link::LinkEvent>) {
-    let video = context.hub.video().bitrate_bps();
-    let most = (f64::from(video) + audio_bps(context, choice)) / crate::media::rate::PAYLOAD_SHARE
-        * ESTIMATE_HEADROOM;
+    let most = estimate_ceiling_bps(
+        context.hub.video().bitrate_bps(),
+        audio_bps(context, choice),
+    );
     Link::with_events(choice.feedback, link::INITIAL_ESTIMATE_BPS, most)
+}
+
+/// The highest estimate a viewer's link may reach: what campeer sends at most (the encoder's
+/// configured rate and the sound, as payload), with [`ESTIMATE_HEADROOM`].
+pub(crate) fn estimate_ceiling_bps(video_bps: u32, audio_bps: f64) -> f64 {
+    (f64::from(video_bps) + audio_bps) / crate::media::rate::PAYLOAD_SHARE * ESTIMATE_HEADROOM
 }
 
 fn send(outbox: &Outbox, id: &Segment, message: &DeviceMessage) {

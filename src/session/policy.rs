@@ -1,8 +1,9 @@
 //! What one viewer's session does about its link, decided in one place: which frames it sends
 //! (the base layer only on a slow link; nothing while the pacer's queue is backed up, then a
-//! fresh start at a keyframe), when it reads which candidate pair the media takes, and when a viewer that stays connected but
-//! stopped sending feedback is given up. A plain state machine: it is told what the link's
-//! interceptors measured and what time it is, and says what to do; the session task does it.
+//! fresh start at a keyframe), when it reads which candidate pair the media takes, and when a
+//! viewer that stays connected but stopped sending feedback is given up. A plain state
+//! machine: it is told what the link's interceptors measured and what time it is, and says
+//! what to do; the session task does it.
 
 use std::time::{Duration, Instant};
 

@@ -13,7 +13,7 @@ async fn chromium_plays_the_test_tone_with_the_video() {
     let device = start_device(flags).await;
     let url = format!("http://{}/", device.http_addr());
     let shots = screenshot_prefix("audio");
-    let browser = BrowserRun::start(&url, 1, 90, &shots);
+    let browser = BrowserRun::start(&url, 1, UNTIL_CLOSED_SECS, &shots);
 
     assert_page_plays(&browser, 0, 30).await;
     assert!(

@@ -20,7 +20,12 @@ async fn busy_then_offline() {
     })
     .await;
     let url = format!("http://{}/", device.http_addr());
-    let browser = BrowserRun::start(&url, 2, 90, &screenshot_prefix("busy-offline"));
+    let browser = BrowserRun::start(
+        &url,
+        2,
+        UNTIL_CLOSED_SECS,
+        &screenshot_prefix("busy-offline"),
+    );
 
     // One page gets the only place; the other is told the device is busy.
     let playing = |v: &serde_json::Value| is_playing(v, 10);

@@ -17,7 +17,7 @@ async fn chromium_plays_from_the_embedded_broker() {
     // The page's hangup must leave as pagehide fires: a page being torn down runs no more
     // timers, so the script holds the page's thread for longer than the hangup may take.
     let frozen = Duration::from_secs(4);
-    let browser = BrowserRun::start_freezing_at_close(&url, 90, &shots, frozen);
+    let browser = BrowserRun::start_freezing_at_close(&url, UNTIL_CLOSED_SECS, &shots, frozen);
 
     assert_page_plays(&browser, 0, 30).await;
     let first = browser.latest(0).unwrap()["stats"]["framesDecoded"]

@@ -11,7 +11,12 @@ async fn the_page_plays_video_and_says_the_microphone_failed() {
     flags.audio_source = Some("campeer-no-such-microphone".into());
     let device = start_device(flags).await;
     let url = format!("http://{}/", device.http_addr());
-    let browser = BrowserRun::start(&url, 1, 90, &screenshot_prefix("microphone-failed"));
+    let browser = BrowserRun::start(
+        &url,
+        1,
+        UNTIL_CLOSED_SECS,
+        &screenshot_prefix("microphone-failed"),
+    );
 
     assert_page_plays(&browser, 0, 30).await;
     assert!(

@@ -20,7 +20,7 @@ async fn chromium_plays_through_mosquitto_websockets() {
     .await;
     assert!(device.embedded_broker().is_none());
     let url = format!("http://{}/", device.http_addr());
-    let browser = BrowserRun::start(&url, 1, 90, &screenshot_prefix("mosquitto"));
+    let browser = BrowserRun::start(&url, 1, UNTIL_CLOSED_SECS, &screenshot_prefix("mosquitto"));
     assert!(
         browser
             .wait_for(Duration::from_secs(30), 0, |v| is_playing(v, 60)

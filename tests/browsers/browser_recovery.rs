@@ -11,7 +11,7 @@ async fn page_recovers_after_a_restart() {
     let mut daemon = DaemonProcess::spawn(&args);
     let url = format!("http://127.0.0.1:{http}/");
     assert!(wait_for_listener(http).await);
-    let browser = BrowserRun::start(&url, 1, 90, &screenshot_prefix("recovery"));
+    let browser = BrowserRun::start(&url, 1, UNTIL_CLOSED_SECS, &screenshot_prefix("recovery"));
     assert_page_plays(&browser, 0, 30).await;
 
     daemon.signal("TERM");

@@ -17,6 +17,10 @@ pub struct BrowserRun {
     stop_dir: tempfile::TempDir,
 }
 
+/// How long a script may run at most when its scenario ends it with [`BrowserRun::close`] once
+/// its checks are done: far beyond what the checks take, only a bound.
+pub const UNTIL_CLOSED_SECS: u64 = 90;
+
 pub fn screenshot_prefix(name: &str) -> String {
     let dir = concat!(
         env!("CARGO_MANIFEST_DIR"),

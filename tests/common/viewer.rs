@@ -821,39 +821,45 @@ impl TestViewer {
     /// Sends a picture loss indication for the received video, as a decoder does when it
     /// lost its reference.
     pub async fn send_pli(&self) {
-        let track = self.track.lock().unwrap().clone().expect("a video track");
-        let media_ssrc = track.ssrcs().await.first().copied().expect("an SSRC");
-        let pli = rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication {
-            sender_ssrc: 1,
-            media_ssrc,
-        };
-        track
-            .write_rtcp(vec![Box::new(pli)])
-            .await
-            .expect("send a PLI");
+        self.send_video_feedback(|media_ssrc| {
+            Box::new(
+                rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication {
+                    sender_ssrc: 1,
+                    media_ssrc,
+                },
+            )
+        })
+        .await;
     }
 
     /// Asks for packets again with a NACK: sixteen after each of `first_sequence_numbers`
     /// besides it.
     pub async fn send_nack(&self, first_sequence_numbers: &[u16]) {
         use rtc::rtcp::transport_feedbacks::transport_layer_nack::{NackPair, TransportLayerNack};
+        self.send_video_feedback(|media_ssrc| {
+            Box::new(TransportLayerNack {
+                sender_ssrc: 1,
+                media_ssrc,
+                nacks: first_sequence_numbers
+                    .iter()
+                    .map(|&packet_id| NackPair {
+                        packet_id,
+                        lost_packets: u16::MAX,
+                    })
+                    .collect(),
+            })
+        })
+        .await;
+    }
+
+    /// Sends RTCP feedback about the received video, made for its SSRC.
+    async fn send_video_feedback(&self, feedback: impl FnOnce(u32) -> Box<dyn rtc::rtcp::Packet>) {
         let track = self.track.lock().unwrap().clone().expect("a video track");
         let media_ssrc = track.ssrcs().await.first().copied().expect("an SSRC");
-        let nack = TransportLayerNack {
-            sender_ssrc: 1,
-            media_ssrc,
-            nacks: first_sequence_numbers
-                .iter()
-                .map(|&packet_id| NackPair {
-                    packet_id,
-                    lost_packets: u16::MAX,
-                })
-                .collect(),
-        };
         track
-            .write_rtcp(vec![Box::new(nack)])
+            .write_rtcp(vec![feedback(media_ssrc)])
             .await
-            .expect("send a NACK");
+            .expect("send RTCP feedback");
     }
 
     pub async fn hangup(&self) {
