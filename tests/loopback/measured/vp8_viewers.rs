@@ -65,17 +65,22 @@ async fn vp8_viewers_share_one_vp8_encoder_beside_h264() {
         assert_eq!(viewer.snapshot(|s| s.payload_types.clone()), vec![96]);
     }
 
-    // One VP8 encode per frame for both VP8 viewers, one H.264 encode per frame for alice.
+    // One VP8 encode per frame for both VP8 viewers, one H.264 encode per frame for alice: at
+    // most the camera's 30 frames a second each (two encodes per frame would be twice that),
+    // and still encoding (at least half of them, so that a busy machine is not a failure).
     let before = device.hub_stats();
     let (bob_before, carol_before) = (bob.frames(), carol.frames());
+    let window_started = std::time::Instant::now();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after = device.hub_stats();
+    let camera_frames = 30.0 * window_started.elapsed().as_secs_f64();
     let vp8_encoded = (after.vp8.frames_encoded - before.vp8.frames_encoded) as usize;
     let h264_encoded = (after.frames_encoded - before.frames_encoded) as usize;
     for (codec, encoded) in [("VP8", vp8_encoded), ("H.264", h264_encoded)] {
+        let encoded_share = encoded as f64 / camera_frames;
         assert!(
-            (60..=100).contains(&encoded),
-            "{encoded} {codec} frames encoded in 3 s at 30 fps"
+            (0.5..=1.1).contains(&encoded_share),
+            "{encoded} {codec} frames encoded while the camera made {camera_frames:.0}"
         );
     }
     for (name, got) in [
