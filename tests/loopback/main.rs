@@ -42,6 +42,7 @@ mod measured {
     mod big_offers;
     mod camera_corrupt_frames;
     mod candidate_flood;
+    mod encoder_memory;
     mod keyframe_requests;
     mod late_joiner;
     mod offer_flood;
