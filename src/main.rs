@@ -2,6 +2,9 @@ use anyhow::Context;
 use campeer::config::{Config, FileConfig, Overrides};
 use clap::{CommandFactory, FromArgMatches, Parser};
 use std::path::PathBuf;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// Live camera video to any browser: answers WebRTC offers that viewers send over MQTT and
 /// streams H.264 from one encoder to every viewer.
@@ -11,7 +14,7 @@ struct Cli {
     /// TOML configuration file. Flags and CAMPEER_* environment variables override it.
     #[arg(long, env = "CAMPEER_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Log filter, e.g. "info" or "campeer=debug,webrtc=warn".
+    /// Log filter: a level, then target=level pairs, e.g. "info" or "info,campeer=debug".
     #[arg(
         long,
         env = "CAMPEER_LOG",
@@ -82,12 +85,15 @@ async fn run(mmap_threshold_fixed: bool) -> anyhow::Result<()> {
         };
         return list_devices(*json, paths, rpicam_vid.as_deref());
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&cli.log)
-                .with_context(|| format!("bad --log filter {:?}", cli.log))?,
-        )
-        .with_target(false)
+    // `target=level` directives, which is all --log takes: EnvFilter's span and field
+    // directives would cost the boards' binary 65 KB.
+    let filter: Targets = cli
+        .log
+        .parse()
+        .with_context(|| format!("bad --log filter {:?}", cli.log))?;
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_target(false))
+        .with(filter)
         .init();
     if !mmap_threshold_fixed {
         tracing::warn!(

@@ -9,7 +9,9 @@ use super::ws_proxy;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use hyper::header::{
+    ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, VARY,
+};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -32,32 +34,36 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(20);
 /// in the kernel's backlog.
 const MAX_CONNECTIONS: usize = 128;
 
-/// (path, content type, body)
-const ASSETS: &[(&str, &str, &[u8])] = &[
-    (
-        "/",
-        "text/html; charset=utf-8",
-        include_bytes!("assets/index.html"),
-    ),
-    (
-        "/app.js",
-        "text/javascript; charset=utf-8",
-        include_bytes!("assets/app.js"),
-    ),
-    (
-        "/style.css",
-        "text/css; charset=utf-8",
-        include_bytes!("assets/style.css"),
-    ),
-    (
+/// A file of the page, compressed with gzip when campeer was built (build.rs).
+struct Asset {
+    path: &'static str,
+    content_type: &'static str,
+    gzip: &'static [u8],
+}
+
+macro_rules! asset {
+    ($path:literal, $file:literal, $content_type:literal) => {
+        Asset {
+            path: $path,
+            content_type: $content_type,
+            gzip: include_bytes!(concat!(env!("OUT_DIR"), "/", $file, ".gz")),
+        }
+    };
+}
+
+const ASSETS: &[Asset] = &[
+    asset!("/", "index.html", "text/html; charset=utf-8"),
+    asset!("/app.js", "app.js", "text/javascript; charset=utf-8"),
+    asset!("/style.css", "style.css", "text/css; charset=utf-8"),
+    asset!(
         "/vendor/mqtt.esm.js",
-        "text/javascript; charset=utf-8",
-        include_bytes!("assets/vendor/mqtt.esm.js"),
+        "vendor/mqtt.esm.js",
+        "text/javascript; charset=utf-8"
     ),
-    (
+    asset!(
         "/vendor/mqtt.LICENSE.md",
-        "text/plain; charset=utf-8",
-        include_bytes!("assets/vendor/mqtt.LICENSE.md"),
+        "vendor/mqtt.LICENSE.md",
+        "text/plain; charset=utf-8"
     ),
 ];
 
@@ -202,13 +208,29 @@ fn respond(request: &Request<Incoming>, config_json: &Bytes) -> Response<Full<By
         return plain(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
     }
     let path = request.uri().path();
+    let mut encoding = None;
     let (content_type, body) = if path == "/config.json" {
         ("application/json", config_json.clone())
-    } else if let Some((_, content_type, body)) = ASSETS
+    } else if let Some(asset) = ASSETS
         .iter()
-        .find(|(asset, _, _)| *asset == path || (path == "/index.html" && *asset == "/"))
+        .find(|asset| asset.path == path || (path == "/index.html" && asset.path == "/"))
     {
-        (*content_type, Bytes::from_static(body))
+        let accept_encoding = request
+            .headers()
+            .get(ACCEPT_ENCODING)
+            .and_then(|value| value.to_str().ok());
+        if accepts_gzip(accept_encoding) {
+            encoding = Some("gzip");
+            (asset.content_type, Bytes::from_static(asset.gzip))
+        } else {
+            match gunzip(asset.gzip) {
+                Ok(body) => (asset.content_type, Bytes::from(body)),
+                Err(e) => {
+                    tracing::error!("the page's {} does not decompress: {e}", asset.path);
+                    return plain(StatusCode::INTERNAL_SERVER_ERROR, "asset unreadable\n");
+                }
+            }
+        }
     } else {
         return plain(StatusCode::NOT_FOUND, "not found\n");
     };
@@ -220,9 +242,56 @@ fn respond(request: &Request<Incoming>, config_json: &Bytes) -> Response<Full<By
     let mut response = Response::new(Full::new(body));
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Some(encoding) = encoding {
+        headers.insert(CONTENT_ENCODING, HeaderValue::from_static(encoding));
+    }
+    if path != "/config.json" {
+        headers.insert(VARY, HeaderValue::from_static("accept-encoding"));
+    }
     // The page is small and changes with the binary: always revalidate.
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
+}
+
+/// Whether an `Accept-Encoding` value takes gzip: an entry for `gzip` (or `x-gzip`) decides,
+/// else one for `*`, and a weight of 0 refuses. Without the header the plain file goes out
+/// (HTTP would allow gzip, but curl and scripts that send none expect the file itself).
+fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
+    let mut wildcard = false;
+    for entry in accept_encoding.unwrap_or("").split(',') {
+        let mut parts = entry.split(';');
+        let coding = parts.next().unwrap_or("").trim();
+        let refused = parts.any(|parameter| {
+            let parameter = parameter.trim();
+            parameter
+                .strip_prefix("q=")
+                .or_else(|| parameter.strip_prefix("Q="))
+                .and_then(|weight| weight.trim().parse::<f32>().ok())
+                .is_some_and(|weight| weight <= 0.0)
+        });
+        if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+            return !refused;
+        }
+        if coding == "*" {
+            wildcard = !refused;
+        }
+    }
+    wildcard
+}
+
+/// A gzip member's fixed header, as build.rs writes it (no optional fields), and its trailer
+/// (CRC-32 and length).
+const GZIP_HEADER_LEN: usize = 10;
+const GZIP_TRAILER_LEN: usize = 8;
+
+/// The plain file, for a client that takes no gzip (rare: every browser does). The deflate
+/// stream alone is inflated: the CRC's code would cost the binary more than it checks in a
+/// file built into it (the unit tests compare every file with its source).
+fn gunzip(gzip: &'static [u8]) -> Result<Vec<u8>, String> {
+    let deflate = gzip
+        .get(GZIP_HEADER_LEN..gzip.len().saturating_sub(GZIP_TRAILER_LEN))
+        .ok_or("shorter than a gzip header")?;
+    miniz_oxide::inflate::decompress_to_vec(deflate).map_err(|e| e.to_string())
 }
 
 /// A connection whose writes fail once the peer has taken nothing for `limit`.
@@ -300,6 +369,58 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<T> {
 mod tests {
     use super::*;
     use tokio::io::AsyncWriteExt;
+
+    #[test]
+    fn gzip_goes_to_clients_that_take_it() {
+        for taken in [
+            "gzip",
+            "gzip, deflate, br, zstd",
+            "br;q=1.0, GZIP;q=0.5",
+            "x-gzip",
+            "identity, *",
+            "gzip ; q=0.001",
+        ] {
+            assert!(accepts_gzip(Some(taken)), "{taken:?} takes gzip");
+        }
+        for refused in [
+            "",
+            "identity",
+            "br, deflate",
+            "gzip;q=0",
+            "gzip; q=0.0, *",
+            "*;q=0",
+            "gzipped",
+        ] {
+            assert!(
+                !accepts_gzip(Some(refused)),
+                "{refused:?} does not take gzip"
+            );
+        }
+        assert!(!accepts_gzip(None), "no header: the plain file");
+    }
+
+    #[test]
+    fn every_asset_decompresses_to_its_source() {
+        let sources: [(&str, &[u8]); 5] = [
+            ("/", include_bytes!("assets/index.html")),
+            ("/app.js", include_bytes!("assets/app.js")),
+            ("/style.css", include_bytes!("assets/style.css")),
+            (
+                "/vendor/mqtt.esm.js",
+                include_bytes!("assets/vendor/mqtt.esm.js"),
+            ),
+            (
+                "/vendor/mqtt.LICENSE.md",
+                include_bytes!("assets/vendor/mqtt.LICENSE.md"),
+            ),
+        ];
+        assert_eq!(ASSETS.len(), sources.len());
+        for (path, source) in sources {
+            let asset = ASSETS.iter().find(|asset| asset.path == path).expect(path);
+            assert_eq!(gunzip(asset.gzip).expect(path), source, "{path}");
+            assert!(asset.gzip.len() < source.len(), "{path} got smaller");
+        }
+    }
 
     #[tokio::test]
     async fn a_client_that_reads_nothing_is_dropped() {

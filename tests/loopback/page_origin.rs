@@ -1,7 +1,7 @@
 //! The page and the embedded broker's WebSocket share one origin: the page's HTTP server takes
 //! the upgrade on /mqtt and checks the browser's Origin, so a page from anywhere else cannot
 //! use a visitor's browser to watch or to hang up on viewers. Every response carries the
-//! security headers.
+//! security headers, and the page's files go out compressed to clients that take gzip.
 
 use common::*;
 use std::io::{Read, Write};
@@ -42,7 +42,17 @@ async fn the_broker_websocket_takes_only_the_pages_own_origin() {
     let _load = common::load::shared();
     let device = start_device(zero_config_overrides("cam1")).await;
     let port = device.http_addr().port();
-    let (page, own, foreign) = tokio::task::spawn_blocking(move || {
+    let library = move |accept_encoding: &str| {
+        exchange(
+            port,
+            &format!(
+                "GET /vendor/mqtt.esm.js HTTP/1.1\r\nHost: 127.0.0.1\r\n{accept_encoding}\
+                 Connection: close\r\n\r\n"
+            ),
+        )
+        .to_ascii_lowercase()
+    };
+    let (page, own, foreign, gzipped, plain) = tokio::task::spawn_blocking(move || {
         (
             exchange(
                 port,
@@ -50,6 +60,8 @@ async fn the_broker_websocket_takes_only_the_pages_own_origin() {
             ),
             upgrade(port, &format!("http://127.0.0.1:{port}")),
             upgrade(port, "http://evil.example"),
+            library("Accept-Encoding: gzip, deflate, br\r\n"),
+            library(""),
         )
     })
     .await
@@ -64,6 +76,20 @@ async fn the_broker_websocket_takes_only_the_pages_own_origin() {
     ] {
         assert!(page.contains(header), "{header} missing:\n{page}");
     }
+    let source_len = std::fs::metadata("src/web/assets/vendor/mqtt.esm.js")
+        .expect("the page's MQTT library")
+        .len();
+    let content_length = |head: &str| -> u64 {
+        head.lines()
+            .find_map(|line| line.strip_prefix("content-length: "))
+            .and_then(|length| length.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no content-length:\n{head}"))
+    };
+    assert!(gzipped.contains("content-encoding: gzip"), "{gzipped}");
+    assert!(gzipped.contains("vary: accept-encoding"), "{gzipped}");
+    assert!(content_length(&gzipped) < source_len / 2, "{gzipped}");
+    assert!(!plain.contains("content-encoding"), "{plain}");
+    assert_eq!(content_length(&plain), source_len, "{plain}");
     assert!(own.starts_with("HTTP/1.1 101"), "{own}");
     // RFC 6455's sample key and its accept value: the broker's own handshake came through.
     assert!(own.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{own}");
