@@ -1210,3 +1210,106 @@ async fn sleep_until(deadline: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{FileConfig, Overrides};
+
+    fn config(toml_text: &str) -> Config {
+        let file = FileConfig::parse(toml_text).expect("a valid file");
+        Config::resolve(file, Overrides::default()).expect("a valid configuration")
+    }
+
+    #[test]
+    fn the_first_camera_comes_first_then_each_entry_in_order() {
+        let config = config(
+            "[device]\nid = \"porch\"\n[video]\nsource = \"test\"\nwidth = 1280\nheight = 720\n\
+             [[cameras]]\nid = \"garden\"\nsource = \"test\"\nwidth = 640\nheight = 480\n\
+             [[cameras]]\nid = \"bench\"\nsource = \"test\"\n",
+        );
+        let listed: Vec<(String, u32)> = cameras(&config)
+            .into_iter()
+            .map(|(id, video)| (id.to_string(), video.width))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("porch".to_owned(), 1280),
+                ("garden".to_owned(), 640),
+                ("bench".to_owned(), 1280)
+            ]
+        );
+    }
+
+    #[test]
+    fn the_page_learns_how_to_reach_the_broker() {
+        // The embedded broker: through the page's own origin.
+        let embedded = page_config(&config("[device]\nid = \"porch\"\n"), true);
+        assert_eq!(embedded.device, "porch");
+        assert_eq!(embedded.broker_url, None);
+        assert_eq!(
+            embedded.broker_ws_path.as_deref(),
+            Some(web::ws_proxy::MQTT_PATH)
+        );
+        // An external broker: the WebSocket URL the operator gave, and the page's ICE servers.
+        let external = page_config(
+            &config(
+                "[mqtt]\nbroker = \"mqtt://broker.example\"\nprefix = \"home/cams\"\n\
+                 [web]\nbroker_ws_url = \"wss://broker.example/mqtt\"\n\
+                 ice_servers = [{urls = [\"stun:stun.example:3478\"]}]\n",
+            ),
+            false,
+        );
+        assert_eq!(external.prefix, "home/cams");
+        assert_eq!(
+            external.broker_url.as_deref(),
+            Some("wss://broker.example/mqtt")
+        );
+        assert_eq!(external.broker_ws_path, None);
+        let urls: Vec<&[String]> = external
+            .ice_servers
+            .iter()
+            .map(|s| s.urls.as_slice())
+            .collect();
+        assert_eq!(urls, [["stun:stun.example:3478".to_owned()]]);
+    }
+
+    #[test]
+    fn the_summary_adds_up_every_camera_and_tells_only_changes() {
+        let board = SummaryBoard::new(2);
+        let mut summary = board.subscribe();
+        board.set_viewers(0, 2);
+        board.set_viewers(1, 3);
+        assert!(summary.has_changed().unwrap());
+        assert_eq!(summary.borrow_and_update().viewers, 5);
+        // The same count again, or a camera that does not exist: nobody is woken.
+        board.set_viewers(1, 3);
+        board.set_viewers(7, 9);
+        assert!(!summary.has_changed().unwrap());
+        board.set_broker_connected(true);
+        board.set_broker_connected(true);
+        assert_eq!(
+            *summary.borrow_and_update(),
+            Summary {
+                broker_connected: true,
+                viewers: 5
+            }
+        );
+        board.set_viewers(0, 0);
+        assert_eq!(summary.borrow_and_update().viewers, 3);
+    }
+
+    #[test]
+    fn whep_sessions_are_unguessable_and_valid_topic_segments() {
+        let first = new_whep_session().expect("a valid segment");
+        let second = new_whep_session().expect("a valid segment");
+        assert_ne!(first, second);
+        let random = first
+            .as_str()
+            .strip_prefix(crate::protocol::WHEP_SESSION_PREFIX)
+            .expect("the WHEP prefix");
+        assert_eq!(random.len(), 32, "128 random bits in hex");
+        assert!(random.chars().all(|c| c.is_ascii_hexdigit()));
+    }
+}
