@@ -87,19 +87,6 @@ async fn time_to_first_frame_of(
     (times, viewer)
 }
 
-/// Hangs up every viewer and waits until the device counts none.
-async fn leave_all(viewers: Vec<TestViewer>, status: &TopicWatcher) {
-    for viewer in viewers {
-        viewer.hangup().await;
-        viewer.close().await;
-    }
-    assert!(
-        status
-            .wait_for_last(Duration::from_secs(10), |s| s["viewers"] == 0)
-            .await
-    );
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
 async fn main() {
     let broker = Broker::start();

@@ -1,7 +1,9 @@
 //! A test viewer that joins over MQTT exactly as a browser would (recvonly offer, trickle ICE),
 //! receives RTP, reassembles H.264 or VP8 and decodes it, and the checks on what it decoded.
 
-use crate::broker::{Broker, PREFIX, status_topic, subscribe_json_at, wait_until_online_at};
+use crate::broker::{
+    Broker, PREFIX, TopicWatcher, status_topic, subscribe_json_at, wait_until_online_at,
+};
 use crate::{fakecam, jitter, unix_ms_now, wait_for};
 use openh264::formats::YUVSource;
 use rtc::peer_connection::configuration::RTCOfferOptions;
@@ -877,6 +879,20 @@ impl TestViewer {
             task.abort();
         }
     }
+}
+
+/// Hangs up and closes every viewer, then waits until the device's status counts none.
+pub async fn leave_all(viewers: impl IntoIterator<Item = TestViewer>, status: &TopicWatcher) {
+    for viewer in viewers {
+        viewer.hangup().await;
+        viewer.close().await;
+    }
+    assert!(
+        status
+            .wait_for_last(Duration::from_secs(10), |s| s["viewers"] == 0)
+            .await,
+        "the device still counts viewers after they all left"
+    );
 }
 
 /// Creates and applies an offer with new ICE credentials, which either kind of test viewer

@@ -48,13 +48,7 @@ async fn an_encoder_memory_goes_back_when_it_stops() {
                 .await,
             "round {round}: no picture"
         );
-        viewer.hangup().await;
-        viewer.close().await;
-        assert!(
-            status
-                .wait_for_last(Duration::from_secs(10), |s| s["viewers"] == 0)
-                .await
-        );
+        leave_all([viewer], &status).await;
         // The pipeline stops at once (idle grace 0); give its threads a moment to end.
         tokio::time::sleep(Duration::from_secs(1)).await;
         held.push(anonymous_kib(daemon.child.id()));
