@@ -1,5 +1,5 @@
-//! The HTTP server for the viewer page. Everything it serves is built into the binary, so the
-//! device needs no internet and no CDN.
+//! The HTTP server for the viewer page (the `campeer-page` crate: its files, built into the
+//! binary), WHEP and the page's way to the embedded broker.
 
 use super::ice::PageIceServer;
 use super::response::plain;
@@ -33,39 +33,6 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Connections served at once (a watching page holds one for its MQTT WebSocket); more wait
 /// in the kernel's backlog.
 const MAX_CONNECTIONS: usize = 128;
-
-/// A file of the page, compressed with gzip when campeer was built (build.rs).
-struct Asset {
-    path: &'static str,
-    content_type: &'static str,
-    gzip: &'static [u8],
-}
-
-macro_rules! asset {
-    ($path:literal, $file:literal, $content_type:literal) => {
-        Asset {
-            path: $path,
-            content_type: $content_type,
-            gzip: include_bytes!(concat!(env!("OUT_DIR"), "/", $file, ".gz")),
-        }
-    };
-}
-
-const ASSETS: &[Asset] = &[
-    asset!("/", "index.html", "text/html; charset=utf-8"),
-    asset!("/app.js", "app.js", "text/javascript; charset=utf-8"),
-    asset!("/style.css", "style.css", "text/css; charset=utf-8"),
-    asset!(
-        "/vendor/mqtt.esm.js",
-        "vendor/mqtt.esm.js",
-        "text/javascript; charset=utf-8"
-    ),
-    asset!(
-        "/vendor/mqtt.LICENSE.md",
-        "vendor/mqtt.LICENSE.md",
-        "text/plain; charset=utf-8"
-    ),
-];
 
 /// What the page needs to know about this deployment, served as /config.json.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -211,7 +178,7 @@ fn respond(request: &Request<Incoming>, config_json: &Bytes) -> Response<Full<By
     let mut encoding = None;
     let (content_type, body) = if path == "/config.json" {
         ("application/json", config_json.clone())
-    } else if let Some(asset) = ASSETS
+    } else if let Some(asset) = campeer_page::ASSETS
         .iter()
         .find(|asset| asset.path == path || (path == "/index.html" && asset.path == "/"))
     {
@@ -223,7 +190,7 @@ fn respond(request: &Request<Incoming>, config_json: &Bytes) -> Response<Full<By
             encoding = Some("gzip");
             (asset.content_type, Bytes::from_static(asset.gzip))
         } else {
-            match gunzip(asset.gzip) {
+            match asset.plain() {
                 Ok(body) => (asset.content_type, Bytes::from(body)),
                 Err(e) => {
                     tracing::error!("the page's {} does not decompress: {e}", asset.path);
@@ -277,21 +244,6 @@ fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
         }
     }
     wildcard
-}
-
-/// A gzip member's fixed header, as build.rs writes it (no optional fields), and its trailer
-/// (CRC-32 and length).
-const GZIP_HEADER_LEN: usize = 10;
-const GZIP_TRAILER_LEN: usize = 8;
-
-/// The plain file, for a client that takes no gzip (rare: every browser does). The deflate
-/// stream alone is inflated: the CRC's code would cost the binary more than it checks in a
-/// file built into it (the unit tests compare every file with its source).
-fn gunzip(gzip: &'static [u8]) -> Result<Vec<u8>, String> {
-    let deflate = gzip
-        .get(GZIP_HEADER_LEN..gzip.len().saturating_sub(GZIP_TRAILER_LEN))
-        .ok_or("shorter than a gzip header")?;
-    miniz_oxide::inflate::decompress_to_vec(deflate).map_err(|e| e.to_string())
 }
 
 /// A connection whose writes fail once the peer has taken nothing for `limit`.
@@ -400,24 +352,27 @@ mod tests {
     }
 
     #[test]
-    fn every_asset_decompresses_to_its_source() {
+    fn every_file_served_is_its_source() {
         let sources: [(&str, &[u8]); 5] = [
-            ("/", include_bytes!("assets/index.html")),
-            ("/app.js", include_bytes!("assets/app.js")),
-            ("/style.css", include_bytes!("assets/style.css")),
+            ("/", include_bytes!("../../page/assets/index.html")),
+            ("/app.js", include_bytes!("../../page/assets/app.js")),
+            ("/style.css", include_bytes!("../../page/assets/style.css")),
             (
                 "/vendor/mqtt.esm.js",
-                include_bytes!("assets/vendor/mqtt.esm.js"),
+                include_bytes!("../../page/assets/vendor/mqtt.esm.js"),
             ),
             (
                 "/vendor/mqtt.LICENSE.md",
-                include_bytes!("assets/vendor/mqtt.LICENSE.md"),
+                include_bytes!("../../page/assets/vendor/mqtt.LICENSE.md"),
             ),
         ];
-        assert_eq!(ASSETS.len(), sources.len());
+        assert_eq!(campeer_page::ASSETS.len(), sources.len());
         for (path, source) in sources {
-            let asset = ASSETS.iter().find(|asset| asset.path == path).expect(path);
-            assert_eq!(gunzip(asset.gzip).expect(path), source, "{path}");
+            let asset = campeer_page::ASSETS
+                .iter()
+                .find(|asset| asset.path == path)
+                .expect(path);
+            assert_eq!(asset.plain().expect(path), source, "{path}");
             assert!(asset.gzip.len() < source.len(), "{path} got smaller");
         }
     }

@@ -76,7 +76,7 @@ async fn the_broker_websocket_takes_only_the_pages_own_origin() {
     ] {
         assert!(page.contains(header), "{header} missing:\n{page}");
     }
-    let source_len = std::fs::metadata("src/web/assets/vendor/mqtt.esm.js")
+    let source_len = std::fs::metadata("page/assets/vendor/mqtt.esm.js")
         .expect("the page's MQTT library")
         .len();
     let content_length = |head: &str| -> u64 {

@@ -1,5 +1,5 @@
-//! Compresses the viewer page's files (src/web/assets) with gzip into OUT_DIR, where
-//! `web::http` takes them from: the binary carries 115 KB instead of 370 KB (mqtt.js alone is
+//! Compresses the viewer page's files (assets/) with gzip into OUT_DIR, where the crate's
+//! `ASSETS` takes them from: the binary carries 115 KB instead of 370 KB (mqtt.js alone is
 //! 342 KB), and a page load over a Pi's Wi-Fi moves a third of the bytes. Each file is one
 //! gzip member with the plain 10-byte header (no name, no extra fields: checked here), which
 //! lets the daemon inflate it for a rare client without gzip by skipping header and trailer.
@@ -9,7 +9,7 @@ use flate2::write::GzEncoder;
 use std::io::Write;
 use std::path::Path;
 
-/// Every file the page serves, relative to src/web/assets.
+/// Every file the page serves, relative to assets/.
 const ASSETS: &[&str] = &[
     "index.html",
     "app.js",
@@ -21,7 +21,7 @@ const ASSETS: &[&str] = &[
 fn main() {
     let out_dir = std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR for build scripts");
     for asset in ASSETS {
-        let source = Path::new("src/web/assets").join(asset);
+        let source = Path::new("assets").join(asset);
         println!("cargo:rerun-if-changed={}", source.display());
         let text = std::fs::read(&source)
             .unwrap_or_else(|e| panic!("cannot read {}: {e}", source.display()));
