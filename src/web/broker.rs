@@ -24,6 +24,11 @@ const MAX_CONNECTIONS: usize = 256;
 /// client as long for the whole of it.
 const CONNECT_WAIT: Duration = Duration::from_millis(CONNECTION_TIMEOUT_MS as u64);
 const CONNECTION_TIMEOUT_MS: u16 = 10_000;
+/// How long rumqttd's listeners get to come up once its thread started.
+const LISTENERS_WAIT: Duration = Duration::from_secs(5);
+/// Brokers started before giving up when one's listeners do not come up (a port found free
+/// and taken by someone else before rumqttd bound it). A broker given up on keeps its thread.
+const BROKER_ATTEMPTS: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -38,6 +43,11 @@ pub enum BrokerError {
     },
     #[error("cannot start the embedded MQTT broker thread: {0}")]
     Thread(std::io::Error),
+    #[error(
+        "the embedded MQTT broker did not come to listen on {addr} ({attempts} attempts): \
+         is something else there?"
+    )]
+    NotListening { addr: SocketAddr, attempts: u32 },
 }
 
 /// The broker's own listeners, one per MQTT version, on loopback.
@@ -84,8 +94,9 @@ fn free_address(addr: SocketAddr) -> Result<SocketAddr, BrokerError> {
 }
 
 /// Starts the broker on its own threads (rumqttd runs its own runtimes), and its public port
-/// on the caller's runtime; both run for the rest of the process. rumqttd's listeners come up
-/// moments later; clients retry until they do.
+/// on the caller's runtime; both run for the rest of the process. Returns once rumqttd
+/// listens: a client turned away before then (campeer's own, say) would take the broker for
+/// one that refuses its MQTT version.
 pub async fn start(config: &EmbeddedBrokerConfig) -> Result<EmbeddedBroker, BrokerError> {
     let listen_error = |source| BrokerError::Listen {
         addr: config.listen,
@@ -95,6 +106,46 @@ pub async fn start(config: &EmbeddedBrokerConfig) -> Result<EmbeddedBroker, Brok
         .await
         .map_err(listen_error)?;
     let listen = public.local_addr().map_err(listen_error)?;
+    let mut attempt = 1;
+    let (versions, ws_listen) = loop {
+        let (versions, ws_listen) = start_rumqttd(config)?;
+        let listeners = [versions.v311, versions.v5, ws_listen];
+        match wait_until_listening(&listeners, LISTENERS_WAIT).await {
+            None => break (versions, ws_listen),
+            Some(addr) if attempt >= BROKER_ATTEMPTS => {
+                return Err(BrokerError::NotListening {
+                    addr,
+                    attempts: attempt,
+                });
+            }
+            Some(addr) => {
+                tracing::warn!(
+                    "the embedded MQTT broker did not come to listen on {addr}: starting it again"
+                );
+                attempt += 1;
+            }
+        }
+    };
+    tokio::spawn(serve_public_port(public, versions));
+    tracing::info!(
+        "embedded MQTT broker on mqtt://{} (MQTT 3.1.1 and 5) and ws://{}{}",
+        listen,
+        ws_listen,
+        if config.username.is_some() {
+            " (password required)"
+        } else {
+            ""
+        }
+    );
+    Ok(EmbeddedBroker { listen, ws_listen })
+}
+
+/// Starts a rumqttd on a thread of its own, with its listeners for each MQTT version on free
+/// loopback ports and its WebSocket listener where configured. Its listeners come up moments
+/// later, on rumqttd's own runtimes.
+fn start_rumqttd(
+    config: &EmbeddedBrokerConfig,
+) -> Result<(VersionListeners, SocketAddr), BrokerError> {
     let ws_listen = free_address(config.ws_listen)?;
     let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
     let versions = VersionListeners {
@@ -160,18 +211,64 @@ pub async fn start(config: &EmbeddedBrokerConfig) -> Result<EmbeddedBroker, Brok
             }
         })
         .map_err(BrokerError::Thread)?;
-    tokio::spawn(serve_public_port(public, versions));
-    tracing::info!(
-        "embedded MQTT broker on mqtt://{} (MQTT 3.1.1 and 5) and ws://{}{}",
-        listen,
-        ws_listen,
-        if config.username.is_some() {
-            " (password required)"
-        } else {
-            ""
+    Ok((versions, ws_listen))
+}
+
+/// Waits until this process listens on every one of `addrs` (rumqttd, the only part of it
+/// that binds them, has bound them): the first one it does not after `limit`, else `None`.
+/// Reads the kernel's socket tables rather than connecting, which rumqttd would log as a
+/// client that sent no CONNECT; where they cannot be read, it does not wait.
+async fn wait_until_listening(addrs: &[SocketAddr], limit: Duration) -> Option<SocketAddr> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let missing = addrs
+            .iter()
+            .find(|addr| !listening_here(**addr).unwrap_or(true))
+            .copied();
+        match missing {
+            None => return None,
+            Some(addr) if tokio::time::Instant::now() >= deadline => return Some(addr),
+            Some(_) => tokio::time::sleep(Duration::from_millis(10)).await,
         }
-    );
-    Ok(EmbeddedBroker { listen, ws_listen })
+    }
+}
+
+/// Whether a socket of this process listens on `addr`'s port (Linux: a LISTEN entry for the
+/// port in /proc/net/tcp or tcp6 whose inode is one of /proc/self/fd's sockets).
+fn listening_here(addr: SocketAddr) -> std::io::Result<bool> {
+    /// A TCP socket in the LISTEN state, in the table's `st` column.
+    const TCP_LISTEN: &str = "0A";
+    let port = format!("{:04X}", addr.port());
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let table = match std::fs::read_to_string(table) {
+            Ok(table) => table,
+            // No IPv6 on this machine.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        inodes.extend(table.lines().skip(1).filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (local, state, inode) = (fields.get(1)?, fields.get(3)?, fields.get(9)?);
+            let local_port = local.rsplit(':').next()?;
+            (local_port == port && *state == TCP_LISTEN).then(|| format!("socket:[{inode}]"))
+        }));
+    }
+    if inodes.is_empty() {
+        return Ok(false);
+    }
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        let Ok(target) = std::fs::read_link(entry?.path()) else {
+            continue;
+        };
+        if inodes
+            .iter()
+            .any(|inode| target.as_os_str() == inode.as_str())
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Takes clients on the public port, at most [`MAX_CONNECTIONS`] at once; each is handed to
@@ -253,4 +350,47 @@ async fn splice_by_version(
         .await?;
     tokio::io::copy_bidirectional(&mut client, &mut broker).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_counts_as_ours_only_while_we_listen_on_it() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        assert!(listening_here(addr).unwrap());
+        drop(listener);
+        assert!(!listening_here(addr).unwrap());
+        // Connected, not listening: a client's socket does not count.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let client_addr = client.local_addr().unwrap();
+        assert!(!listening_here(client_addr).unwrap());
+    }
+
+    #[tokio::test]
+    async fn the_broker_listens_once_started() {
+        let config = EmbeddedBrokerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..Default::default()
+        };
+        let broker = start(&config).await.expect("the broker starts");
+        // rumqttd's own listeners are up before `start` returns: a client at once is served
+        // by the broker, not turned away by the public port.
+        let mut client = TcpStream::connect(broker.listen).await.unwrap();
+        // MQTT 5 CONNECT: client id "t", clean start, keep-alive 10 s, no properties.
+        let connect = [
+            0x10, 14, 0, 4, b'M', b'Q', b'T', b'T', 5, 0x02, 0, 10, 0, 0, 1, b't',
+        ];
+        client.write_all(&connect).await.unwrap();
+        let mut connack = [0u8; 2];
+        tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut connack))
+            .await
+            .expect("an answer within 5 s")
+            .expect("a CONNACK, not a closed connection");
+        assert_eq!(connack[0], 0x20, "CONNACK");
+        assert!(listening_here(broker.ws_listen).unwrap());
+    }
 }
