@@ -234,13 +234,16 @@ async fn wait_until_listening(addrs: &[SocketAddr], limit: Duration) -> Option<S
 }
 
 /// Whether a socket of this process listens on `addr`'s port (Linux: a LISTEN entry for the
-/// port in /proc/net/tcp or tcp6 whose inode is one of /proc/self/fd's sockets).
+/// port in the calling thread's network namespace, whose inode is one of /proc/self/fd's
+/// sockets). The thread's own tables, not /proc/net's, which are the main thread's: a thread
+/// may have entered a namespace of its own (the tests' network lab does), and rumqttd's
+/// threads, started from this one, are in its namespace.
 fn listening_here(addr: SocketAddr) -> std::io::Result<bool> {
     /// A TCP socket in the LISTEN state, in the table's `st` column.
     const TCP_LISTEN: &str = "0A";
     let port = format!("{:04X}", addr.port());
     let mut inodes = Vec::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+    for table in ["/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"] {
         let table = match std::fs::read_to_string(table) {
             Ok(table) => table,
             // No IPv6 on this machine.
