@@ -41,6 +41,9 @@ const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 /// The device loop goes round at least this often, so its heartbeat shows it is alive: well
 /// inside half of any sensible systemd watchdog time (a second or more), at no real cost.
 const HEARTBEAT_PERIOD: Duration = Duration::from_millis(200);
+/// How long the embedded broker is kept after campeer's own client disconnected from it at
+/// shutdown, to pass on what that client sent last.
+const EMBEDDED_BROKER_DRAIN: Duration = Duration::from_millis(500);
 /// How often the link figures of the viewers go out on the stats topic.
 const STATS_PERIOD: Duration = Duration::from_secs(2);
 
@@ -160,6 +163,12 @@ impl DeviceHandle {
         }
         if let Err(e) = (&mut self.task).await {
             tracing::error!("the device task failed: {e}");
+        }
+        // The embedded broker ends with the process: its subscribers (the pages) get a moment
+        // to be sent the last messages, the hangups and the offline status, which campeer's
+        // client has handed it by now.
+        if self.embedded.is_some() {
+            tokio::time::sleep(EMBEDDED_BROKER_DRAIN).await;
         }
     }
 
