@@ -9,7 +9,7 @@
 
 use super::mqtt_version::{self, MqttVersion};
 use crate::config::EmbeddedBrokerConfig;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
@@ -221,9 +221,13 @@ fn start_rumqttd(
 async fn wait_until_listening(addrs: &[SocketAddr], limit: Duration) -> Option<SocketAddr> {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
+        // The tables once per look, for every address.
+        let Ok(ports) = ports_listening_here() else {
+            return None;
+        };
         let missing = addrs
             .iter()
-            .find(|addr| !listening_here(**addr).unwrap_or(true))
+            .find(|addr| !ports.contains(&addr.port()))
             .copied();
         match missing {
             None => return None,
@@ -233,16 +237,16 @@ async fn wait_until_listening(addrs: &[SocketAddr], limit: Duration) -> Option<S
     }
 }
 
-/// Whether a socket of this process listens on `addr`'s port (Linux: a LISTEN entry for the
-/// port in the calling thread's network namespace, whose inode is one of /proc/self/fd's
-/// sockets). The thread's own tables, not /proc/net's, which are the main thread's: a thread
-/// may have entered a namespace of its own (the tests' network lab does), and rumqttd's
-/// threads, started from this one, are in its namespace.
-fn listening_here(addr: SocketAddr) -> std::io::Result<bool> {
+/// The ports sockets of this process listen on (Linux: LISTEN entries in the calling
+/// thread's network namespace whose inodes are among /proc/self/fd's sockets). The thread's
+/// own tables, not /proc/net's, which are the main thread's: a thread may have entered a
+/// namespace of its own (the tests' network lab does), and rumqttd's threads, started from
+/// this one, are in its namespace.
+fn ports_listening_here() -> std::io::Result<HashSet<u16>> {
     /// A TCP socket in the LISTEN state, in the table's `st` column.
     const TCP_LISTEN: &str = "0A";
-    let port = format!("{:04X}", addr.port());
-    let mut inodes = Vec::new();
+    // Listening sockets in this namespace, by inode.
+    let mut listening: HashMap<String, u16> = HashMap::new();
     for table in ["/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"] {
         let table = match std::fs::read_to_string(table) {
             Ok(table) => table,
@@ -250,28 +254,26 @@ fn listening_here(addr: SocketAddr) -> std::io::Result<bool> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
-        inodes.extend(table.lines().skip(1).filter_map(|line| {
+        listening.extend(table.lines().skip(1).filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let (local, state, inode) = (fields.get(1)?, fields.get(3)?, fields.get(9)?);
-            let local_port = local.rsplit(':').next()?;
-            (local_port == port && *state == TCP_LISTEN).then(|| format!("socket:[{inode}]"))
+            let port = u16::from_str_radix(local.rsplit(':').next()?, 16).ok()?;
+            (*state == TCP_LISTEN).then(|| (format!("socket:[{inode}]"), port))
         }));
     }
-    if inodes.is_empty() {
-        return Ok(false);
+    let mut ours = HashSet::new();
+    if listening.is_empty() {
+        return Ok(ours);
     }
     for entry in std::fs::read_dir("/proc/self/fd")? {
         let Ok(target) = std::fs::read_link(entry?.path()) else {
             continue;
         };
-        if inodes
-            .iter()
-            .any(|inode| target.as_os_str() == inode.as_str())
-        {
-            return Ok(true);
+        if let Some(port) = target.to_str().and_then(|target| listening.get(target)) {
+            ours.insert(*port);
         }
     }
-    Ok(false)
+    Ok(ours)
 }
 
 /// Takes clients on the public port, at most [`MAX_CONNECTIONS`] at once; each is handed to
@@ -363,14 +365,18 @@ mod tests {
     fn a_port_counts_as_ours_only_while_we_listen_on_it() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        assert!(listening_here(addr).unwrap());
+        assert!(ports_listening_here().unwrap().contains(&addr.port()));
         drop(listener);
-        assert!(!listening_here(addr).unwrap());
+        assert!(!ports_listening_here().unwrap().contains(&addr.port()));
         // Connected, not listening: a client's socket does not count.
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let client_addr = client.local_addr().unwrap();
-        assert!(!listening_here(client_addr).unwrap());
+        assert!(
+            !ports_listening_here()
+                .unwrap()
+                .contains(&client_addr.port())
+        );
     }
 
     #[tokio::test]
@@ -394,6 +400,10 @@ mod tests {
             .expect("an answer within 5 s")
             .expect("a CONNACK, not a closed connection");
         assert_eq!(connack[0], 0x20, "CONNACK");
-        assert!(listening_here(broker.ws_listen).unwrap());
+        assert!(
+            ports_listening_here()
+                .unwrap()
+                .contains(&broker.ws_listen.port())
+        );
     }
 }
