@@ -14,7 +14,7 @@
 //! encoder that follows the estimate would otherwise jump into a link nobody has tested), and
 //! must give one decrease time to show before the next.
 
-use super::Link;
+use super::{CongestionReport, EstimateWriter, Publisher};
 use rtc::interceptor::{BandwidthEstimator, EstimatorStats, PacketReport, RateControlState, Usage};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -279,10 +279,11 @@ impl LossCap {
     }
 }
 
-/// Campeer's estimator for one viewer; every estimate is also written to that viewer's
-/// [`Link`].
+/// Campeer's estimator for one viewer: the one writer of its link's estimate, and of what
+/// transport-wide feedback says about queueing and loss.
 pub struct LinkEstimator {
-    link: Link,
+    estimate: EstimateWriter,
+    report: Publisher<CongestionReport>,
     queue: QueueDelay,
     received: DeliveredRate,
     delay: RateController,
@@ -292,14 +293,12 @@ pub struct LinkEstimator {
 
 impl LinkEstimator {
     /// Starts from the link's current estimate, within its bounds.
-    pub fn new(link: Link) -> Self {
-        let (initial, max) = {
-            let state = link.lock();
-            (state.estimate_bps, state.max_estimate_bps)
-        };
+    pub fn new(estimate: EstimateWriter, report: Publisher<CongestionReport>) -> Self {
+        let (initial, max) = (estimate.get(), estimate.max_bps());
         let min = super::MIN_ESTIMATE_BPS;
         Self {
-            link,
+            estimate,
+            report,
             queue: QueueDelay::default(),
             received: DeliveredRate::default(),
             delay: RateController::new(initial, min, max),
@@ -343,13 +342,13 @@ impl BandwidthEstimator for LinkEstimator {
             );
         }
         self.target = target;
-        let mut link = self.link.lock();
-        link.set_estimate(self.target);
-        link.queue_delay = self.queue.delay();
-        link.last_feedback_at = Some(now);
-        if let Some(loss) = self.loss.average {
-            link.loss = Some(loss);
-        }
+        self.estimate.set(self.target);
+        let (queue_delay, loss) = (self.queue.delay(), self.loss.average);
+        self.report.update(|report| {
+            report.queue_delay = queue_delay;
+            report.last_at = Some(now);
+            report.loss = loss.or(report.loss);
+        });
     }
 
     fn target_bitrate(&self) -> f64 {
@@ -368,6 +367,7 @@ impl BandwidthEstimator for LinkEstimator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::link::Link;
     use crate::sdp::CongestionFeedback;
 
     /// A bottleneck of `link_bps` with a 200 ms drop-tail queue (like tbf), fed with
@@ -447,8 +447,8 @@ mod tests {
     }
 
     fn estimator(initial: f64) -> (Link, LinkEstimator) {
-        let link = Link::new(CongestionFeedback::TransportCc, initial, 5_000_000.0);
-        let estimator = LinkEstimator::new(link.clone());
+        let (link, writers) = Link::new(CongestionFeedback::TransportCc, initial, 5_000_000.0);
+        let estimator = LinkEstimator::new(writers.estimate, writers.congestion);
         (link, estimator)
     }
 

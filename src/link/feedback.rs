@@ -3,8 +3,7 @@
 //! that sends neither transport-wide feedback nor REMB, the loss in its receiver reports is
 //! the only estimate there is.
 
-use super::{Link, compact_ntp};
-use crate::sdp::CongestionFeedback;
+use super::{EstimateWriter, Publisher, ReceiverFeedback, compact_ntp};
 use rtc::interceptor::{Interceptor, Packet, StreamInfo, TaggedPacket};
 use rtc::rtcp;
 use rtc::sansio::Protocol;
@@ -34,9 +33,19 @@ impl LossBackstop {
     }
 }
 
+/// What the reader makes of the viewer's feedback besides publishing its figures.
+pub enum Estimating {
+    /// Nothing: the viewer sends transport-wide feedback, and the estimator estimates.
+    Nothing,
+    /// The estimate from the viewer's REMBs, capped by the losses it reports.
+    FromRemb(EstimateWriter),
+    /// The estimate from the losses in the viewer's receiver reports alone.
+    FromLoss(EstimateWriter),
+}
+
 pub struct FeedbackReader {
-    link: Link,
-    feedback: CongestionFeedback,
+    report: Publisher<ReceiverFeedback>,
+    estimating: Estimating,
     /// The media SSRCs campeer sends on this connection.
     local_ssrcs: Vec<u32>,
     /// Compact NTP time of each sender report sent, and when it left.
@@ -50,11 +59,10 @@ pub struct FeedbackReader {
 }
 
 impl FeedbackReader {
-    pub fn new(link: Link) -> Self {
-        let feedback = link.lock().feedback;
+    pub fn new(report: Publisher<ReceiverFeedback>, estimating: Estimating) -> Self {
         Self {
-            link,
-            feedback,
+            report,
+            estimating,
             local_ssrcs: Vec::new(),
             sender_reports: VecDeque::new(),
             read_queue: VecDeque::new(),
@@ -72,27 +80,24 @@ impl FeedbackReader {
             .iter()
             .filter(|r| self.local_ssrcs.contains(&r.ssrc))
         {
-            let mut link = self.link.lock();
-            link.last_feedback_at = Some(now);
             let fraction_lost = f64::from(report.fraction_lost) / 256.0;
-            link.loss = Some(fraction_lost);
-            match self.feedback {
-                CongestionFeedback::ReceiverReports => {
-                    let next = LossBackstop::next(link.estimate_bps, fraction_lost);
-                    link.set_estimate(next);
+            let remb_bps = self.report.get().remb_bps;
+            match &self.estimating {
+                Estimating::FromLoss(estimate) => {
+                    estimate.set(LossBackstop::next(estimate.get(), fraction_lost));
                 }
-                CongestionFeedback::Remb => {
+                Estimating::FromRemb(estimate) => {
                     let cap = LossBackstop::next(
-                        self.loss_cap_bps.unwrap_or(link.estimate_bps),
+                        self.loss_cap_bps.unwrap_or_else(|| estimate.get()),
                         fraction_lost,
                     )
-                    .min(link.max_estimate_bps);
+                    .min(estimate.max_bps());
                     self.loss_cap_bps = Some(cap);
-                    let estimate = link.remb_bps.map_or(cap, |remb| remb.min(cap));
-                    link.set_estimate(estimate);
+                    estimate.set(remb_bps.map_or(cap, |remb| remb.min(cap)));
                 }
-                CongestionFeedback::TransportCc => {}
+                Estimating::Nothing => {}
             }
+            let mut rtt = None;
             if report.last_sender_report != 0
                 && let Some(&(_, sent_at)) = self
                     .sender_reports
@@ -101,11 +106,16 @@ impl FeedbackReader {
             {
                 // RFC 3550 6.4.1: the delay since the last SR is in 1/65536 seconds.
                 let held = Duration::from_secs_f64(f64::from(report.delay) / 65_536.0);
-                let rtt = now.saturating_duration_since(sent_at).saturating_sub(held);
-                if rtt < MAX_RTT {
-                    link.rtt = Some(rtt);
+                let measured = now.saturating_duration_since(sent_at).saturating_sub(held);
+                if measured < MAX_RTT {
+                    rtt = Some(measured);
                 }
             }
+            self.report.update(|published| {
+                published.last_at = Some(now);
+                published.loss = Some(fraction_lost);
+                published.rtt = rtt.or(published.rtt);
+            });
         }
     }
 
@@ -118,17 +128,18 @@ impl FeedbackReader {
         } else if let Some(remb) = any.downcast_ref::<
             rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate,
         >() {
-            if self.feedback == CongestionFeedback::Remb {
+            if let Estimating::FromRemb(estimate) = &self.estimating {
                 let bitrate = f64::from(remb.bitrate);
-                let mut link = self.link.lock();
-                link.remb_bps = Some(bitrate);
-                link.set_estimate(self.loss_cap_bps.map_or(bitrate, |cap| bitrate.min(cap)));
-                link.last_feedback_at = Some(now);
+                estimate.set(self.loss_cap_bps.map_or(bitrate, |cap| bitrate.min(cap)));
+                self.report.update(|published| {
+                    published.remb_bps = Some(bitrate);
+                    published.last_at = Some(now);
+                });
             }
         } else if any
             .is::<rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc>()
         {
-            self.link.lock().last_feedback_at = Some(now);
+            self.report.update(|published| published.last_at = Some(now));
         }
     }
 }
@@ -194,6 +205,8 @@ impl Interceptor for FeedbackReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::link::Link;
+    use crate::sdp::CongestionFeedback;
     use rtc::interceptor::AttributedPacket;
     use rtc::shared::TransportContext;
 
@@ -206,8 +219,13 @@ mod tests {
     }
 
     fn reader(feedback: CongestionFeedback) -> (Link, FeedbackReader) {
-        let link = Link::new(feedback, 1_000_000.0, 4_000_000.0);
-        let mut reader = FeedbackReader::new(link.clone());
+        let (link, writers) = Link::new(feedback, 1_000_000.0, 4_000_000.0);
+        let estimating = match feedback {
+            CongestionFeedback::TransportCc => Estimating::Nothing,
+            CongestionFeedback::Remb => Estimating::FromRemb(writers.estimate),
+            CongestionFeedback::ReceiverReports => Estimating::FromLoss(writers.estimate),
+        };
+        let mut reader = FeedbackReader::new(writers.receiver, estimating);
         reader.bind_local_stream(&StreamInfo {
             ssrc: 42,
             ..Default::default()

@@ -1,7 +1,7 @@
 //! Counts the RTP that actually leaves for one viewer, first transmissions and
 //! retransmissions apart: the wire-most interceptor, so everything the others emit is counted.
 
-use super::Link;
+use super::{Publisher, WireCount};
 use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket};
 use rtc::sansio::Protocol;
 use rtc::shared::marshal::MarshalSize;
@@ -9,15 +9,15 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 pub struct WireMeter {
-    link: Link,
+    count: Publisher<WireCount>,
     read_queue: VecDeque<TaggedPacket>,
     write_queue: VecDeque<TaggedPacket>,
 }
 
 impl WireMeter {
-    pub fn new(link: Link) -> Self {
+    pub fn new(count: Publisher<WireCount>) -> Self {
         Self {
-            link,
+            count,
             read_queue: VecDeque::new(),
             write_queue: VecDeque::new(),
         }
@@ -43,13 +43,15 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for WireMeter {
     fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
         if let Packet::Rtp(rtp) = &msg.message.packet {
             let bytes = rtp.marshal_size() as u64;
-            let mut link = self.link.lock();
-            link.sent_bytes += bytes;
-            link.sent_packets += 1;
-            if msg.message.has(&Attribute::Retransmission) {
-                link.retransmitted_bytes += bytes;
-                link.retransmitted_packets += 1;
-            }
+            let retransmission = msg.message.has(&Attribute::Retransmission);
+            self.count.update(|count| {
+                count.sent_bytes += bytes;
+                count.sent_packets += 1;
+                if retransmission {
+                    count.retransmitted_bytes += bytes;
+                    count.retransmitted_packets += 1;
+                }
+            });
         }
         self.write_queue.push_back(msg);
         Ok(())

@@ -15,9 +15,10 @@
 //!   is beyond repair;
 //! - [`meter::WireMeter`]: counts what actually leaves.
 //!
-//! They share one [`Link`]: the session reads it to report the link and to decide which
-//! frames this viewer gets, and the video hub reads every viewer's estimate to set the one
-//! encoder's rate.
+//! Each part publishes what it measures through its own [`Publisher`] (one writer per figure:
+//! the estimate's is the estimator for transport-cc viewers and the feedback reader for the
+//! others), and raises [`LinkEvent`]s for the session, which alone acts on them. The session,
+//! the video hub and the parts that follow each other read the figures through the [`Link`].
 
 pub mod estimator;
 pub mod feedback;
@@ -66,81 +67,169 @@ impl DecayingRate {
     }
 }
 
-/// What is known about one viewer's link.
-#[derive(Debug, Clone)]
-pub struct LinkState {
-    pub feedback: CongestionFeedback,
-    /// What the link carries, in bits per second (all media, with packet overhead).
-    pub estimate_bps: f64,
-    /// The highest estimate the estimator may give: more than campeer would ever send is of no
-    /// use and only delays the reaction when the link shrinks.
-    pub max_estimate_bps: f64,
+/// One part's measurements of a link. That part holds the only [`Publisher`] and alone writes
+/// them; whoever holds the [`Link`] reads the latest through a [`Published`]. Writer and readers
+/// never wait on each other for longer than a copy.
+pub struct Publisher<T>(Arc<Mutex<T>>);
+
+/// The reading end of a [`Publisher`].
+pub struct Published<T>(Arc<Mutex<T>>);
+
+impl<T> Clone for Published<T> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+/// A panic while the value was held leaves plain numbers behind, so a poisoned lock is taken
+/// over rather than spreading the panic.
+fn hold<T>(value: &Mutex<T>) -> MutexGuard<'_, T> {
+    value
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn publish<T>(initial: T) -> (Publisher<T>, Published<T>) {
+    let shared = Arc::new(Mutex::new(initial));
+    (Publisher(Arc::clone(&shared)), Published(shared))
+}
+
+impl<T: Clone> Publisher<T> {
+    pub fn update(&self, change: impl FnOnce(&mut T)) {
+        change(&mut hold(&self.0));
+    }
+
+    pub fn get(&self) -> T {
+        hold(&self.0).clone()
+    }
+}
+
+impl<T: Clone> Published<T> {
+    pub fn get(&self) -> T {
+        hold(&self.0).clone()
+    }
+}
+
+/// The estimate's one writer: the TWCC estimator for viewers that send transport-wide
+/// feedback, the feedback reader (REMB, or the loss backstop) for the others. Keeps every
+/// estimate within the link's bounds.
+pub struct EstimateWriter {
+    estimate: Publisher<f64>,
+    max_bps: f64,
+}
+
+impl EstimateWriter {
+    /// Sets the estimate within its bounds; a value that is not a number changes nothing.
+    pub fn set(&self, bps: f64) {
+        if bps.is_finite() {
+            let bounded = bps.clamp(MIN_ESTIMATE_BPS, self.max_bps);
+            self.estimate.update(|estimate| *estimate = bounded);
+        }
+    }
+
+    pub fn get(&self) -> f64 {
+        self.estimate.get()
+    }
+
+    /// The highest estimate allowed: more than campeer would ever send is of no use and only
+    /// delays the reaction when the link shrinks.
+    pub fn max_bps(&self) -> f64 {
+        self.max_bps
+    }
+}
+
+/// What the viewer's receiver reports and REMBs say; written by the feedback reader.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReceiverFeedback {
     pub rtt: Option<Duration>,
     /// Fraction of packets lost, as the viewer last reported (0.0 to 1.0).
     pub loss: Option<f64>,
-    /// When feedback about this link last arrived (receiver report, TWCC or REMB).
-    pub last_feedback_at: Option<Instant>,
-    /// RTP bytes that left, first transmissions and retransmissions, with their headers.
+    /// When any feedback (receiver report, REMB or TWCC) last reached the reader.
+    pub last_at: Option<Instant>,
+    /// The viewer's own estimate, from its latest REMB (REMB viewers only).
+    pub remb_bps: Option<f64>,
+}
+
+/// What transport-wide feedback says; written by the estimator.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CongestionReport {
+    /// Fraction of packets lost, averaged over recent feedback.
+    pub loss: Option<f64>,
+    /// How long packets now wait in the network's queues (one-way delay above its minimum):
+    /// a round trip measured with an empty queue says nothing about how long a
+    /// retransmission sent now takes to arrive.
+    pub queue_delay: Duration,
+    pub last_at: Option<Instant>,
+}
+
+/// RTP that left, first transmissions and retransmissions, with their headers; written by
+/// the meter.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WireCount {
     pub sent_bytes: u64,
     pub sent_packets: u64,
     pub retransmitted_bytes: u64,
     pub retransmitted_packets: u64,
+}
+
+/// What the retransmitter did with NACKs; written by the retransmitter.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RetransmitReport {
     /// NACKed packets not resent: already resent within the round trip, over the budget, or
     /// gone from the history.
-    pub retransmissions_refused: u64,
-    /// How long the packets waiting in the pacer will take to leave at the pacing rate.
-    pub pacer_delay: Duration,
-    /// How long packets now wait in the network's queues (one-way delay above its minimum,
-    /// from transport-wide feedback): a round trip measured with an empty queue says nothing
-    /// about how long a retransmission sent now takes to arrive.
-    pub queue_delay: Duration,
-    /// The viewer's own estimate, from its latest REMB (REMB viewers only).
-    pub remb_bps: Option<f64>,
+    pub refused: u64,
     /// The recent rate of retransmissions: they share the link with the media, so the encoder
     /// gets the estimate less this.
+    pub rate: DecayingRate,
+}
+
+/// The pacer's queue; written by the pacer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PacerReport {
+    /// How long the packets waiting in the pacer will take to leave at the pacing rate.
+    pub delay: Duration,
+    /// Packets refused because the queue was full.
+    pub dropped: u64,
+}
+
+/// Everything known about one viewer's link at one moment, for the stats topic and tests: a
+/// copy, assembled from what each part published.
+#[derive(Debug, Clone)]
+pub struct LinkSnapshot {
+    pub feedback: CongestionFeedback,
+    /// What the link carries, in bits per second (all media, with packet overhead).
+    pub estimate_bps: f64,
+    pub max_estimate_bps: f64,
+    pub rtt: Option<Duration>,
+    /// Fraction of packets lost (0.0 to 1.0): from transport-wide feedback when the viewer
+    /// sends it, from its receiver reports otherwise.
+    pub loss: Option<f64>,
+    /// When feedback about this link last arrived (receiver report, TWCC or REMB).
+    pub last_feedback_at: Option<Instant>,
+    pub sent_bytes: u64,
+    pub sent_packets: u64,
+    pub retransmitted_bytes: u64,
+    pub retransmitted_packets: u64,
+    pub retransmissions_refused: u64,
+    pub pacer_delay: Duration,
+    pub queue_delay: Duration,
+    pub remb_bps: Option<f64>,
     pub retransmit_rate: DecayingRate,
-    /// Packets the pacer refused because its queue was full.
     pub pacer_dropped: u64,
     /// The candidate pair the media takes, as the session last read it from the peer
     /// connection.
     pub ice_path: Option<stats::IcePath>,
 }
 
-impl LinkState {
-    fn new(feedback: CongestionFeedback, initial_bps: f64, max_bps: f64) -> Self {
-        let max_estimate_bps = max_bps.max(MIN_ESTIMATE_BPS);
-        Self {
-            feedback,
-            estimate_bps: initial_bps.clamp(MIN_ESTIMATE_BPS, max_estimate_bps),
-            max_estimate_bps,
-            rtt: None,
-            loss: None,
-            last_feedback_at: None,
-            sent_bytes: 0,
-            sent_packets: 0,
-            retransmitted_bytes: 0,
-            retransmitted_packets: 0,
-            retransmissions_refused: 0,
-            pacer_delay: Duration::ZERO,
-            queue_delay: Duration::ZERO,
-            remb_bps: None,
-            retransmit_rate: DecayingRate::default(),
-            pacer_dropped: 0,
-            ice_path: None,
-        }
-    }
-
+impl LinkSnapshot {
     /// What the media may use of the link now: the estimate less the retransmissions.
     pub fn media_estimate_bps(&self, now: Instant) -> f64 {
-        (self.estimate_bps - self.retransmit_rate.bits_per_second(now)).max(MIN_ESTIMATE_BPS)
+        media_share(self.estimate_bps, &self.retransmit_rate, now)
     }
+}
 
-    /// Sets the estimate within its bounds.
-    pub fn set_estimate(&mut self, bps: f64) {
-        if bps.is_finite() {
-            self.estimate_bps = bps.clamp(MIN_ESTIMATE_BPS, self.max_estimate_bps);
-        }
-    }
+fn media_share(estimate_bps: f64, retransmit_rate: &DecayingRate, now: Instant) -> f64 {
+    (estimate_bps - retransmit_rate.bits_per_second(now)).max(MIN_ESTIMATE_BPS)
 }
 
 /// What the link's interceptors ask of the session, which alone acts on it.
@@ -154,55 +243,196 @@ pub enum LinkEvent {
 /// Events waiting for the session at most: one waiting says all a second would.
 const LINK_EVENT_QUEUE: usize = 4;
 
-/// One viewer's link, shared by its interceptors and its session: the measurements in
-/// [`LinkState`], each written by one interceptor, and the [`LinkEvent`]s they raise for the
-/// session. Cheap to clone; locked only for a few field reads or writes at a time.
-#[derive(Clone)]
-pub struct Link {
-    state: Arc<Mutex<LinkState>>,
-    events: Option<tokio::sync::mpsc::Sender<LinkEvent>>,
-}
+/// Where the link's parts raise [`LinkEvent`]s for the session.
+#[derive(Clone, Default)]
+pub struct LinkEvents(Option<tokio::sync::mpsc::Sender<LinkEvent>>);
 
-impl Link {
-    /// A link whose events nobody hears (for measuring parts on their own).
-    pub fn new(feedback: CongestionFeedback, initial_bps: f64, max_bps: f64) -> Self {
-        Self {
-            state: Arc::new(Mutex::new(LinkState::new(feedback, initial_bps, max_bps))),
-            events: None,
-        }
-    }
-
-    /// A link and the receiver of its events, for the session that serves it.
-    pub fn with_events(
-        feedback: CongestionFeedback,
-        initial_bps: f64,
-        max_bps: f64,
-    ) -> (Self, tokio::sync::mpsc::Receiver<LinkEvent>) {
-        let (sender, receiver) = tokio::sync::mpsc::channel(LINK_EVENT_QUEUE);
-        let link = Self {
-            events: Some(sender),
-            ..Self::new(feedback, initial_bps, max_bps)
-        };
-        (link, receiver)
-    }
-
+impl LinkEvents {
     /// Tells the session, without waiting: a full queue already holds what it needs to know.
     pub fn raise(&self, event: LinkEvent) {
-        if let Some(events) = &self.events {
+        if let Some(events) = &self.0 {
             let _ = events.try_send(event);
         }
     }
+}
 
-    /// The state, for a short read or update. A panic while it was held elsewhere leaves
-    /// plain numbers behind, so a poisoned lock is taken over rather than spreading the panic.
-    pub fn lock(&self) -> MutexGuard<'_, LinkState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+/// The writing ends of one link's interceptors, each for the one part that owns it.
+pub struct LinkWriters {
+    pub estimate: EstimateWriter,
+    pub receiver: Publisher<ReceiverFeedback>,
+    pub congestion: Publisher<CongestionReport>,
+    pub wire: Publisher<WireCount>,
+    pub retransmissions: Publisher<RetransmitReport>,
+    pub pacer: Publisher<PacerReport>,
+    pub events: LinkEvents,
+}
+
+/// Where the session publishes the candidate pair the media takes, which it reads from its
+/// peer connection.
+pub type PathWriter = Publisher<Option<stats::IcePath>>;
+
+/// A link for a session to serve: what reads it, what writes it, and the events its parts
+/// raise for the session.
+pub struct ServedLink {
+    pub link: Link,
+    pub writers: LinkWriters,
+    pub path: PathWriter,
+    pub events: tokio::sync::mpsc::Receiver<LinkEvent>,
+}
+
+/// One viewer's link as its readers see it: the session (to report the link and decide which
+/// frames this viewer gets), the video hub (every viewer's estimate sets the one encoder's
+/// rate) and the parts that follow each other (the pacer paces at the estimate, the
+/// retransmitter waits a round trip). Cheap to clone.
+#[derive(Clone)]
+pub struct Link {
+    feedback: CongestionFeedback,
+    max_estimate_bps: f64,
+    estimate: Published<f64>,
+    receiver: Published<ReceiverFeedback>,
+    congestion: Published<CongestionReport>,
+    wire: Published<WireCount>,
+    retransmissions: Published<RetransmitReport>,
+    pacer: Published<PacerReport>,
+    path: Published<Option<stats::IcePath>>,
+}
+
+impl Link {
+    /// A link and its interceptors' writers, whose events nobody hears (for measuring parts on
+    /// their own).
+    pub fn new(
+        feedback: CongestionFeedback,
+        initial_bps: f64,
+        max_bps: f64,
+    ) -> (Self, LinkWriters) {
+        let (link, writers, _) = Self::with_path(feedback, initial_bps, max_bps);
+        (link, writers)
     }
 
-    pub fn snapshot(&self) -> LinkState {
-        self.lock().clone()
+    fn with_path(
+        feedback: CongestionFeedback,
+        initial_bps: f64,
+        max_bps: f64,
+    ) -> (Self, LinkWriters, PathWriter) {
+        let max_estimate_bps = max_bps.max(MIN_ESTIMATE_BPS);
+        let (estimate, estimate_reader) =
+            publish(initial_bps.clamp(MIN_ESTIMATE_BPS, max_estimate_bps));
+        let (receiver, receiver_reader) = publish(ReceiverFeedback::default());
+        let (congestion, congestion_reader) = publish(CongestionReport::default());
+        let (wire, wire_reader) = publish(WireCount::default());
+        let (retransmissions, retransmissions_reader) = publish(RetransmitReport::default());
+        let (pacer, pacer_reader) = publish(PacerReport::default());
+        let (path, path_reader) = publish(None);
+        let link = Self {
+            feedback,
+            max_estimate_bps,
+            estimate: estimate_reader,
+            receiver: receiver_reader,
+            congestion: congestion_reader,
+            wire: wire_reader,
+            retransmissions: retransmissions_reader,
+            pacer: pacer_reader,
+            path: path_reader,
+        };
+        let writers = LinkWriters {
+            estimate: EstimateWriter {
+                estimate,
+                max_bps: max_estimate_bps,
+            },
+            receiver,
+            congestion,
+            wire,
+            retransmissions,
+            pacer,
+            events: LinkEvents::default(),
+        };
+        (link, writers, path)
+    }
+
+    /// A link for the session that serves it, whose parts' events it hears.
+    pub fn served(feedback: CongestionFeedback, initial_bps: f64, max_bps: f64) -> ServedLink {
+        let (sender, events) = tokio::sync::mpsc::channel(LINK_EVENT_QUEUE);
+        let (link, mut writers, path) = Self::with_path(feedback, initial_bps, max_bps);
+        writers.events = LinkEvents(Some(sender));
+        ServedLink {
+            link,
+            writers,
+            path,
+            events,
+        }
+    }
+
+    /// What the viewer's feedback is built from.
+    pub fn feedback(&self) -> CongestionFeedback {
+        self.feedback
+    }
+
+    /// What the link carries, in bits per second (all media, with packet overhead).
+    pub fn estimate_bps(&self) -> f64 {
+        self.estimate.get()
+    }
+
+    /// What the media may use of the link now: the estimate less the retransmissions.
+    pub fn media_estimate_bps(&self, now: Instant) -> f64 {
+        media_share(self.estimate_bps(), &self.retransmissions.get().rate, now)
+    }
+
+    pub fn rtt(&self) -> Option<Duration> {
+        self.receiver.get().rtt
+    }
+
+    /// How long packets now wait in the network's queues (transport-wide feedback only).
+    pub fn queue_delay(&self) -> Duration {
+        self.congestion.get().queue_delay
+    }
+
+    pub fn pacer_delay(&self) -> Duration {
+        self.pacer.get().delay
+    }
+
+    /// Fraction of packets lost (0.0 to 1.0): from transport-wide feedback when there is
+    /// some, from receiver reports otherwise.
+    pub fn loss(&self) -> Option<f64> {
+        self.congestion.get().loss.or(self.receiver.get().loss)
+    }
+
+    /// When feedback about this link last arrived, of any kind.
+    pub fn last_feedback_at(&self) -> Option<Instant> {
+        self.receiver
+            .get()
+            .last_at
+            .max(self.congestion.get().last_at)
+    }
+
+    pub fn ice_path(&self) -> Option<stats::IcePath> {
+        self.path.get()
+    }
+
+    pub fn snapshot(&self) -> LinkSnapshot {
+        let receiver = self.receiver.get();
+        let congestion = self.congestion.get();
+        let wire = self.wire.get();
+        let retransmissions = self.retransmissions.get();
+        let pacer = self.pacer.get();
+        LinkSnapshot {
+            feedback: self.feedback,
+            estimate_bps: self.estimate_bps(),
+            max_estimate_bps: self.max_estimate_bps,
+            rtt: receiver.rtt,
+            loss: congestion.loss.or(receiver.loss),
+            last_feedback_at: receiver.last_at.max(congestion.last_at),
+            sent_bytes: wire.sent_bytes,
+            sent_packets: wire.sent_packets,
+            retransmitted_bytes: wire.retransmitted_bytes,
+            retransmitted_packets: wire.retransmitted_packets,
+            retransmissions_refused: retransmissions.refused,
+            pacer_delay: pacer.delay,
+            queue_delay: congestion.queue_delay,
+            remb_bps: receiver.remb_bps,
+            retransmit_rate: retransmissions.rate,
+            pacer_dropped: pacer.dropped,
+            ice_path: self.path.get(),
+        }
     }
 }
 
@@ -232,29 +462,51 @@ mod tests {
 
     #[test]
     fn the_media_gets_the_estimate_less_the_retransmissions() {
-        let link = Link::new(CongestionFeedback::TransportCc, 600_000.0, 2_000_000.0);
+        let (link, writers) = Link::new(CongestionFeedback::TransportCc, 600_000.0, 2_000_000.0);
         let now = Instant::now();
-        let mut state = link.lock();
-        assert_eq!(state.media_estimate_bps(now), 600_000.0);
-        for tick in 0..300 {
-            state
-                .retransmit_rate
-                .add(now - Duration::from_millis(3_000 - tick * 10), 125);
-        }
-        let media = state.media_estimate_bps(now);
+        assert_eq!(link.media_estimate_bps(now), 600_000.0);
+        writers.retransmissions.update(|report| {
+            for tick in 0..300 {
+                report
+                    .rate
+                    .add(now - Duration::from_millis(3_000 - tick * 10), 125);
+            }
+        });
+        let media = link.media_estimate_bps(now);
         assert!((490_000.0..=510_000.0).contains(&media), "{media}");
+        assert_eq!(link.snapshot().media_estimate_bps(now), media);
     }
 
     use super::*;
 
     #[test]
     fn the_estimate_stays_within_its_bounds() {
-        let link = Link::new(CongestionFeedback::TransportCc, 10.0, 2_000_000.0);
-        assert_eq!(link.snapshot().estimate_bps, MIN_ESTIMATE_BPS);
-        link.lock().set_estimate(5_000_000.0);
+        let (link, writers) = Link::new(CongestionFeedback::TransportCc, 10.0, 2_000_000.0);
+        assert_eq!(link.estimate_bps(), MIN_ESTIMATE_BPS);
+        writers.estimate.set(5_000_000.0);
+        assert_eq!(link.estimate_bps(), 2_000_000.0);
+        writers.estimate.set(f64::NAN);
         assert_eq!(link.snapshot().estimate_bps, 2_000_000.0);
-        link.lock().set_estimate(f64::NAN);
-        assert_eq!(link.snapshot().estimate_bps, 2_000_000.0);
+    }
+
+    #[test]
+    fn loss_comes_from_transport_wide_feedback_when_there_is_some() {
+        let (link, writers) = Link::new(CongestionFeedback::TransportCc, 600_000.0, 2_000_000.0);
+        let start = Instant::now();
+        assert_eq!((link.loss(), link.last_feedback_at()), (None, None));
+        writers.receiver.update(|r| {
+            r.loss = Some(0.1);
+            r.last_at = Some(start);
+        });
+        assert_eq!(link.loss(), Some(0.1));
+        let later = start + Duration::from_millis(50);
+        writers.congestion.update(|c| {
+            c.loss = Some(0.02);
+            c.last_at = Some(later);
+        });
+        assert_eq!(link.loss(), Some(0.02));
+        assert_eq!(link.last_feedback_at(), Some(later));
+        assert_eq!(link.snapshot().loss, Some(0.02));
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! how long it would take to drain is published on the [`Link`], and the session stops
 //! feeding a viewer whose queue has grown (see `session`).
 
-use super::Link;
+use super::{Link, PacerReport, Publisher};
 use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket};
 use rtc::sansio::Protocol;
 use rtc::shared::marshal::MarshalSize;
@@ -85,7 +85,9 @@ impl Budget {
 }
 
 pub struct Pacer {
+    /// Read for the estimate to pace at.
     link: Link,
+    report: Publisher<PacerReport>,
     budget: Budget,
     /// SSRCs of audio streams: never queued.
     audio_ssrcs: Vec<u32>,
@@ -98,10 +100,11 @@ pub struct Pacer {
 }
 
 impl Pacer {
-    pub fn new(link: Link) -> Self {
-        let rate = link.lock().estimate_bps * PACING_FACTOR;
+    pub fn new(link: Link, report: Publisher<PacerReport>) -> Self {
+        let rate = link.estimate_bps() * PACING_FACTOR;
         Self {
             link,
+            report,
             budget: Budget::new(rate),
             audio_ssrcs: Vec::new(),
             retransmissions: VecDeque::new(),
@@ -120,7 +123,7 @@ impl Pacer {
     }
 
     fn follow_estimate(&mut self) {
-        let estimate = self.link.lock().estimate_bps;
+        let estimate = self.link.estimate_bps();
         let rate = estimate * PACING_FACTOR;
         if (rate - self.budget.rate_bps()).abs() > 1.0 {
             self.budget.set_rate(rate);
@@ -129,7 +132,7 @@ impl Pacer {
 
     fn publish_queue(&self) {
         let delay = Duration::from_secs_f64(self.queued_bits.max(0.0) / self.budget.rate_bps());
-        self.link.lock().pacer_delay = delay;
+        self.report.update(|report| report.delay = delay);
     }
 
     fn release(&mut self, now: Instant) {
@@ -191,7 +194,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for Pacer {
             return Ok(());
         }
         if self.retransmissions.len() + self.video.len() >= QUEUE_LIMIT {
-            self.link.lock().pacer_dropped += 1;
+            self.report.update(|report| report.dropped += 1);
             return Ok(());
         }
         self.queued_bits += Self::bits_of(&msg);
@@ -263,8 +266,8 @@ mod tests {
     }
 
     fn pacer(estimate: f64) -> (Link, Pacer) {
-        let link = Link::new(CongestionFeedback::TransportCc, estimate, 10_000_000.0);
-        let mut pacer = Pacer::new(link.clone());
+        let (link, writers) = Link::new(CongestionFeedback::TransportCc, estimate, 10_000_000.0);
+        let mut pacer = Pacer::new(link.clone(), writers.pacer);
         pacer.bind_local_stream(&StreamInfo {
             ssrc: 2,
             mime_type: "audio/opus".into(),

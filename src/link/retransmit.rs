@@ -5,7 +5,7 @@
 //! what retransmission may repair, a keyframe (rate-limited by the encoder's keyframe policy)
 //! repairs it instead.
 
-use super::{Link, LinkEvent};
+use super::{Link, LinkEvent, LinkEvents, Publisher, RetransmitReport};
 use rtc::interceptor::{
     Attribute, AttributedPacket, Interceptor, Packet, StreamInfo, TaggedPacket,
 };
@@ -118,7 +118,10 @@ impl Budget {
 }
 
 pub struct Retransmitter {
+    /// Read for the estimate and the round trip.
     link: Link,
+    report: Publisher<RetransmitReport>,
+    events: LinkEvents,
     streams: HashMap<u32, History>,
     budget: Budget,
     refusals: VecDeque<Instant>,
@@ -130,9 +133,11 @@ pub struct Retransmitter {
 }
 
 impl Retransmitter {
-    pub fn new(link: Link) -> Self {
+    pub fn new(link: Link, report: Publisher<RetransmitReport>, events: LinkEvents) -> Self {
         Self {
             link,
+            report,
+            events,
             streams: HashMap::new(),
             budget: Budget {
                 bytes: 0.0,
@@ -182,11 +187,10 @@ impl Retransmitter {
         }
         // A resent packet is seen only after it has waited in the pacer and in the network's
         // queue: asking again sooner is no sign that it was lost again.
-        let (estimate, resend_gap) = {
-            let link = self.link.lock();
-            let gap = link.rtt.unwrap_or(DEFAULT_RTT).max(link.queue_delay) + link.pacer_delay;
-            (link.estimate_bps, gap)
-        };
+        let link = &self.link;
+        let resend_gap =
+            link.rtt().unwrap_or(DEFAULT_RTT).max(link.queue_delay()) + link.pacer_delay();
+        let estimate = link.estimate_bps();
         self.budget.refill(now, estimate);
         let mut refused = 0u64;
         let mut resent_bytes = 0usize;
@@ -233,15 +237,14 @@ impl Retransmitter {
         if refused == 0 && resent_bytes == 0 {
             return;
         }
-        {
-            let mut link = self.link.lock();
+        self.report.update(|report| {
             if resent_bytes > 0 {
-                link.retransmit_rate.add(now, resent_bytes);
+                report.rate.add(now, resent_bytes);
             }
-            link.retransmissions_refused += refused;
-        }
+            report.refused += refused;
+        });
         if refused > 0 && self.refusals.len() >= REFUSALS_FOR_KEYFRAME {
-            self.link.raise(LinkEvent::KeyframeWanted);
+            self.events.raise(LinkEvent::KeyframeWanted);
             self.refusals.clear();
         }
     }
@@ -313,18 +316,25 @@ mod tests {
 
     const SSRC: u32 = 5;
 
-    fn retransmitter(estimate: f64) -> (Link, Retransmitter) {
-        let (link, retransmitter, _) = retransmitter_with_events(estimate);
-        (link, retransmitter)
+    /// A retransmitter, its link, and the other parts' writers a test plays.
+    struct Fixture {
+        link: Link,
+        receiver: Publisher<crate::link::ReceiverFeedback>,
+        congestion: Publisher<crate::link::CongestionReport>,
+        pacer: Publisher<crate::link::PacerReport>,
+        r: Retransmitter,
+        events: tokio::sync::mpsc::Receiver<LinkEvent>,
     }
 
-    fn retransmitter_with_events(
-        estimate: f64,
-    ) -> (Link, Retransmitter, tokio::sync::mpsc::Receiver<LinkEvent>) {
-        let (link, events) =
-            Link::with_events(CongestionFeedback::TransportCc, estimate, 10_000_000.0);
-        let mut retransmitter = Retransmitter::new(link.clone());
-        retransmitter.bind_local_stream(&StreamInfo {
+    fn retransmitter(estimate: f64) -> Fixture {
+        let crate::link::ServedLink {
+            link,
+            writers,
+            events,
+            ..
+        } = Link::served(CongestionFeedback::TransportCc, estimate, 10_000_000.0);
+        let mut r = Retransmitter::new(link.clone(), writers.retransmissions, writers.events);
+        r.bind_local_stream(&StreamInfo {
             ssrc: SSRC,
             rtcp_feedback: vec![RTCPFeedback {
                 typ: "nack".into(),
@@ -332,7 +342,14 @@ mod tests {
             }],
             ..Default::default()
         });
-        (link, retransmitter, events)
+        Fixture {
+            link,
+            receiver: writers.receiver,
+            congestion: writers.congestion,
+            pacer: writers.pacer,
+            r,
+            events,
+        }
     }
 
     fn send(r: &mut Retransmitter, now: Instant, sequence_number: u16) {
@@ -385,8 +402,10 @@ mod tests {
 
     #[test]
     fn a_packet_is_resent_once_per_round_trip() {
-        let (link, mut r) = retransmitter(2_000_000.0);
-        link.lock().rtt = Some(Duration::from_millis(80));
+        let Fixture {
+            receiver, mut r, ..
+        } = retransmitter(2_000_000.0);
+        receiver.update(|report| report.rtt = Some(Duration::from_millis(80)));
         let start = Instant::now();
         for seq in 100..110 {
             send(&mut r, start, seq);
@@ -404,14 +423,18 @@ mod tests {
 
     #[test]
     fn a_full_queue_delays_the_next_resend_however_short_the_measured_round_trip() {
-        let (link, mut r) = retransmitter(2_000_000.0);
-        {
-            let mut state = link.lock();
-            // Measured while the queue was empty; now the bottleneck holds 200 ms.
-            state.rtt = Some(Duration::from_millis(2));
-            state.queue_delay = Duration::from_millis(200);
-            state.pacer_delay = Duration::from_millis(30);
-        }
+        let Fixture {
+            link,
+            receiver,
+            congestion,
+            pacer,
+            mut r,
+            ..
+        } = retransmitter(2_000_000.0);
+        // Measured while the queue was empty; now the bottleneck holds 200 ms.
+        receiver.update(|report| report.rtt = Some(Duration::from_millis(2)));
+        congestion.update(|report| report.queue_delay = Duration::from_millis(200));
+        pacer.update(|report| report.delay = Duration::from_millis(30));
         let start = Instant::now();
         for seq in 100..110 {
             send(&mut r, start, seq);
@@ -427,14 +450,19 @@ mod tests {
         }
         let arrived = start + Duration::from_millis(240);
         assert_eq!(nack(&mut r, arrived, &[105]), vec![105]);
-        let rate = link.lock().retransmit_rate.bits_per_second(arrived);
+        let rate = link.snapshot().retransmit_rate.bits_per_second(arrived);
         assert!(rate > 0.0, "resends count in the retransmission rate");
     }
 
     #[test]
     fn retransmissions_stay_within_their_share_of_the_estimate() {
         // 400 kbit/s: the budget is 12.5 kB/s, at most a second of it (12.5 kB) at once.
-        let (link, mut r, mut events) = retransmitter_with_events(400_000.0);
+        let Fixture {
+            link,
+            mut r,
+            mut events,
+            ..
+        } = retransmitter(400_000.0);
         let start = Instant::now();
         for seq in 0..300u16 {
             send(&mut r, start, seq);
@@ -463,7 +491,7 @@ mod tests {
 
     #[test]
     fn the_history_covers_a_second() {
-        let (link, mut r) = retransmitter(2_000_000.0);
+        let Fixture { link, mut r, .. } = retransmitter(2_000_000.0);
         let start = Instant::now();
         send(&mut r, start, 1);
         for (i, seq) in (2..40u16).enumerate() {

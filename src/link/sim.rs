@@ -135,13 +135,13 @@ pub struct Viewer {
 impl Viewer {
     fn new(bottleneck: usize, now: Instant) -> Self {
         let most = crate::session::estimate_ceiling_bps(ENCODER_MAX_BPS, 0.0);
-        let link = Link::new(
+        let (link, writers) = Link::new(
             CongestionFeedback::TransportCc,
             super::INITIAL_ESTIMATE_BPS,
             most,
         );
         Self {
-            estimator: LinkEstimator::new(link.clone()),
+            estimator: LinkEstimator::new(writers.estimate, writers.congestion),
             budget: Budget::new(super::INITIAL_ESTIMATE_BPS * PACING_FACTOR),
             policy: LinkPolicy::new(Duration::from_secs(30)),
             link,
@@ -163,7 +163,7 @@ impl Viewer {
     }
 
     pub fn estimate_bps(&self) -> f64 {
-        self.link.lock().estimate_bps
+        self.link.estimate_bps()
     }
 
     fn pacer_delay(&self) -> Duration {
@@ -420,13 +420,12 @@ impl Sim {
             .iter()
             .enumerate()
             .map(|(index, viewer)| {
-                let state = viewer.link.lock();
                 (
                     index as u64,
                     ViewerLink {
-                        estimate_bps: state.estimate_bps,
+                        estimate_bps: viewer.link.estimate_bps(),
                         audio_bps: 0.0,
-                        loss: state.loss.unwrap_or(0.0),
+                        loss: viewer.link.loss().unwrap_or(0.0),
                         queued: viewer.pacer_delay(),
                     },
                 )

@@ -1,7 +1,7 @@
 //! Per-viewer link figures for the stats topic: the estimate, round trip and loss as the link
 //! knows them, and the rates sent over the last interval, from the link's byte counters.
 
-use super::LinkState;
+use super::LinkSnapshot;
 use crate::sdp::CongestionFeedback;
 use serde::Serialize;
 use std::time::Instant;
@@ -41,14 +41,14 @@ pub struct IcePath {
     pub remote_address: String,
 }
 
-/// Turns successive [`LinkState`] snapshots into rates.
+/// Turns successive [`LinkSnapshot`]s into rates.
 #[derive(Debug, Default)]
 pub struct RateSampler {
     last: Option<(Instant, u64, u64)>,
 }
 
 impl RateSampler {
-    pub fn sample(&mut self, now: Instant, session: &str, state: &LinkState) -> ViewerStats {
+    pub fn sample(&mut self, now: Instant, session: &str, state: &LinkSnapshot) -> ViewerStats {
         let (sent_kbps, retransmitted_kbps) = match self.last {
             Some((at, sent, resent)) => {
                 let seconds = now.saturating_duration_since(at).as_secs_f64();
@@ -94,18 +94,19 @@ mod tests {
 
     #[test]
     fn rates_come_from_the_counters_between_samples() {
-        let link = Link::new(CongestionFeedback::TransportCc, 800_000.0, 2_000_000.0);
+        let (link, writers) = Link::new(CongestionFeedback::TransportCc, 800_000.0, 2_000_000.0);
         let mut sampler = RateSampler::default();
         let start = Instant::now();
         let first = sampler.sample(start, "v1", &link.snapshot());
         assert_eq!((first.sent_kbps, first.estimate_kbps), (0, 800));
-        {
-            let mut state = link.lock();
-            state.sent_bytes = 250_000;
-            state.retransmitted_bytes = 25_000;
-            state.rtt = Some(Duration::from_millis(42));
-            state.loss = Some(0.0234);
-        }
+        writers.wire.update(|count| {
+            count.sent_bytes = 250_000;
+            count.retransmitted_bytes = 25_000;
+        });
+        writers.receiver.update(|report| {
+            report.rtt = Some(Duration::from_millis(42));
+            report.loss = Some(0.0234);
+        });
         let second = sampler.sample(start + Duration::from_secs(2), "v1", &link.snapshot());
         assert_eq!(second.sent_kbps, 1_000);
         assert_eq!(second.retransmitted_kbps, 100);

@@ -262,14 +262,14 @@ impl Stream {
             .links
             .iter()
             .map(|(id, followed)| {
-                let state = followed.link.lock();
+                let link = &followed.link;
                 (
                     *id,
                     ViewerLink {
-                        estimate_bps: state.media_estimate_bps(now),
+                        estimate_bps: link.media_estimate_bps(now),
                         audio_bps: followed.audio_bps,
-                        loss: state.loss.unwrap_or(0.0),
-                        queued: state.pacer_delay,
+                        loss: link.loss().unwrap_or(0.0),
+                        queued: link.pacer_delay(),
                     },
                 )
             })

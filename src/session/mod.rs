@@ -163,7 +163,12 @@ pub fn spawn(
     early_candidates: Vec<Candidate>,
 ) -> SessionHandle {
     let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
-    let (link, link_events) = new_link(&context, &choice);
+    let link::ServedLink {
+        link,
+        writers,
+        path,
+        events: link_events,
+    } = new_link(&context, &choice);
     let session_link = link.clone();
     context.tasks.started();
     tokio::spawn(async move {
@@ -180,7 +185,7 @@ pub fn spawn(
             &id,
             serial,
             choice,
-            session_link,
+            (session_link, writers, path),
             offer_sdp,
             early_candidates,
         )
@@ -215,18 +220,15 @@ fn audio_bps(context: &SessionContext, choice: &Negotiated) -> f64 {
     }
 }
 
-/// A fresh link for a viewer, and the receiver of what its interceptors ask of the session:
-/// its estimate starts at [`link::INITIAL_ESTIMATE_BPS`] and may not go far above the most
-/// campeer would send it.
-fn new_link(
-    context: &SessionContext,
-    choice: &Negotiated,
-) -> (Link, mpsc::Receiver<link::LinkEvent>) {
+/// A fresh link for a viewer, its writers, and the receiver of what its interceptors ask of
+/// the session: its estimate starts at [`link::INITIAL_ESTIMATE_BPS`] and may not go far above
+/// the most campeer would send it.
+fn new_link(context: &SessionContext, choice: &Negotiated) -> link::ServedLink {
     let most = estimate_ceiling_bps(
         context.hub.video().bitrate_bps(),
         audio_bps(context, choice),
     );
-    Link::with_events(choice.feedback, link::INITIAL_ESTIMATE_BPS, most)
+    Link::served(choice.feedback, link::INITIAL_ESTIMATE_BPS, most)
 }
 
 /// The highest estimate a viewer's link may reach: what campeer sends at most (the encoder's
@@ -383,6 +385,8 @@ struct Session<'a> {
     events: mpsc::UnboundedReceiver<PeerEvent>,
     subscription: Subscription,
     link: Link,
+    /// The session publishes the media path on the link; the interceptors the rest.
+    path: link::PathWriter,
     /// What to do about the link: which frames to send, keyframes, the feedback timeout.
     policy: LinkPolicy,
     audio: Option<AudioSend>,
@@ -404,7 +408,7 @@ impl<'a> Session<'a> {
         id: &'a Segment,
         serial: u64,
         choice: Negotiated,
-        link: Link,
+        (link, writers, path): (Link, link::LinkWriters, link::PathWriter),
         offer_sdp: String,
         early_candidates: Vec<Candidate>,
     ) -> Result<Session<'a>, SessionError> {
@@ -416,6 +420,7 @@ impl<'a> Session<'a> {
             choice.offered_audio.as_ref(),
             choice.feedback,
             &link,
+            writers,
             &context.ice,
             Arc::new(EventForwarder(events_tx)),
         )
@@ -465,6 +470,7 @@ impl<'a> Session<'a> {
             events,
             subscription,
             link,
+            path,
             policy: LinkPolicy::new(context.timeout),
             audio,
             liveness: Liveness::new(context.connect_timeout, context.timeout, Instant::now()),
@@ -634,7 +640,7 @@ impl<'a> Session<'a> {
     /// Carries out what the policy makes of the link: the media path read for the stats
     /// topic, and the end of a viewer that stays connected but stopped reporting.
     async fn check_link(&mut self, now: Instant) -> Option<EndReason> {
-        let last_feedback = self.link.lock().last_feedback_at;
+        let last_feedback = self.link.last_feedback_at();
         let check = self.policy.on_check(now, last_feedback);
         if let Some(silent) = check.silent_for {
             return Some(EndReason::Failed(format!(
@@ -652,8 +658,7 @@ impl<'a> Session<'a> {
     async fn read_path(&mut self, now: Instant) {
         let report = self.peer.get_stats(now, StatsSelector::None).await;
         let path = path::selected_path(&report);
-        let mut link = self.link.lock();
-        if path != link.ice_path {
+        if path != self.path.get() {
             if let Some(path) = &path {
                 tracing::info!(
                     session = %self.id,
@@ -663,7 +668,7 @@ impl<'a> Session<'a> {
                     path.remote_address
                 );
             }
-            link.ice_path = path;
+            self.path.update(|published| *published = path);
         }
     }
 
@@ -773,7 +778,7 @@ impl<'a> Session<'a> {
 
     async fn send_frame(&mut self, frame: &EncodedFrame) {
         let context = FrameContext {
-            pacer_delay: self.link.lock().pacer_delay,
+            pacer_delay: self.link.pacer_delay(),
             base_layer_only: self.subscription.base_layer_only(),
             temporal_id: frame.temporal_id,
         };

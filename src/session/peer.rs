@@ -3,7 +3,7 @@
 
 use super::ice::{self, IceError};
 use crate::config::IceConfig;
-use crate::link::{self, Link};
+use crate::link::{self, Link, LinkWriters};
 use crate::sdp::{CongestionFeedback, OpusChoice, TRANSPORT_CC_URI, VideoChoice};
 use rtc::interceptor::{
     Attribute, CongestionControlBuilder, Interceptor, Packet, Slot, StreamInfo, TaggedPacket,
@@ -104,26 +104,44 @@ pub fn opus_codec(choice: &OpusChoice, congestion: CongestionFeedback) -> RTCRtp
 }
 
 /// The interceptor chain for one viewer: RTCP reports, the keyframe-request marker, and the
-/// link's estimator, pacer, retransmitter and meter, all sharing `link`.
+/// link's estimator, pacer, retransmitter and meter, each given the writer of what it alone
+/// measures and the `link` to read the others'. The estimate's one writer goes to the
+/// estimator for a transport-cc viewer and to the feedback reader otherwise.
 fn interceptors(
     media_engine: &mut MediaEngine,
     link: &Link,
+    writers: LinkWriters,
     congestion: CongestionFeedback,
 ) -> Result<Registry, PeerError> {
+    use link::feedback::Estimating;
     configure_simulcast_extension_headers(media_engine)?;
+    let LinkWriters {
+        estimate,
+        receiver,
+        congestion: congestion_report,
+        wire,
+        retransmissions,
+        pacer,
+        events,
+    } = writers;
+    let (estimator, estimating) = match congestion {
+        CongestionFeedback::TransportCc => (Some(estimate), Estimating::Nothing),
+        CongestionFeedback::Remb => (None, Estimating::FromRemb(estimate)),
+        CongestionFeedback::ReceiverReports => (None, Estimating::FromLoss(estimate)),
+    };
     let mut registry = configure_rtcp_reports(Registry::new())
         .with(
             Slot::from(WIRE_METER_SLOT),
-            link::meter::WireMeter::new(link.clone()),
+            link::meter::WireMeter::new(wire),
         )
-        .with(Slot::Pacer, link::pacer::Pacer::new(link.clone()))
+        .with(Slot::Pacer, link::pacer::Pacer::new(link.clone(), pacer))
         .with(
             Slot::NackResponder,
-            link::retransmit::Retransmitter::new(link.clone()),
+            link::retransmit::Retransmitter::new(link.clone(), retransmissions, events),
         )
         .with(
             Slot::from(FEEDBACK_READER_SLOT),
-            link::feedback::FeedbackReader::new(link.clone()),
+            link::feedback::FeedbackReader::new(receiver, estimating),
         )
         .with(
             Slot::from(KEYFRAME_REQUEST_SLOT),
@@ -145,7 +163,7 @@ fn interceptors(
             link::send_time::SendTimeStamper::new(),
         );
     }
-    if congestion == CongestionFeedback::TransportCc {
+    if let Some(estimate) = estimator {
         for kind in [RtpCodecKind::Video, RtpCodecKind::Audio] {
             media_engine.register_header_extension(
                 RTCRtpHeaderExtensionCapability {
@@ -158,8 +176,11 @@ fn interceptors(
         registry = registry
             .with(
                 Slot::CongestionControl,
-                CongestionControlBuilder::new(link::estimator::LinkEstimator::new(link.clone()))
-                    .build(),
+                CongestionControlBuilder::new(link::estimator::LinkEstimator::new(
+                    estimate,
+                    congestion_report,
+                ))
+                .build(),
             )
             .with(Slot::TwccSender, TwccSenderBuilder::new().build());
     }
@@ -188,6 +209,7 @@ pub async fn build(
     audio: Option<&OpusChoice>,
     congestion: CongestionFeedback,
     link: &Link,
+    writers: LinkWriters,
     ice: &IceConfig,
     handler: Arc<dyn PeerConnectionEventHandler>,
 ) -> Result<BuiltPeer, PeerError> {
@@ -196,7 +218,7 @@ pub async fn build(
     if let Some(audio) = audio {
         media_engine.register_codec(opus_codec(audio, congestion), RtpCodecKind::Audio)?;
     }
-    let registry = interceptors(&mut media_engine, link, congestion)?;
+    let registry = interceptors(&mut media_engine, link, writers, congestion)?;
 
     let mut settings = SettingEngineBuilder::new()
         .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(ICE_MAX_BINDING_REQUESTS));
@@ -336,9 +358,12 @@ mod tests {
 
     #[test]
     fn the_chain_has_campeers_link_interceptors_and_the_negotiated_congestion_control() {
-        let link = Link::new(CongestionFeedback::TransportCc, 500_000.0, 2_000_000.0);
-        let mut engine = MediaEngine::default();
-        let with_twcc = interceptors(&mut engine, &link, CongestionFeedback::TransportCc).unwrap();
+        let chain = |feedback: CongestionFeedback| {
+            let (link, writers) = Link::new(feedback, 500_000.0, 2_000_000.0);
+            let mut engine = MediaEngine::default();
+            interceptors(&mut engine, &link, writers, feedback).unwrap()
+        };
+        let with_twcc = chain(CongestionFeedback::TransportCc);
         let slots: Vec<usize> = with_twcc
             .slots()
             .into_iter()
@@ -351,15 +376,13 @@ mod tests {
             ]
         );
         // REMB: the send-time stamper instead of the estimator and the TWCC sender.
-        let mut engine = MediaEngine::default();
-        let remb = interceptors(&mut engine, &link, CongestionFeedback::Remb).unwrap();
+        let remb = chain(CongestionFeedback::Remb);
         let slots: Vec<usize> = remb.slots().into_iter().map(|(s, _)| s.slot()).collect();
         assert_eq!(
             slots,
             vec![500, 2_500, 3_000, 4_000, 4_500, 10_000, 11_000, 14_000]
         );
-        let mut engine = MediaEngine::default();
-        let plain = interceptors(&mut engine, &link, CongestionFeedback::ReceiverReports).unwrap();
+        let plain = chain(CongestionFeedback::ReceiverReports);
         let slots: Vec<usize> = plain.slots().into_iter().map(|(s, _)| s.slot()).collect();
         assert_eq!(
             slots,
