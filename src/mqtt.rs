@@ -36,6 +36,13 @@ use tokio::task::JoinHandle;
 /// connection stays up. MQTT 3.1.1 has no such promise; there campeer refuses to read a
 /// larger packet, which closes the connection (it then reconnects), so memory stays bounded.
 const MAX_PACKET_BYTES: u32 = 80 * 1024;
+/// campeer takes the viewers' messages at QoS 0, whatever QoS they were published with. The
+/// connection to the broker is one TCP stream, so nothing is lost while it is up, and campeer
+/// keeps no session across reconnects (a clean start), so QoS 1 would keep nothing for it
+/// either. At QoS 1, a broker that withholds an oversize message (above the Maximum Packet
+/// Size) may still count it as in flight: mosquitto 2.0 does, for good, and after 20 such
+/// messages from anyone it delivers campeer nothing more until campeer reconnects.
+const INBOUND_QOS: QoS = QoS::AtMostOnce;
 /// Requests (publishes, subscribes) queued for the event loop. Deep enough to absorb a burst
 /// of candidates from several sessions; during an outage, the excess is dropped.
 const REQUEST_QUEUE: usize = 256;
@@ -532,12 +539,12 @@ impl Driver {
                 .push_front(Request::Subscribe(Subscribe::new_many(
                     self.inbound_filters
                         .iter()
-                        .map(|filter| Filter::new(filter.clone(), QoS::AtLeastOnce)),
+                        .map(|filter| Filter::new(filter.clone(), INBOUND_QOS)),
                     None,
                 ))),
             Protocol::V311 => self.v311.pending.push_front(rumqttc::Request::Subscribe(
                 rumqttc::Subscribe::new_many(self.inbound_filters.iter().map(|filter| {
-                    rumqttc::SubscribeFilter::new(filter.clone(), rumqttc::QoS::AtLeastOnce)
+                    rumqttc::SubscribeFilter::new(filter.clone(), qos_311(INBOUND_QOS))
                 })),
             )),
         }
