@@ -178,16 +178,70 @@ impl DeviceHandle {
     }
 }
 
-/// Starts the daemon: the embedded broker when no external one is configured, the viewer
-/// page, and the device itself, which serves viewers until shut down. Each part is built by a
-/// function of its own; this only wires them together.
+/// The ports campeer serves others on: the viewer page's (with WHEP and the page's way to the
+/// embedded broker), and the embedded broker's when campeer runs one. Bound before anything
+/// starts, so a port already taken fails at once; the caller binds them (as mini-redis'
+/// `server::run` takes its listener), so a test or a service manager may hand in its own.
+pub struct Listeners {
+    pub http: tokio::net::TcpListener,
+    /// Only with the embedded broker.
+    pub broker: Option<tokio::net::TcpListener>,
+}
+
+impl Listeners {
+    /// Binds the ports `config` names.
+    pub async fn bind(config: &Config) -> anyhow::Result<Self> {
+        let http = tokio::net::TcpListener::bind(config.web.listen)
+            .await
+            .with_context(|| format!("cannot serve the viewer page on {}", config.web.listen))?;
+        let broker = match (&config.mqtt.broker, &config.embedded_broker) {
+            (None, Some(settings)) => Some(web::broker::bind(settings).await?),
+            _ => None,
+        };
+        Ok(Self { http, broker })
+    }
+}
+
+/// Serves until `shutdown` resolves, then hangs up on every viewer, publishes the offline
+/// status and returns (mini-redis' `server::run`): the binary passes its signals, a test any
+/// future. Keeps the service manager told (systemd's notify protocol) meanwhile. An error if
+/// campeer cannot start, or if the device stops by itself.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let mut device = start_on(config, listeners).await?;
+    let service = crate::systemd::spawn(device.health());
+    let stopped_by_itself = tokio::select! {
+        () = shutdown => false,
+        () = device.stopped() => true,
+    };
+    service.abort();
+    if stopped_by_itself {
+        anyhow::bail!("the device stopped unexpectedly");
+    }
+    crate::systemd::stopping();
+    device.shutdown().await;
+    Ok(())
+}
+
+/// Binds the ports `config` names and starts the daemon on them (see [`start_on`]).
 pub async fn start(config: Config) -> anyhow::Result<DeviceHandle> {
+    let listeners = Listeners::bind(&config).await?;
+    start_on(config, listeners).await
+}
+
+/// Starts the daemon on `listeners`: the embedded broker when no external one is configured,
+/// the viewer page, and the device itself, which serves viewers until shut down. Each part is
+/// built by a function of its own; this only wires them together.
+pub async fn start_on(config: Config, listeners: Listeners) -> anyhow::Result<DeviceHandle> {
     // webrtc is told about bridges in place of TURN servers it cannot reach itself.
     let (ice, turn_bridges) = crate::turn_stream::start(&config.ice).await?;
-    let broker = connect_to_broker(&config).await?;
+    let broker = connect_to_broker(&config, listeners.broker).await?;
     let cameras = cameras(&config);
     let page = page_config(&config, broker.embedded.is_some());
-    let (http, whep_inboxes) = start_http(&config, page, &broker, &cameras).await?;
+    let (http, whep_inboxes) = start_http(&config, listeners.http, page, &broker, &cameras)?;
     warn_if_public(&config, broker.embedded.is_some());
     let tls = mqtt_tls(&config).await?;
     let inbound_filters = cameras
@@ -291,8 +345,11 @@ struct BrokerEndpoint {
     embedded: Option<EmbeddedBroker>,
 }
 
-/// The external broker, or the embedded one started here.
-async fn connect_to_broker(config: &Config) -> anyhow::Result<BrokerEndpoint> {
+/// The external broker, or the embedded one started here on `public`.
+async fn connect_to_broker(
+    config: &Config,
+    public: Option<tokio::net::TcpListener>,
+) -> anyhow::Result<BrokerEndpoint> {
     let mut login = config.mqtt.clone();
     match (&config.mqtt.broker, &config.embedded_broker) {
         (Some(broker), _) => Ok(BrokerEndpoint {
@@ -302,7 +359,11 @@ async fn connect_to_broker(config: &Config) -> anyhow::Result<BrokerEndpoint> {
             embedded: None,
         }),
         (None, Some(settings)) => {
-            let broker = web::broker::start(settings).await?;
+            let public = match public {
+                Some(listener) => listener,
+                None => web::broker::bind(settings).await?,
+            };
+            let broker = web::broker::start(settings, public).await?;
             // campeer logs in to its own broker like any client.
             login.username = settings.username.clone();
             login.password = settings.password.clone();
@@ -353,8 +414,9 @@ fn page_config(config: &Config, embedded_broker: bool) -> PageConfig {
 /// The HTTP server: the page, WHEP and the page's way to the embedded broker. Each camera's
 /// WHEP endpoint hands its requests to that camera's device task, through the receiver
 /// returned for it (in the cameras' order).
-async fn start_http(
+fn start_http(
     config: &Config,
+    listener: tokio::net::TcpListener,
     page: PageConfig,
     broker: &BrokerEndpoint,
     cameras: &[(Segment, VideoConfig)],
@@ -372,12 +434,11 @@ async fn start_http(
         &page.ice_servers,
     );
     let http = HttpServer::start(
-        config.web.listen,
+        listener,
         page,
         broker.embedded.as_ref().map(|b| b.ws_listen),
         whep,
     )
-    .await
     .with_context(|| format!("cannot serve the viewer page on {}", config.web.listen))?;
     Ok((http, whep_inboxes))
 }

@@ -105,17 +105,13 @@ async fn run(mmap_threshold_fixed: bool) -> anyhow::Result<()> {
         None => FileConfig::default(),
     };
     let config = Config::resolve(file, cli.overrides)?;
-    let mut device = campeer::device::start(config).await?;
-    let service = campeer::systemd::spawn(device.health());
-    let signal = tokio::select! {
-        signal = shutdown_signal() => signal?,
-        _ = device.stopped() => anyhow::bail!("the device stopped unexpectedly"),
-    };
-    tracing::info!("received {signal}");
-    campeer::systemd::stopping();
-    service.abort();
-    device.shutdown().await;
-    Ok(())
+    let listeners = campeer::device::Listeners::bind(&config).await?;
+    let signal = shutdown_signal()?;
+    campeer::device::run(config, listeners, async {
+        let signal = signal.await;
+        tracing::info!("received {signal}");
+    })
+    .await
 }
 
 fn list_devices(
@@ -169,12 +165,16 @@ fn list_devices(
     }
 }
 
-async fn shutdown_signal() -> anyhow::Result<&'static str> {
+/// The first SIGTERM or SIGINT, watched from now on: a signal that cannot be watched fails
+/// the start rather than stopping campeer later.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = &'static str>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-    Ok(tokio::select! {
-        _ = terminate.recv() => "SIGTERM",
-        _ = interrupt.recv() => "SIGINT",
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+        }
     })
 }

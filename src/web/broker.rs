@@ -93,19 +93,28 @@ fn free_address(addr: SocketAddr) -> Result<SocketAddr, BrokerError> {
         .map_err(|source| BrokerError::Listen { addr, source })
 }
 
+/// Binds the broker's public port (`config.listen`), for [`start`].
+pub async fn bind(config: &EmbeddedBrokerConfig) -> Result<tokio::net::TcpListener, BrokerError> {
+    tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| BrokerError::Listen {
+            addr: config.listen,
+            source,
+        })
+}
+
 /// Starts the broker on its own threads (rumqttd runs its own runtimes), and its public port
-/// on the caller's runtime; both run for the rest of the process. Returns once rumqttd
-/// listens: a client turned away before then (campeer's own, say) would take the broker for
-/// one that refuses its MQTT version.
-pub async fn start(config: &EmbeddedBrokerConfig) -> Result<EmbeddedBroker, BrokerError> {
-    let listen_error = |source| BrokerError::Listen {
+/// (`public`, bound by the caller) on the caller's runtime; both run for the rest of the
+/// process. Returns once rumqttd listens: a client turned away before then (campeer's own,
+/// say) would take the broker for one that refuses its MQTT version.
+pub async fn start(
+    config: &EmbeddedBrokerConfig,
+    public: tokio::net::TcpListener,
+) -> Result<EmbeddedBroker, BrokerError> {
+    let listen = public.local_addr().map_err(|source| BrokerError::Listen {
         addr: config.listen,
         source,
-    };
-    let public = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(listen_error)?;
-    let listen = public.local_addr().map_err(listen_error)?;
+    })?;
     let mut attempt = 1;
     let (versions, ws_listen) = loop {
         let (versions, ws_listen) = start_rumqttd(config)?;
@@ -385,7 +394,8 @@ mod tests {
             listen: "127.0.0.1:0".parse().unwrap(),
             ..Default::default()
         };
-        let broker = start(&config).await.expect("the broker starts");
+        let public = bind(&config).await.expect("a free port");
+        let broker = start(&config, public).await.expect("the broker starts");
         // rumqttd's own listeners are up before `start` returns: a client at once is served
         // by the broker, not turned away by the public port.
         let mut client = TcpStream::connect(broker.listen).await.unwrap();

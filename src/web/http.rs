@@ -68,15 +68,15 @@ struct Site {
 }
 
 impl HttpServer {
-    /// `mqtt_backend`: the embedded broker's WebSocket listener, offered to pages on
-    /// [`ws_proxy::MQTT_PATH`]; `whep`: the devices' WHEP endpoints.
-    pub async fn start(
-        listen: SocketAddr,
+    /// Serves on `listener`, bound by the caller. `mqtt_backend`: the embedded broker's
+    /// WebSocket listener, offered to pages on [`ws_proxy::MQTT_PATH`]; `whep`: the devices'
+    /// WHEP endpoints.
+    pub fn start(
+        listener: TcpListener,
         page: PageConfig,
         mqtt_backend: Option<SocketAddr>,
         whep: WhepEndpoints,
     ) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(listen).await?;
         let local_addr = listener.local_addr()?;
         let broker_origin = page
             .broker_url

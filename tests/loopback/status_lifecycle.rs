@@ -85,3 +85,65 @@ async fn status_tracks_viewers_and_goes_offline_on_stop_and_on_kill() {
             .await
     );
 }
+
+/// The library's `run`, as the binary uses it: campeer serves on the listener it is handed
+/// (bound here, not by campeer) and stops, offline status first, when its shutdown future
+/// resolves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn run_serves_on_the_listeners_it_is_given_until_told_to_stop() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _load = common::load::shared();
+    init_logging();
+    let broker = Broker::start();
+    let status = TopicWatcher::start(&broker, &status_topic("cam8")).await;
+    let config = campeer::config::Config::resolve(
+        campeer::config::FileConfig::default(),
+        overrides(&broker, "cam8"),
+    )
+    .expect("a valid config");
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    let page = http.local_addr().expect("its address");
+    let listeners = campeer::device::Listeners { http, broker: None };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(campeer::device::run(config, listeners, async {
+        let _ = stopped.await;
+    }));
+    assert!(
+        status
+            .wait_for_last(Duration::from_secs(10), |s| s["state"] == "online")
+            .await,
+        "campeer did not come online"
+    );
+
+    let mut client = tokio::net::TcpStream::connect(page)
+        .await
+        .expect("the page's port, as handed in, takes connections");
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("a request");
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut response))
+        .await
+        .expect("an answer within 5 s")
+        .expect("a response");
+    assert!(
+        response.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&response[..response.len().min(200)])
+    );
+
+    stop.send(()).expect("campeer still running");
+    let result = tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("run returns within 10 s of the shutdown")
+        .expect("the run task");
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(
+        status.last().map(|s| s["state"].clone()),
+        Some("offline".into()),
+        "the offline status went out before run returned"
+    );
+}
