@@ -7,6 +7,8 @@
 pub struct Asset {
     /// Where the page's server answers with it.
     pub path: &'static str,
+    /// Its source, relative to the crate's assets/.
+    pub file: &'static str,
     pub content_type: &'static str,
     /// One gzip member, as build.rs wrote it.
     pub gzip: &'static [u8],
@@ -16,6 +18,7 @@ macro_rules! asset {
     ($path:literal, $file:literal, $content_type:literal) => {
         Asset {
             path: $path,
+            file: $file,
             content_type: $content_type,
             gzip: include_bytes!(concat!(env!("OUT_DIR"), "/", $file, ".gz")),
         }
