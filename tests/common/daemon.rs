@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Flags for an in-process campeer on `broker`, loopback-only ICE, 640x480@30 by default,
-/// the viewer page on a free port.
+/// the viewer page on a port the kernel picks as campeer binds it (no other test can take it
+/// in between; `DeviceHandle::http_addr` says which).
 pub fn overrides(broker: &Broker, device: &str) -> Overrides {
     Overrides {
         broker: Some(broker.url()),
@@ -19,7 +20,7 @@ pub fn overrides(broker: &Broker, device: &str) -> Overrides {
         // Pinned like the video source, so a developer's own sound card changes nothing.
         audio_source: Some("none".into()),
         ice_loopback_only: Some(true),
-        http_listen: Some(format!("127.0.0.1:{}", free_port())),
+        http_listen: Some("127.0.0.1:0".into()),
         ..Default::default()
     }
 }
@@ -320,15 +321,16 @@ impl Drop for DaemonProcess {
 }
 
 /// Flags for an in-process campeer with its embedded broker (no --broker), every listener on a
-/// free loopback port (pages reach the broker through the page's origin).
+/// loopback port the kernel picks as campeer binds it (pages reach the broker through the
+/// page's origin).
 pub fn zero_config_overrides(device: &str) -> Overrides {
     Overrides {
         device_id: Some(device.to_owned()),
         source: Some("test".into()),
         audio_source: Some("none".into()),
         ice_loopback_only: Some(true),
-        http_listen: Some(format!("127.0.0.1:{}", free_port())),
-        embedded_broker_listen: Some(format!("127.0.0.1:{}", free_port())),
+        http_listen: Some("127.0.0.1:0".into()),
+        embedded_broker_listen: Some("127.0.0.1:0".into()),
         ..Default::default()
     }
 }

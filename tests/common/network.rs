@@ -402,7 +402,7 @@ pub fn browser_lab() -> (Lab, String, String) {
 /// `ip`, an address of the namespace it runs in, with ICE on every interface there.
 pub fn lan_overrides(device: &str, ip: &str) -> campeer::config::Overrides {
     campeer::config::Overrides {
-        http_listen: Some(format!("{ip}:{}", super::free_port())),
+        http_listen: Some(format!("{ip}:0")),
         ice_loopback_only: Some(false),
         ..super::zero_config_overrides(device)
     }
