@@ -56,6 +56,8 @@ pub struct FeedbackReader {
     /// the lower of it and the latest REMB (in the link), so a viewer whose REMB never comes
     /// (or says more than its losses allow) is still held to what its link loses.
     loss_cap_bps: Option<f64>,
+    /// For REMB viewers: their latest REMB.
+    remb_bps: Option<f64>,
 }
 
 impl FeedbackReader {
@@ -68,6 +70,7 @@ impl FeedbackReader {
             read_queue: VecDeque::new(),
             write_queue: VecDeque::new(),
             loss_cap_bps: None,
+            remb_bps: None,
         }
     }
 
@@ -81,7 +84,6 @@ impl FeedbackReader {
             .filter(|r| self.local_ssrcs.contains(&r.ssrc))
         {
             let fraction_lost = f64::from(report.fraction_lost) / 256.0;
-            let remb_bps = self.report.get().remb_bps;
             match &self.estimating {
                 Estimating::FromLoss(estimate) => {
                     estimate.set(LossBackstop::next(estimate.get(), fraction_lost));
@@ -93,7 +95,7 @@ impl FeedbackReader {
                     )
                     .min(estimate.max_bps());
                     self.loss_cap_bps = Some(cap);
-                    estimate.set(remb_bps.map_or(cap, |remb| remb.min(cap)));
+                    estimate.set(self.remb_bps.map_or(cap, |remb| remb.min(cap)));
                 }
                 Estimating::Nothing => {}
             }
@@ -130,6 +132,7 @@ impl FeedbackReader {
         >() {
             if let Estimating::FromRemb(estimate) = &self.estimating {
                 let bitrate = f64::from(remb.bitrate);
+                self.remb_bps = Some(bitrate);
                 estimate.set(self.loss_cap_bps.map_or(bitrate, |cap| bitrate.min(cap)));
                 self.report.update(|published| {
                     published.remb_bps = Some(bitrate);
