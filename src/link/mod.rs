@@ -228,6 +228,14 @@ impl LinkSnapshot {
     }
 }
 
+fn loss(congestion: &CongestionReport, receiver: &ReceiverFeedback) -> Option<f64> {
+    congestion.loss.or(receiver.loss)
+}
+
+fn last_feedback_at(congestion: &CongestionReport, receiver: &ReceiverFeedback) -> Option<Instant> {
+    receiver.last_at.max(congestion.last_at)
+}
+
 fn media_share(estimate_bps: f64, retransmit_rate: &DecayingRate, now: Instant) -> f64 {
     (estimate_bps - retransmit_rate.bits_per_second(now)).max(MIN_ESTIMATE_BPS)
 }
@@ -362,11 +370,6 @@ impl Link {
         }
     }
 
-    /// What the viewer's feedback is built from.
-    pub fn feedback(&self) -> CongestionFeedback {
-        self.feedback
-    }
-
     /// What the link carries, in bits per second (all media, with packet overhead).
     pub fn estimate_bps(&self) -> f64 {
         self.estimate.get()
@@ -393,19 +396,12 @@ impl Link {
     /// Fraction of packets lost (0.0 to 1.0): from transport-wide feedback when there is
     /// some, from receiver reports otherwise.
     pub fn loss(&self) -> Option<f64> {
-        self.congestion.get().loss.or(self.receiver.get().loss)
+        loss(&self.congestion.get(), &self.receiver.get())
     }
 
     /// When feedback about this link last arrived, of any kind.
     pub fn last_feedback_at(&self) -> Option<Instant> {
-        self.receiver
-            .get()
-            .last_at
-            .max(self.congestion.get().last_at)
-    }
-
-    pub fn ice_path(&self) -> Option<stats::IcePath> {
-        self.path.get()
+        last_feedback_at(&self.congestion.get(), &self.receiver.get())
     }
 
     pub fn snapshot(&self) -> LinkSnapshot {
@@ -419,8 +415,8 @@ impl Link {
             estimate_bps: self.estimate_bps(),
             max_estimate_bps: self.max_estimate_bps,
             rtt: receiver.rtt,
-            loss: congestion.loss.or(receiver.loss),
-            last_feedback_at: receiver.last_at.max(congestion.last_at),
+            loss: loss(&congestion, &receiver),
+            last_feedback_at: last_feedback_at(&congestion, &receiver),
             sent_bytes: wire.sent_bytes,
             sent_packets: wire.sent_packets,
             retransmitted_bytes: wire.retransmitted_bytes,
