@@ -194,9 +194,10 @@ impl Listeners {
         let http = tokio::net::TcpListener::bind(config.web.listen)
             .await
             .with_context(|| format!("cannot serve the viewer page on {}", config.web.listen))?;
-        let broker = match (&config.mqtt.broker, &config.embedded_broker) {
-            (None, Some(settings)) => Some(web::broker::bind(settings).await?),
-            _ => None,
+        // The configuration has embedded-broker settings only when no external broker is set.
+        let broker = match &config.embedded_broker {
+            Some(settings) => Some(web::broker::bind(settings).await?),
+            None => None,
         };
         Ok(Self { http, broker })
     }
@@ -359,9 +360,8 @@ async fn connect_to_broker(
             embedded: None,
         }),
         (None, Some(settings)) => {
-            let public = match public {
-                Some(listener) => listener,
-                None => web::broker::bind(settings).await?,
+            let Some(public) = public else {
+                anyhow::bail!("the embedded broker's listener was not handed in (Listeners::bind)");
             };
             let broker = web::broker::start(settings, public).await?;
             // campeer logs in to its own broker like any client.
