@@ -129,14 +129,22 @@ pub enum HandshakeFailure {
     Other,
 }
 
+/// Closes on the CONNECT in a row that count as the broker refusing the version.
+const CLOSES_FOR_REFUSAL: u8 = 2;
+
 /// Which MQTT version the next connection attempt uses: MQTT 5 first; 3.1.1 once the broker
 /// refuses 5; 5 again if the broker then refuses 3.1.1 too. A broker that closes the
-/// connection on the CONNECT is taken for one that refuses the version, unless it has
-/// accepted that version before (then it is more likely restarting).
+/// connection on the CONNECT twice in a row is taken for one that refuses the version, unless
+/// it has accepted that version before (then it is more likely restarting). Once is not
+/// enough: a broker still starting resets a connection too, and a needless fall back to
+/// 3.1.1 would stay for good, without the Maximum Packet Size that keeps oversize messages
+/// from campeer.
 #[derive(Debug, Clone)]
 pub struct ProtocolChoice {
     current: Protocol,
     accepted: Option<Protocol>,
+    /// Closes on the CONNECT in a row, in the current version.
+    closed_in_a_row: u8,
     /// Whether the fallback to 3.1.1 has been explained in the log.
     explained: bool,
 }
@@ -146,6 +154,7 @@ impl Default for ProtocolChoice {
         Self {
             current: Protocol::V5,
             accepted: None,
+            closed_in_a_row: 0,
             explained: false,
         }
     }
@@ -159,6 +168,7 @@ impl ProtocolChoice {
     /// The broker accepted a connection in the current version.
     pub fn accepted(&mut self) {
         self.accepted = Some(self.current);
+        self.closed_in_a_row = 0;
     }
 
     /// A connection attempt failed before the broker accepted it. Returns the version to try
@@ -166,12 +176,16 @@ impl ProtocolChoice {
     pub fn failed(&mut self, failure: HandshakeFailure) -> Option<Protocol> {
         let switch = match failure {
             HandshakeFailure::VersionRefused => true,
-            HandshakeFailure::ClosedOnConnect => self.accepted != Some(self.current),
+            HandshakeFailure::ClosedOnConnect => {
+                self.closed_in_a_row = self.closed_in_a_row.saturating_add(1);
+                self.accepted != Some(self.current) && self.closed_in_a_row >= CLOSES_FOR_REFUSAL
+            }
             HandshakeFailure::Other => false,
         };
         if !switch {
             return None;
         }
+        self.closed_in_a_row = 0;
         self.current = match self.current {
             Protocol::V5 => Protocol::V311,
             Protocol::V311 => Protocol::V5,
@@ -679,8 +693,19 @@ mod tests {
         let mut silent = ProtocolChoice::default();
         assert_eq!(
             silent.failed(HandshakeFailure::ClosedOnConnect),
+            None,
+            "once: a broker still starting does that too"
+        );
+        assert_eq!(
+            silent.failed(HandshakeFailure::ClosedOnConnect),
             Some(Protocol::V311)
         );
+        // Closed by a broker still starting, then accepted: MQTT 5 stays.
+        let mut starting = ProtocolChoice::default();
+        assert_eq!(starting.failed(HandshakeFailure::ClosedOnConnect), None);
+        assert_eq!(starting.failed(HandshakeFailure::Other), None);
+        starting.accepted();
+        assert_eq!(starting.current(), Protocol::V5);
         let mut restarting = ProtocolChoice::default();
         restarting.accepted();
         assert_eq!(restarting.failed(HandshakeFailure::ClosedOnConnect), None);
