@@ -82,9 +82,48 @@ pub fn init_logging() {
         .try_init();
 }
 
+/// A TCP port on 127.0.0.1 that nothing listens on now, for a server the test starts next
+/// (mosquitto, campeer's listeners in a child process, a TURN server).
+///
+/// The port comes from below the kernel's ephemeral range, never from inside it: between this
+/// call and the server's bind, a port-0 listener of an in-process campeer, or an outgoing
+/// connection's source port, could otherwise take it, and a test would reach another test's
+/// server. Each process walks its own stretch of that range (by process id) and never hands a
+/// port out twice, so test binaries running side by side do not pick the same one either.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr").port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    /// How many ports each process walks before it starts over.
+    const STRETCH: u32 = 1_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let (first, count) = ports_below_the_ephemeral_range();
+    let stretches = (count / STRETCH).max(1);
+    let start = first + (std::process::id() % stretches) * STRETCH;
+    for _ in 0..STRETCH {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % STRETCH.min(count);
+        let Ok(port) = u16::try_from(start + offset) else {
+            continue;
+        };
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {start}..{}", start + STRETCH);
+}
+
+/// The ports below the kernel's ephemeral range (`ip_local_port_range`), above the privileged
+/// ones: `(first, count)`.
+fn ports_below_the_ephemeral_range() -> (u32, u32) {
+    const FIRST_UNPRIVILEGED: u32 = 1_024;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let first = ephemeral_low.saturating_sub(12_000).max(FIRST_UNPRIVILEGED);
+    assert!(
+        ephemeral_low > first + 1_000,
+        "the kernel's ephemeral ports start at {ephemeral_low}: too few ports below for the tests"
+    );
+    (first, ephemeral_low - first)
 }
 
 /// Polls `condition` every 20 ms until it holds or `limit` passes.
