@@ -1,0 +1,237 @@
+//! How the daemon's shared parts are built from the configuration: the broker it connects to
+//! (its own embedded one, or an external one over TLS), the cameras it serves, and the HTTP
+//! server with the page and each camera's WHEP endpoint.
+
+use crate::config::{Config, VideoConfig};
+use crate::protocol::Segment;
+use crate::web;
+use crate::web::broker::EmbeddedBroker;
+use crate::web::http::{HttpServer, PageConfig};
+use crate::web::whep_server::{WhepCommand, WhepEndpoints};
+use anyhow::Context;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Where campeer's MQTT connection goes, and as whom.
+pub(super) struct BrokerEndpoint {
+    pub(super) host: String,
+    pub(super) port: u16,
+    /// The MQTT settings campeer connects with (the embedded broker's credentials when it
+    /// runs its own).
+    pub(super) login: crate::config::MqttConfig,
+    /// The broker campeer runs itself, when no external one is configured.
+    pub(super) embedded: Option<EmbeddedBroker>,
+}
+
+/// The external broker, or the embedded one started here on `public`.
+pub(super) async fn connect_to_broker(
+    config: &Config,
+    public: Option<tokio::net::TcpListener>,
+) -> anyhow::Result<BrokerEndpoint> {
+    let mut login = config.mqtt.clone();
+    match (&config.mqtt.broker, &config.embedded_broker) {
+        (Some(broker), _) => Ok(BrokerEndpoint {
+            host: broker.host.clone(),
+            port: broker.port,
+            login,
+            embedded: None,
+        }),
+        (None, Some(settings)) => {
+            let Some(public) = public else {
+                anyhow::bail!("the embedded broker's listener was not handed in (Listeners::bind)");
+            };
+            let broker = web::broker::start(settings, public).await?;
+            // campeer logs in to its own broker like any client.
+            login.username = settings.username.clone();
+            login.password = settings.password.clone();
+            let (host, port) = broker.client_address();
+            Ok(BrokerEndpoint {
+                host,
+                port,
+                login,
+                embedded: Some(broker),
+            })
+        }
+        (None, None) => anyhow::bail!("no MQTT broker configured"),
+    }
+}
+
+/// Every camera served, the first one first. One broker connection serves them all; its last
+/// will covers the first camera's status, and the others' statuses say that they go with it
+/// (`via`).
+pub(super) fn cameras(config: &Config) -> Vec<(Segment, VideoConfig)> {
+    std::iter::once((config.device_id.clone(), config.video.clone()))
+        .chain(
+            config
+                .cameras
+                .iter()
+                .map(|c| (c.device_id.clone(), c.video.clone())),
+        )
+        .collect()
+}
+
+/// What the viewer page is told about this deployment.
+pub(super) fn page_config(config: &Config, embedded_broker: bool) -> PageConfig {
+    let page = PageConfig {
+        prefix: config.mqtt.prefix.to_string(),
+        device: config.device_id.to_string(),
+        broker_url: config.web.broker_ws_url.clone(),
+        broker_ws_path: embedded_broker.then(|| web::ws_proxy::MQTT_PATH.to_owned()),
+        ice_servers: config.web.ice_servers.iter().map(Into::into).collect(),
+    };
+    if page.broker_url.is_none() && page.broker_ws_path.is_none() {
+        tracing::warn!(
+            "the viewer page does not know how browsers reach the external broker: set \
+             web.broker_ws_url (--broker-ws-url) to its WebSocket URL"
+        );
+    }
+    page
+}
+
+/// The HTTP server: the page, WHEP and the page's way to the embedded broker. Each camera's
+/// WHEP endpoint hands its requests to that camera's device task, through the receiver
+/// returned for it (in the cameras' order).
+pub(super) fn start_http(
+    config: &Config,
+    listener: tokio::net::TcpListener,
+    page: PageConfig,
+    broker: &BrokerEndpoint,
+    cameras: &[(Segment, VideoConfig)],
+) -> anyhow::Result<(HttpServer, Vec<mpsc::Receiver<WhepCommand>>)> {
+    let mut whep_inboxes = Vec::new();
+    let mut whep_routes = HashMap::new();
+    for (id, _) in cameras {
+        let (sender, receiver) = mpsc::channel(web::whep_server::COMMAND_QUEUE);
+        whep_routes.insert(id.to_string(), sender);
+        whep_inboxes.push(receiver);
+    }
+    let whep = WhepEndpoints::new(
+        whep_routes,
+        config.web.whep_token.as_ref().map(|t| t.0.clone()),
+        &page.ice_servers,
+    );
+    let http = HttpServer::start(
+        listener,
+        page,
+        broker.embedded.as_ref().map(|b| b.ws_listen),
+        whep,
+    )
+    .with_context(|| format!("cannot serve the viewer page on {}", config.web.listen))?;
+    Ok((http, whep_inboxes))
+}
+
+/// Says loudly what `--public` opens, and whether the embedded broker is open to all.
+pub(super) fn warn_if_public(config: &Config, embedded_broker: bool) {
+    if !config.web.public {
+        return;
+    }
+    let open_broker = config
+        .embedded_broker
+        .as_ref()
+        .is_some_and(|b| b.password.is_none());
+    tracing::warn!(
+        "public: the viewer page{} listen on every interface; anyone on the network can \
+         watch{}",
+        if embedded_broker {
+            " and the embedded broker"
+        } else {
+            ""
+        },
+        if open_broker {
+            " (the embedded broker requires no password: set broker.username and broker.password)"
+        } else {
+            ""
+        }
+    );
+}
+
+/// TLS to an mqtts:// broker, with the configured CA and client certificate. Reading the
+/// files blocks, so it runs off the async workers.
+pub(super) async fn mqtt_tls(
+    config: &Config,
+) -> anyhow::Result<Option<Arc<tokio_rustls::rustls::ClientConfig>>> {
+    if !config.mqtt.broker.as_ref().is_some_and(|broker| broker.tls) {
+        return Ok(None);
+    }
+    let ca_file = config.mqtt.ca_file.clone();
+    let client_certificate = config.mqtt.client_certificate();
+    let tls = tokio::task::spawn_blocking(move || {
+        crate::tls::client_config(
+            "mqtt.ca_file",
+            ca_file.as_deref(),
+            client_certificate
+                .as_ref()
+                .map(|(cert, key)| (cert.as_path(), key.as_path())),
+        )
+    })
+    .await
+    .context("reading the MQTT TLS certificates failed")?
+    .context("cannot set up TLS to the MQTT broker")?;
+    Ok(Some(tls))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{FileConfig, Overrides};
+
+    fn config(toml_text: &str) -> Config {
+        let file = FileConfig::parse(toml_text).expect("a valid file");
+        Config::resolve(file, Overrides::default()).expect("a valid configuration")
+    }
+
+    #[test]
+    fn the_first_camera_comes_first_then_each_entry_in_order() {
+        let config = config(
+            "[device]\nid = \"porch\"\n[video]\nsource = \"test\"\nwidth = 1280\nheight = 720\n\
+             [[cameras]]\nid = \"garden\"\nsource = \"test\"\nwidth = 640\nheight = 480\n\
+             [[cameras]]\nid = \"bench\"\nsource = \"test\"\n",
+        );
+        let listed: Vec<(String, u32)> = cameras(&config)
+            .into_iter()
+            .map(|(id, video)| (id.to_string(), video.width))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("porch".to_owned(), 1280),
+                ("garden".to_owned(), 640),
+                ("bench".to_owned(), 1280)
+            ]
+        );
+    }
+
+    #[test]
+    fn the_page_learns_how_to_reach_the_broker() {
+        // The embedded broker: through the page's own origin.
+        let embedded = page_config(&config("[device]\nid = \"porch\"\n"), true);
+        assert_eq!(embedded.device, "porch");
+        assert_eq!(embedded.broker_url, None);
+        assert_eq!(
+            embedded.broker_ws_path.as_deref(),
+            Some(web::ws_proxy::MQTT_PATH)
+        );
+        // An external broker: the WebSocket URL the operator gave, and the page's ICE servers.
+        let external = page_config(
+            &config(
+                "[mqtt]\nbroker = \"mqtt://broker.example\"\nprefix = \"home/cams\"\n\
+                 [web]\nbroker_ws_url = \"wss://broker.example/mqtt\"\n\
+                 ice_servers = [{urls = [\"stun:stun.example:3478\"]}]\n",
+            ),
+            false,
+        );
+        assert_eq!(external.prefix, "home/cams");
+        assert_eq!(
+            external.broker_url.as_deref(),
+            Some("wss://broker.example/mqtt")
+        );
+        assert_eq!(external.broker_ws_path, None);
+        let urls: Vec<&[String]> = external
+            .ice_servers
+            .iter()
+            .map(|s| s.urls.as_slice())
+            .collect();
+        assert_eq!(urls, [["stun:stun.example:3478".to_owned()]]);
+    }
+}

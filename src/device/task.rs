@@ -1,0 +1,387 @@
+//! One camera's device task: feeds what arrives (viewers' messages, WHEP requests, its
+//! sessions' ends, the broker connection and the sources' states) to that camera's signaling
+//! core, and carries out what it decides: start, feed and stop sessions, reply, publish the
+//! status and the stats. WHEP's part is in [`whep`].
+
+mod whep;
+
+use super::{INBOUND_QUEUE, SHUTDOWN_WAIT, SummaryBoard};
+use whep::{WHEP_RESTARTS_QUEUE, WhepRestarted};
+
+use crate::config::{Config, VideoConfig};
+use crate::media::audio_hub::AudioHub;
+use crate::media::hub::{SourceState, VideoHub};
+use crate::media::worker;
+use crate::media::worker::Heartbeat;
+use crate::mqtt::{Inbound, Publisher};
+use crate::outbox::Outbox;
+use crate::protocol::{
+    AudioDescription, DeviceMessage, ErrorCode, OFFLINE_STATUS, Segment, Status, VideoDescription,
+};
+use crate::session::{self, SessionContext, SessionHandle};
+use crate::signaling::sessions::{SessionCommand, SessionEvent, SessionReport};
+use crate::signaling::{Action, Limits, Signaling};
+use crate::web::whep_ice::WhepIceBook;
+use crate::web::whep_server::WhepCommand;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+
+/// The device loop goes round at least this often, so its heartbeat shows it is alive: well
+/// inside half of any sensible systemd watchdog time (a second or more), at no real cost.
+const HEARTBEAT_PERIOD: Duration = Duration::from_millis(200);
+/// How often the link figures of the viewers go out on the stats topic.
+const STATS_PERIOD: Duration = Duration::from_secs(2);
+
+/// What one camera's device task is made of.
+pub(super) struct DeviceParts<'a> {
+    pub(super) config: &'a Config,
+    /// The camera's place: 0 is the first.
+    pub(super) index: usize,
+    pub(super) publisher: Publisher,
+    pub(super) hub: VideoHub,
+    pub(super) audio: Option<AudioHub>,
+    pub(super) ice: crate::config::IceConfig,
+    pub(super) video: &'a VideoConfig,
+    pub(super) board: Arc<SummaryBoard>,
+    pub(super) tasks: Arc<crate::session::SessionTasks>,
+}
+
+impl DeviceParts<'_> {
+    /// The device, and the receiver of its sessions' reports.
+    pub(super) fn build(self) -> (Device, mpsc::UnboundedReceiver<SessionReport>) {
+        let (reports_tx, reports) = mpsc::unbounded_channel();
+        let sessions = &self.config.sessions;
+        let outbox = Outbox::new(self.publisher.clone());
+        let context = SessionContext {
+            hub: self.hub.clone(),
+            audio: self.audio.clone(),
+            ice: self.ice,
+            timeout: sessions.timeout(),
+            connect_timeout: sessions.connect_timeout(),
+            outbox: outbox.clone(),
+            reports: reports_tx,
+            tasks: self.tasks,
+        };
+        let device = Device {
+            publisher: self.publisher,
+            outbox,
+            whep_ice: WhepIceBook::default(),
+            whep_restarts: mpsc::channel(WHEP_RESTARTS_QUEUE),
+            via: (self.index > 0).then(|| self.config.device_id.clone()),
+            video: VideoDescription {
+                codec: "H264".into(),
+                codecs: self
+                    .hub
+                    .codecs()
+                    .iter()
+                    .map(|codec| codec.sdp_name().to_owned())
+                    .collect(),
+                sending: Vec::new(),
+                width: self.video.width,
+                height: self.video.height,
+                fps: self.video.fps,
+                state: None,
+                error: None,
+                encoder: None,
+            },
+            source_state: self.hub.source_state(),
+            audio_state: self.audio.as_ref().map(AudioHub::source_state),
+            signaling: Signaling::new(
+                Limits::new(sessions.max_viewers, sessions.timeout()),
+                self.audio.is_some(),
+            )
+            .with_video_codecs(self.hub.codecs()),
+            sessions: HashMap::new(),
+            context,
+            board: self.board,
+            index: self.index,
+            heartbeat: Arc::new(Heartbeat::new()),
+        };
+        (device, reports)
+    }
+}
+
+/// Waits for the next change of an optional source state; never resolves without one.
+async fn state_changed<L>(
+    state: &mut Option<tokio::sync::watch::Receiver<worker::SourceState<L>>>,
+) {
+    let alive = match state {
+        Some(state) => state.changed().await.is_ok(),
+        None => false,
+    };
+    if !alive {
+        std::future::pending::<()>().await;
+    }
+}
+
+pub(super) struct Device {
+    publisher: Publisher,
+    /// Replies to viewers: on MQTT, or to the WHEP request waiting for its answer.
+    outbox: Outbox,
+    /// Each WHEP session's offer and ICE state, and the decisions made from it. Whether the
+    /// session exists is the signaling core's to say; this only adds what WHEP needs.
+    whep_ice: WhepIceBook,
+    /// Restarts answered by their sessions, to commit before the player is told.
+    whep_restarts: (mpsc::Sender<WhepRestarted>, mpsc::Receiver<WhepRestarted>),
+    /// For a camera besides the first: the device whose status carries the connection's last
+    /// will, so that viewers know this one is gone when that one is.
+    via: Option<Segment>,
+    video: VideoDescription,
+    source_state: tokio::sync::watch::Receiver<SourceState>,
+    audio_state: Option<tokio::sync::watch::Receiver<worker::SourceState>>,
+    signaling: Signaling,
+    sessions: HashMap<Segment, SessionHandle>,
+    context: SessionContext,
+    board: Arc<SummaryBoard>,
+    /// This camera's place on the board.
+    index: usize,
+    pub(super) heartbeat: Arc<Heartbeat>,
+}
+
+impl Device {
+    pub(super) async fn run(
+        mut self,
+        mut connection: watch::Receiver<crate::mqtt::Connection>,
+        mut inbound: mpsc::Receiver<Inbound>,
+        mut reports: mpsc::UnboundedReceiver<SessionReport>,
+        mut whep: mpsc::Receiver<WhepCommand>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut heartbeat = tokio::time::interval(HEARTBEAT_PERIOD);
+        let mut stats = tokio::time::interval(STATS_PERIOD);
+        let mut connects = 0;
+        loop {
+            self.heartbeat.beat();
+            let wake = self.signaling.poll_timeout();
+            tokio::select! {
+                _ = stop.wait_for(|stop| *stop) => break,
+                changed = connection.changed() => {
+                    if changed.is_err() {
+                        tracing::error!("the MQTT driver stopped unexpectedly");
+                        break;
+                    }
+                    let connection = *connection.borrow_and_update();
+                    self.board.set_broker_connected(connection.connected);
+                    // Connection changes are a state, not a queue: a reconnect is never missed
+                    // however busy the inbound queue is.
+                    if connection.connected && connection.connects != connects {
+                        connects = connection.connects;
+                        self.signaling.broker_connected(Instant::now());
+                    }
+                }
+                message = inbound.recv() => match message {
+                    Some(Inbound { topic, payload }) => {
+                        self.on_inbound(&topic, &payload);
+                        // Everything already queued goes to the signaling core before any
+                        // of it is carried out: an offer whose hangup waits behind it is
+                        // never started.
+                        for _ in 1..INBOUND_QUEUE {
+                            let Ok(Inbound { topic, payload }) = inbound.try_recv() else {
+                                break;
+                            };
+                            self.on_inbound(&topic, &payload);
+                        }
+                    }
+                    None => {
+                        tracing::error!("the MQTT driver stopped unexpectedly");
+                        break;
+                    }
+                },
+                Some(command) = whep.recv() => self.on_whep(command),
+                Some(done) = self.whep_restarts.1.recv() => self.on_whep_restarted(done),
+                Some(report) = reports.recv() => self.on_session_report(report),
+                Ok(()) = self.source_state.changed() => self.signaling.status_changed(Instant::now()),
+                () = state_changed(&mut self.audio_state) => self.signaling.status_changed(Instant::now()),
+                () = sleep_until(wake) => {}
+                _ = heartbeat.tick() => {}
+                _ = stats.tick() => self.publish_stats(),
+            }
+            self.signaling.handle_timeout(Instant::now());
+            self.carry_out();
+            // The service manager and tests see the count at once; the status topic may lag
+            // it by the coalescing interval.
+            self.board.set_viewers(self.index, self.signaling.viewers());
+        }
+        self.shutdown(reports).await;
+    }
+
+    fn on_session_report(&mut self, report: SessionReport) {
+        let SessionReport { id, serial, event } = report;
+        let now = Instant::now();
+        match event {
+            SessionEvent::Answered => self.signaling.session_answered(now, &id, serial),
+            SessionEvent::Connected => self.signaling.session_connected(&id, serial),
+            SessionEvent::Ended(reason) => self.signaling.session_ended(now, id, serial, &reason),
+        }
+    }
+
+    fn on_inbound(&mut self, topic: &str, payload: &[u8]) {
+        match self.publisher.topics().session_of(topic) {
+            Ok(session) => self
+                .signaling
+                .handle_message(Instant::now(), session, payload),
+            Err(e) => tracing::debug!("ignoring a message on {topic:?}: {e}"),
+        }
+    }
+
+    /// Does what the signaling core decided.
+    fn carry_out(&mut self) {
+        while let Some(action) = self.signaling.poll_action() {
+            match action {
+                Action::Reply { to, message } => {
+                    if let Err(e) = self.outbox.send(&to, &message) {
+                        tracing::warn!(session = %to, "could not reply: {e}");
+                    }
+                }
+                Action::Start(start) => {
+                    let handle = session::spawn(
+                        self.context.clone(),
+                        start.id.clone(),
+                        start.serial,
+                        start.choice,
+                        start.offer,
+                        start.early,
+                    );
+                    self.sessions.insert(start.id, handle);
+                }
+                Action::Forward { to, command } => {
+                    let offer = matches!(command, SessionCommand::Offer(_));
+                    let delivered = self
+                        .sessions
+                        .get(&to)
+                        .is_some_and(|handle| handle.send(command));
+                    if delivered {
+                        continue;
+                    }
+                    // Every offer gets a reply: one its session cannot take is refused here.
+                    if offer {
+                        tracing::info!(session = %to, "session busy or ending; refused a renegotiation");
+                        let refusal = DeviceMessage::error(
+                            ErrorCode::Busy,
+                            "the session cannot take a new offer now; offer again",
+                        );
+                        if let Err(e) = self.outbox.send(&to, &refusal) {
+                            tracing::warn!(session = %to, "could not reply: {e}");
+                        }
+                    } else {
+                        tracing::debug!(session = %to, "session busy or gone; dropped a message");
+                    }
+                }
+                Action::Stop { session } => {
+                    self.whep_ice.on_ended(&session);
+                    // Dropping the handle ends the task too; the hangup says why.
+                    if let Some(handle) = self.sessions.remove(&session) {
+                        handle.send(SessionCommand::Hangup);
+                    }
+                }
+                Action::Forget { session } => {
+                    self.sessions.remove(&session);
+                    self.whep_ice.on_ended(&session);
+                }
+                Action::PublishStatus { viewers } => self.publish_status(viewers),
+            }
+        }
+    }
+
+    /// Each viewer's estimate, sent rate, round trip and loss, and the encoder's target, while
+    /// anyone watches.
+    fn publish_stats(&mut self) {
+        if self.sessions.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let viewers: Vec<_> = self
+            .sessions
+            .iter_mut()
+            .map(|(id, handle)| {
+                let state = handle.link.snapshot();
+                handle.sampler.sample(now, id.as_str(), &state)
+            })
+            .collect();
+        let message = serde_json::json!({
+            "encoder_kbps": self.context.hub.stats().target_bitrate_bps / 1000,
+            "viewers": viewers,
+        });
+        if let Err(e) = self.publisher.stats(message.to_string()) {
+            tracing::debug!("stats not published: {e}");
+        }
+    }
+
+    fn publish_status(&self, viewers: usize) {
+        let mut video = self.video.clone();
+        let source = self.source_state.borrow().clone();
+        video.state = Some(source.name().to_owned());
+        match source {
+            SourceState::Failed(reason) => video.error = Some(reason),
+            SourceState::Live(live) => {
+                (video.width, video.height) = (live.size.width, live.size.height);
+                video.encoder = live.encoder.name().map(str::to_owned);
+                video.sending = live.codecs_sent().into_iter().map(str::to_owned).collect();
+            }
+            SourceState::Idle | SourceState::Starting => {}
+        }
+        let audio = self
+            .context
+            .audio
+            .as_ref()
+            .zip(self.audio_state.as_ref())
+            .map(|(hub, state)| {
+                let state = state.borrow().clone();
+                AudioDescription {
+                    codec: "opus".into(),
+                    sample_rate: crate::media::audio::SAMPLE_RATE,
+                    channels: hub.settings().channels,
+                    state: Some(state.name().to_owned()),
+                    error: match state {
+                        worker::SourceState::Failed(reason) => Some(reason),
+                        _ => None,
+                    },
+                }
+            });
+        let mut status = Status::online(video, audio, viewers);
+        status.via = self.via.as_ref().map(|via| via.to_string());
+        if let Err(e) = self.publisher.status(status.to_json()) {
+            tracing::warn!("could not publish the status: {e}");
+        }
+    }
+
+    async fn shutdown(mut self, mut reports: mpsc::UnboundedReceiver<SessionReport>) {
+        tracing::info!(
+            "shutting down: hanging up on {} viewer(s)",
+            self.signaling.viewers()
+        );
+        let mut remaining = self.signaling.shutdown();
+        self.carry_out();
+        // Dropping the handles ends each session task, which closes its peer connection.
+        self.sessions.clear();
+        self.board.set_viewers(self.index, 0);
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_WAIT;
+        while remaining > 0 {
+            match tokio::time::timeout_at(deadline, reports.recv()).await {
+                Ok(Some(SessionReport {
+                    event: SessionEvent::Ended(_),
+                    ..
+                })) => remaining -= 1,
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+        self.context.hub.shutdown();
+        if let Some(audio) = &self.context.audio {
+            audio.shutdown();
+        }
+        if let Err(e) = self.publisher.status(OFFLINE_STATUS.to_owned()) {
+            tracing::warn!("could not queue the offline status: {e}");
+        }
+    }
+}
+
+/// Sleeps until `deadline`; never wakes without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
+}
