@@ -92,14 +92,12 @@ pub fn init_logging() {
 /// port out twice, so test binaries running side by side do not pick the same one either.
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
-    /// How many ports each process walks before it starts over.
-    const STRETCH: u32 = 1_000;
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let (first, count) = ports_below_the_ephemeral_range();
-    let stretches = (count / STRETCH).max(1);
+    let stretches = count / STRETCH;
     let start = first + (std::process::id() % stretches) * STRETCH;
     for _ in 0..STRETCH {
-        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % STRETCH.min(count);
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % STRETCH;
         let Ok(port) = u16::try_from(start + offset) else {
             continue;
         };
@@ -109,6 +107,9 @@ pub fn free_port() -> u16 {
     }
     panic!("no free port in {start}..{}", start + STRETCH);
 }
+
+/// How many ports each process walks before it starts over.
+const STRETCH: u32 = 1_000;
 
 /// The ports below the kernel's ephemeral range (`ip_local_port_range`), above the privileged
 /// ones: `(first, count)`.
@@ -120,7 +121,7 @@ fn ports_below_the_ephemeral_range() -> (u32, u32) {
         .unwrap_or(32_768);
     let first = ephemeral_low.saturating_sub(12_000).max(FIRST_UNPRIVILEGED);
     assert!(
-        ephemeral_low > first + 1_000,
+        ephemeral_low >= first + STRETCH,
         "the kernel's ephemeral ports start at {ephemeral_low}: too few ports below for the tests"
     );
     (first, ephemeral_low - first)
