@@ -3,8 +3,8 @@
 //! defaults.
 //!
 //! One schema: each section is one serde type whose `Default` holds its defaults
-//! ([`sections`]); the flags are an overlay that names the keys it sets ([`flags`]); the
-//! reference and `--help` show what the schema says ([`reference`]). Everything is validated
+//! (`sections`); the flags are an overlay that names the keys it sets (`flags`); the
+//! reference and `--help` show what the schema says (`reference`). Everything is validated
 //! once at start; a bad value fails with the key's name and the reason, so an operator can
 //! fix it without reading code.
 

@@ -1,6 +1,6 @@
 //! The daemon's shell, as quinn's `ConnectionDriver` and mini-redis' `server::run` are: binds
-//! or takes its listeners, builds each part in a function of its own ([`parts`], [`sources`]),
-//! runs one device task per camera over the one broker connection ([`task`]), and shuts
+//! or takes its listeners, builds each part in a function of its own (`parts`, `sources`),
+//! runs one device task per camera over the one broker connection (`task`), and shuts
 //! everything down cleanly when told. Every decision is the signaling core's
 //! ([`crate::signaling`]); these only carry them out.
 

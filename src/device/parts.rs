@@ -1,5 +1,5 @@
 //! How the daemon's shared parts are built from the configuration: the broker it connects to
-//! (its own embedded one, or an external one over TLS), the cameras it serves, and the HTTP
+//! (its own embedded one, or an external one, over TLS when its URL says so), the cameras it serves, and the HTTP
 //! server with the page and each camera's WHEP endpoint.
 
 use crate::config::{Config, VideoConfig};

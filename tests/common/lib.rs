@@ -93,7 +93,8 @@ pub fn init_logging() {
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let (first, count) = ports_below_the_ephemeral_range();
+    static RANGE: std::sync::OnceLock<(u32, u32)> = std::sync::OnceLock::new();
+    let &(first, count) = RANGE.get_or_init(ports_below_the_ephemeral_range);
     let stretches = count / STRETCH;
     let start = first + (std::process::id() % stretches) * STRETCH;
     for _ in 0..STRETCH {

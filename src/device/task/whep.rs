@@ -1,7 +1,7 @@
-//! A WHEP player's requests in the device task: an offer becomes a session like an MQTT
-//! viewer's (the same admission and limits), with its answer or refusal going back to the
-//! request; a PATCH's candidates or ICE restart and a DELETE go to that session. What WHEP
-//! adds to a session (its offer, ICE credentials and ETag) is [`WhepIceBook`]'s to decide.
+//! WHEP players' requests (offers, PATCHes and DELETEs) as the device task carries them out.
+//! What WHEP adds to a session (its offer, ICE credentials and ETag) is
+//! [`crate::web::whep_ice::WhepIceBook`]'s to decide; whether the session exists, the
+//! signaling core's.
 
 use super::Device;
 use crate::protocol::{Candidate, DeviceMessage, ErrorCode, Segment, ViewerMessage};

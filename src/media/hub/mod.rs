@@ -9,7 +9,7 @@
 //! cannot keep up loses frames and then waits for the next keyframe instead of stalling the
 //! others.
 //!
-//! [`encode`] turns each captured picture into every stream's frames; [`subscription`] is a
+//! `encode` turns each captured picture into every stream's frames; `subscription` is a
 //! viewer's side of a stream.
 
 mod encode;
