@@ -8,6 +8,7 @@ pub mod config;
 pub mod device;
 pub mod link;
 pub mod media;
+pub mod metrics;
 pub mod mqtt;
 pub mod outbox;
 pub mod protocol;

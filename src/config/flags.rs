@@ -303,6 +303,17 @@ overrides! {
         value_name = "TOKEN",
         hide_env_values = true,
     ),
+    /// Serve Prometheus metrics on /metrics: to anyone on this machine when the page listens on
+    /// loopback, else only to scrapers that send the WHEP token (--whep-token).
+    "web.metrics" metrics: Option<bool> = arg(
+        long = "metrics",
+        env = "CAMPEER_METRICS",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new(),
+    ),
     /// Embedded broker: plain MQTT 3.1.1 and 5 listener.
     "broker.listen" embedded_broker_listen: Option<String> = arg(
         long = "embedded-broker-listen",

@@ -365,6 +365,9 @@ pub struct WebConfig {
     /// The bearer token WHEP players must send, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub whep_token: Option<Secret>,
+    /// Prometheus metrics on `/metrics`: open on a loopback listener, behind `whep_token`
+    /// otherwise.
+    pub metrics: bool,
 }
 
 impl Default for WebConfig {
@@ -376,6 +379,7 @@ impl Default for WebConfig {
             broker_ws_url: None,
             ice_servers: Vec::new(),
             whep_token: None,
+            metrics: true,
         }
     }
 }

@@ -18,6 +18,7 @@ use task::{Device, DeviceParts};
 use crate::config::{Config, SourceKind};
 use crate::media::audio_hub::{AudioHub, AudioStats};
 use crate::media::hub::{HubStats, VideoHub};
+use crate::metrics::{DeviceFigures, MetricsBoard};
 use crate::mqtt::{Inbound, MqttLink, Publisher};
 use crate::protocol::{DeviceTopics, Segment};
 use crate::signaling::sessions::SessionReport;
@@ -190,9 +191,6 @@ pub async fn start_on(config: Config, listeners: Listeners) -> anyhow::Result<De
     let (ice, turn_bridges) = crate::turn_stream::start(&config.ice).await?;
     let broker = connect_to_broker(&config, listeners.broker).await?;
     let cameras = cameras(&config);
-    let page = page_config(&config, broker.embedded.is_some());
-    let (http, whep_inboxes) = start_http(&config, listeners.http, page, &broker, &cameras)?;
-    warn_if_public(&config, broker.embedded.is_some());
     let tls = mqtt_tls(&config).await?;
     let inbound_filters = cameras
         .iter()
@@ -207,6 +205,16 @@ pub async fn start_on(config: Config, listeners: Listeners) -> anyhow::Result<De
         first_topics,
         inbound_filters,
     );
+    // Each camera's figures, which its device task keeps and /metrics reads.
+    let (figures, figures_read): (Vec<_>, Vec<_>) = cameras
+        .iter()
+        .map(|(id, _)| watch::channel(DeviceFigures::new(id.to_string())))
+        .unzip();
+    let metrics = MetricsBoard::new(figures_read, link.connection.clone());
+    let page = page_config(&config, broker.embedded.is_some());
+    let (http, whep_inboxes) =
+        start_http(&config, listeners.http, page, &broker, &cameras, metrics)?;
+    warn_if_public(&config, broker.embedded.is_some());
     // Sources named in the configuration, which `auto` must not take for the first camera.
     let claimed: Vec<SourceKind> = cameras
         .iter()
@@ -220,7 +228,8 @@ pub async fn start_on(config: Config, listeners: Listeners) -> anyhow::Result<De
     let mut devices = Vec::new();
     let mut routes = Vec::new();
     let mut first_audio = None;
-    for ((index, (id, video)), whep) in cameras.into_iter().enumerate().zip(whep_inboxes) {
+    let each_camera = cameras.into_iter().zip(whep_inboxes).zip(figures);
+    for (index, (((id, video), whep), figures)) in each_camera.enumerate() {
         let hub = make_hub(&video, &config.sessions, &claimed);
         // The microphone goes with the first camera.
         let audio = if index == 0 {
@@ -254,6 +263,7 @@ pub async fn start_on(config: Config, listeners: Listeners) -> anyhow::Result<De
             video: &video,
             board: Arc::clone(&board),
             tasks: Arc::clone(&session_tasks),
+            figures,
         };
         let (device, reports) = parts.build();
         heartbeats.push(Arc::clone(&device.heartbeat));

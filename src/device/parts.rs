@@ -1,12 +1,14 @@
 //! How the daemon's shared parts are built from the configuration: the broker it connects to
-//! (its own embedded one, or an external one, over TLS when its URL says so), the cameras it serves, and the HTTP
-//! server with the page and each camera's WHEP endpoint.
+//! (its own embedded one, or an external one, over TLS when its URL says so), the cameras it
+//! serves, and the HTTP server with the page, each camera's WHEP endpoint and the metrics.
 
 use crate::config::{Config, VideoConfig};
+use crate::metrics::MetricsBoard;
 use crate::protocol::Segment;
 use crate::web;
 use crate::web::broker::EmbeddedBroker;
 use crate::web::http::{HttpServer, PageConfig};
+use crate::web::metrics::{Access, MetricsEndpoint};
 use crate::web::whep_server::{WhepCommand, WhepEndpoints};
 use anyhow::Context;
 use std::collections::HashMap;
@@ -91,13 +93,14 @@ pub(super) fn page_config(config: &Config, embedded_broker: bool) -> PageConfig 
 
 /// The HTTP server: the page, WHEP and the page's way to the embedded broker. Each camera's
 /// WHEP endpoint hands its requests to that camera's device task, through the receiver
-/// returned for it (in the cameras' order).
+/// returned for it (in the cameras' order). `metrics`: what Prometheus reads.
 pub(super) fn start_http(
     config: &Config,
     listener: tokio::net::TcpListener,
     page: PageConfig,
     broker: &BrokerEndpoint,
     cameras: &[(Segment, VideoConfig)],
+    metrics: MetricsBoard,
 ) -> anyhow::Result<(HttpServer, Vec<mpsc::Receiver<WhepCommand>>)> {
     let mut whep_inboxes = Vec::new();
     let mut whep_routes = HashMap::new();
@@ -111,11 +114,14 @@ pub(super) fn start_http(
         config.web.whep_token.as_ref().map(|t| t.0.clone()),
         &page.ice_servers,
     );
+    let token = config.web.whep_token.as_ref().map(|t| t.0.as_str());
+    let access = Access::decide(config.web.metrics, listener.local_addr()?, token);
     let http = HttpServer::start(
         listener,
         page,
         broker.embedded.as_ref().map(|b| b.ws_listen),
         whep,
+        MetricsEndpoint::new(metrics, access),
     )
     .with_context(|| format!("cannot serve the viewer page on {}", config.web.listen))?;
     Ok((http, whep_inboxes))

@@ -13,6 +13,7 @@ use crate::media::audio_hub::AudioHub;
 use crate::media::hub::{SourceState, VideoHub};
 use crate::media::worker;
 use crate::media::worker::Heartbeat;
+use crate::metrics::{DeviceFigures, SessionEnds, ViewerFigures};
 use crate::mqtt::{Inbound, Publisher};
 use crate::outbox::Outbox;
 use crate::protocol::{
@@ -46,6 +47,8 @@ pub(super) struct DeviceParts<'a> {
     pub(super) video: &'a VideoConfig,
     pub(super) board: Arc<SummaryBoard>,
     pub(super) tasks: Arc<crate::session::SessionTasks>,
+    /// Where this camera's figures go for /metrics.
+    pub(super) figures: watch::Sender<DeviceFigures>,
 }
 
 impl DeviceParts<'_> {
@@ -98,6 +101,9 @@ impl DeviceParts<'_> {
             board: self.board,
             index: self.index,
             heartbeat: Arc::new(Heartbeat::new()),
+            figures: self.figures,
+            sessions_ended: SessionEnds::default(),
+            figures_stale: false,
         };
         (device, reports)
     }
@@ -138,6 +144,11 @@ pub(super) struct Device {
     /// This camera's place on the board.
     index: usize,
     pub(super) heartbeat: Arc<Heartbeat>,
+    figures: watch::Sender<DeviceFigures>,
+    /// Sessions ended so far, by reason; only this task counts them.
+    sessions_ended: SessionEnds,
+    /// A viewer came or went since the figures were last refreshed.
+    figures_stale: bool,
 }
 
 impl Device {
@@ -151,6 +162,7 @@ impl Device {
     ) {
         let mut heartbeat = tokio::time::interval(HEARTBEAT_PERIOD);
         let mut stats = tokio::time::interval(STATS_PERIOD);
+        let mut figures = tokio::time::interval(crate::metrics::REFRESH_PERIOD);
         let mut connects = 0;
         loop {
             self.heartbeat.beat();
@@ -197,9 +209,13 @@ impl Device {
                 () = sleep_until(wake) => {}
                 _ = heartbeat.tick() => {}
                 _ = stats.tick() => self.publish_stats(),
+                _ = figures.tick() => self.figures_stale = true,
             }
             self.signaling.handle_timeout(Instant::now());
             self.carry_out();
+            if std::mem::take(&mut self.figures_stale) {
+                self.refresh_figures();
+            }
             // The service manager and tests see the count at once; the status topic may lag
             // it by the coalescing interval.
             self.board.set_viewers(self.index, self.signaling.viewers());
@@ -213,7 +229,11 @@ impl Device {
         match event {
             SessionEvent::Answered => self.signaling.session_answered(now, &id, serial),
             SessionEvent::Connected => self.signaling.session_connected(&id, serial),
-            SessionEvent::Ended(reason) => self.signaling.session_ended(now, id, serial, &reason),
+            SessionEvent::Ended(reason) => {
+                self.sessions_ended.count(reason.name());
+                self.figures_stale = true;
+                self.signaling.session_ended(now, id, serial, &reason);
+            }
         }
     }
 
@@ -245,6 +265,7 @@ impl Device {
                         start.early,
                     );
                     self.sessions.insert(start.id, handle);
+                    self.figures_stale = true;
                 }
                 Action::Forward { to, command } => {
                     let offer = matches!(command, SessionCommand::Offer(_));
@@ -275,9 +296,11 @@ impl Device {
                     if let Some(handle) = self.sessions.remove(&session) {
                         handle.send(SessionCommand::Hangup);
                     }
+                    self.figures_stale = true;
                 }
                 Action::Forget { session } => {
                     self.sessions.remove(&session);
+                    self.figures_stale = true;
                     self.whep_ice.on_ended(&session);
                 }
                 Action::PublishStatus { viewers } => self.publish_status(viewers),
@@ -307,6 +330,40 @@ impl Device {
         if let Err(e) = self.publisher.stats(message.to_string()) {
             tracing::debug!("stats not published: {e}");
         }
+    }
+
+    /// Replaces the figures /metrics reads with what this camera, its microphone and its
+    /// viewers show now.
+    fn refresh_figures(&self) {
+        let hub = &self.context.hub;
+        let viewers = self
+            .sessions
+            .iter()
+            .map(|(id, handle)| ViewerFigures {
+                session: id.to_string(),
+                link: handle.link.snapshot(),
+            })
+            .collect();
+        let audio = self
+            .context
+            .audio
+            .as_ref()
+            .zip(self.audio_state.as_ref())
+            .map(|(hub, state)| (state.borrow().name(), hub.stats()));
+        let source = self.source_state.borrow().name();
+        self.figures.send_modify(|figures| {
+            figures.source = source;
+            figures.video = hub.stats();
+            figures.streams = hub
+                .codecs()
+                .iter()
+                .map(|&codec| (codec, hub.stream_stats(codec)))
+                .collect();
+            figures.audio = audio;
+            figures.viewer_count = self.signaling.viewers();
+            figures.viewers = viewers;
+            figures.sessions_ended = self.sessions_ended.clone();
+        });
     }
 
     fn publish_status(&self, viewers: usize) {

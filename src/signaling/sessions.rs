@@ -32,6 +32,17 @@ impl EndReason {
     pub fn notify_viewer(&self) -> bool {
         !matches!(self, EndReason::ViewerHangup | EndReason::SetupFailed(_))
     }
+
+    /// The reason's name in the metrics: one of a fixed few, whatever the details.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EndReason::ViewerHangup => "viewer_hangup",
+            EndReason::Timeout => "timeout",
+            EndReason::SetupFailed(_) => "setup_failed",
+            EndReason::Failed(_) => "failed",
+            EndReason::Shutdown => "shutdown",
+        }
+    }
 }
 
 /// Why a session could not answer an offer (its first or a renegotiation). The kind decides

@@ -2,6 +2,7 @@
 //! binary), WHEP and the page's way to the embedded broker.
 
 use super::ice::PageIceServer;
+use super::metrics::{self, MetricsEndpoint};
 use super::response::plain;
 use super::whep;
 use super::whep_server::WhepEndpoints;
@@ -65,17 +66,20 @@ struct Site {
     mqtt_backend: Option<SocketAddr>,
     /// Every device's WHEP endpoint, under [`whep::PATH_PREFIX`].
     whep: WhepEndpoints,
+    /// Prometheus' figures, on [`metrics::PATH`].
+    metrics: MetricsEndpoint,
 }
 
 impl HttpServer {
     /// Serves on `listener`, bound by the caller. `mqtt_backend`: the embedded broker's
     /// WebSocket listener, offered to pages on [`ws_proxy::MQTT_PATH`]; `whep`: the devices'
-    /// WHEP endpoints.
+    /// WHEP endpoints; `metrics`: what Prometheus reads on [`metrics::PATH`].
     pub fn start(
         listener: TcpListener,
         page: PageConfig,
         mqtt_backend: Option<SocketAddr>,
         whep: WhepEndpoints,
+        metrics: MetricsEndpoint,
     ) -> std::io::Result<Self> {
         let local_addr = listener.local_addr()?;
         let broker_origin = page
@@ -97,6 +101,7 @@ impl HttpServer {
                 .unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'")),
             mqtt_backend,
             whep,
+            metrics,
         };
         let task = tokio::spawn(serve(listener, Arc::new(site)));
         tracing::info!("viewer page on http://{local_addr}/");
@@ -157,6 +162,7 @@ async fn route(request: Request<Incoming>, site: &Site) -> Response<Full<Bytes>>
     let mut response = match site.mqtt_backend {
         Some(backend) if path == ws_proxy::MQTT_PATH => ws_proxy::upgrade(request, backend).await,
         _ if path.starts_with(whep::PATH_PREFIX) => site.whep.handle(request).await,
+        _ if path == metrics::PATH => site.metrics.handle(&request),
         _ => respond(&request, &site.config_json),
     };
     let headers = response.headers_mut();

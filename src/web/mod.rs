@@ -1,9 +1,11 @@
 //! What a newcomer needs to watch with no setup: the built-in viewer page and its HTTP server,
 //! and the embedded MQTT broker.
 
+pub mod bearer;
 pub mod broker;
 pub mod http;
 pub mod ice;
+pub mod metrics;
 pub mod mqtt_version;
 pub mod response;
 pub mod whep;

@@ -1,9 +1,8 @@
 //! WHEP (draft-ietf-wish-whep), the pure part: which resource a request names, what a
-//! `application/trickle-ice-sdpfrag` body (RFC 8840) says, whether a bearer token is right,
-//! the `Link` headers that hand a player the ICE servers, the offer and the reply an ICE
-//! restart makes, and the HTTP status for each refusal. Standard players (GStreamer's
-//! whepsrc, mediamtx, go2rtc, Eyevinn's player) watch through it; the sessions, encoders and
-//! limits are those of the MQTT viewers.
+//! `application/trickle-ice-sdpfrag` body (RFC 8840) says, the `Link` headers that hand a
+//! player the ICE servers, the offer and the reply an ICE restart makes, and the HTTP status
+//! for each refusal. Standard players (GStreamer's whepsrc, mediamtx, go2rtc, Eyevinn's
+//! player) watch through it; the sessions, encoders and limits are those of the MQTT viewers.
 
 use crate::web::ice::PageIceServer;
 use hyper::StatusCode;
@@ -242,23 +241,6 @@ pub fn restart_fragment(answer: &str) -> Option<String> {
     Some(fragment)
 }
 
-/// Whether `authorization` (the header's value) carries `token`, when one is required. The
-/// comparison takes as long whatever the token's first wrong byte, so timing tells nothing.
-pub fn authorized(authorization: Option<&str>, token: Option<&str>) -> bool {
-    let Some(token) = token else {
-        return true;
-    };
-    let Some(given) = authorization.and_then(|value| value.strip_prefix("Bearer ")) else {
-        return false;
-    };
-    let (given, token) = (given.trim().as_bytes(), token.as_bytes());
-    let mut difference = u8::from(given.len() != token.len());
-    for (i, expected) in token.iter().enumerate() {
-        difference |= given.get(i).copied().unwrap_or(0) ^ expected;
-    }
-    difference == 0
-}
-
 /// One `Link` header value per ICE server URL (draft-ietf-wish-whep §4.4), with its
 /// credentials for TURN.
 pub fn ice_server_links(servers: &[PageIceServer]) -> Vec<String> {
@@ -358,21 +340,6 @@ mod tests {
         let long = format!("a=candidate:{}\r\n", "x".repeat(MAX_LINE));
         assert!(parse_sdpfrag(&long).is_err());
         assert_eq!(parse_sdpfrag("junk\r\n\r\n"), Ok(SdpFragment::default()));
-    }
-
-    #[test]
-    fn the_bearer_token_must_match_exactly() {
-        assert!(authorized(None, None));
-        assert!(authorized(Some("Bearer x"), None));
-        assert!(authorized(Some("Bearer s3cret"), Some("s3cret")));
-        for wrong in [
-            None,
-            Some("Bearer s3cre"),
-            Some("Bearer s3crets"),
-            Some("s3cret"),
-        ] {
-            assert!(!authorized(wrong, Some("s3cret")), "{wrong:?}");
-        }
     }
 
     #[test]

@@ -111,7 +111,7 @@ impl WhepEndpoints {
             return Ok(self.options(&target));
         }
         let authorization = header(&request, "authorization");
-        if !whep::authorized(authorization.as_deref(), self.token.as_deref()) {
+        if !super::bearer::authorized(authorization.as_deref(), self.token.as_deref()) {
             return Err(WhepError::Unauthorized);
         }
         match (target, request.method().clone()) {

@@ -30,6 +30,7 @@ pub mod load;
 pub mod nat;
 pub mod network;
 pub mod playback;
+pub mod prometheus;
 pub mod rabbitmq;
 pub mod rpicam;
 pub mod stacks;

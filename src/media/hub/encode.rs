@@ -443,13 +443,24 @@ fn take_turn<S: Stage>(
     stage.out().rate.update(stream, now);
     let target_bps = stage.out().rate.target_bps;
     let force_keyframe = lock(&stream.keyframes).decide(now);
-    match make(stage, force_keyframe) {
+    let started = Instant::now();
+    let made = make(stage, force_keyframe);
+    let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    match made {
         Ok(Some(unit)) => {
+            stream
+                .counters
+                .encode_micros
+                .fetch_add(took, Ordering::Relaxed);
             let payloader = stage.out().payloader.as_mut();
             send_unit(stream, payloader, unit, times, target_bps, now)
         }
         Ok(None) => {}
         Err(e) => {
+            stream
+                .counters
+                .encode_failures
+                .fetch_add(1, Ordering::Relaxed);
             let failures = &mut stage.out().failures;
             *failures += 1;
             if failures.is_power_of_two() {

@@ -131,6 +131,10 @@ struct StreamCounters {
     keyframe_requests: AtomicU64,
     target_bitrate_bps: AtomicU64,
     bitrate_changes: AtomicU64,
+    /// Time spent encoding (or passing on) the pictures that went out, in microseconds.
+    encode_micros: AtomicU64,
+    /// Pictures the encoder failed on: nobody was sent them.
+    encode_failures: AtomicU64,
     /// Its encoder exists (it has viewers, or had them within the grace).
     running: std::sync::atomic::AtomicBool,
 }
@@ -145,6 +149,10 @@ pub struct StreamStats {
     pub subscribers: usize,
     pub target_bitrate_bps: u64,
     pub bitrate_changes: u64,
+    /// Time spent encoding (or passing on) the pictures that went out, in microseconds.
+    pub encode_micros: u64,
+    /// Pictures the encoder failed on: nobody was sent them.
+    pub encode_failures: u64,
     /// The stream's encoder is set up.
     pub running: bool,
 }
@@ -171,6 +179,10 @@ pub struct HubStats {
     /// What the encoder (or the camera's) works to now, set from the viewers' links.
     pub target_bitrate_bps: u64,
     pub bitrate_changes: u64,
+    /// Time spent encoding (or passing on) the pictures that went out, in microseconds.
+    pub encode_micros: u64,
+    /// Pictures the encoder failed on: nobody was sent them.
+    pub encode_failures: u64,
     /// Which encoder makes the stream (none yet, or a camera's own H.264 passed through).
     pub encoder: EncoderKind,
     /// How often the hardware encoder was missing or failed and openh264 took over.
@@ -307,6 +319,8 @@ impl Stream {
             subscribers: self.subscribers.load(Ordering::Relaxed),
             target_bitrate_bps: c.target_bitrate_bps.load(Ordering::Relaxed),
             bitrate_changes: c.bitrate_changes.load(Ordering::Relaxed),
+            encode_micros: c.encode_micros.load(Ordering::Relaxed),
+            encode_failures: c.encode_failures.load(Ordering::Relaxed),
             running: c.running.load(Ordering::Relaxed),
         }
     }
@@ -451,6 +465,14 @@ impl VideoHub {
         self.pipeline.is_stalled(max_age)
     }
 
+    /// One codec's stream.
+    pub fn stream_stats(&self, codec: VideoCodec) -> StreamStats {
+        match codec {
+            VideoCodec::H264 => self.inner.h264.stats(),
+            VideoCodec::Vp8 => self.inner.vp8.stats(),
+        }
+    }
+
     pub fn stats(&self) -> HubStats {
         let c = &self.inner.counters;
         let h264 = self.inner.h264.stats();
@@ -467,6 +489,8 @@ impl VideoHub {
             pipeline_running: self.pipeline.is_running(),
             target_bitrate_bps: h264.target_bitrate_bps,
             bitrate_changes: h264.bitrate_changes,
+            encode_micros: h264.encode_micros,
+            encode_failures: h264.encode_failures,
             encoder: match c.encoder_kind.load(Ordering::Relaxed) {
                 1 => EncoderKind::OpenH264,
                 2 => EncoderKind::V4l2M2m,
