@@ -1,5 +1,6 @@
-//! The MQTT driver: keeps a connection to the broker, with the offline status as last will,
-//! reconnects with backoff, subscribes to the viewers' topics on every connection, reports the
+//! The MQTT driver: keeps a connection to a broker, with the offline status as last will,
+//! reconnects with backoff (to the next broker in `mqtt.broker`'s list, in turn:
+//! [`BrokerRotation`]), subscribes to the viewers' topics on every connection, reports the
 //! connection as a state ([`Connection`]) and hands inbound publishes over as [`Inbound`]
 //! messages.
 //!
@@ -10,15 +11,20 @@
 //!
 //! campeer speaks MQTT 5, and MQTT 3.1.1 to a broker that refuses 5 (RabbitMQ's MQTT plugin
 //! and several cloud brokers speak only 3.1.1): [`ProtocolChoice`] decides which version the
-//! next connection attempt uses.
+//! next connection attempt uses, for each broker of the list on its own.
 //!
 //! rumqttc's event loop is polled in its own task and nothing awaits a publish from that task
 //! (it would deadlock once the request channel fills); it waits only, and briefly, for room
-//! in the inbound queue, which the device empties without ever waiting on this task. Everything else publishes with
-//! `try_publish`, so a broker outage can never stall the daemon: what cannot be queued is
-//! dropped with a warning, and the status is republished on every reconnect anyway.
+//! in the inbound queue, which the device empties without ever waiting on this task.
+//! Everything else publishes with `try_publish`, so a broker outage can never stall the
+//! daemon: what cannot be queued is dropped with a warning, and the status is republished on
+//! every reconnect anyway.
 
-use crate::config::MqttConfig;
+mod rotation;
+
+pub use rotation::{BrokerRotation, NextAttempt};
+
+use crate::config::{BrokerAddress, MqttConfig};
 use crate::protocol::{DeviceMessage, DeviceTopics, OFFLINE_STATUS, Segment};
 use bytes::Bytes;
 use rumqttc::v5::mqttbytes::QoS;
@@ -58,8 +64,6 @@ const INBOUND_QUEUE: usize = 256;
 /// and a hangup lost in a burst would hold its viewer's place until the session times out),
 /// while a device that has stopped cannot hold the connection up for long.
 pub const INBOUND_WAIT: Duration = Duration::from_secs(1);
-const BACKOFF_FIRST: Duration = Duration::from_millis(250);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// The broker connection as the device sees it. A state in a watch channel rather than
 /// events in the inbound queue: a flood of inbound messages can never make the device miss a
@@ -347,68 +351,36 @@ impl MqttLink {
     /// the viewers' topics of every camera on this connection.
     pub fn start(
         config: &MqttConfig,
-        host: &str,
-        port: u16,
+        brokers: Vec<BrokerAddress>,
         tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
         topics: DeviceTopics,
         inbound_filters: Vec<String>,
     ) -> Self {
-        let credentials = config.username.as_ref().map(|username| {
-            let password = config.password.as_ref().map(|p| p.0.clone());
-            (username.clone(), password.unwrap_or_default())
-        });
-        let transport = tls
-            .map(|tls| rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(tls)));
-        // Signaling is a few small messages whose latency the viewer waits on: no Nagle delay
-        // (an answer written after the offer's PUBACK waited 40 ms for the broker's delayed
-        // ACK, measured by `cargo bench --bench stream`).
-        let mut network = rumqttc::NetworkOptions::new();
-        network.set_tcp_nodelay(true);
-
-        let mut options = MqttOptions::new(config.client_id(), host, port);
-        if let Some(transport) = transport.clone() {
-            options.set_transport(transport);
-        }
-        options.set_network_options(network.clone());
-        options
-            .set_keep_alive(config.keep_alive())
-            .set_clean_start(true)
-            .set_max_packet_size(Some(MAX_PACKET_BYTES))
-            .set_outgoing_inflight_upper_limit(MAX_OUTGOING_INFLIGHT)
-            .set_request_channel_capacity(REQUEST_QUEUE)
-            .set_last_will(LastWill::new(
-                topics.status(),
-                OFFLINE_STATUS,
-                QoS::AtLeastOnce,
-                true,
-                None,
-            ));
-        if let Some((username, password)) = &credentials {
-            options.set_credentials(username.clone(), password.clone());
-        }
-        let (v5, v5_events) = AsyncClient::new(options, REQUEST_QUEUE);
-
-        let mut options = rumqttc::MqttOptions::new(config.client_id(), host, port);
-        if let Some(transport) = transport {
-            options.set_transport(transport);
-        }
-        let max = MAX_PACKET_BYTES as usize;
-        options
-            .set_keep_alive(config.keep_alive())
-            .set_clean_session(true)
-            .set_max_packet_size(max, max)
-            .set_request_channel_capacity(REQUEST_QUEUE)
-            .set_last_will(rumqttc::LastWill::new(
-                topics.status(),
-                OFFLINE_STATUS,
-                rumqttc::QoS::AtLeastOnce,
-                true,
-            ));
-        if let Some((username, password)) = credentials {
-            options.set_credentials(username, password);
-        }
-        let (v311, mut v311_events) = rumqttc::AsyncClient::new(options, REQUEST_QUEUE);
-        v311_events.set_network_options(network);
+        let settings = ConnectSettings {
+            client_id: config.client_id().to_owned(),
+            keep_alive: config.keep_alive(),
+            credentials: config.username.as_ref().map(|username| {
+                let password = config.password.as_ref().map(|p| p.0.clone());
+                (username.clone(), password.unwrap_or_default())
+            }),
+            will_topic: topics.status(),
+            tls,
+        };
+        let brokers = if brokers.is_empty() {
+            // The caller always names one; this only keeps the rotation's list non-empty.
+            vec![BrokerAddress {
+                host: "127.0.0.1".into(),
+                port: 1883,
+                tls: false,
+            }]
+        } else {
+            brokers
+        };
+        let first = &brokers[0];
+        let (v5, v5_events) = AsyncClient::new(settings.v5(first), REQUEST_QUEUE);
+        let (v311, mut v311_events) =
+            rumqttc::AsyncClient::new(settings.v311(first), REQUEST_QUEUE);
+        v311_events.set_network_options(network_options());
 
         let client = Client {
             v5,
@@ -420,12 +392,15 @@ impl MqttLink {
         let driver = Driver {
             v5: v5_events,
             v311: v311_events,
-            choice: ProtocolChoice::default(),
+            choices: vec![ProtocolChoice::default(); brokers.len()],
+            rotation: BrokerRotation::new(brokers.len()),
+            aimed_at: 0,
+            brokers,
+            settings,
             speaking_v311: Arc::clone(&client.speaking_v311),
             inbound_filters,
             connection: connection_tx,
             inbound: inbound_tx,
-            broker: format!("{host}:{port}"),
         };
         let task = tokio::spawn(driver.run());
         Self {
@@ -523,21 +498,142 @@ impl From<Result<rumqttc::Event, rumqttc::ConnectionError>> for Polled {
     }
 }
 
+/// What every connection attempt shares, whichever broker and version it goes to.
+struct ConnectSettings {
+    client_id: String,
+    keep_alive: Duration,
+    credentials: Option<(String, String)>,
+    /// The status topic, where the last will says offline.
+    will_topic: String,
+    /// For the mqtts:// brokers.
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+}
+
+/// Signaling is a few small messages whose latency the viewer waits on: no Nagle delay (an
+/// answer written after the offer's PUBACK waited 40 ms for the broker's delayed ACK,
+/// measured by `cargo bench --bench stream`).
+fn network_options() -> rumqttc::NetworkOptions {
+    let mut network = rumqttc::NetworkOptions::new();
+    network.set_tcp_nodelay(true);
+    network
+}
+
+impl ConnectSettings {
+    fn transport(&self, broker: &BrokerAddress) -> Option<rumqttc::Transport> {
+        let tls = self.tls.clone().filter(|_| broker.tls)?;
+        Some(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(tls),
+        ))
+    }
+
+    /// MQTT 5 to `broker`.
+    fn v5(&self, broker: &BrokerAddress) -> MqttOptions {
+        let mut options = MqttOptions::new(self.client_id.clone(), &broker.host, broker.port);
+        if let Some(transport) = self.transport(broker) {
+            options.set_transport(transport);
+        }
+        options.set_network_options(network_options());
+        options
+            .set_keep_alive(self.keep_alive)
+            .set_clean_start(true)
+            .set_max_packet_size(Some(MAX_PACKET_BYTES))
+            .set_outgoing_inflight_upper_limit(MAX_OUTGOING_INFLIGHT)
+            .set_request_channel_capacity(REQUEST_QUEUE)
+            .set_last_will(LastWill::new(
+                self.will_topic.clone(),
+                OFFLINE_STATUS,
+                QoS::AtLeastOnce,
+                true,
+                None,
+            ));
+        if let Some((username, password)) = &self.credentials {
+            options.set_credentials(username.clone(), password.clone());
+        }
+        options
+    }
+
+    /// MQTT 3.1.1 to `broker`.
+    fn v311(&self, broker: &BrokerAddress) -> rumqttc::MqttOptions {
+        let mut options =
+            rumqttc::MqttOptions::new(self.client_id.clone(), &broker.host, broker.port);
+        if let Some(transport) = self.transport(broker) {
+            options.set_transport(transport);
+        }
+        let max = MAX_PACKET_BYTES as usize;
+        options
+            .set_keep_alive(self.keep_alive)
+            .set_clean_session(true)
+            .set_max_packet_size(max, max)
+            .set_request_channel_capacity(REQUEST_QUEUE)
+            .set_last_will(rumqttc::LastWill::new(
+                self.will_topic.clone(),
+                OFFLINE_STATUS,
+                rumqttc::QoS::AtLeastOnce,
+                true,
+            ));
+        if let Some((username, password)) = &self.credentials {
+            options.set_credentials(username.clone(), password.clone());
+        }
+        options
+    }
+}
+
 /// Polls the event loop of the version in use, and owns everything the connection decides.
 struct Driver {
     v5: EventLoop,
     v311: rumqttc::EventLoop,
-    choice: ProtocolChoice,
+    /// The brokers, tried in turn ([`BrokerRotation`]); never empty.
+    brokers: Vec<BrokerAddress>,
+    rotation: BrokerRotation,
+    /// The broker both event loops are set to reach.
+    aimed_at: usize,
+    /// Each broker's version, by its place in `brokers`: a cluster may mix brokers.
+    choices: Vec<ProtocolChoice>,
+    settings: ConnectSettings,
     speaking_v311: Arc<AtomicBool>,
     inbound_filters: Vec<String>,
     connection: watch::Sender<Connection>,
     inbound: mpsc::Sender<Inbound>,
-    broker: String,
 }
 
 impl Driver {
+    /// The version choice of the broker being tried.
+    fn choice(&mut self) -> &mut ProtocolChoice {
+        let current = self.rotation.current();
+        // `choices` has one entry per broker and the rotation never leaves the list; the
+        // fallback is for the compiler, not a case that happens.
+        if current >= self.choices.len() {
+            self.choices.resize(current + 1, ProtocolChoice::default());
+        }
+        &mut self.choices[current]
+    }
+
+    /// The broker being tried, for the log.
+    fn broker(&self) -> String {
+        self.brokers
+            .get(self.rotation.current())
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    }
+
+    /// Points both event loops at the rotation's broker, in the version it last spoke.
+    fn aim(&mut self) {
+        let current = self.rotation.current();
+        if current == self.aimed_at {
+            return;
+        }
+        let Some(broker) = self.brokers.get(current) else {
+            return;
+        };
+        self.v5.options = self.settings.v5(broker);
+        self.v311.mqtt_options = self.settings.v311(broker);
+        self.aimed_at = current;
+        let v311 = self.choice().current() == Protocol::V311;
+        self.speaking_v311.store(v311, Ordering::Relaxed);
+    }
+
     async fn poll(&mut self) -> Polled {
-        match self.choice.current() {
+        match self.choice().current() {
             Protocol::V5 => self.v5.poll().await.into(),
             Protocol::V311 => self.v311.poll().await.into(),
         }
@@ -546,7 +642,7 @@ impl Driver {
     /// The subscription to the viewers' topics, ahead of whatever waits in the request queue
     /// (rumqttc sends its pending requests first).
     fn subscribe_first(&mut self) {
-        match self.choice.current() {
+        match self.choice().current() {
             Protocol::V5 => self
                 .v5
                 .pending
@@ -565,19 +661,18 @@ impl Driver {
     }
 
     async fn run(mut self) {
-        let mut backoff = BACKOFF_FIRST;
         let mut connected = false;
         loop {
             match self.poll().await {
                 Polled::ConnAck => {
                     tracing::info!(
                         "connected to MQTT broker {} ({})",
-                        self.broker,
-                        self.choice.current()
+                        self.broker(),
+                        self.choice().current()
                     );
-                    self.choice.accepted();
+                    self.choice().accepted();
+                    self.rotation.connected();
                     connected = true;
-                    backoff = BACKOFF_FIRST;
                     self.subscribe_first();
                 }
                 Polled::SubAck(granted) => {
@@ -619,23 +714,32 @@ impl Driver {
                     return;
                 }
                 Polled::Failed { failure, error } => {
-                    if connected {
-                        tracing::warn!("lost MQTT broker {}: {error}", self.broker);
+                    let next = if connected {
+                        tracing::warn!("lost MQTT broker {}: {error}", self.broker());
                         self.connection
                             .send_if_modified(|c| std::mem::replace(&mut c.connected, false));
                         connected = false;
-                    } else if let Some(next) = self.choice.failed(failure) {
-                        self.switch_to(next, &error);
+                        self.rotation.lost()
+                    } else if let Some(version) = self.choice().failed(failure) {
+                        self.switch_to(version, &error);
                         // The other version is tried at once; only a second failure waits.
                         continue;
                     } else {
+                        let failed = self.broker();
+                        let next = self.rotation.failed();
+                        let when = if next.after.is_zero() {
+                            "now".to_owned()
+                        } else {
+                            format!("in {:?}", next.after)
+                        };
                         tracing::warn!(
-                            "cannot reach MQTT broker {}: {error}; retrying in {backoff:?}",
-                            self.broker
+                            "cannot reach MQTT broker {failed}: {error}; trying {} {when}",
+                            self.broker()
                         );
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                        next
+                    };
+                    tokio::time::sleep(next.after).await;
+                    self.aim();
                 }
             }
         }
@@ -644,18 +748,18 @@ impl Driver {
     fn switch_to(&mut self, next: Protocol, error: &str) {
         self.speaking_v311
             .store(next == Protocol::V311, Ordering::Relaxed);
-        if self.choice.explain_fallback() {
+        if self.choice().explain_fallback() {
             tracing::warn!(
                 "MQTT broker {} refused MQTT 5 ({error}); speaking MQTT 3.1.1 to it. \
                  MQTT 3.1.1 cannot announce campeer's Maximum Packet Size ({MAX_PACKET_BYTES} \
                  bytes), so the broker may forward a larger message; campeer then closes the \
                  connection rather than read it, and reconnects",
-                self.broker
+                self.broker()
             );
         } else {
             tracing::info!(
                 "MQTT broker {} refused the connection ({error}); trying {next}",
-                self.broker
+                self.broker()
             );
         }
     }

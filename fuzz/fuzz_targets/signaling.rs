@@ -37,6 +37,7 @@ fuzz_target!(|data: &[u8]| {
                 now += Duration::from_millis(u64::from(*length) * 10);
                 core.handle_timeout(now);
             }
+            3 if *length % 4 == 0 => core.broker_lost(),
             3 => core.broker_connected(now),
             4 => {
                 if let Some((id, serial)) =

@@ -51,11 +51,13 @@ impl<T> Unset for Vec<T> {
 
 overrides! {
     /// External MQTT broker, mqtt://host[:port] (port 1883 when omitted) or
-    /// mqtts://host[:port] for TLS (port 8883). Without one, campeer runs its own embedded
+    /// mqtts://host[:port] for TLS (port 8883). Repeat it, or separate URLs with commas, for a
+    /// cluster's nodes: they are tried in turn. Without one, campeer runs its own embedded
     /// broker.
-    "mqtt.broker" broker: Option<String> = arg(
+    "mqtt.broker" broker: Vec<String> = arg(
         long = "broker",
         env = "CAMPEER_BROKER",
+        value_delimiter = ',',
         value_name = "URL",
     ),
     /// MQTT user name.

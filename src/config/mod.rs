@@ -15,7 +15,7 @@ mod values;
 
 pub use flags::Overrides;
 pub use sections::{
-    AudioConfig, DeviceSection, EmbeddedBrokerConfig, IceConfig, MqttConfig, Sections,
+    AudioConfig, DeviceSection, EmbeddedBrokerConfig, IceConfig, MAX_BROKERS, MqttConfig, Sections,
     SessionConfig, VideoConfig, WebConfig,
 };
 pub use values::{AudioSourceKind, BrokerAddress, EncoderChoice, IceServer, Secret, SourceKind};
@@ -155,7 +155,7 @@ pub struct Config {
     pub sessions: SessionConfig,
     pub ice: IceConfig,
     pub web: WebConfig,
-    /// `Some` exactly when `mqtt.broker` is not set.
+    /// `Some` exactly when `mqtt.broker` lists no broker.
     pub embedded_broker: Option<EmbeddedBrokerConfig>,
 }
 
@@ -179,7 +179,7 @@ impl Config {
             sections.web.listen = every_interface(sections.web.listen);
             sections.broker.listen = every_interface(sections.broker.listen);
         }
-        let embedded_broker = sections.mqtt.broker.is_none().then_some(sections.broker);
+        let embedded_broker = sections.mqtt.brokers.is_empty().then_some(sections.broker);
         if public
             && !sections.web.public_without_password
             && embedded_broker

@@ -15,9 +15,15 @@ use std::time::Duration;
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MqttConfig {
-    /// `None`: campeer runs its own embedded broker (`[broker]`).
-    #[serde(with = "text::optional", skip_serializing_if = "Option::is_none")]
-    pub broker: Option<BrokerAddress>,
+    /// The brokers (`broker = "mqtt://..."`, or a list of them), tried in turn: a fleet's
+    /// broker cluster, each node by its address. Empty: campeer runs its own embedded broker
+    /// (`[broker]`).
+    #[serde(
+        rename = "broker",
+        with = "text::one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub brokers: Vec<BrokerAddress>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -44,7 +50,7 @@ pub struct MqttConfig {
 impl Default for MqttConfig {
     fn default() -> Self {
         Self {
-            broker: None,
+            brokers: Vec::new(),
             username: None,
             password: None,
             prefix: Prefix::parse("campeer").expect("a valid literal prefix"),
@@ -56,6 +62,9 @@ impl Default for MqttConfig {
         }
     }
 }
+
+/// The most brokers `mqtt.broker` may list: a cluster's nodes, not a scan of the network.
+pub const MAX_BROKERS: usize = 16;
 
 impl MqttConfig {
     fn validate(&self) -> Result<(), ConfigError> {
@@ -79,8 +88,17 @@ impl MqttConfig {
                 "mqtt.client_cert and mqtt.client_key go together",
             ));
         }
+        if self.brokers.len() > MAX_BROKERS {
+            return Err(invalid(
+                "mqtt.broker",
+                format!(
+                    "lists {} brokers; at most {MAX_BROKERS} are tried in turn",
+                    self.brokers.len()
+                ),
+            ));
+        }
         let any_tls = self.ca_file.is_some() || self.client_cert.is_some();
-        if any_tls && !self.broker.as_ref().is_some_and(|b| b.tls) {
+        if any_tls && !self.brokers.iter().any(|b| b.tls) {
             return Err(invalid(
                 "mqtt.ca_file",
                 "TLS settings need an mqtts:// broker",

@@ -35,7 +35,7 @@ fn defaults_match_the_documentation() {
         }
     );
     assert_eq!(config.mqtt.prefix.to_string(), "campeer");
-    assert!(config.mqtt.broker.is_none());
+    assert!(config.mqtt.brokers.is_empty());
     assert!(!config.ice.loopback_only);
     let prefix = format!("campeer-{}-", config.device_id);
     let suffix = config
@@ -62,18 +62,18 @@ fn flags_win_over_the_file() {
         max_viewers = 2
     "#;
     let flags = Overrides {
-        broker: Some("mqtt://127.0.0.1:1999".into()),
+        broker: vec!["mqtt://127.0.0.1:1999".into()],
         width: Some(1280),
         ..Default::default()
     };
     let config = resolve(file, flags).unwrap();
     assert_eq!(
-        config.mqtt.broker,
-        Some(BrokerAddress {
+        config.mqtt.brokers,
+        [BrokerAddress {
             host: "127.0.0.1".into(),
             port: 1999,
             tls: false
-        })
+        }]
     );
     assert_eq!(config.video.width, 1280);
     assert_eq!(config.video.height, 240);
@@ -192,7 +192,7 @@ fn public_without_a_broker_password_must_be_asked_for() {
     assert!(resolve("[web]\npublic_without_password = true", from_file).is_ok());
     let external = Overrides {
         public: Some(true),
-        broker: Some("mqtt://broker.example".into()),
+        broker: vec!["mqtt://broker.example".into()],
         ..Default::default()
     };
     assert!(
@@ -435,6 +435,64 @@ fn a_flag_turns_off_what_the_file_turns_on() {
 }
 
 #[test]
+fn a_cluster_s_brokers_are_listed_in_the_file_or_the_flags() {
+    let expected = |hosts: &[&str]| -> Vec<BrokerAddress> {
+        hosts
+            .iter()
+            .map(|host| BrokerAddress {
+                host: (*host).into(),
+                port: 1883,
+                tls: false,
+            })
+            .collect()
+    };
+    let listed = resolve(
+        "[mqtt]\nbroker = [\"mqtt://n1\", \"mqtt://n2\", \"mqtt://n3\"]",
+        flags(&[]),
+    )
+    .unwrap();
+    assert_eq!(listed.mqtt.brokers, expected(&["n1", "n2", "n3"]));
+    assert!(listed.embedded_broker.is_none());
+    let one = resolve("[mqtt]\nbroker = \"mqtt://n1\"", flags(&[])).unwrap();
+    assert_eq!(one.mqtt.brokers, expected(&["n1"]));
+    let comma = resolve("", flags(&["--broker", "mqtt://n1,mqtt://n2"])).unwrap();
+    assert_eq!(comma.mqtt.brokers, expected(&["n1", "n2"]));
+    let repeated = resolve(
+        "",
+        flags(&["--broker", "mqtt://n1", "--broker", "mqtt://n2"]),
+    )
+    .unwrap();
+    assert_eq!(repeated.mqtt.brokers, expected(&["n1", "n2"]));
+    // The flags replace the file's list; they do not add to it.
+    let over = resolve(
+        "[mqtt]\nbroker = [\"mqtt://a\", \"mqtt://b\"]",
+        flags(&["--broker", "mqtt://n1"]),
+    )
+    .unwrap();
+    assert_eq!(over.mqtt.brokers, expected(&["n1"]));
+    for (file, why) in [
+        ("[mqtt]\nbroker = [\"mqtt://n1\", \"http://n2\"]", "mqtt://"),
+        ("[mqtt]\nbroker = 5", "a text or a list"),
+    ] {
+        let error = resolve(file, flags(&[])).unwrap_err().to_string();
+        assert!(
+            error.contains("mqtt.broker") && error.contains(why),
+            "{error}"
+        );
+    }
+    let many: Vec<String> = (0..=MAX_BROKERS)
+        .map(|i| format!("\"mqtt://n{i}\""))
+        .collect();
+    let error = resolve(
+        &format!("[mqtt]\nbroker = [{}]", many.join(",")),
+        flags(&[]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("at most 16"), "{error}");
+}
+
+#[test]
 fn every_setting_the_file_takes_comes_from_flags_the_same_way() {
     let file = "[mqtt]\nbroker = \"mqtts://a\"\nkeep_alive_secs = 30\nca_file = \"/f/ca.pem\"\n\
                 [sessions]\nidle_grace_secs = 3\n[web]\nice_servers = [{urls = [\"stun:f\"]}]";
@@ -457,7 +515,7 @@ fn every_setting_the_file_takes_comes_from_flags_the_same_way() {
     .unwrap();
     assert_eq!(from_file.mqtt.keep_alive(), from_flags.mqtt.keep_alive());
     assert_eq!(from_file.mqtt.ca_file, from_flags.mqtt.ca_file);
-    assert_eq!(from_file.mqtt.broker, from_flags.mqtt.broker);
+    assert_eq!(from_file.mqtt.brokers, from_flags.mqtt.brokers);
     assert_eq!(from_file.sessions, from_flags.sessions);
     assert_eq!(from_file.web.ice_servers, from_flags.web.ice_servers);
     let servers = resolve("", flags(&["--ice-server", "stun:a,stun:b"]))

@@ -276,4 +276,43 @@ pub(super) mod text {
                 .transpose()
         }
     }
+
+    /// The same for a setting that takes one value or a list of them (`"a"` or `["a", "b"]`);
+    /// written as a list.
+    pub mod one_or_many {
+        use serde::{Deserialize, Deserializer, Serializer};
+        use std::fmt::Display;
+        use std::str::FromStr;
+
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(String),
+            Many(Vec<String>),
+        }
+
+        pub fn serialize<T: Display, S: Serializer>(
+            values: &[T],
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            serializer.collect_seq(values.iter().map(ToString::to_string))
+        }
+
+        pub fn deserialize<'de, T, D>(deserializer: D) -> Result<Vec<T>, D::Error>
+        where
+            T: FromStr<Err: Display>,
+            D: Deserializer<'de>,
+        {
+            let texts = match OneOrMany::deserialize(deserializer)
+                .map_err(|_| serde::de::Error::custom("expected a text or a list of texts"))?
+            {
+                OneOrMany::One(text) => vec![text],
+                OneOrMany::Many(texts) => texts,
+            };
+            texts
+                .iter()
+                .map(|text| text.parse().map_err(serde::de::Error::custom))
+                .collect()
+        }
+    }
 }

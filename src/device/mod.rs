@@ -199,8 +199,7 @@ pub async fn start_on(config: Config, listeners: Listeners) -> anyhow::Result<De
     let first_topics = DeviceTopics::new(config.mqtt.prefix.clone(), config.device_id.clone());
     let link = MqttLink::start(
         &broker.login,
-        &broker.host,
-        broker.port,
+        broker.addresses.clone(),
         tls,
         first_topics,
         inbound_filters,
@@ -245,10 +244,12 @@ pub async fn start_on(config: Config, listeners: Listeners) -> anyhow::Result<De
             "campeer {} serving device {:?} on {} under {}",
             env!("CARGO_PKG_VERSION"),
             id.as_str(),
-            match &config.mqtt.broker {
-                Some(address) => address.to_string(),
-                None => format!("mqtt://{}:{}", broker.host, broker.port),
-            },
+            broker
+                .addresses
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" or "),
             publisher.topics().status()
         );
         let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);

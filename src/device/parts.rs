@@ -2,7 +2,7 @@
 //! (its own embedded one, or an external one, over TLS when its URL says so), the cameras it
 //! serves, and the HTTP server with the page, each camera's WHEP endpoint and the metrics.
 
-use crate::config::{Config, VideoConfig};
+use crate::config::{BrokerAddress, Config, VideoConfig};
 use crate::metrics::MetricsBoard;
 use crate::protocol::Segment;
 use crate::web;
@@ -17,8 +17,8 @@ use tokio::sync::mpsc;
 
 /// Where campeer's MQTT connection goes, and as whom.
 pub(super) struct BrokerEndpoint {
-    pub(super) host: String,
-    pub(super) port: u16,
+    /// The brokers, tried in turn (the embedded broker alone when campeer runs its own).
+    pub(super) addresses: Vec<BrokerAddress>,
     /// The MQTT settings campeer connects with (the embedded broker's credentials when it
     /// runs its own).
     pub(super) login: crate::config::MqttConfig,
@@ -32,14 +32,13 @@ pub(super) async fn connect_to_broker(
     public: Option<tokio::net::TcpListener>,
 ) -> anyhow::Result<BrokerEndpoint> {
     let mut login = config.mqtt.clone();
-    match (&config.mqtt.broker, &config.embedded_broker) {
-        (Some(broker), _) => Ok(BrokerEndpoint {
-            host: broker.host.clone(),
-            port: broker.port,
+    match (config.mqtt.brokers.is_empty(), &config.embedded_broker) {
+        (false, _) => Ok(BrokerEndpoint {
+            addresses: config.mqtt.brokers.clone(),
             login,
             embedded: None,
         }),
-        (None, Some(settings)) => {
+        (true, Some(settings)) => {
             let Some(public) = public else {
                 anyhow::bail!("the embedded broker's listener was not handed in (Listeners::bind)");
             };
@@ -49,13 +48,16 @@ pub(super) async fn connect_to_broker(
             login.password = settings.password.clone();
             let (host, port) = broker.client_address();
             Ok(BrokerEndpoint {
-                host,
-                port,
+                addresses: vec![BrokerAddress {
+                    host,
+                    port,
+                    tls: false,
+                }],
                 login,
                 embedded: Some(broker),
             })
         }
-        (None, None) => anyhow::bail!("no MQTT broker configured"),
+        (true, None) => anyhow::bail!("no MQTT broker configured"),
     }
 }
 
@@ -157,7 +159,7 @@ pub(super) fn warn_if_public(config: &Config, embedded_broker: bool) {
 pub(super) async fn mqtt_tls(
     config: &Config,
 ) -> anyhow::Result<Option<Arc<tokio_rustls::rustls::ClientConfig>>> {
-    if !config.mqtt.broker.as_ref().is_some_and(|broker| broker.tls) {
+    if !config.mqtt.brokers.iter().any(|broker| broker.tls) {
         return Ok(None);
     }
     let ca_file = config.mqtt.ca_file.clone();

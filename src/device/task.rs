@@ -181,6 +181,8 @@ impl Device {
                     if connection.connected && connection.connects != connects {
                         connects = connection.connects;
                         self.signaling.broker_connected(Instant::now());
+                    } else if !connection.connected {
+                        self.signaling.broker_lost();
                     }
                 }
                 message = inbound.recv() => match message {

@@ -48,6 +48,9 @@ pub struct Limits {
     pub renegotiations_per_minute: usize,
     /// Fewest time between two status publishes.
     pub status_interval: Duration,
+    /// The status goes out again this often while the broker connection is up, changed or
+    /// not, for brokers that keep retained messages per cluster node (RabbitMQ).
+    pub status_refresh: Duration,
     /// Error replies (busy, bad request, unsupported) the device sends at once, and per
     /// second after that, over all viewers.
     pub error_burst: u32,
@@ -71,6 +74,7 @@ impl Limits {
             candidates_per_offer: 64,
             renegotiations_per_minute: 10,
             status_interval: Duration::from_millis(500),
+            status_refresh: Duration::from_secs(10),
             error_burst: 20,
             errors_per_second: 10,
             early_ttl,
@@ -163,7 +167,7 @@ impl Signaling {
     pub fn new(limits: Limits, audio_available: bool) -> Self {
         Self {
             early: EarlyCandidates::new(EARLY_SESSIONS, EARLY_PER_SESSION, limits.early_ttl),
-            status: StatusPacer::new(limits.status_interval),
+            status: StatusPacer::new(limits.status_interval, limits.status_refresh),
             errors: TokenBucket::new(limits.error_burst, limits.errors_per_second),
             limits,
             audio_available,
@@ -247,6 +251,11 @@ impl Signaling {
     pub fn broker_connected(&mut self, now: Instant) {
         self.status.force(now);
         self.publish_status();
+    }
+
+    /// The broker connection is down: nothing is published until it is back.
+    pub fn broker_lost(&mut self) {
+        self.status.disconnected();
     }
 
     /// Something in the status besides the viewers changed (a source started or failed).

@@ -74,20 +74,35 @@ impl TokenBucket {
 /// Coalesces status publishes: a change is published at once when the last publish is at
 /// least `interval` old, otherwise once at the end of the interval with whatever is current
 /// then. A flood of joins and leaves costs two publishes a second, not one per event.
+///
+/// While the broker connection is up, the status also goes out again every `refresh` without
+/// a change: a broker cluster that keeps retained messages per node (RabbitMQ) shows a viewer
+/// on another node than campeer's only what it publishes while that viewer listens.
 #[derive(Debug, Clone)]
 pub struct StatusPacer {
     interval: Duration,
+    refresh: Duration,
     dirty: bool,
     published_at: Option<Instant>,
+    /// The broker connection is up: refreshes go out.
+    connected: bool,
 }
 
 impl StatusPacer {
-    pub fn new(interval: Duration) -> Self {
+    pub fn new(interval: Duration, refresh: Duration) -> Self {
         Self {
             interval,
+            refresh,
             dirty: false,
             published_at: None,
+            connected: false,
         }
+    }
+
+    /// The broker connection is down: no refreshes until [`StatusPacer::force`] says it is
+    /// back (they would only queue up).
+    pub fn disconnected(&mut self) {
+        self.connected = false;
     }
 
     /// Something in the status changed at `now`: `true` to publish it right away.
@@ -96,30 +111,41 @@ impl StatusPacer {
         self.poll(now)
     }
 
-    /// Publish now regardless of the interval (after a reconnect the broker must learn the
-    /// status at once).
+    /// Publish now regardless of the interval: the broker has (again) accepted the
+    /// connection and must learn the status at once.
     pub fn force(&mut self, now: Instant) {
+        self.connected = true;
+        self.published(now);
+    }
+
+    fn published(&mut self, now: Instant) {
         self.dirty = false;
         self.published_at = Some(now);
     }
 
-    /// When a pending change is due; `None` when nothing is pending.
+    /// When a pending change or the next refresh is due; `None` when neither is.
     pub fn due_at(&self) -> Option<Instant> {
-        self.published_at
-            .filter(|_| self.dirty)
-            .map(|at| at + self.interval)
+        let at = self.published_at?;
+        if self.dirty {
+            Some(at + self.interval)
+        } else if self.connected {
+            Some(at + self.refresh)
+        } else {
+            None
+        }
     }
 
-    /// Whether a pending change is due at `now`; if so, it counts as published.
+    /// Whether a pending change or a refresh is due at `now`; if so, it counts as published.
     pub fn poll(&mut self, now: Instant) -> bool {
-        let due = self.dirty
-            && self
-                .published_at
-                .is_none_or(|at| now.saturating_duration_since(at) >= self.interval);
-        if due {
-            self.force(now);
+        let since = self
+            .published_at
+            .map(|at| now.saturating_duration_since(at));
+        let change_due = self.dirty && since.is_none_or(|since| since >= self.interval);
+        let refresh_due = self.connected && since.is_some_and(|since| since >= self.refresh);
+        if change_due || refresh_due {
+            self.published(now);
         }
-        due
+        change_due || refresh_due
     }
 }
 
@@ -158,7 +184,7 @@ mod tests {
     #[test]
     fn status_changes_are_coalesced() {
         let t0 = Instant::now();
-        let mut pacer = StatusPacer::new(Duration::from_millis(500));
+        let mut pacer = StatusPacer::new(Duration::from_millis(500), Duration::from_secs(3600));
         assert!(!pacer.poll(t0), "nothing changed");
         assert_eq!(pacer.due_at(), None);
         assert!(pacer.changed(t0), "the first change goes out at once");
@@ -174,5 +200,28 @@ mod tests {
             pacer.changed(t0 + Duration::from_secs(5)),
             "quiet long enough"
         );
+    }
+
+    #[test]
+    fn the_status_is_refreshed_while_the_broker_connection_is_up() {
+        let t0 = Instant::now();
+        let secs = Duration::from_secs;
+        let mut pacer = StatusPacer::new(Duration::from_millis(500), secs(10));
+        assert_eq!(pacer.due_at(), None, "never connected: nothing to refresh");
+        pacer.force(t0);
+        assert_eq!(pacer.due_at(), Some(t0 + secs(10)));
+        assert!(!pacer.poll(t0 + secs(9)));
+        assert!(pacer.poll(t0 + secs(10)), "refreshed without a change");
+        assert_eq!(pacer.due_at(), Some(t0 + secs(20)));
+        // A change resets the clock: the refresh comes 10 s after it.
+        assert!(pacer.changed(t0 + secs(15)));
+        assert!(!pacer.poll(t0 + secs(24)));
+        assert!(pacer.poll(t0 + secs(25)));
+        // The broker goes away: no refreshes pile up in the queue meanwhile.
+        pacer.disconnected();
+        assert_eq!(pacer.due_at(), None);
+        assert!(!pacer.poll(t0 + secs(300)));
+        pacer.force(t0 + secs(301));
+        assert!(pacer.poll(t0 + secs(311)));
     }
 }

@@ -63,7 +63,7 @@ async fn an_unanswered_offer_is_retried_under_a_fresh_session() {
 
     // A real cam9 comes up on the same broker: the page's next try plays.
     let cam9 = start_device(Overrides {
-        broker: Some(format!("mqtt://127.0.0.1:{broker_port}")),
+        broker: vec![format!("mqtt://127.0.0.1:{broker_port}")],
         ..zero_config_overrides("cam9")
     })
     .await;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 /// in between; `DeviceHandle::http_addr` says which).
 pub fn overrides(broker: &Broker, device: &str) -> Overrides {
     Overrides {
-        broker: Some(broker.url()),
+        broker: vec![broker.url()],
         device_id: Some(device.to_owned()),
         source: Some("test".into()),
         // Pinned like the video source, so a developer's own sound card changes nothing.

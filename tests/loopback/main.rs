@@ -7,6 +7,7 @@ mod answer_carries_host_candidates;
 mod audio_microphone;
 mod audio_microphone_missing;
 mod audio_test_tone;
+mod broker_list;
 mod broker_outage_status_change;
 mod camera_auto_choice;
 mod camera_formats;

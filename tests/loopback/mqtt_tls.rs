@@ -70,7 +70,7 @@ fn config(broker: &TlsBroker, device: &str, mqtt_toml: &str) -> Config {
     ))
     .expect("a valid config file");
     let overrides = Overrides {
-        broker: None,
+        broker: Vec::new(),
         ..overrides(&broker.broker, device)
     };
     Config::resolve(file, overrides).expect("a valid config")
