@@ -6,6 +6,7 @@ then {"done": true, ...}. Bounded: it exits after --seconds.
 
     python viewer.py --host H --port P --device D --session S [--seconds N] [--audio]
                      [--video-codec H264|VP8] [--hostile-renegotiation AFTER]
+                     [--wait-online LIMIT]
 
 With --audio it also offers to receive audio, as a browser with a microphone-less page does;
 --video-codec offers that video codec alone. The answer is reported as {"answer": sdp}, one
@@ -15,6 +16,12 @@ it cannot apply as {"error": "..."}; "frames" counts video frames, "audio_frames
 profile-level-id replaced by `aé001` (six bytes, five characters), as a renegotiation, and
 reports the device's reply as {"renegotiation_reply": message, "after": seconds}; it applies no
 answer to that offer.
+
+--wait-online LIMIT: offers only once the device's status says online, as the page does,
+waiting at most LIMIT seconds (then it reports {"done": true, "never_online": true}); --seconds
+counts from then. It reports {"online_after": s} and, with the first decoded frame,
+{"first_frame_after": s}, both in seconds since it started (the latter also as
+"first_frame_unix", the wall clock's seconds since 1970, for a test to time it from its own events).
 """
 
 import argparse
@@ -43,8 +50,10 @@ async def main():
     parser.add_argument("--audio", action="store_true")
     parser.add_argument("--video-codec", choices=["H264", "VP8"])
     parser.add_argument("--hostile-renegotiation", type=float)
+    parser.add_argument("--wait-online", type=float)
     args = parser.parse_args()
-    deadline = time.monotonic() + args.seconds
+    started = time.monotonic()
+    deadline = started + args.seconds
     loop = asyncio.get_running_loop()
     inbox = asyncio.Queue(maxsize=1000)
 
@@ -71,6 +80,9 @@ async def main():
                     return
                 if track.kind == "video":
                     frames += 1
+                    if frames == 1:
+                        emit({"first_frame_after": time.monotonic() - started,
+                              "first_frame_unix": time.time()})
                 else:
                     audio_frames += 1
 
@@ -80,10 +92,17 @@ async def main():
     out_topic = f"{args.prefix}/{args.device}/out/{args.session}"
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=args.session)
 
+    status_topic = f"{args.prefix}/{args.device}/status"
+    online = asyncio.Event()
+
     def on_message(_client, _userdata, message):
         try:
             value = json.loads(message.payload)
         except ValueError:
+            return
+        if message.topic == status_topic:
+            if isinstance(value, dict) and value.get("state") == "online":
+                loop.call_soon_threadsafe(online.set)
             return
         loop.call_soon_threadsafe(lambda: inbox.full() or inbox.put_nowait(value))
 
@@ -94,6 +113,16 @@ async def main():
     client.loop_start()
     client.subscribe(out_topic, qos=1)
     await asyncio.wait_for(subscribed.wait(), 10)
+    if args.wait_online is not None:
+        client.subscribe(status_topic, qos=1)
+        try:
+            await asyncio.wait_for(online.wait(), args.wait_online)
+        except asyncio.TimeoutError:
+            emit({"done": True, "never_online": True, "frames": 0, "audio_frames": 0})
+            client.loop_stop()
+            return
+        emit({"online_after": time.monotonic() - started})
+        deadline = time.monotonic() + args.seconds
 
     # aiortc gathers every candidate before setLocalDescription returns: they are in the offer.
     await pc.setLocalDescription(await pc.createOffer())

@@ -63,7 +63,7 @@ fn campeer_serves_through_a_broker_that_speaks_only_mqtt_3_1_1() {
     let rabbit = common::rabbitmq::RabbitMq::start_in(&lab.campeer_ns);
     let log_path = tempfile::NamedTempFile::new().expect("a log file");
     let log = log_path.reopen().expect("the log file");
-    let broker = format!("mqtt://127.0.0.1:{}", rabbit.port);
+    let broker = format!("mqtt://127.0.0.1:{}", rabbit.port());
     let http = format!("127.0.0.1:{}", free_port());
     let daemon = DaemonProcess::spawn_in_namespace_logging(
         &lab.campeer_ns,
@@ -84,7 +84,7 @@ fn campeer_serves_through_a_broker_that_speaks_only_mqtt_3_1_1() {
     let lines = common::aiortc::watch_over_lab(
         &python,
         link,
-        rabbit.port,
+        rabbit.port(),
         "rabbit",
         "aio-rabbit",
         &["--seconds", "12"],

@@ -4,6 +4,7 @@
 
 mod aiortc_audio_declined;
 mod aiortc_strict_answers;
+mod broker_cluster;
 mod broker_restart;
 mod campeer_relay_over_tcp;
 mod gstreamer_strict_answers;
