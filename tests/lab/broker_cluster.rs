@@ -5,9 +5,8 @@
 //! viewer there watches again.
 //!
 //! Three nodes, not two: the MQTT plugin keeps its client ids in a Raft group that needs a
-//! majority of the nodes, which two nodes lose when one stops (RabbitMQ's maintainers say so
-//! in rabbitmq/rabbitmq-mqtt#221): a two-node cluster takes no MQTT connection after losing a
-//! node, whoever the client.
+//! majority of the nodes (RabbitMQ's maintainers in rabbitmq/rabbitmq-mqtt#221), which two
+//! nodes lose when one stops; three keep it.
 
 use common::*;
 use serde_json::Value;
