@@ -1,0 +1,57 @@
+//! What a stranger sends to campeer's RTSP port: the message reader yields the same messages
+//! however the bytes were cut, never holds more than its bound, and the Digest check answers
+//! any Authorization header with a verdict, never a panic.
+#![no_main]
+
+use campeer::rtsp::digest::{Credentials, DigestAuth};
+use campeer::rtsp::framing::{Incoming, MessageReader};
+use libfuzzer_sys::fuzz_target;
+
+/// Every message (or the error that ended the reading) of `pieces`, in order.
+fn read(pieces: &[&[u8]]) -> Vec<String> {
+    let mut reader = MessageReader::default();
+    let mut seen = Vec::new();
+    for piece in pieces {
+        if let Err(e) = reader.push(piece) {
+            seen.push(format!("error {e}"));
+            return seen;
+        }
+        loop {
+            match reader.next_message() {
+                Ok(Some(Incoming::Request(request))) => {
+                    seen.push(format!("{:?} {:?}", request.method(), request.request_uri()))
+                }
+                Ok(Some(Incoming::Data { channel, len })) => seen.push(format!("${channel} {len}")),
+                Ok(None) => break,
+                Err(e) => {
+                    seen.push(format!("error {e}"));
+                    return seen;
+                }
+            }
+        }
+    }
+    seen
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&cut, bytes)) = data.split_first() else {
+        return;
+    };
+    let whole = read(&[bytes]);
+    let cut = usize::from(cut).min(bytes.len());
+    let split = read(&[&bytes[..cut], &bytes[cut..]]);
+    // A cut may only end the reading earlier (an oversize message found sooner), never change
+    // what was read before it.
+    let common = whole.len().min(split.len()).saturating_sub(1);
+    assert_eq!(whole[..common], split[..common], "cut at {cut}");
+
+    let auth = DigestAuth::new(
+        Credentials {
+            username: "nvr".into(),
+            password: "pw".into(),
+        },
+        b"fuzz",
+    );
+    let header = String::from_utf8_lossy(bytes);
+    let _ = auth.verify(Some(&header), "DESCRIBE", 1_000);
+});

@@ -1,0 +1,7 @@
+//! RTSP for NVRs, Home Assistant's Generic Camera and players: the pure parts, each unit-tested
+//! and fuzzed. `framing` turns a connection's bytes into bounded messages; `digest` checks a
+//! reader's credentials without keeping anything per client. The listener that serves readers
+//! from the one encode is not built yet: until it is, campeer serves no RTSP.
+
+pub mod digest;
+pub mod framing;
