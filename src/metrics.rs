@@ -293,61 +293,43 @@ impl Exposition {
                 })
             },
         )?;
-        family(
-            e,
-            "campeer_camera_opens",
-            "Times the camera was opened: once per pipeline start, more when it failed and was reopened.",
-            MetricType::Counter,
-            |s| {
+        type Pick = fn(&HubStats) -> u64;
+        let counters: [(&str, &str, Pick); 5] = [
+            (
+                "campeer_camera_opens",
+                "Times the camera was opened: once per pipeline start, more when it failed and \
+                 was reopened.",
+                |v| v.source_opens,
+            ),
+            (
+                "campeer_pipeline_starts",
+                "Times the capture pipeline started (it runs while anyone watches).",
+                |v| v.pipeline_starts,
+            ),
+            (
+                "campeer_frames_unusable",
+                "Frames the camera delivered that could not be used (dropped; the camera kept \
+                 open).",
+                |v| v.frames_unusable,
+            ),
+            (
+                "campeer_frames_passed_through",
+                "Frames of the camera's own H.264 sent on without re-encoding.",
+                |v| v.frames_passed_through,
+            ),
+            (
+                "campeer_encoder_fallbacks",
+                "Times the hardware H.264 encoder was missing or failed and openh264 took over.",
+                |v| v.encoder_fallbacks,
+            ),
+        ];
+        for (name, help, pick) in counters {
+            family(e, name, help, MetricType::Counter, |s| {
                 devices
                     .iter()
-                    .try_for_each(|d| s.counter(&[("device", &d.device)], d.video.source_opens))
-            },
-        )?;
-        family(
-            e,
-            "campeer_pipeline_starts",
-            "Times the capture pipeline started (it runs while anyone watches).",
-            MetricType::Counter,
-            |s| {
-                devices
-                    .iter()
-                    .try_for_each(|d| s.counter(&[("device", &d.device)], d.video.pipeline_starts))
-            },
-        )?;
-        family(
-            e,
-            "campeer_frames_unusable",
-            "Frames the camera delivered that could not be used (dropped; the camera kept open).",
-            MetricType::Counter,
-            |s| {
-                devices
-                    .iter()
-                    .try_for_each(|d| s.counter(&[("device", &d.device)], d.video.frames_unusable))
-            },
-        )?;
-        family(
-            e,
-            "campeer_frames_passed_through",
-            "Frames of the camera's own H.264 sent on without re-encoding.",
-            MetricType::Counter,
-            |s| {
-                devices.iter().try_for_each(|d| {
-                    s.counter(&[("device", &d.device)], d.video.frames_passed_through)
-                })
-            },
-        )?;
-        family(
-            e,
-            "campeer_encoder_fallbacks",
-            "Times the hardware H.264 encoder was missing or failed and openh264 took over.",
-            MetricType::Counter,
-            |s| {
-                devices.iter().try_for_each(|d| {
-                    s.counter(&[("device", &d.device)], d.video.encoder_fallbacks)
-                })
-            },
-        )?;
+                    .try_for_each(|d| s.counter(&[("device", &d.device)], pick(&d.video)))
+            })?;
+        }
         family(
             e,
             "campeer_sessions_ended",
@@ -482,28 +464,26 @@ impl Exposition {
                 })
             },
         )?;
-        family(
-            e,
-            "campeer_audio_packets",
-            "Opus packets sent to listeners.",
-            MetricType::Counter,
-            |s| {
+        type Pick = fn(&AudioStats) -> u64;
+        let counters: [(&str, &str, Pick); 2] = [
+            (
+                "campeer_audio_packets",
+                "Opus packets sent to listeners.",
+                |a| a.packets,
+            ),
+            (
+                "campeer_audio_bytes",
+                "Bytes of Opus sent to listeners (before RTP).",
+                |a| a.bytes,
+            ),
+        ];
+        for (name, help, pick) in counters {
+            family(e, name, help, MetricType::Counter, |s| {
                 with_audio().try_for_each(|(device, _, stats)| {
-                    s.counter(&[("device", device)], stats.packets)
+                    s.counter(&[("device", device)], pick(stats))
                 })
-            },
-        )?;
-        family(
-            e,
-            "campeer_audio_bytes",
-            "Bytes of Opus sent to listeners (before RTP).",
-            MetricType::Counter,
-            |s| {
-                with_audio().try_for_each(|(device, _, stats)| {
-                    s.counter(&[("device", device)], stats.bytes)
-                })
-            },
-        )?;
+            })?;
+        }
         family(
             e,
             "campeer_audio_capture_to_send_seconds",

@@ -289,6 +289,31 @@ impl DaemonProcess {
         Self { child }
     }
 
+    /// The campeer binary in namespace `ns` serving the test pattern as `device`, without sound,
+    /// through `brokers` (one URL or several, comma-separated), its log in the file returned.
+    pub fn on_brokers_in_namespace(
+        ns: &str,
+        brokers: &str,
+        device: &str,
+    ) -> (Self, tempfile::NamedTempFile) {
+        let log_path = tempfile::NamedTempFile::new().expect("a log file");
+        let log = log_path.reopen().expect("the log file");
+        let http = format!("127.0.0.1:{}", crate::free_port());
+        let args = [
+            "--broker",
+            brokers,
+            "--device-id",
+            device,
+            "--source",
+            "test",
+            "--audio-source",
+            "none",
+            "--http-listen",
+            &http,
+        ];
+        (Self::spawn_in_namespace_logging(ns, &args, log), log_path)
+    }
+
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
             .arg(format!("-{signal}"))

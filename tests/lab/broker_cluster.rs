@@ -34,25 +34,8 @@ fn a_fleet_moves_to_another_rabbitmq_node_when_its_node_dies() {
         .map(|port| format!("mqtt://127.0.0.1:{port}"))
         .collect::<Vec<_>>()
         .join(",");
-    let log_path = tempfile::NamedTempFile::new().expect("a log file");
-    let log = log_path.reopen().expect("the log file");
-    let http = format!("127.0.0.1:{}", free_port());
-    let daemon = DaemonProcess::spawn_in_namespace_logging(
-        &lab.campeer_ns,
-        &[
-            "--broker",
-            &brokers,
-            "--device-id",
-            "fleet",
-            "--source",
-            "test",
-            "--audio-source",
-            "none",
-            "--http-listen",
-            &http,
-        ],
-        log,
-    );
+    let (daemon, log_path) =
+        DaemonProcess::on_brokers_in_namespace(&lab.campeer_ns, &brokers, "fleet");
     let read_log = || std::fs::read_to_string(log_path.path()).unwrap_or_default();
     let second = ports[1];
 

@@ -61,26 +61,9 @@ fn campeer_serves_through_a_broker_that_speaks_only_mqtt_3_1_1() {
     let lab = common::network::Lab::new();
     let link = lab.link();
     let rabbit = common::rabbitmq::RabbitMq::start_in(&lab.campeer_ns);
-    let log_path = tempfile::NamedTempFile::new().expect("a log file");
-    let log = log_path.reopen().expect("the log file");
     let broker = format!("mqtt://127.0.0.1:{}", rabbit.port());
-    let http = format!("127.0.0.1:{}", free_port());
-    let daemon = DaemonProcess::spawn_in_namespace_logging(
-        &lab.campeer_ns,
-        &[
-            "--broker",
-            &broker,
-            "--device-id",
-            "rabbit",
-            "--source",
-            "test",
-            "--audio-source",
-            "none",
-            "--http-listen",
-            &http,
-        ],
-        log,
-    );
+    let (daemon, log_path) =
+        DaemonProcess::on_brokers_in_namespace(&lab.campeer_ns, &broker, "rabbit");
     let lines = common::aiortc::watch_over_lab(
         &python,
         link,
