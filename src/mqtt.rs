@@ -184,7 +184,11 @@ impl ProtocolChoice {
                 self.closed_in_a_row = self.closed_in_a_row.saturating_add(1);
                 self.accepted != Some(self.current) && self.closed_in_a_row >= CLOSES_FOR_REFUSAL
             }
-            HandshakeFailure::Other => false,
+            // Not a close on the CONNECT: the closes before it were not in a row with the next.
+            HandshakeFailure::Other => {
+                self.closed_in_a_row = 0;
+                false
+            }
         };
         if !switch {
             return None;
@@ -814,6 +818,22 @@ mod tests {
         restarting.accepted();
         assert_eq!(restarting.failed(HandshakeFailure::ClosedOnConnect), None);
         assert_eq!(restarting.current(), Protocol::V5);
+    }
+
+    #[test]
+    fn closes_count_only_in_a_row() {
+        // A broker restarting: it resets one connection, refuses the next while down, resets
+        // another as it comes up. Two closes, but not in a row: MQTT 5 stays.
+        let mut restarting = ProtocolChoice::default();
+        assert_eq!(restarting.failed(HandshakeFailure::ClosedOnConnect), None);
+        assert_eq!(restarting.failed(HandshakeFailure::Other), None);
+        assert_eq!(restarting.failed(HandshakeFailure::ClosedOnConnect), None);
+        assert_eq!(restarting.current(), Protocol::V5);
+        assert_eq!(
+            restarting.failed(HandshakeFailure::ClosedOnConnect),
+            Some(Protocol::V311),
+            "two in a row"
+        );
     }
 
     #[test]
