@@ -141,22 +141,6 @@ pub enum Format {
 }
 
 impl Format {
-    /// OpenMetrics when the `Accept` header names it (Prometheus' own scraper does), the
-    /// Prometheus text format otherwise.
-    pub fn from_accept(accept: Option<&str>) -> Self {
-        let asks_openmetrics = accept.unwrap_or("").split(',').any(|entry| {
-            let mut parts = entry.split(';');
-            let media = parts.next().unwrap_or("").trim();
-            let refused = parts.any(|p| matches!(p.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
-            media.eq_ignore_ascii_case("application/openmetrics-text") && !refused
-        });
-        if asks_openmetrics {
-            Self::OpenMetrics
-        } else {
-            Self::Prometheus
-        }
-    }
-
     pub fn content_type(self) -> &'static str {
         match self {
             Self::Prometheus => PROMETHEUS_CONTENT_TYPE,
@@ -222,15 +206,32 @@ fn flag(on: bool) -> u64 {
     u64::from(on)
 }
 
-/// A device's streams, with the codec each carries.
-fn streams(device: &DeviceFigures) -> impl Iterator<Item = (&'static str, &StreamStats)> + '_ {
-    device
-        .streams
-        .iter()
-        .map(|(codec, stats)| (codec.sdp_name(), stats))
+/// Calls `sample` with each stream of each device, labelled by device and codec.
+fn each_stream(
+    devices: &[DeviceFigures],
+    mut sample: impl FnMut(&[(&str, &str)], &StreamStats) -> fmt::Result,
+) -> fmt::Result {
+    devices.iter().try_for_each(|d| {
+        d.streams.iter().try_for_each(|(codec, stats)| {
+            sample(&[("device", &d.device), ("codec", codec.sdp_name())], stats)
+        })
+    })
 }
 
-const CAMERA_STATES: [&str; 4] = ["idle", "starting", "live", "failed"];
+impl Samples<'_, '_> {
+    /// A source's state as one sample per state a source can be in: 1 for `current`.
+    fn states(&mut self, device: &str, current: &str) -> fmt::Result {
+        SOURCE_STATES.iter().try_for_each(|state| {
+            self.whole(
+                &[("device", device), ("state", state)],
+                flag(current == *state),
+            )
+        })
+    }
+}
+
+/// The states the status topic names for a camera or a microphone.
+const SOURCE_STATES: [&str; 4] = ["idle", "starting", "live", "failed"];
 
 impl Collector for Exposition {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
@@ -283,14 +284,9 @@ impl Exposition {
             "1 for the camera's current state (idle, starting, live, failed), 0 for the others.",
             MetricType::Gauge,
             |s| {
-                devices.iter().try_for_each(|d| {
-                    CAMERA_STATES.iter().try_for_each(|state| {
-                        s.whole(
-                            &[("device", &d.device), ("state", state)],
-                            flag(d.source == *state),
-                        )
-                    })
-                })
+                devices
+                    .iter()
+                    .try_for_each(|d| s.states(&d.device, d.source))
             },
         )?;
         type Pick = fn(&HubStats) -> u64;
@@ -382,11 +378,7 @@ impl Exposition {
         ];
         for (name, help, pick) in counters {
             family(e, name, help, MetricType::Counter, |s| {
-                devices.iter().try_for_each(|d| {
-                    streams(d).try_for_each(|(codec, stats)| {
-                        s.counter(&[("device", &d.device), ("codec", codec)], pick(stats))
-                    })
-                })
+                each_stream(devices, |labels, stats| s.counter(labels, pick(stats)))
             })?;
         }
         family(
@@ -395,13 +387,8 @@ impl Exposition {
             "Time spent encoding the frames sent; divided by campeer_frames_encoded, the time per frame.",
             MetricType::Counter,
             |s| {
-                devices.iter().try_for_each(|d| {
-                    streams(d).try_for_each(|(codec, stats)| {
-                        s.counter_f64(
-                            &[("device", &d.device), ("codec", codec)],
-                            stats.encode_micros as f64 / 1e6,
-                        )
-                    })
+                each_stream(devices, |labels, stats| {
+                    s.counter_f64(labels, stats.encode_micros as f64 / 1e6)
                 })
             },
         )?;
@@ -412,13 +399,8 @@ impl Exposition {
              Prometheus' base unit; times 8 for bits).",
             MetricType::Gauge,
             |s| {
-                devices.iter().try_for_each(|d| {
-                    streams(d).try_for_each(|(codec, stats)| {
-                        s.whole(
-                            &[("device", &d.device), ("codec", codec)],
-                            stats.target_bitrate_bps / 8,
-                        )
-                    })
+                each_stream(devices, |labels, stats| {
+                    s.whole(labels, stats.target_bitrate_bps / 8)
                 })
             },
         )?;
@@ -428,13 +410,8 @@ impl Exposition {
             "1 while the codec's encoder runs (someone watches it, or did within the grace).",
             MetricType::Gauge,
             |s| {
-                devices.iter().try_for_each(|d| {
-                    streams(d).try_for_each(|(codec, stats)| {
-                        s.whole(
-                            &[("device", &d.device), ("codec", codec)],
-                            flag(stats.running),
-                        )
-                    })
+                each_stream(devices, |labels, stats| {
+                    s.whole(labels, flag(stats.running))
                 })
             },
         )
@@ -453,16 +430,7 @@ impl Exposition {
             "campeer_microphone_state",
             "1 for the microphone's current state (idle, starting, live, failed), 0 for the others.",
             MetricType::Gauge,
-            |s| {
-                with_audio().try_for_each(|(device, current, _)| {
-                    CAMERA_STATES.iter().try_for_each(|state| {
-                        s.whole(
-                            &[("device", device), ("state", state)],
-                            flag(current == *state),
-                        )
-                    })
-                })
-            },
+            |s| with_audio().try_for_each(|(device, current, _)| s.states(device, current)),
         )?;
         type Pick = fn(&AudioStats) -> u64;
         let counters: [(&str, &str, Pick); 2] = [
@@ -717,16 +685,7 @@ mod tests {
     }
 
     #[test]
-    fn openmetrics_goes_to_scrapers_that_ask_for_it() {
-        let prometheus = "application/openmetrics-text;version=1.0.0;q=0.5,\
-                          text/plain;version=0.0.4;q=0.3,*/*;q=0.1";
-        assert_eq!(Format::from_accept(Some(prometheus)), Format::OpenMetrics);
-        assert_eq!(Format::from_accept(None), Format::Prometheus);
-        assert_eq!(Format::from_accept(Some("*/*")), Format::Prometheus);
-        assert_eq!(
-            Format::from_accept(Some("application/openmetrics-text;q=0")),
-            Format::Prometheus
-        );
+    fn openmetrics_ends_with_its_eof() {
         let exposition = Exposition {
             devices: vec![camera()],
             ..Exposition::default()

@@ -201,7 +201,7 @@ impl ProtocolChoice {
         Some(self.current)
     }
 
-    /// Whether the loss that comes with 3.1.1 is still to be told (once per process).
+    /// Whether the loss that comes with 3.1.1 is still to be told (once per broker).
     fn explain_fallback(&mut self) -> bool {
         self.current == Protocol::V311 && !std::mem::replace(&mut self.explained, true)
     }
@@ -348,18 +348,25 @@ pub struct MqttLink {
     task: JoinHandle<()>,
 }
 
+/// `MqttLink::start` was given no broker to connect to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no MQTT broker to connect to")]
+pub struct NoBroker;
+
 impl MqttLink {
     /// Starts connecting in the background; [`MqttLink::connection`] changes once the broker
     /// accepts. The last will marks the device offline if the connection dies uncleanly.
-    /// `tls`: the broker is reached over TLS with these settings (mqtts://). `inbound_filters`:
-    /// the viewers' topics of every camera on this connection.
+    /// `brokers`: tried in turn, at least one. `tls`: the mqtts:// brokers are reached over TLS
+    /// with these settings. `inbound_filters`: the viewers' topics of every camera on this
+    /// connection.
     pub fn start(
         config: &MqttConfig,
         brokers: Vec<BrokerAddress>,
         tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
         topics: DeviceTopics,
         inbound_filters: Vec<String>,
-    ) -> Self {
+    ) -> Result<Self, NoBroker> {
+        let first = brokers.first().ok_or(NoBroker)?;
         let settings = ConnectSettings {
             client_id: config.client_id().to_owned(),
             keep_alive: config.keep_alive(),
@@ -370,17 +377,6 @@ impl MqttLink {
             will_topic: topics.status(),
             tls,
         };
-        let brokers = if brokers.is_empty() {
-            // The caller always names one; this only keeps the rotation's list non-empty.
-            vec![BrokerAddress {
-                host: "127.0.0.1".into(),
-                port: 1883,
-                tls: false,
-            }]
-        } else {
-            brokers
-        };
-        let first = &brokers[0];
         let (v5, v5_events) = AsyncClient::new(settings.v5(first), REQUEST_QUEUE);
         let (v311, mut v311_events) =
             rumqttc::AsyncClient::new(settings.v311(first), REQUEST_QUEUE);
@@ -407,7 +403,7 @@ impl MqttLink {
             inbound: inbound_tx,
         };
         let task = tokio::spawn(driver.run());
-        Self {
+        Ok(Self {
             publisher: Publisher {
                 client,
                 topics: Arc::new(topics),
@@ -415,7 +411,7 @@ impl MqttLink {
             connection,
             inbound,
             task,
-        }
+        })
     }
 
     /// Disconnects cleanly and waits (bounded) for the event loop to flush what was queued

@@ -4,8 +4,8 @@
 //! keeps its promises.
 #![no_main]
 
-use campeer::metrics::Format;
 use campeer::web::bearer::authorized;
+use campeer::web::metrics::format_for;
 use campeer::web::whep::{Target, parse_sdpfrag, restart_credentials};
 use libfuzzer_sys::fuzz_target;
 
@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(!target.device().is_empty());
         assert!(path.contains(target.device()));
     }
-    let format = Format::from_accept(accept);
+    let format = format_for(accept);
     assert!(!format.content_type().is_empty());
     // Nobody is let in without the token, and the token itself always is.
     assert!(!authorized(None, Some("s3cret")));

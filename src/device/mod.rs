@@ -203,7 +203,7 @@ pub async fn start_on(config: Config, listeners: Listeners) -> anyhow::Result<De
         tls,
         first_topics,
         inbound_filters,
-    );
+    )?;
     // Each camera's figures, which its device task keeps and /metrics reads.
     let (figures, figures_read): (Vec<_>, Vec<_>) = cameras
         .iter()

@@ -3,7 +3,7 @@
 
 use super::ice::PageIceServer;
 use super::metrics::{self, MetricsEndpoint};
-use super::response::plain;
+use super::response::{accept_entries, plain};
 use super::whep;
 use super::whep_server::WhepEndpoints;
 use super::ws_proxy;
@@ -231,17 +231,7 @@ fn respond(request: &Request<Incoming>, config_json: &Bytes) -> Response<Full<By
 /// (HTTP would allow gzip, but curl and scripts that send none expect the file itself).
 fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
     let mut wildcard = false;
-    for entry in accept_encoding.unwrap_or("").split(',') {
-        let mut parts = entry.split(';');
-        let coding = parts.next().unwrap_or("").trim();
-        let refused = parts.any(|parameter| {
-            let parameter = parameter.trim();
-            parameter
-                .strip_prefix("q=")
-                .or_else(|| parameter.strip_prefix("Q="))
-                .and_then(|weight| weight.trim().parse::<f32>().ok())
-                .is_some_and(|weight| weight <= 0.0)
-        });
+    for (coding, refused) in accept_entries(accept_encoding) {
         if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
             return !refused;
         }

@@ -2,7 +2,7 @@
 //! [`crate::metrics`]'s.
 
 use super::bearer::authorized;
-use super::response::plain;
+use super::response::{accept_entries, plain};
 use crate::metrics::{Format, MetricsBoard, render};
 use bytes::Bytes;
 use http_body_util::Full;
@@ -12,6 +12,19 @@ use std::net::SocketAddr;
 
 /// Where the metrics are served.
 pub const PATH: &str = "/metrics";
+
+/// OpenMetrics when the `Accept` header names it (Prometheus' own scraper does), the
+/// Prometheus text format otherwise.
+pub fn format_for(accept: Option<&str>) -> Format {
+    let asks_openmetrics = accept_entries(accept).any(|(media, refused)| {
+        media.eq_ignore_ascii_case("application/openmetrics-text") && !refused
+    });
+    if asks_openmetrics {
+        Format::OpenMetrics
+    } else {
+        Format::Prometheus
+    }
+}
 
 /// Who may read the metrics: they name every viewer's session and the camera's state, so a
 /// listener other machines reach serves them only behind a token.
@@ -87,7 +100,7 @@ impl MetricsEndpoint {
             return plain(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
         }
         let accept = request.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
-        let format = Format::from_accept(accept);
+        let format = format_for(accept);
         let text = match render(self.board.exposition(), format) {
             Ok(text) => text,
             Err(e) => {
@@ -114,6 +127,19 @@ impl MetricsEndpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn openmetrics_goes_to_scrapers_that_ask_for_it() {
+        let prometheus = "application/openmetrics-text;version=1.0.0;q=0.5,\
+                          text/plain;version=0.0.4;q=0.3,*/*;q=0.1";
+        assert_eq!(format_for(Some(prometheus)), Format::OpenMetrics);
+        assert_eq!(format_for(None), Format::Prometheus);
+        assert_eq!(format_for(Some("*/*")), Format::Prometheus);
+        assert_eq!(
+            format_for(Some("application/openmetrics-text;q=0")),
+            Format::Prometheus
+        );
+    }
 
     #[test]
     fn metrics_are_open_on_loopback_and_need_the_token_elsewhere() {
