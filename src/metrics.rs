@@ -97,11 +97,22 @@ pub struct DaemonFigures {
     pub broker_connections: u64,
 }
 
+/// The RTSP server's figures, when it serves.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RtspFigures {
+    /// Readers set up on each device (every device listed, 0 included).
+    pub readers: Vec<(String, u64)>,
+    /// Connections answered 503 because `rtsp.max_readers` were being served.
+    pub refused: u64,
+}
+
 /// Everything one scrape shows.
 #[derive(Debug, Clone, Default)]
 pub struct Exposition {
     pub daemon: DaemonFigures,
     pub devices: Vec<DeviceFigures>,
+    /// `None` while RTSP is off: no series then.
+    pub rtsp: Option<RtspFigures>,
 }
 
 /// Where a scrape reads every device's latest figures and the broker connection's.
@@ -109,6 +120,7 @@ pub struct Exposition {
 pub struct MetricsBoard {
     devices: Vec<watch::Receiver<DeviceFigures>>,
     broker: watch::Receiver<crate::mqtt::Connection>,
+    rtsp: Option<watch::Receiver<RtspFigures>>,
 }
 
 impl MetricsBoard {
@@ -116,7 +128,19 @@ impl MetricsBoard {
         devices: Vec<watch::Receiver<DeviceFigures>>,
         broker: watch::Receiver<crate::mqtt::Connection>,
     ) -> Self {
-        Self { devices, broker }
+        Self {
+            devices,
+            broker,
+            rtsp: None,
+        }
+    }
+
+    /// Shows the RTSP server's figures too.
+    pub fn with_rtsp(self, rtsp: watch::Receiver<RtspFigures>) -> Self {
+        Self {
+            rtsp: Some(rtsp),
+            ..self
+        }
     }
 
     /// A copy of the latest figures (each watch is held only while it is copied).
@@ -128,6 +152,7 @@ impl MetricsBoard {
                 broker_connections: broker.connects,
             },
             devices: self.devices.iter().map(|d| d.borrow().clone()).collect(),
+            rtsp: self.rtsp.as_ref().map(|r| r.borrow().clone()),
         }
     }
 }
@@ -260,11 +285,36 @@ impl Collector for Exposition {
         self.encode_devices(e)?;
         self.encode_streams(e)?;
         self.encode_audio(e)?;
+        self.encode_rtsp(e)?;
         self.encode_viewers(e)
     }
 }
 
 impl Exposition {
+    fn encode_rtsp(&self, e: &mut DescriptorEncoder<'_>) -> fmt::Result {
+        let Some(rtsp) = &self.rtsp else {
+            return Ok(());
+        };
+        family(
+            e,
+            "campeer_rtsp_readers",
+            "RTSP readers set up on the device (NVRs, players).",
+            MetricType::Gauge,
+            |s| {
+                rtsp.readers
+                    .iter()
+                    .try_for_each(|(device, readers)| s.whole(&[("device", device)], *readers))
+            },
+        )?;
+        family(
+            e,
+            "campeer_rtsp_refused",
+            "RTSP connections turned away (503) because rtsp.max_readers were being served.",
+            MetricType::Counter,
+            |s| s.counter(&[], rtsp.refused),
+        )
+    }
+
     fn encode_devices(&self, e: &mut DescriptorEncoder<'_>) -> fmt::Result {
         let devices = &self.devices;
         family(

@@ -316,6 +316,33 @@ overrides! {
         default_missing_value = "true",
         value_parser = BoolishValueParser::new(),
     ),
+    /// Serve RTSP here (rtsp://HOST:PORT/<device>) for NVRs, Home Assistant and players;
+    /// off when unset. Off loopback, readers must give --rtsp-username and --rtsp-password.
+    "rtsp.listen" rtsp_listen: Option<String> = arg(
+        long = "rtsp-listen",
+        env = "CAMPEER_RTSP_LISTEN",
+        value_name = "ADDR:PORT",
+    ),
+    /// RTSP readers served at once, over every device.
+    "rtsp.max_readers" rtsp_max_readers: Option<usize> = arg(
+        long = "rtsp-max-readers",
+        env = "CAMPEER_RTSP_MAX_READERS",
+        value_name = "N",
+    ),
+    /// RTSP readers must log in with this user name (Digest, with --rtsp-password).
+    "rtsp.username" rtsp_username: Option<String> = arg(
+        long = "rtsp-username",
+        env = "CAMPEER_RTSP_USERNAME",
+        value_name = "NAME",
+    ),
+    /// The password that goes with --rtsp-username. Prefer the environment or the config file
+    /// over a flag. Never logged.
+    "rtsp.password" rtsp_password: Option<String> = arg(
+        long = "rtsp-password",
+        env = "CAMPEER_RTSP_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true,
+    ),
     /// Embedded broker: plain MQTT 3.1.1 and 5 listener.
     "broker.listen" embedded_broker_listen: Option<String> = arg(
         long = "embedded-broker-listen",

@@ -15,7 +15,7 @@ mod values;
 
 pub use flags::Overrides;
 pub use sections::{
-    AudioConfig, DeviceSection, EmbeddedBrokerConfig, IceConfig, MAX_BROKERS, MqttConfig, Sections,
+    AudioConfig, DeviceSection, EmbeddedBrokerConfig, IceConfig, MAX_BROKERS, MqttConfig, RtspConfig, Sections,
     SessionConfig, VideoConfig, WebConfig,
 };
 pub use values::{AudioSourceKind, BrokerAddress, EncoderChoice, IceServer, Secret, SourceKind};
@@ -155,6 +155,7 @@ pub struct Config {
     pub sessions: SessionConfig,
     pub ice: IceConfig,
     pub web: WebConfig,
+    pub rtsp: RtspConfig,
     /// `Some` exactly when `mqtt.broker` lists no broker.
     pub embedded_broker: Option<EmbeddedBrokerConfig>,
 }
@@ -203,6 +204,7 @@ impl Config {
             sessions: sections.sessions,
             ice: sections.ice,
             web: sections.web,
+            rtsp: sections.rtsp,
             embedded_broker,
         })
     }

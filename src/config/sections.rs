@@ -416,6 +416,67 @@ impl WebConfig {
     }
 }
 
+/// `[rtsp]`: RTSP for NVRs, Home Assistant's Generic Camera and players, from the one encode.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtspConfig {
+    /// Where readers connect (`rtsp://HOST:PORT/<device>`); off when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// Readers served at once, over every device; one more is answered 503.
+    pub max_readers: usize,
+    /// Digest credentials readers must give; required when `listen` is not loopback.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+}
+
+/// Most RTSP readers allowed at once: each costs a task and its socket's buffers, and the
+/// board's uplink carries the whole stream to each.
+pub const MAX_RTSP_READERS: usize = 64;
+
+impl Default for RtspConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            max_readers: 10,
+            username: None,
+            password: None,
+        }
+    }
+}
+
+impl RtspConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.username.is_some() != self.password.is_some() {
+            return Err(invalid(
+                "rtsp.username",
+                "RTSP needs both a username and a password, or neither",
+            ));
+        }
+        if !(1..=MAX_RTSP_READERS).contains(&self.max_readers) {
+            return Err(invalid(
+                "rtsp.max_readers",
+                format!("must be between 1 and {MAX_RTSP_READERS}"),
+            ));
+        }
+        if let Some(listen) = self.listen
+            && !listen.ip().is_loopback()
+            && self.password.is_none()
+        {
+            return Err(invalid(
+                "rtsp.listen",
+                format!(
+                    "{listen} is reachable from the network: set rtsp.username and \
+                     rtsp.password, which readers then give (Digest), or listen on loopback"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// `[broker]`: the broker campeer runs itself when `mqtt.broker` is not set.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -494,6 +555,7 @@ pub struct Sections {
     pub sessions: SessionConfig,
     pub ice: IceConfig,
     pub web: WebConfig,
+    pub rtsp: RtspConfig,
     pub broker: EmbeddedBrokerConfig,
 }
 
@@ -506,6 +568,7 @@ impl Sections {
         self.sessions.validate()?;
         self.ice.validate()?;
         self.web.validate()?;
+        self.rtsp.validate()?;
         self.broker.validate()
     }
 }

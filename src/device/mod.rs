@@ -11,16 +11,19 @@ mod task;
 
 use health::SummaryBoard;
 pub use health::{DeviceHealth, Summary};
-use parts::{cameras, connect_to_broker, mqtt_tls, page_config, start_http, warn_if_public};
+use parts::{
+    cameras, connect_to_broker, mqtt_tls, page_config, start_http, start_rtsp, warn_if_public,
+};
 use sources::{make_audio_hub, make_hub};
 use task::{Device, DeviceParts};
 
 use crate::config::{Config, SourceKind};
 use crate::media::audio_hub::{AudioHub, AudioStats};
 use crate::media::hub::{HubStats, VideoHub};
-use crate::metrics::{DeviceFigures, MetricsBoard};
+use crate::metrics::{DeviceFigures, MetricsBoard, RtspFigures};
 use crate::mqtt::{Inbound, MqttLink, Publisher};
 use crate::protocol::{DeviceTopics, Segment};
+use crate::rtsp::server::{RtspDevice, RtspServer};
 use crate::signaling::sessions::SessionReport;
 use crate::web;
 use crate::web::broker::EmbeddedBroker;
@@ -47,6 +50,7 @@ pub struct DeviceHandle {
     tasks: Arc<crate::session::SessionTasks>,
     http: HttpServer,
     embedded: Option<EmbeddedBroker>,
+    rtsp: Option<RtspServer>,
     /// Kept for as long as the device serves: dropping them stops them.
     _turn_bridges: crate::turn_stream::Bridges,
     stop: Option<oneshot::Sender<()>>,
@@ -57,6 +61,11 @@ impl DeviceHandle {
     /// Where the viewer page is served.
     pub fn http_addr(&self) -> std::net::SocketAddr {
         self.http.local_addr
+    }
+
+    /// Where RTSP readers connect, when campeer serves RTSP.
+    pub fn rtsp_addr(&self) -> Option<std::net::SocketAddr> {
+        self.rtsp.as_ref().map(|rtsp| rtsp.local_addr)
     }
 
     /// The embedded broker, when campeer runs one.
@@ -136,6 +145,8 @@ pub struct Listeners {
     pub http: tokio::net::TcpListener,
     /// Only with the embedded broker.
     pub broker: Option<tokio::net::TcpListener>,
+    /// Only with `rtsp.listen`.
+    pub rtsp: Option<tokio::net::TcpListener>,
 }
 
 impl Listeners {
@@ -149,7 +160,15 @@ impl Listeners {
             Some(settings) => Some(web::broker::bind(settings).await?),
             None => None,
         };
-        Ok(Self { http, broker })
+        let rtsp = match config.rtsp.listen {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot serve RTSP on {addr}"))?,
+            ),
+            None => None,
+        };
+        Ok(Self { http, broker, rtsp })
     }
 }
 
@@ -210,6 +229,13 @@ pub async fn start_on(config: Config, listeners: Listeners) -> anyhow::Result<De
         .map(|(id, _)| watch::channel(DeviceFigures::new(id.to_string())))
         .unzip();
     let metrics = MetricsBoard::new(figures_read, link.connection.clone());
+    let (rtsp_figures, metrics) = match listeners.rtsp {
+        Some(_) => {
+            let (sender, receiver) = watch::channel(RtspFigures::default());
+            (Some(sender), metrics.with_rtsp(receiver))
+        }
+        None => (None, metrics),
+    };
     let page = page_config(&config, broker.embedded.is_some());
     let (http, whep_inboxes) =
         start_http(&config, listeners.http, page, &broker, &cameras, metrics)?;
@@ -227,6 +253,7 @@ pub async fn start_on(config: Config, listeners: Listeners) -> anyhow::Result<De
     let mut devices = Vec::new();
     let mut routes = Vec::new();
     let mut first_audio = None;
+    let mut rtsp_devices = Vec::new();
     let each_camera = cameras.into_iter().zip(whep_inboxes).zip(figures);
     for (index, (((id, video), whep), figures)) in each_camera.enumerate() {
         let hub = make_hub(&video, &config.sessions, &claimed);
@@ -268,6 +295,11 @@ pub async fn start_on(config: Config, listeners: Listeners) -> anyhow::Result<De
         };
         let (device, reports) = parts.build();
         heartbeats.push(Arc::clone(&device.heartbeat));
+        rtsp_devices.push(RtspDevice {
+            id: id.to_string(),
+            video: hub.clone(),
+            audio: if index == 0 { first_audio.clone() } else { None },
+        });
         hubs.push((id, hub));
         devices.push((device, inbound, reports, whep));
     }
@@ -276,6 +308,12 @@ pub async fn start_on(config: Config, listeners: Listeners) -> anyhow::Result<De
         video: hubs.iter().map(|(_, hub)| hub.clone()).collect(),
         audio: first_audio.clone(),
         summary: board.subscribe(),
+    };
+    let rtsp = match (listeners.rtsp, rtsp_figures) {
+        (Some(listener), Some(figures)) => {
+            Some(start_rtsp(&config, listener, rtsp_devices, figures).await?)
+        }
+        _ => None,
     };
     if config.ice.loopback_only {
         tracing::info!("ICE is loopback-only: media stays on 127.0.0.0/8");
@@ -289,6 +327,7 @@ pub async fn start_on(config: Config, listeners: Listeners) -> anyhow::Result<De
         health,
         http,
         embedded: broker.embedded,
+        rtsp,
         _turn_bridges: turn_bridges,
         stop: Some(stop_tx),
         task,

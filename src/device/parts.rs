@@ -3,8 +3,10 @@
 //! serves, and the HTTP server with the page, each camera's WHEP endpoint and the metrics.
 
 use crate::config::{BrokerAddress, Config, VideoConfig};
-use crate::metrics::MetricsBoard;
+use crate::metrics::{MetricsBoard, RtspFigures};
 use crate::protocol::Segment;
+use crate::rtsp::digest::Credentials;
+use crate::rtsp::server::{RtspDevice, RtspServer, RtspSettings};
 use crate::web;
 use crate::web::broker::EmbeddedBroker;
 use crate::web::http::{HttpServer, PageConfig};
@@ -127,6 +129,40 @@ pub(super) fn start_http(
     )
     .with_context(|| format!("cannot serve the viewer page on {}", config.web.listen))?;
     Ok((http, whep_inboxes))
+}
+
+/// Serves RTSP on `listener` for every camera, with the configured credentials.
+pub(super) async fn start_rtsp(
+    config: &Config,
+    listener: tokio::net::TcpListener,
+    devices: Vec<RtspDevice>,
+    figures: tokio::sync::watch::Sender<RtspFigures>,
+) -> anyhow::Result<RtspServer> {
+    let credentials = match (&config.rtsp.username, &config.rtsp.password) {
+        (Some(username), Some(password)) => Some(Credentials {
+            username: username.clone(),
+            password: password.0.clone(),
+        }),
+        _ => None,
+    };
+    let settings = RtspSettings {
+        max_readers: config.rtsp.max_readers,
+        credentials,
+    };
+    let server = RtspServer::start(listener, devices, settings, figures)
+        .await
+        .context("cannot serve RTSP")?;
+    let login = if config.rtsp.password.is_some() {
+        "with Digest credentials"
+    } else {
+        "without credentials (loopback only)"
+    };
+    tracing::info!(
+        "serving RTSP on rtsp://{}/<device>, {login}, to at most {} readers",
+        server.local_addr,
+        config.rtsp.max_readers
+    );
+    Ok(server)
 }
 
 /// Says loudly what `--public` opens, and whether the embedded broker is open to all.

@@ -15,6 +15,7 @@ pub mod opus;
 pub mod pattern;
 pub mod rate;
 pub mod rpicam;
+pub mod rtp;
 pub mod v4l2m2m;
 pub mod vp8;
 pub mod worker;

@@ -58,7 +58,7 @@ pub enum Action {
 }
 
 /// Where a request points: a device, and perhaps one of its tracks.
-fn target(request: &Request<Vec<u8>>) -> Option<(String, Option<usize>)> {
+pub fn target(request: &Request<Vec<u8>>) -> Option<(String, Option<usize>)> {
     let url = request.request_uri()?;
     let mut segments = url.path_segments()?.filter(|s| !s.is_empty());
     let device = segments.next()?.to_owned();
@@ -112,6 +112,16 @@ impl Exchange {
     /// Whether the session has heard nothing for [`SESSION_TIMEOUT`].
     pub fn timed_out(&self, now: Instant) -> bool {
         now.saturating_duration_since(self.last_heard) >= SESSION_TIMEOUT
+    }
+
+    /// Whether `request` carries the credentials this server wants (always, without any):
+    /// checked before anything is started for it, such as the camera for a DESCRIBE.
+    pub fn admits(&self, request: &Request<Vec<u8>>, now_secs: u64) -> bool {
+        let Some(auth) = &self.auth else {
+            return true;
+        };
+        let given = request.header(&headers::AUTHORIZATION).map(|v| v.as_str());
+        auth.verify(given, request.method().into(), now_secs).is_ok()
     }
 
     /// Answers `request`. `now_secs`: the wall clock for Digest nonces; `offer`: what a device
@@ -384,6 +394,15 @@ impl Exchange {
             builder
         }
     }
+}
+
+/// The answer to a reader turned away because the server serves as many as it may.
+pub fn busy(request: &Request<Vec<u8>>) -> Response<Vec<u8>> {
+    let cseq = request
+        .header(&headers::CSEQ)
+        .map(|v| v.as_str().trim())
+        .filter(|v| v.len() <= 16 && v.bytes().all(|b| b.is_ascii_digit()));
+    reply(StatusCode::ServiceUnavailable, cseq).empty_with()
 }
 
 /// A response builder with the CSeq echoed and campeer named.

@@ -14,17 +14,16 @@ use crate::config::IceConfig;
 use crate::link::{self, Link};
 use crate::media::audio_hub::{AudioHub, AudioSubscription, EncodedAudio};
 use crate::media::hub::{EncodedFrame, KeyframeRequester, Subscription, VideoHub};
+use crate::media::rtp::RtpStamper;
 use crate::outbox::Outbox;
 use crate::protocol::{Candidate, DeviceMessage, Segment};
 use crate::sdp::{self, Negotiated};
 use crate::signaling::sessions::{
     EndReason, SessionCommand, SessionError, SessionEvent, SessionReport,
 };
-use bytes::Bytes;
 use liveness::{LinkState, Liveness};
 use policy::{FrameAction, FrameContext, LinkPolicy};
 use rtc::media_stream::MediaStreamTrack;
-use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
@@ -274,53 +273,6 @@ impl PeerConnectionEventHandler for EventForwarder {
     }
 }
 
-/// Per-viewer RTP header state: the shared payloads get this viewer's SSRC, sequence numbers
-/// and timestamp offset (random, as RFC 3550 asks).
-struct RtpStamper {
-    ssrc: u32,
-    payload_type: u8,
-    next_sequence: u16,
-    timestamp_offset: u32,
-}
-
-impl RtpStamper {
-    fn new(payload_type: u8) -> Self {
-        Self {
-            ssrc: rand::random(),
-            payload_type,
-            next_sequence: rand::random(),
-            timestamp_offset: rand::random(),
-        }
-    }
-
-    /// RTP packets for one frame's payloads. Video marks the last packet of a picture; an
-    /// audio packet is never marked (the mark would mean the start of a talk spurt).
-    fn packets(&mut self, rtp_ticks: u64, payloads: &[Bytes], mark_last: bool) -> Vec<rtp::Packet> {
-        let timestamp = self.timestamp_offset.wrapping_add(rtp_ticks as u32);
-        let last = payloads.len().saturating_sub(1);
-        payloads
-            .iter()
-            .enumerate()
-            .map(|(i, payload)| {
-                let sequence_number = self.next_sequence;
-                self.next_sequence = self.next_sequence.wrapping_add(1);
-                rtp::Packet {
-                    header: rtp::header::Header {
-                        version: 2,
-                        marker: mark_last && i == last,
-                        payload_type: self.payload_type,
-                        sequence_number,
-                        timestamp,
-                        ssrc: self.ssrc,
-                        ..Default::default()
-                    },
-                    payload: payload.clone(),
-                }
-            })
-            .collect()
-    }
-}
-
 /// The audio half of a session, when the viewer asked for audio and the device has it.
 struct AudioSend {
     track: Arc<TrackLocalStaticRTP>,
@@ -430,7 +382,7 @@ impl<'a> Session<'a> {
         let track = local_track(
             id,
             RtpCodecKind::Video,
-            stamper.ssrc,
+            stamper.ssrc(),
             peer::video_codec(&choice.video, choice.feedback).rtp_codec,
         );
         add_track(&peer, &track, "video").await?;
@@ -440,7 +392,7 @@ impl<'a> Session<'a> {
                 let track = local_track(
                     id,
                     RtpCodecKind::Audio,
-                    stamper.ssrc,
+                    stamper.ssrc(),
                     peer::opus_codec(opus, choice.feedback).rtp_codec,
                 );
                 add_track(&peer, &track, "audio").await?;

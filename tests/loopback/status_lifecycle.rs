@@ -105,7 +105,11 @@ async fn run_serves_on_the_listeners_it_is_given_until_told_to_stop() {
         .await
         .expect("a free port");
     let page = http.local_addr().expect("its address");
-    let listeners = campeer::device::Listeners { http, broker: None };
+    let listeners = campeer::device::Listeners {
+        http,
+        broker: None,
+        rtsp: None,
+    };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(campeer::device::run(config, listeners, async {
         let _ = stopped.await;
