@@ -657,9 +657,18 @@ mod tests {
                 broker_connections: 3,
             },
             devices: vec![camera()],
+            rtsp: Some(RtspFigures {
+                readers: vec![("cam".into(), 3)],
+                refused: 4,
+            }),
         };
         let text = scrape(&exposition, Format::Prometheus);
         assert_eq!(sample(&text, "campeer_viewers{device=\"cam\"}"), Some("2"));
+        assert_eq!(
+            sample(&text, "campeer_rtsp_readers{device=\"cam\"}"),
+            Some("3")
+        );
+        assert_eq!(sample(&text, "campeer_rtsp_refused_total"), Some("4"));
         assert_eq!(sample(&text, "campeer_broker_connections_total"), Some("3"));
         assert_eq!(sample(&text, "campeer_broker_connected"), Some("1"));
         assert_eq!(

@@ -2,7 +2,8 @@
 //! however the bytes were cut, never holds more than its bound; a reader's conversation
 //! answers every request with a response that echoes its CSeq when it had a valid one, and
 //! never plays before a SETUP; the Digest check answers any Authorization header with a
-//! verdict, never a panic.
+//! verdict, never a panic; and the parameter sets are looked for in any payload a camera's
+//! own H.264 may bring, without a panic.
 #![no_main]
 
 use campeer::rtsp::digest::{Credentials, DigestAuth};
@@ -58,6 +59,8 @@ fuzz_target!(|data: &[u8]| {
     );
     let header = String::from_utf8_lossy(bytes);
     let _ = auth.verify(Some(&header), "DESCRIBE", 1_000);
+    let payload = bytes::Bytes::copy_from_slice(bytes);
+    let _ = campeer::rtsp::describe::ParameterSets::from_payloads(&[payload.clone(), payload]);
 
     // The whole conversation, the requests in order.
     let offer = |device: &str| {

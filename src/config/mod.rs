@@ -15,8 +15,8 @@ mod values;
 
 pub use flags::Overrides;
 pub use sections::{
-    AudioConfig, DeviceSection, EmbeddedBrokerConfig, IceConfig, MAX_BROKERS, MqttConfig, RtspConfig, Sections,
-    SessionConfig, VideoConfig, WebConfig,
+    AudioConfig, DeviceSection, EmbeddedBrokerConfig, IceConfig, MAX_BROKERS, MqttConfig,
+    RtspConfig, Sections, SessionConfig, VideoConfig, WebConfig,
 };
 pub use values::{AudioSourceKind, BrokerAddress, EncoderChoice, IceServer, Secret, SourceKind};
 

@@ -298,7 +298,11 @@ pub async fn start_on(config: Config, listeners: Listeners) -> anyhow::Result<De
         rtsp_devices.push(RtspDevice {
             id: id.to_string(),
             video: hub.clone(),
-            audio: if index == 0 { first_audio.clone() } else { None },
+            audio: if index == 0 {
+                first_audio.clone()
+            } else {
+                None
+            },
         });
         hubs.push((id, hub));
         devices.push((device, inbound, reports, whep));

@@ -25,7 +25,12 @@ impl RtpStamper {
 
     /// RTP packets for one frame's payloads. Video marks the last packet of a picture; an
     /// audio packet is never marked (the mark would mean the start of a talk spurt).
-    pub fn packets(&mut self, rtp_ticks: u64, payloads: &[Bytes], mark_last: bool) -> Vec<rtp::Packet> {
+    pub fn packets(
+        &mut self,
+        rtp_ticks: u64,
+        payloads: &[Bytes],
+        mark_last: bool,
+    ) -> Vec<rtp::Packet> {
         let timestamp = self.timestamp(rtp_ticks);
         let last = payloads.len().saturating_sub(1);
         payloads

@@ -163,7 +163,11 @@ mod tests {
             "a=fmtp:96 packetization-mode=1;profile-level-id=42c01f;\
              sprop-parameter-sets=Z0LAH9oB,aM48gA==\r\na=control:trackID=0\r\n"
         ));
-        assert!(offer.sdp.contains("a=rtpmap:97 opus/48000/2\r\na=fmtp:97 sprop-stereo=0"));
+        assert!(
+            offer
+                .sdp
+                .contains("a=rtpmap:97 opus/48000/2\r\na=fmtp:97 sprop-stereo=0")
+        );
         // The description is one rtc's parser takes.
         let parsed = rtc::sdp::SessionDescription::unmarshal(&mut std::io::Cursor::new(
             offer.sdp.as_bytes(),

@@ -121,7 +121,8 @@ impl Exchange {
             return true;
         };
         let given = request.header(&headers::AUTHORIZATION).map(|v| v.as_str());
-        auth.verify(given, request.method().into(), now_secs).is_ok()
+        auth.verify(given, request.method().into(), now_secs)
+            .is_ok()
     }
 
     /// Answers `request`. `now_secs`: the wall clock for Digest nonces; `offer`: what a device

@@ -21,8 +21,14 @@ pub enum Outgoing {
     /// Bytes to write to the RTSP connection as they are (`$`, channel, length, packet).
     Interleaved(Bytes),
     /// A datagram to this port of the reader, from the server's RTP or RTCP socket.
-    Rtp { port: u16, packet: Bytes },
-    Rtcp { port: u16, packet: Bytes },
+    Rtp {
+        port: u16,
+        packet: Bytes,
+    },
+    Rtcp {
+        port: u16,
+        packet: Bytes,
+    },
 }
 
 /// One track's RTP towards one reader.
@@ -161,7 +167,13 @@ mod tests {
         assert_eq!(report.ntp_time >> 32, NTP_UNIX_OFFSET_SECS + 1);
 
         // The next frame soon after: no report; one interval later: a report again.
-        let soon = sender.frame(start + Duration::from_millis(33), 12_000, 0, &payloads(), true);
+        let soon = sender.frame(
+            start + Duration::from_millis(33),
+            12_000,
+            0,
+            &payloads(),
+            true,
+        );
         assert_eq!(soon.len(), 2);
         let later = sender.frame(start + REPORT_INTERVAL, 9_000 * 50, 0, &payloads(), true);
         assert_eq!(later.len(), 3);
@@ -175,8 +187,14 @@ mod tests {
         };
         let mut sender = TrackSender::new(97, lower);
         let out = sender.frame(Instant::now(), 960, 0, &payloads()[..1], false);
-        assert!(matches!(out.first(), Some(Outgoing::Rtp { port: 5000, .. })));
-        assert!(matches!(out.get(1), Some(Outgoing::Rtcp { port: 5001, .. })));
+        assert!(matches!(
+            out.first(),
+            Some(Outgoing::Rtp { port: 5000, .. })
+        ));
+        assert!(matches!(
+            out.get(1),
+            Some(Outgoing::Rtcp { port: 5001, .. })
+        ));
     }
 
     #[test]

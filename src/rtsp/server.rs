@@ -35,8 +35,15 @@ const REFUSAL_WAIT: Duration = Duration::from_secs(2);
 /// Connections being turned away at once; past that they are closed unanswered, so a flood of
 /// them costs no more than this many tasks.
 const MAX_REFUSING: usize = 32;
+/// The kernel's send buffer for each reader's connection: over a second of video at the
+/// rates campeer sends, fixed so that a reader that stops reading holds no more than this (the
+/// kernel would otherwise let it grow to megabytes) and is found out within seconds.
+const SEND_BUFFER: usize = 256 * 1024;
 /// How much is read from a connection at a time.
 const READ_CHUNK: usize = 4096;
+/// A connection that has not sent one whole request by then is closed: it would hold a
+/// reader's place (a flood of idle connections, a port scanner) for a session's timeout.
+pub const FIRST_REQUEST_WAIT: Duration = Duration::from_secs(10);
 /// How often a reader's session is checked for having timed out.
 const TIMEOUT_CHECK: Duration = Duration::from_secs(1);
 
@@ -106,7 +113,10 @@ impl RtspServer {
             }
         };
         let udp_ports = match &udp {
-            Some(pair) => Some((pair.rtp.local_addr()?.port(), pair.rtcp.local_addr()?.port())),
+            Some(pair) => Some((
+                pair.rtp.local_addr()?.port(),
+                pair.rtcp.local_addr()?.port(),
+            )),
             None => None,
         };
         figures.send_modify(|f| {
@@ -168,6 +178,7 @@ async fn accept(
     udp_ports: Option<(u16, u16)>,
 ) {
     let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
+    let mut refusals = RefusalLog::default();
     // Every reader's and refusal's task: dropped with this task, they end with it.
     let mut tasks = tokio::task::JoinSet::new();
     loop {
@@ -191,12 +202,40 @@ async fn accept(
             }
             Err(_) => {
                 shared.figures.send_modify(|f| f.refused += 1);
-                tracing::info!("RTSP: turning {peer} away: serving as many readers as allowed");
+                refusals.turned_away(peer, Instant::now());
                 if let Ok(permit) = Arc::clone(&refusing).try_acquire_owned() {
                     tasks.spawn(refuse(stream, permit));
                 }
             }
         }
+    }
+}
+
+/// How often turning readers away is logged: a flood of connections must not flood the log.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Says that readers are being turned away, once per [`REFUSAL_LOG_INTERVAL`] with how many.
+#[derive(Default)]
+struct RefusalLog {
+    logged_at: Option<Instant>,
+    unlogged: u64,
+}
+
+impl RefusalLog {
+    fn turned_away(&mut self, peer: SocketAddr, now: Instant) {
+        let due = self
+            .logged_at
+            .is_none_or(|at| now.saturating_duration_since(at) >= REFUSAL_LOG_INTERVAL);
+        if !due {
+            self.unlogged += 1;
+            return;
+        }
+        let others = std::mem::take(&mut self.unlogged);
+        self.logged_at = Some(now);
+        tracing::warn!(
+            "RTSP: turning {peer} away ({others} more since the last such message): serving as \
+             many readers as rtsp.max_readers allows"
+        );
     }
 }
 
@@ -244,6 +283,8 @@ enum Ended {
     HungUp,
     #[error("its session timed out")]
     TimedOut,
+    #[error("it sent no request within {}s", FIRST_REQUEST_WAIT.as_secs())]
+    Silent,
     #[error("it stopped reading for {}s", WRITE_STALL.as_secs())]
     Stalled,
     #[error("{0}")]
@@ -251,7 +292,7 @@ enum Ended {
     #[error("the connection failed: {0}")]
     Io(#[from] std::io::Error),
     #[error("the camera's stream ended")]
-    StreamEnded,
+    StreamGone,
 }
 
 /// The device a reader described or set up, and its claim on the device's video.
@@ -271,7 +312,9 @@ struct Counted {
 
 impl Counted {
     fn new(shared: Arc<Shared>, device: String) -> Self {
-        shared.figures.send_modify(|f| adjust(f, &device, |n| n + 1));
+        shared
+            .figures
+            .send_modify(|f| adjust(f, &device, |n| n + 1));
         Self { shared, device }
     }
 }
@@ -311,12 +354,7 @@ struct Reader {
 impl Reader {
     fn new(shared: Arc<Shared>, peer: SocketAddr, udp_ports: Option<(u16, u16)>) -> Self {
         let session = format!("{:016x}", rand::random::<u64>());
-        let exchange = Exchange::new(
-            session,
-            Instant::now(),
-            shared.auth.clone(),
-            udp_ports,
-        );
+        let exchange = Exchange::new(session, Instant::now(), shared.auth.clone(), udp_ports);
         Self {
             shared,
             peer,
@@ -329,6 +367,9 @@ impl Reader {
     async fn serve(mut self, stream: TcpStream, _permit: OwnedSemaphorePermit) {
         let peer = self.peer;
         let _ = stream.set_nodelay(true);
+        if let Err(e) = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER) {
+            tracing::debug!("RTSP: cannot size {peer}'s send buffer: {e}");
+        }
         let (mut read_half, mut write_half) = stream.into_split();
         let ended = self.run(&mut read_half, &mut write_half).await;
         match ended {
@@ -354,6 +395,8 @@ impl Reader {
         let mut messages = MessageReader::default();
         let mut buffer = vec![0u8; READ_CHUNK];
         let mut check = tokio::time::interval(TIMEOUT_CHECK);
+        let connected = Instant::now();
+        let mut requests = 0u64;
         loop {
             tokio::select! {
                 read = read_half.read(&mut buffer) => {
@@ -373,6 +416,7 @@ impl Reader {
                             Ok(None) => break,
                             Ok(Some(Incoming::Data { .. })) => self.exchange.heard(Instant::now()),
                             Ok(Some(Incoming::Request(request))) => {
+                                requests += 1;
                                 if let Err(ended) = self.answer(&request, write_half).await {
                                     return ended;
                                 }
@@ -383,7 +427,7 @@ impl Reader {
                 }
                 frame = next_frame(&mut self.feed, self.senders.playing && self.senders.video.is_some()) => {
                     let Some(frame) = frame else {
-                        return Ended::StreamEnded;
+                        return Ended::StreamGone;
                     };
                     let Some(sender) = &mut self.senders.video else {
                         continue;
@@ -419,7 +463,11 @@ impl Reader {
                     }
                 }
                 _ = check.tick() => {
-                    if self.exchange.timed_out(Instant::now()) {
+                    let now = Instant::now();
+                    if requests == 0 && now.saturating_duration_since(connected) >= FIRST_REQUEST_WAIT {
+                        return Ended::Silent;
+                    }
+                    if self.exchange.timed_out(now) {
                         return Ended::TimedOut;
                     }
                 }
@@ -473,7 +521,11 @@ impl Reader {
     /// Claims `device`'s video for this reader, unless it already has, and describes it with
     /// the stream's parameter sets (waiting briefly for a keyframe if the camera was idle).
     async fn prepare(&mut self, device: &str, write_half: &OwnedWriteHalf) {
-        if self.feed.as_ref().is_some_and(|feed| feed.device.id == device) {
+        if self
+            .feed
+            .as_ref()
+            .is_some_and(|feed| feed.device.id == device)
+        {
             return;
         }
         if self.senders.playing {
@@ -556,11 +608,7 @@ impl Reader {
     }
 
     /// Writes packets to the connection, or sends them as datagrams to the reader's address.
-    async fn send(
-        &self,
-        out: Vec<Outgoing>,
-        write_half: &mut OwnedWriteHalf,
-    ) -> Result<(), Ended> {
+    async fn send(&self, out: Vec<Outgoing>, write_half: &mut OwnedWriteHalf) -> Result<(), Ended> {
         let mut interleaved = Vec::new();
         for packet in out {
             match packet {
@@ -602,9 +650,7 @@ async fn next_frame(
 }
 
 /// The next Opus packet for a reader playing audio; never, for one that is not.
-async fn next_packet(
-    senders: &mut Senders,
-) -> Option<Arc<crate::media::audio_hub::EncodedAudio>> {
+async fn next_packet(senders: &mut Senders) -> Option<Arc<crate::media::audio_hub::EncodedAudio>> {
     match &mut senders.audio {
         Some((_, Some(subscription))) if senders.playing => subscription.next_packet().await,
         _ => std::future::pending().await,

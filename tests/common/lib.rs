@@ -33,6 +33,7 @@ pub mod playback;
 pub mod prometheus;
 pub mod rabbitmq;
 pub mod rpicam;
+pub mod rtsp;
 pub mod stacks;
 pub mod tls;
 pub mod viewer;

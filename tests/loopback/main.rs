@@ -29,6 +29,7 @@ mod mqtt_tls;
 mod oversized_publish;
 mod page_origin;
 mod renegotiation;
+mod rtsp_readers;
 mod session_timeout;
 mod status_lifecycle;
 mod unconnected_offers;
