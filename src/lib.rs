@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod mqtt;
 pub mod outbox;
 pub mod protocol;
+pub mod publish;
 pub mod rtsp;
 pub mod sdp;
 pub mod session;

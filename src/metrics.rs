@@ -14,6 +14,7 @@ use crate::link::LinkSnapshot;
 use crate::media::audio_hub::AudioStats;
 use crate::media::hub::{HubStats, StreamStats};
 use crate::protocol::VideoCodec;
+use crate::publish::schedule::{PublicationState, PublicationStatus};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::MetricType;
@@ -113,6 +114,8 @@ pub struct Exposition {
     pub devices: Vec<DeviceFigures>,
     /// `None` while RTSP is off: no series then.
     pub rtsp: Option<RtspFigures>,
+    /// Each `[[publish]]` entry's course.
+    pub publications: Vec<PublicationStatus>,
 }
 
 /// Where a scrape reads every device's latest figures and the broker connection's.
@@ -121,6 +124,7 @@ pub struct MetricsBoard {
     devices: Vec<watch::Receiver<DeviceFigures>>,
     broker: watch::Receiver<crate::mqtt::Connection>,
     rtsp: Option<watch::Receiver<RtspFigures>>,
+    publications: Vec<watch::Receiver<PublicationStatus>>,
 }
 
 impl MetricsBoard {
@@ -132,6 +136,15 @@ impl MetricsBoard {
             devices,
             broker,
             rtsp: None,
+            publications: Vec::new(),
+        }
+    }
+
+    /// Shows the publications' courses too.
+    pub fn with_publications(self, publications: Vec<watch::Receiver<PublicationStatus>>) -> Self {
+        Self {
+            publications,
+            ..self
         }
     }
 
@@ -153,6 +166,11 @@ impl MetricsBoard {
             },
             devices: self.devices.iter().map(|d| d.borrow().clone()).collect(),
             rtsp: self.rtsp.as_ref().map(|r| r.borrow().clone()),
+            publications: self
+                .publications
+                .iter()
+                .map(|p| p.borrow().clone())
+                .collect(),
         }
     }
 }
@@ -286,11 +304,49 @@ impl Collector for Exposition {
         self.encode_streams(e)?;
         self.encode_audio(e)?;
         self.encode_rtsp(e)?;
+        self.encode_publications(e)?;
         self.encode_viewers(e)
     }
 }
 
 impl Exposition {
+    fn encode_publications(&self, e: &mut DescriptorEncoder<'_>) -> fmt::Result {
+        if self.publications.is_empty() {
+            return Ok(());
+        }
+        let publications = &self.publications;
+        family(
+            e,
+            "campeer_publication_state",
+            "1 for the WHIP publication's current state (connecting, publishing, retrying), 0 \
+             for the others.",
+            MetricType::Gauge,
+            |s| {
+                publications.iter().try_for_each(|p| {
+                    PublicationState::ALL.iter().try_for_each(|state| {
+                        let labels = [
+                            ("device", p.device.as_str()),
+                            ("url", p.url.as_str()),
+                            ("state", state.name()),
+                        ];
+                        s.whole(&labels, flag(p.state == *state))
+                    })
+                })
+            },
+        )?;
+        family(
+            e,
+            "campeer_publication_attempts",
+            "Attempts to publish to the WHIP endpoint, the first included; more mean retries.",
+            MetricType::Counter,
+            |s| {
+                publications.iter().try_for_each(|p| {
+                    s.counter(&[("device", &p.device), ("url", &p.url)], p.attempts)
+                })
+            },
+        )
+    }
+
     fn encode_rtsp(&self, e: &mut DescriptorEncoder<'_>) -> fmt::Result {
         let Some(rtsp) = &self.rtsp else {
             return Ok(());
@@ -661,6 +717,7 @@ mod tests {
                 readers: vec![("cam".into(), 3)],
                 refused: 4,
             }),
+            publications: Vec::new(),
         };
         let text = scrape(&exposition, Format::Prometheus);
         assert_eq!(sample(&text, "campeer_viewers{device=\"cam\"}"), Some("2"));

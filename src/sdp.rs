@@ -182,6 +182,11 @@ pub struct Negotiated {
     pub offered_audio: Option<OpusChoice>,
     /// How this viewer tells campeer what its link carries.
     pub feedback: CongestionFeedback,
+    /// Whether sound counts in that feedback too (transport-wide sequence numbers on audio
+    /// packets): for a viewer whenever video's does, as browsers offer it on both. A WHIP
+    /// publication offers it on video only: SFUs answer it there alone (Janus does), and
+    /// audio packets stamped with numbers the server never counts read as lost.
+    pub audio_transport_cc: bool,
 }
 
 /// The bandwidth feedback a viewer can give, best first: what the estimate for its link is
@@ -246,6 +251,7 @@ pub fn negotiate(
         audio: offered_audio.clone().filter(|_| audio_available),
         offered_audio,
         feedback,
+        audio_transport_cc: feedback == CongestionFeedback::TransportCc,
     })
 }
 

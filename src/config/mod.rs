@@ -16,7 +16,7 @@ mod values;
 pub use flags::Overrides;
 pub use sections::{
     AudioConfig, DeviceSection, EmbeddedBrokerConfig, IceConfig, MAX_BROKERS, MqttConfig,
-    RtspConfig, Sections, SessionConfig, VideoConfig, WebConfig,
+    PublishConfig, RtspConfig, Sections, SessionConfig, VideoConfig, WebConfig,
 };
 pub use values::{AudioSourceKind, BrokerAddress, EncoderChoice, IceServer, Secret, SourceKind};
 
@@ -156,6 +156,8 @@ pub struct Config {
     pub ice: IceConfig,
     pub web: WebConfig,
     pub rtsp: RtspConfig,
+    /// `[[publish]]` entries, each naming a device campeer serves.
+    pub publish: Vec<PublishTarget>,
     /// `Some` exactly when `mqtt.broker` lists no broker.
     pub embedded_broker: Option<EmbeddedBrokerConfig>,
 }
@@ -195,7 +197,9 @@ impl Config {
             ));
         }
 
+        let publish = resolve_publications(&device_id, &cameras, &sections.publish)?;
         Ok(Self {
+            publish,
             device_id,
             mqtt: sections.mqtt,
             video: sections.video,
@@ -208,6 +212,47 @@ impl Config {
             embedded_broker,
         })
     }
+}
+
+/// One publication, resolved: its URL parsed and its device one campeer serves.
+#[derive(Debug, Clone)]
+pub struct PublishTarget {
+    pub url: url::Url,
+    pub token: Option<Secret>,
+    pub device: Segment,
+}
+
+fn resolve_publications(
+    first_id: &Segment,
+    cameras: &[CameraConfig],
+    entries: &[PublishConfig],
+) -> Result<Vec<PublishTarget>, ConfigError> {
+    entries
+        .iter()
+        .map(|entry| {
+            let url = url::Url::parse(&entry.url)
+                .map_err(|e| invalid("publish.url", format!("{:?}: {e}", entry.url)))?;
+            let device = match &entry.device {
+                None => first_id.clone(),
+                Some(name) => {
+                    let known = std::iter::once(first_id)
+                        .chain(cameras.iter().map(|camera| &camera.device_id))
+                        .find(|id| id.as_str() == name);
+                    known.cloned().ok_or_else(|| {
+                        invalid(
+                            "publish.device",
+                            format!("{name:?} is not a device campeer serves"),
+                        )
+                    })?
+                }
+            };
+            Ok(PublishTarget {
+                url,
+                token: entry.token.clone(),
+                device,
+            })
+        })
+        .collect()
 }
 
 fn every_interface(addr: SocketAddr) -> SocketAddr {

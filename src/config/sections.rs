@@ -477,6 +477,40 @@ impl RtspConfig {
     }
 }
 
+/// A `[[publish]]` entry: a device's stream published to a WHIP endpoint (an SFU's ingest).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishConfig {
+    /// The WHIP endpoint: http:// or https://.
+    pub url: String,
+    /// The bearer token the endpoint wants, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+    /// The device published; the first one when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+}
+
+/// Publications at most: each is a peer connection and the whole stream on the uplink.
+pub const MAX_PUBLICATIONS: usize = 8;
+
+impl PublishConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let url = url::Url::parse(&self.url)
+            .map_err(|e| invalid("publish.url", format!("{:?} is not a URL: {e}", self.url)))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(invalid(
+                "publish.url",
+                format!(
+                    "{:?} must be an http:// or https:// URL with a host",
+                    self.url
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// `[broker]`: the broker campeer runs itself when `mqtt.broker` is not set.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -557,6 +591,9 @@ pub struct Sections {
     pub web: WebConfig,
     pub rtsp: RtspConfig,
     pub broker: EmbeddedBrokerConfig,
+    /// `[[publish]]` entries.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<PublishConfig>,
 }
 
 impl Sections {
@@ -569,6 +606,15 @@ impl Sections {
         self.ice.validate()?;
         self.web.validate()?;
         self.rtsp.validate()?;
+        if self.publish.len() > MAX_PUBLICATIONS {
+            return Err(invalid(
+                "publish",
+                format!("at most {MAX_PUBLICATIONS} publications"),
+            ));
+        }
+        for publication in &self.publish {
+            publication.validate()?;
+        }
         self.broker.validate()
     }
 }

@@ -12,7 +12,8 @@ mod task;
 use health::SummaryBoard;
 pub use health::{DeviceHealth, Summary};
 use parts::{
-    cameras, connect_to_broker, mqtt_tls, page_config, start_http, start_rtsp, warn_if_public,
+    Publications, cameras, connect_to_broker, mqtt_tls, page_config, start_http,
+    start_publications, start_rtsp, warn_if_public,
 };
 use sources::{make_audio_hub, make_hub};
 use task::{Device, DeviceParts};
@@ -23,6 +24,7 @@ use crate::media::hub::{HubStats, VideoHub};
 use crate::metrics::{DeviceFigures, MetricsBoard, RtspFigures};
 use crate::mqtt::{Inbound, MqttLink, Publisher};
 use crate::protocol::{DeviceTopics, Segment};
+use crate::publish::schedule::PublicationStatus;
 use crate::rtsp::server::{RtspDevice, RtspServer};
 use crate::signaling::sessions::SessionReport;
 use crate::web;
@@ -51,6 +53,7 @@ pub struct DeviceHandle {
     http: HttpServer,
     embedded: Option<EmbeddedBroker>,
     rtsp: Option<RtspServer>,
+    publications: Publications,
     /// Kept for as long as the device serves: dropping them stops them.
     _turn_bridges: crate::turn_stream::Bridges,
     stop: Option<oneshot::Sender<()>>,
@@ -61,6 +64,11 @@ impl DeviceHandle {
     /// Where the viewer page is served.
     pub fn http_addr(&self) -> std::net::SocketAddr {
         self.http.local_addr
+    }
+
+    /// Each publication's course, in the order of the `[[publish]]` entries.
+    pub fn publications(&self) -> Vec<PublicationStatus> {
+        self.publications.statuses()
     }
 
     /// Where RTSP readers connect, when campeer serves RTSP.
@@ -117,6 +125,8 @@ impl DeviceHandle {
     /// Hangs up on every viewer, stops the pipeline, publishes the offline status and
     /// disconnects from the broker.
     pub async fn shutdown(mut self) {
+        // Publications end first: each DELETEs its session on its server.
+        self.publications.stop(SHUTDOWN_WAIT).await;
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -228,7 +238,13 @@ pub async fn start_on(config: Config, listeners: Listeners) -> anyhow::Result<De
         .iter()
         .map(|(id, _)| watch::channel(DeviceFigures::new(id.to_string())))
         .unzip();
-    let metrics = MetricsBoard::new(figures_read, link.connection.clone());
+    let (publication_status, publication_status_read): (Vec<_>, Vec<_>) = config
+        .publish
+        .iter()
+        .map(|target| watch::channel(PublicationStatus::starting(target)))
+        .unzip();
+    let metrics = MetricsBoard::new(figures_read, link.connection.clone())
+        .with_publications(publication_status_read.clone());
     let (rtsp_figures, metrics) = match listeners.rtsp {
         Some(_) => {
             let (sender, receiver) = watch::channel(RtspFigures::default());
@@ -319,6 +335,16 @@ pub async fn start_on(config: Config, listeners: Listeners) -> anyhow::Result<De
         }
         _ => None,
     };
+    let publications = start_publications(
+        &config,
+        &hubs,
+        first_audio.as_ref(),
+        &ice,
+        &session_tasks,
+        publication_status,
+    )
+    .await?
+    .with_statuses(publication_status_read);
     if config.ice.loopback_only {
         tracing::info!("ICE is loopback-only: media stays on 127.0.0.0/8");
     }
@@ -332,6 +358,7 @@ pub async fn start_on(config: Config, listeners: Listeners) -> anyhow::Result<De
         http,
         embedded: broker.embedded,
         rtsp,
+        publications,
         _turn_bridges: turn_bridges,
         stop: Some(stop_tx),
         task,

@@ -2,11 +2,17 @@
 //! (its own embedded one, or an external one, over TLS when its URL says so), the cameras it
 //! serves, and the HTTP server with the page, each camera's WHEP endpoint and the metrics.
 
-use crate::config::{BrokerAddress, Config, VideoConfig};
+use crate::config::{BrokerAddress, Config, IceConfig, VideoConfig};
+use crate::media::audio_hub::AudioHub;
+use crate::media::hub::VideoHub;
 use crate::metrics::{MetricsBoard, RtspFigures};
 use crate::protocol::Segment;
+use crate::publish::client::WhipClient;
+use crate::publish::schedule::PublicationStatus;
+use crate::publish::task::PublicationParts;
 use crate::rtsp::digest::Credentials;
 use crate::rtsp::server::{RtspDevice, RtspServer, RtspSettings};
+use crate::session::SessionTasks;
 use crate::web;
 use crate::web::broker::EmbeddedBroker;
 use crate::web::http::{HttpServer, PageConfig};
@@ -15,7 +21,7 @@ use crate::web::whep_server::{WhepCommand, WhepEndpoints};
 use anyhow::Context;
 use std::collections::HashMap;
 use std::sync::Arc;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// Where campeer's MQTT connection goes, and as whom.
 pub(super) struct BrokerEndpoint {
@@ -163,6 +169,96 @@ pub(super) async fn start_rtsp(
         config.rtsp.max_readers
     );
     Ok(server)
+}
+
+/// The publications' tasks, and how to stop them.
+pub struct Publications {
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    statuses: Vec<watch::Receiver<PublicationStatus>>,
+}
+
+impl Publications {
+    pub(super) fn with_statuses(self, statuses: Vec<watch::Receiver<PublicationStatus>>) -> Self {
+        Self { statuses, ..self }
+    }
+
+    pub(super) fn statuses(&self) -> Vec<PublicationStatus> {
+        self.statuses.iter().map(|s| s.borrow().clone()).collect()
+    }
+
+    /// Tells every publication to end (each DELETEs its session) and waits up to `limit`.
+    pub(super) async fn stop(&mut self, limit: std::time::Duration) {
+        let _ = self.stop.send(true);
+        let tasks = std::mem::take(&mut self.tasks);
+        let all = futures_join_all(tasks);
+        if tokio::time::timeout(limit, all).await.is_err() {
+            tracing::warn!("publications did not end within {limit:?}");
+        }
+    }
+}
+
+async fn futures_join_all(tasks: Vec<tokio::task::JoinHandle<()>>) {
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
+/// Starts a task for each `[[publish]]` entry, on its device's hub (the microphone goes with
+/// the first device, as for viewers).
+pub(super) async fn start_publications(
+    config: &Config,
+    hubs: &[(Segment, VideoHub)],
+    first_audio: Option<&AudioHub>,
+    ice: &IceConfig,
+    tasks: &Arc<SessionTasks>,
+    statuses: Vec<watch::Sender<PublicationStatus>>,
+) -> anyhow::Result<Publications> {
+    let (stop, stopping) = watch::channel(false);
+    let needs_tls = config.publish.iter().any(|t| t.url.scheme() == "https");
+    let tls = if needs_tls {
+        let config =
+            tokio::task::spawn_blocking(|| crate::tls::client_config("publish.url", None, None))
+                .await
+                .context("reading the system's certificates")??;
+        Some(config)
+    } else {
+        None
+    };
+    let client = WhipClient::new(tls);
+    let mut handles = Vec::new();
+    for (target, status) in config.publish.iter().zip(statuses) {
+        let Some(index) = hubs.iter().position(|(id, _)| *id == target.device) else {
+            continue;
+        };
+        let Some((_, hub)) = hubs.get(index) else {
+            continue;
+        };
+        tracing::info!("publishing {} to {} (WHIP)", target.device, target.url);
+        let parts = PublicationParts {
+            target: target.clone(),
+            hub: hub.clone(),
+            audio: if index == 0 {
+                first_audio.cloned()
+            } else {
+                None
+            },
+            ice: ice.clone(),
+            sessions: config.sessions.clone(),
+            tasks: Arc::clone(tasks),
+            client: client.clone(),
+            status,
+        };
+        handles.push(tokio::spawn(crate::publish::task::run(
+            parts,
+            stopping.clone(),
+        )));
+    }
+    Ok(Publications {
+        stop,
+        tasks: handles,
+        statuses: Vec::new(),
+    })
 }
 
 /// Says loudly what `--public` opens, and whether the embedded broker is open to all.

@@ -31,7 +31,7 @@ use rtc::statistics::StatsSelector;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::peer_connection::{
@@ -161,6 +161,45 @@ pub fn spawn(
     offer_sdp: String,
     early_candidates: Vec<Candidate>,
 ) -> SessionHandle {
+    let role = Role::Answer {
+        offer_sdp,
+        early_candidates,
+    };
+    spawn_in_role(context, id, serial, choice, role)
+}
+
+/// Starts a session that makes the offer itself, with the codecs in `choice`, as a WHIP
+/// publisher does: the offer (with campeer's host candidates) comes out of the receiver, and
+/// the server's answer goes in as [`SessionCommand::Answer`]. Later candidates go to the
+/// context's outbox.
+pub fn spawn_offering(
+    context: SessionContext,
+    id: Segment,
+    choice: Negotiated,
+) -> (SessionHandle, oneshot::Receiver<String>) {
+    let (offer_out, offer) = oneshot::channel();
+    let handle = spawn_in_role(context, id, 0, choice, Role::Offer { offer_out });
+    (handle, offer)
+}
+
+/// Which side of the offer/answer exchange the session is on.
+enum Role {
+    /// A viewer offered; campeer answers.
+    Answer {
+        offer_sdp: String,
+        early_candidates: Vec<Candidate>,
+    },
+    /// campeer offers (to a WHIP server) and is told the answer later.
+    Offer { offer_out: oneshot::Sender<String> },
+}
+
+fn spawn_in_role(
+    context: SessionContext,
+    id: Segment,
+    serial: u64,
+    choice: Negotiated,
+    role: Role,
+) -> SessionHandle {
     let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
     let link::ServedLink {
         link,
@@ -185,8 +224,7 @@ pub fn spawn(
             serial,
             choice,
             (session_link, writers, path),
-            offer_sdp,
-            early_candidates,
+            role,
         )
         .await;
         let reason = match started {
@@ -361,8 +399,7 @@ impl<'a> Session<'a> {
         serial: u64,
         choice: Negotiated,
         (link, writers, path): (Link, link::LinkWriters, link::PathWriter),
-        offer_sdp: String,
-        early_candidates: Vec<Candidate>,
+        role: Role,
     ) -> Result<Session<'a>, SessionError> {
         let (events_tx, events) = mpsc::unbounded_channel();
         // Audio goes out only when the viewer asked for it and this device has it.
@@ -371,6 +408,7 @@ impl<'a> Session<'a> {
             &choice.video,
             choice.offered_audio.as_ref(),
             choice.feedback,
+            choice.audio_transport_cc,
             &link,
             writers,
             &context.ice,
@@ -393,7 +431,7 @@ impl<'a> Session<'a> {
                     id,
                     RtpCodecKind::Audio,
                     stamper.ssrc(),
-                    peer::opus_codec(opus, choice.feedback).rtp_codec,
+                    peer::opus_codec(opus, choice.audio_transport_cc).rtp_codec,
                 );
                 add_track(&peer, &track, "audio").await?;
                 Some(AudioSend {
@@ -433,13 +471,31 @@ impl<'a> Session<'a> {
             answered_candidates: Vec::new(),
             keyframe_requests,
         };
-        if let Err(e) = session.answer(offer_sdp).await {
-            session.close().await;
-            return Err(e);
-        }
-        session.report(SessionEvent::Answered);
-        for candidate in early_candidates {
-            session.add_remote_candidate(Some(candidate)).await;
+        match role {
+            Role::Answer {
+                offer_sdp,
+                early_candidates,
+            } => {
+                if let Err(e) = session.answer(offer_sdp).await {
+                    session.close().await;
+                    return Err(e);
+                }
+                session.report(SessionEvent::Answered);
+                for candidate in early_candidates {
+                    session.add_remote_candidate(Some(candidate)).await;
+                }
+            }
+            Role::Offer { offer_out } => match session.offer().await {
+                Ok(offer) => {
+                    // The publication may have given up meanwhile; the session then ends
+                    // when its command channel closes.
+                    let _ = offer_out.send(offer);
+                }
+                Err(e) => {
+                    session.close().await;
+                    return Err(e);
+                }
+            },
         }
         Ok(session)
     }
@@ -494,6 +550,40 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
+    /// Makes the offer, with the host candidates gathered (as the answer has them), for a
+    /// server to answer. Candidates gathered later go to the outbox.
+    async fn offer(&mut self) -> Result<String, SessionError> {
+        let offer = self
+            .peer
+            .create_offer(None)
+            .await
+            .map_err(|e| SessionError::Setup(format!("cannot create an offer: {e}")))?;
+        self.peer
+            .set_local_description(offer)
+            .await
+            .map_err(|e| SessionError::Setup(format!("cannot apply the offer: {e}")))?;
+        let held = self.await_host_candidates().await;
+        let local = self.peer.local_description().await.ok_or_else(|| {
+            SessionError::Setup("the offer vanished after it was applied".to_owned())
+        })?;
+        (self.local_mid, self.local_ufrag) = sdp::first_mid_and_ufrag(&local.sdp);
+        self.answered_candidates = sdp::candidate_lines(&local.sdp);
+        for event in held {
+            self.on_peer_event(event);
+        }
+        Ok(local.sdp)
+    }
+
+    /// Applies the server's answer to campeer's offer.
+    async fn accept_answer(&mut self, answer_sdp: String) -> Result<(), SessionError> {
+        let answer = RTCSessionDescription::answer(sdp::for_webrtc(&answer_sdp))
+            .map_err(|e| SessionError::OfferRefused(e.to_string()))?;
+        self.peer
+            .set_remote_description(answer)
+            .await
+            .map_err(|e| SessionError::OfferRefused(e.to_string()))
+    }
+
     /// Waits (briefly) until every socket has its host candidate, so that the answer carries
     /// them. Trickled just after the answer, they would race campeer's first connectivity
     /// check to the viewer; a viewer that meets the check first takes campeer's address for
@@ -537,6 +627,11 @@ impl<'a> Session<'a> {
             tokio::select! {
                 command = commands.recv() => match command {
                     Some(SessionCommand::Offer(sdp)) => self.renegotiate(sdp).await,
+                    Some(SessionCommand::Answer(sdp)) => {
+                        if let Err(error) = self.accept_answer(sdp).await {
+                            return EndReason::SetupFailed(error);
+                        }
+                    }
                     Some(SessionCommand::Candidate(candidate)) => {
                         self.add_remote_candidate(candidate).await
                     }

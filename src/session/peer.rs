@@ -84,12 +84,13 @@ pub fn video_codec(choice: &VideoChoice, congestion: CongestionFeedback) -> RTCR
 }
 
 /// Opus as registered with the media engine: the viewer's payload type and fmtp, so the answer
-/// agrees with the offer on every parameter. With transport-wide feedback, sound is counted
-/// in the estimate too.
-pub fn opus_codec(choice: &OpusChoice, congestion: CongestionFeedback) -> RTCRtpCodecParameters {
-    let rtcp_feedback = match congestion {
-        CongestionFeedback::TransportCc => congestion_feedback_types(congestion),
-        _ => vec![],
+/// agrees with the offer on every parameter. With `transport_cc`, sound is counted in the
+/// estimate too.
+pub fn opus_codec(choice: &OpusChoice, transport_cc: bool) -> RTCRtpCodecParameters {
+    let rtcp_feedback = if transport_cc {
+        congestion_feedback_types(CongestionFeedback::TransportCc)
+    } else {
+        vec![]
     };
     RTCRtpCodecParameters {
         rtp_codec: RTCRtpCodec {
@@ -112,6 +113,7 @@ fn interceptors(
     link: &Link,
     writers: LinkWriters,
     congestion: CongestionFeedback,
+    audio_transport_cc: bool,
 ) -> Result<Registry, PeerError> {
     use link::feedback::Estimating;
     configure_simulcast_extension_headers(media_engine)?;
@@ -164,7 +166,12 @@ fn interceptors(
         );
     }
     if let Some(estimate) = estimator {
-        for kind in [RtpCodecKind::Video, RtpCodecKind::Audio] {
+        let kinds: &[RtpCodecKind] = if audio_transport_cc {
+            &[RtpCodecKind::Video, RtpCodecKind::Audio]
+        } else {
+            &[RtpCodecKind::Video]
+        };
+        for &kind in kinds {
             media_engine.register_header_extension(
                 RTCRtpHeaderExtensionCapability {
                     uri: TRANSPORT_CC_URI.to_owned(),
@@ -208,6 +215,7 @@ pub async fn build(
     video: &VideoChoice,
     audio: Option<&OpusChoice>,
     congestion: CongestionFeedback,
+    audio_transport_cc: bool,
     link: &Link,
     writers: LinkWriters,
     ice: &IceConfig,
@@ -216,9 +224,16 @@ pub async fn build(
     let mut media_engine = MediaEngine::default();
     media_engine.register_codec(video_codec(video, congestion), RtpCodecKind::Video)?;
     if let Some(audio) = audio {
-        media_engine.register_codec(opus_codec(audio, congestion), RtpCodecKind::Audio)?;
+        let transport_cc = audio_transport_cc && congestion == CongestionFeedback::TransportCc;
+        media_engine.register_codec(opus_codec(audio, transport_cc), RtpCodecKind::Audio)?;
     }
-    let registry = interceptors(&mut media_engine, link, writers, congestion)?;
+    let registry = interceptors(
+        &mut media_engine,
+        link,
+        writers,
+        congestion,
+        audio_transport_cc,
+    )?;
 
     let mut settings = SettingEngineBuilder::new()
         .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(ICE_MAX_BINDING_REQUESTS));
@@ -361,7 +376,7 @@ mod tests {
         let chain = |feedback: CongestionFeedback| {
             let (link, writers) = Link::new(feedback, 500_000.0, 2_000_000.0);
             let mut engine = MediaEngine::default();
-            interceptors(&mut engine, &link, writers, feedback).unwrap()
+            interceptors(&mut engine, &link, writers, feedback, true).unwrap()
         };
         let with_twcc = chain(CongestionFeedback::TransportCc);
         let slots: Vec<usize> = with_twcc

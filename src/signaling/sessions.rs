@@ -10,6 +10,8 @@ use crate::protocol::{Candidate, ErrorCode, Segment};
 pub enum SessionCommand {
     /// A new offer on a live session: renegotiate (ICE restart included).
     Offer(String),
+    /// The answer to the session's own offer (a WHIP server's).
+    Answer(String),
     Candidate(Option<Candidate>),
     Hangup,
 }

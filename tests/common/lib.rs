@@ -25,6 +25,7 @@ pub mod browser;
 pub mod daemon;
 pub mod fakecam;
 pub mod fakem2m;
+pub mod janus;
 pub mod jitter;
 pub mod load;
 pub mod nat;

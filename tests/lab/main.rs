@@ -14,6 +14,7 @@ mod mdns_candidates;
 mod nat_traversal;
 mod silent_viewer;
 mod whep_aiortc;
+mod whip_janus;
 
 /// Scenarios that measure time or memory (frame rates, freezes, latency, how fast the rate
 /// follows a link, the process's growth): each has the machine to itself
