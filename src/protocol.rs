@@ -362,6 +362,23 @@ pub struct Status {
     /// offline, so is this one, whatever this retained status still says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub via: Option<String>,
+    /// The device's publications into SFUs (`[[publish]]`), when it has any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publications: Vec<PublicationReport>,
+}
+
+/// One publication as the status topic tells it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicationReport {
+    /// The WHIP endpoint, without any credentials the URL carried.
+    pub url: String,
+    /// `connecting`, `publishing` or `retrying`.
+    pub state: String,
+    /// Attempts made, the first included.
+    pub attempts: u64,
+    /// Why the last attempt ended, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The status payload of an offline device: the MQTT last will, and what a clean stop publishes.
@@ -426,6 +443,7 @@ impl Status {
             audio,
             viewers,
             via: None,
+            publications: Vec::new(),
         }
     }
 

@@ -222,6 +222,22 @@ pub struct PublishTarget {
     pub device: Segment,
 }
 
+impl PublishTarget {
+    /// The URL as logs, the status and metrics show it: without any user name or password
+    /// it carries (a token goes in `token`, but a URL may hold credentials too).
+    pub fn shown_url(&self) -> String {
+        url_without_credentials(&self.url)
+    }
+}
+
+/// `url` without the user name and password it may carry, for logs and errors.
+pub fn url_without_credentials(url: &url::Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_password(None);
+    let _ = shown.set_username("");
+    shown.to_string()
+}
+
 fn resolve_publications(
     first_id: &Segment,
     cameras: &[CameraConfig],

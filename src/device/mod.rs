@@ -308,6 +308,13 @@ pub async fn start_on(config: Config, listeners: Listeners) -> anyhow::Result<De
             board: Arc::clone(&board),
             tasks: Arc::clone(&session_tasks),
             figures,
+            publications: config
+                .publish
+                .iter()
+                .zip(&publication_status_read)
+                .filter(|(target, _)| target.device == id)
+                .map(|(_, status)| status.clone())
+                .collect(),
         };
         let (device, reports) = parts.build();
         heartbeats.push(Arc::clone(&device.heartbeat));

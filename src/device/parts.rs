@@ -234,7 +234,11 @@ pub(super) async fn start_publications(
         let Some((_, hub)) = hubs.get(index) else {
             continue;
         };
-        tracing::info!("publishing {} to {} (WHIP)", target.device, target.url);
+        tracing::info!(
+            "publishing {} to {} (WHIP)",
+            target.device,
+            target.shown_url()
+        );
         let parts = PublicationParts {
             target: target.clone(),
             hub: hub.clone(),

@@ -17,8 +17,10 @@ use crate::metrics::{DeviceFigures, SessionEnds, ViewerFigures};
 use crate::mqtt::{Inbound, Publisher};
 use crate::outbox::Outbox;
 use crate::protocol::{
-    AudioDescription, DeviceMessage, ErrorCode, OFFLINE_STATUS, Segment, Status, VideoDescription,
+    AudioDescription, DeviceMessage, ErrorCode, OFFLINE_STATUS, PublicationReport, Segment, Status,
+    VideoDescription,
 };
+use crate::publish::schedule::PublicationStatus;
 use crate::session::{self, SessionContext, SessionHandle};
 use crate::signaling::sessions::{SessionCommand, SessionEvent, SessionReport};
 use crate::signaling::{Action, Limits, Signaling};
@@ -49,6 +51,8 @@ pub(super) struct DeviceParts<'a> {
     pub(super) tasks: Arc<crate::session::SessionTasks>,
     /// Where this camera's figures go for /metrics.
     pub(super) figures: watch::Sender<DeviceFigures>,
+    /// This camera's publications into SFUs, for its status.
+    pub(super) publications: Vec<watch::Receiver<PublicationStatus>>,
 }
 
 impl DeviceParts<'_> {
@@ -104,8 +108,30 @@ impl DeviceParts<'_> {
             figures: self.figures,
             sessions_ended: SessionEnds::default(),
             figures_stale: false,
+            publications: self.publications,
         };
         (device, reports)
+    }
+}
+
+/// Waits for the next change of any publication's course; never resolves without one.
+async fn publication_changed(publications: &mut [watch::Receiver<PublicationStatus>]) {
+    let mut changes: Vec<_> = publications
+        .iter_mut()
+        .map(|publication| Box::pin(publication.changed()))
+        .collect();
+    let changed = std::future::poll_fn(|cx| {
+        for change in &mut changes {
+            if let std::task::Poll::Ready(result) = change.as_mut().poll(cx) {
+                return std::task::Poll::Ready(result.is_ok());
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await;
+    if !changed {
+        // The publication's task is gone (shutdown): nothing more to tell.
+        std::future::pending::<()>().await;
     }
 }
 
@@ -149,6 +175,8 @@ pub(super) struct Device {
     sessions_ended: SessionEnds,
     /// A viewer came or went since the figures were last refreshed.
     figures_stale: bool,
+    /// This camera's publications into SFUs.
+    publications: Vec<watch::Receiver<PublicationStatus>>,
 }
 
 impl Device {
@@ -208,6 +236,7 @@ impl Device {
                 Some(report) = reports.recv() => self.on_session_report(report),
                 Ok(()) = self.source_state.changed() => self.signaling.status_changed(Instant::now()),
                 () = state_changed(&mut self.audio_state) => self.signaling.status_changed(Instant::now()),
+                () = publication_changed(&mut self.publications) => self.signaling.status_changed(Instant::now()),
                 () = sleep_until(wake) => {}
                 _ = heartbeat.tick() => {}
                 _ = stats.tick() => self.publish_stats(),
@@ -313,7 +342,7 @@ impl Device {
     /// Each viewer's estimate, sent rate, round trip and loss, and the encoder's target, while
     /// anyone watches.
     fn publish_stats(&mut self) {
-        if self.sessions.is_empty() {
+        if self.sessions.is_empty() && self.publications.is_empty() {
             return;
         }
         let now = Instant::now();
@@ -328,6 +357,7 @@ impl Device {
         let message = serde_json::json!({
             "encoder_kbps": self.context.hub.stats().target_bitrate_bps / 1000,
             "viewers": viewers,
+            "publications": self.publication_reports(),
         });
         if let Err(e) = self.publisher.stats(message.to_string()) {
             tracing::debug!("stats not published: {e}");
@@ -368,6 +398,22 @@ impl Device {
         });
     }
 
+    /// Each publication's course, as the status and stats topics tell it.
+    fn publication_reports(&self) -> Vec<PublicationReport> {
+        self.publications
+            .iter()
+            .map(|publication| {
+                let publication = publication.borrow();
+                PublicationReport {
+                    url: publication.url.clone(),
+                    state: publication.state.name().to_owned(),
+                    attempts: publication.attempts,
+                    error: publication.last_error.clone(),
+                }
+            })
+            .collect()
+    }
+
     fn publish_status(&self, viewers: usize) {
         let mut video = self.video.clone();
         let source = self.source_state.borrow().clone();
@@ -401,6 +447,7 @@ impl Device {
             });
         let mut status = Status::online(video, audio, viewers);
         status.via = self.via.as_ref().map(|via| via.to_string());
+        status.publications = self.publication_reports();
         if let Err(e) = self.publisher.status(status.to_json()) {
             tracing::warn!("could not publish the status: {e}");
         }

@@ -3,6 +3,7 @@
 //! certificates), each bounded in time and in what it reads back: a server that answers junk,
 //! slowly or never gets a typed error, not a stuck publication.
 
+use crate::config::url_without_credentials;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Method, Request, StatusCode};
@@ -94,7 +95,7 @@ impl WhipClient {
             .await
             .unwrap_or_else(|_| {
                 Err(WhipError::Timeout {
-                    url: url.to_string(),
+                    url: url_without_credentials(url),
                 })
             })
     }
@@ -106,7 +107,7 @@ impl WhipClient {
         headers: &[(&str, &str)],
         body: String,
     ) -> Result<Reply, WhipError> {
-        let shown = url.to_string();
+        let shown = url_without_credentials(url);
         let host = url
             .host_str()
             .ok_or_else(|| WhipError::BadUrl(shown.clone()))?;

@@ -53,7 +53,7 @@ impl PublicationStatus {
     /// A publication about to make its first attempt.
     pub fn starting(target: &crate::config::PublishTarget) -> Self {
         Self {
-            url: target.url.to_string(),
+            url: target.shown_url(),
             device: target.device.to_string(),
             state: PublicationState::Connecting,
             attempts: 0,

@@ -55,7 +55,7 @@ enum Outcome {
 
 /// Publishes until `stop` turns true, trying again after every failure.
 pub async fn run(parts: PublicationParts, mut stop: watch::Receiver<bool>) {
-    let url = parts.target.url.to_string();
+    let url = parts.target.shown_url();
     let mut publication = Publication::new(url.clone(), parts.target.device.to_string());
     let mut servers_given: Vec<IceServer> = Vec::new();
     loop {
@@ -159,10 +159,10 @@ async fn attempt(
             return Outcome::Ended(e.to_string());
         }
     };
+    let shown = target.shown_url();
     tracing::info!(
-        "publication of {} to {}: answered, connecting",
-        target.device,
-        target.url
+        "publication of {} to {shown}: answered, connecting",
+        target.device
     );
 
     let mut trickle = Trickle::default();
@@ -172,7 +172,7 @@ async fn attempt(
                 Some(SessionEvent::Connected) => {
                     publication.publishing(Instant::now());
                     parts.status.send_replace(publication.status().clone());
-                    tracing::info!("publishing {} to {}", target.device, target.url);
+                    tracing::info!("publishing {} to {shown}", target.device);
                 }
                 Some(SessionEvent::Answered) => {}
                 Some(SessionEvent::Ended(reason)) => break Outcome::Ended(format!("{reason:?}")),
@@ -218,7 +218,7 @@ fn answered(
     posted: Result<super::client::Reply, WhipError>,
 ) -> Result<Answered, WhipError> {
     let reply = posted?;
-    let url = endpoint.to_string();
+    let url = crate::config::url_without_credentials(endpoint);
     if reply.status != StatusCode::CREATED {
         return Err(WhipError::Refused {
             url,

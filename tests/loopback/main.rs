@@ -36,6 +36,7 @@ mod unconnected_offers;
 mod unsupported_codec;
 mod viewer_limit;
 mod whep_ice_restart;
+mod whip_bad_servers;
 
 /// Scenarios that measure time or memory (frame rates, freezes, latency, how fast the rate
 /// follows a link, the process's growth): each has the machine to itself
