@@ -205,15 +205,16 @@ async fn ended_early(
 }
 
 /// What a 201 brings.
-struct Answered {
-    sdp: String,
-    resource: Url,
-    ice_servers: Vec<IceServer>,
+#[derive(Debug)]
+pub struct Answered {
+    pub sdp: String,
+    pub resource: Url,
+    pub ice_servers: Vec<IceServer>,
 }
 
 /// Reads the server's reply to the offer: 201 with an SDP answer and a Location (relative to
 /// the endpoint or absolute); anything else is a typed refusal.
-fn answered(
+pub fn answered(
     endpoint: &Url,
     posted: Result<super::client::Reply, WhipError>,
 ) -> Result<Answered, WhipError> {

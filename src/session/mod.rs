@@ -405,10 +405,7 @@ impl<'a> Session<'a> {
         // Audio goes out only when the viewer asked for it and this device has it.
         let audio = context.audio.as_ref().zip(choice.audio.as_ref());
         let peer::BuiltPeer { peer, host_sockets } = peer::build(
-            &choice.video,
-            choice.offered_audio.as_ref(),
-            choice.feedback,
-            choice.audio_transport_cc,
+            &choice,
             &link,
             writers,
             &context.ice,

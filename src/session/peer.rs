@@ -4,7 +4,7 @@
 use super::ice::{self, IceError};
 use crate::config::IceConfig;
 use crate::link::{self, Link, LinkWriters};
-use crate::sdp::{CongestionFeedback, OpusChoice, TRANSPORT_CC_URI, VideoChoice};
+use crate::sdp::{CongestionFeedback, Negotiated, OpusChoice, TRANSPORT_CC_URI, VideoChoice};
 use rtc::interceptor::{
     Attribute, CongestionControlBuilder, Interceptor, Packet, Slot, StreamInfo, TaggedPacket,
     TwccSenderBuilder,
@@ -212,20 +212,21 @@ const ICE_MAX_BINDING_REQUESTS: u16 = 56;
 /// Builds a peer connection that can send exactly the negotiated codecs: the video codec, and Opus when
 /// the viewer asked for audio and this device has it (otherwise the answer declines audio).
 pub async fn build(
-    video: &VideoChoice,
-    audio: Option<&OpusChoice>,
-    congestion: CongestionFeedback,
-    audio_transport_cc: bool,
+    choice: &Negotiated,
     link: &Link,
     writers: LinkWriters,
     ice: &IceConfig,
     handler: Arc<dyn PeerConnectionEventHandler>,
 ) -> Result<BuiltPeer, PeerError> {
+    let congestion = choice.feedback;
+    // The offer's Opus is registered even when the device sends none, so that the answer
+    // names it for an inactive audio section.
+    let audio_transport_cc =
+        choice.audio_transport_cc && congestion == CongestionFeedback::TransportCc;
     let mut media_engine = MediaEngine::default();
-    media_engine.register_codec(video_codec(video, congestion), RtpCodecKind::Video)?;
-    if let Some(audio) = audio {
-        let transport_cc = audio_transport_cc && congestion == CongestionFeedback::TransportCc;
-        media_engine.register_codec(opus_codec(audio, transport_cc), RtpCodecKind::Audio)?;
+    media_engine.register_codec(video_codec(&choice.video, congestion), RtpCodecKind::Video)?;
+    if let Some(audio) = &choice.offered_audio {
+        media_engine.register_codec(opus_codec(audio, audio_transport_cc), RtpCodecKind::Audio)?;
     }
     let registry = interceptors(
         &mut media_engine,
