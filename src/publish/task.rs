@@ -13,7 +13,7 @@ use crate::outbox::Outbox;
 use crate::protocol::{Candidate, DeviceMessage, Segment, VideoCodec};
 use crate::sdp::{CongestionFeedback, Negotiated, OpusChoice, VideoChoice};
 use crate::session::{self, SessionContext, SessionTasks};
-use crate::signaling::sessions::{SessionCommand, SessionEvent};
+use crate::signaling::sessions::{EndReason, SessionCommand, SessionEvent};
 use hyper::{Method, StatusCode};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -175,7 +175,7 @@ async fn attempt(
                     tracing::info!("publishing {} to {shown}", target.device);
                 }
                 Some(SessionEvent::Answered) => {}
-                Some(SessionEvent::Ended(reason)) => break Outcome::Ended(format!("{reason:?}")),
+                Some(SessionEvent::Ended(reason)) => break Outcome::Ended(why_it_ended(&reason)),
                 None => break Outcome::Ended("the session vanished".into()),
             },
             Some(message) = trickled.recv() => {
@@ -189,6 +189,19 @@ async fn attempt(
     session.send(SessionCommand::Hangup);
     delete(parts, &resource, token.as_deref()).await;
     outcome
+}
+
+/// A publication's session's end, in words for the status and the log.
+fn why_it_ended(reason: &EndReason) -> String {
+    match reason {
+        EndReason::Timeout => format!(
+            "no connection to the server for {} s",
+            PUBLICATION_TIMEOUT.as_secs()
+        ),
+        EndReason::SetupFailed(error) => format!("the server's answer was refused: {error}"),
+        EndReason::Failed(why) => why.clone(),
+        other => format!("the session ended ({})", other.name()),
+    }
 }
 
 /// Why a session ended before it made its offer.

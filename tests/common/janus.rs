@@ -57,8 +57,9 @@ pub struct JanusLab {
 }
 
 impl JanusLab {
-    /// The namespace, Janus, the front-end and endpoint `endpoint` for room [`ROOM`].
-    pub fn start(endpoint: &str) -> Self {
+    /// The namespace, Janus, the front-end and endpoint `endpoint` for room [`ROOM`], behind
+    /// bearer token `token`.
+    pub fn start(endpoint: &str, token: &str) -> Self {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let tag = format!("{}{n}", std::process::id() % 100_000);
         let subnet = (std::process::id() % 50) * 5 + n % 5 + 1;
@@ -126,7 +127,7 @@ impl JanusLab {
         lab.write_janus_config();
         lab.start_janus();
         lab.start_front_end();
-        lab.create_endpoint(endpoint);
+        lab.create_endpoint(endpoint, token);
         lab
     }
 
@@ -184,25 +185,40 @@ impl JanusLab {
 
     /// Starts Janus, gathering on its own end of the veth only, and waits for its API.
     pub fn start_janus(&mut self) {
-        let log = std::fs::File::create(self.dir.path().join("janus.log")).expect("janus.log");
-        let config = self.dir.path().join("janus.jcfg");
+        let config = self.dir.path().join("janus.jcfg").display().to_string();
+        let folder = self.dir.path().display().to_string();
+        let args = [
+            "janus",
+            "-o",
+            "-C",
+            &config,
+            "-F",
+            &folder,
+            "-E",
+            &self.janus_if,
+        ];
+        self.janus = Some(self.spawn_logged(&args, &[], "janus.log", JANUS_HTTP_PORT));
+    }
+
+    /// Starts `args` inside the namespace, its output in `log` under the lab's directory, and
+    /// waits until it listens on `port` of Janus' address.
+    fn spawn_logged(&self, args: &[&str], env: &[(&str, &str)], log: &str, port: u16) -> Child {
+        let file = std::fs::File::create(self.dir.path().join(log)).expect("a log file");
         let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns, "janus", "-o", "-C"])
-            .arg(&config)
-            .arg("-F")
-            .arg(self.dir.path())
-            .args(["-E", &self.janus_if])
-            .stdout(log.try_clone().expect("the log"))
-            .stderr(log)
+            .args(["netns", "exec", &self.ns])
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(file.try_clone().expect("the log"))
+            .stderr(file)
             .spawn()
-            .expect("start Janus");
-        self.janus = Some(child);
-        let api = format!("{}:{JANUS_HTTP_PORT}", self.janus_ip);
+            .unwrap_or_else(|e| panic!("cannot start {args:?}: {e}"));
+        let addr = format!("{}:{port}", self.janus_ip);
         assert!(
-            crate::network::wait_for_tcp(&self.ns, api, 500),
-            "Janus does not answer:\n{}",
-            self.janus_log()
+            crate::network::wait_for_tcp(&self.ns, addr, 500),
+            "{args:?} does not listen on {port}:\n{}",
+            std::fs::read_to_string(self.dir.path().join(log)).unwrap_or_default()
         );
+        child
     }
 
     /// Kills Janus at once, as a crash would.
@@ -228,27 +244,15 @@ impl JanusLab {
             self.janus_ip
         );
         std::fs::write(copy.join("config.js"), config).expect("config.js");
-        let log = std::fs::File::create(self.dir.path().join("whip.log")).expect("whip.log");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns, "node"])
-            .arg(copy.join("server.js"))
-            .env("DEBUG", "whip:*,janus:info,janus:warn,janus:error")
-            .stdout(log.try_clone().expect("the log"))
-            .stderr(log)
-            .spawn()
-            .expect("start the WHIP front-end");
-        self.front_end = Some(child);
-        let api = format!("{}:{WHIP_PORT}", self.janus_ip);
-        assert!(
-            crate::network::wait_for_tcp(&self.ns, api, 500),
-            "the WHIP front-end does not answer:\n{}",
-            self.front_end_log()
-        );
+        let server = copy.join("server.js").display().to_string();
+        let env = [("DEBUG", "whip:*,janus:info,janus:warn,janus:error")];
+        self.front_end = Some(self.spawn_logged(&["node", &server], &env, "whip.log", WHIP_PORT));
     }
 
-    /// Makes a WHIP endpoint for the room (the front-end's own API).
-    pub fn create_endpoint(&self, endpoint: &str) {
-        let body = format!("{{\"id\":\"{endpoint}\",\"room\":{ROOM}}}");
+    /// Makes a WHIP endpoint for the room (the front-end's own API) that publishers must give
+    /// `token` to, as a bearer token.
+    pub fn create_endpoint(&self, endpoint: &str, token: &str) {
+        let body = format!("{{\"id\":\"{endpoint}\",\"room\":{ROOM},\"token\":\"{token}\"}}");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             // The front-end takes endpoints once it has its Janus session.

@@ -12,6 +12,9 @@ use serde_json::Value;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const ENDPOINT: &str = "cam";
+const TOKEN: &str = "whip-s3cret";
+/// An endpoint campeer is given the wrong token for.
+const GUARDED: &str = "guarded";
 
 fn unix_now() -> f64 {
     SystemTime::now()
@@ -82,22 +85,25 @@ fn cpu_while_watched(
     })
 }
 
-/// The value of the `campeer_publication_state` series for `state`, from campeer's /metrics.
-fn publication_state(ns: &str, http: &str, state: &str) -> Option<f64> {
+/// The value of the `campeer_publication_state` series of the publication to `endpoint` for
+/// `state`, from campeer's /metrics.
+fn publication_state(ns: &str, http: &str, endpoint: &str, state: &str) -> Option<f64> {
     let (_, body) = http_in(ns, http, "GET", "/metrics", "");
     body.lines()
         .find(|line| {
             line.starts_with("campeer_publication_state{")
+                && line.contains(&format!("/whip/endpoint/{endpoint}\""))
                 && line.contains(&format!("state=\"{state}\""))
         })
         .and_then(|line| line.rsplit(' ').next())
         .and_then(|value| value.parse().ok())
 }
 
+/// Waits until the publication to [`ENDPOINT`] is in `state`.
 fn wait_for_state(ns: &str, http: &str, state: &str, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
-        if publication_state(ns, http, state) == Some(1.0) {
+        if publication_state(ns, http, ENDPOINT, state) == Some(1.0) {
             return true;
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -114,11 +120,17 @@ fn campeer_publishes_into_janus_and_viewers_watch_through_it() {
     if !common::janus::available() {
         return;
     }
-    let mut lab = JanusLab::start(ENDPOINT);
+    let mut lab = JanusLab::start(ENDPOINT, TOKEN);
+    lab.create_endpoint(GUARDED, TOKEN);
     let config = tempfile::NamedTempFile::new().expect("a config file");
     std::fs::write(
         config.path(),
-        format!("[[publish]]\nurl = \"{}\"\n", lab.endpoint_url(ENDPOINT)),
+        format!(
+            "[[publish]]\nurl = \"{}\"\ntoken = \"{TOKEN}\"\n\n\
+             [[publish]]\nurl = \"{}\"\ntoken = \"not-the-token\"\n",
+            lab.endpoint_url(ENDPOINT),
+            lab.endpoint_url(GUARDED)
+        ),
     )
     .expect("write the config");
     let log_path = tempfile::NamedTempFile::new().expect("a log file");
@@ -184,6 +196,17 @@ fn campeer_publishes_into_janus_and_viewers_watch_through_it() {
         "publishing",
         Duration::from_secs(5)
     ));
+    // The wrong token is refused, and said so.
+    assert_eq!(
+        publication_state(&lab.ns, &http, GUARDED, "publishing"),
+        Some(0.0)
+    );
+    let refused = format!("{} answered 403: Unauthorized", lab.endpoint_url(GUARDED));
+    assert!(
+        read_log().contains(&refused),
+        "no refusal for the wrong token:\n{}",
+        read_log()
+    );
 
     // One subscriber, then twenty: campeer sends one publication either way.
     let pid = daemon.child.id();

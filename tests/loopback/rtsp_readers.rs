@@ -238,13 +238,27 @@ async fn play_by_hand(stream: &mut TcpStream, base: &str, auth: &str) -> Vec<Str
     statuses
 }
 
-/// A loopback device without credentials, so that requests written by hand need none.
-async fn open_device(broker: &Broker, name: &str) -> campeer::device::DeviceHandle {
-    start_device(Overrides {
+/// A loopback device without credentials (so that requests written by hand need none), its
+/// RTSP address and URL, and an ffmpeg reader playing it.
+async fn device_with_a_reader(
+    broker: &Broker,
+    name: &str,
+) -> (
+    campeer::device::DeviceHandle,
+    std::net::SocketAddr,
+    String,
+    RtspReader,
+) {
+    let device = start_device(Overrides {
         rtsp_listen: Some("127.0.0.1:0".into()),
         ..overrides(broker, name)
     })
-    .await
+    .await;
+    let addr = device.rtsp_addr().expect("RTSP");
+    let base = format!("rtsp://{addr}/{name}");
+    let player = RtspReader::start(Client::Ffmpeg { udp: false }, &base, 640, 480);
+    assert!(player.wait_for_frames(30, Duration::from_secs(20)).await);
+    (device, addr, base, player)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -255,11 +269,7 @@ async fn a_reader_that_stops_reading_is_dropped_and_the_others_play_on() {
     let _load = common::load::shared();
     let broker = Broker::start();
     let name = "cam-rtsp-stall";
-    let device = open_device(&broker, name).await;
-    let addr = device.rtsp_addr().expect("RTSP");
-    let base = format!("rtsp://{addr}/{name}");
-    let player = RtspReader::start(Client::Ffmpeg { udp: false }, &base, 640, 480);
-    assert!(player.wait_for_frames(30, Duration::from_secs(20)).await);
+    let (device, addr, base, player) = device_with_a_reader(&broker, name).await;
 
     // A reader that plays and then reads nothing: a small receive window, never emptied.
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
@@ -304,11 +314,7 @@ async fn junk_floods_and_endless_setups_change_nothing_for_a_reader() {
     let _load = common::load::shared();
     let broker = Broker::start();
     let name = "cam-rtsp-junk";
-    let device = open_device(&broker, name).await;
-    let addr = device.rtsp_addr().expect("RTSP");
-    let base = format!("rtsp://{addr}/{name}");
-    let player = RtspReader::start(Client::Ffmpeg { udp: false }, &base, 640, 480);
-    assert!(player.wait_for_frames(30, Duration::from_secs(20)).await);
+    let (device, addr, base, player) = device_with_a_reader(&broker, name).await;
     let since = Instant::now();
 
     // Junk (a TLS hello): the connection is closed.
