@@ -227,7 +227,7 @@ pub(super) async fn start_publications(
     };
     let client = WhipClient::new(tls);
     let mut handles = Vec::new();
-    for (target, status) in config.publish.iter().zip(statuses) {
+    for (number, (target, status)) in (1..).zip(config.publish.iter().zip(statuses)) {
         let Some(index) = hubs.iter().position(|(id, _)| *id == target.device) else {
             continue;
         };
@@ -241,6 +241,7 @@ pub(super) async fn start_publications(
         );
         let parts = PublicationParts {
             target: target.clone(),
+            number,
             hub: hub.clone(),
             audio: if index == 0 {
                 first_audio.cloned()

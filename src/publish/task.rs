@@ -36,6 +36,8 @@ const OPUS_FMTP: &str = "minptime=10;useinbandfec=1";
 /// What a publication's task needs.
 pub struct PublicationParts {
     pub target: PublishTarget,
+    /// The entry's place among the `[[publish]]` entries, from 1.
+    pub number: usize,
     pub hub: VideoHub,
     /// `None` when the device has no microphone.
     pub audio: Option<AudioHub>,
@@ -127,7 +129,9 @@ async fn attempt(
         reports: reports_tx,
         tasks: Arc::clone(&parts.tasks),
     };
-    let id = Segment::parse("whip").unwrap_or_else(|_| target.device.clone());
+    // Named in the log beside viewers' sessions: `whip-1` is the first `[[publish]]` entry.
+    let id =
+        Segment::parse(&format!("whip-{}", parts.number)).unwrap_or_else(|_| target.device.clone());
     let choice = offered_codecs(context.audio.is_some());
     let (session, offer) = session::spawn_offering(context, id, choice);
 
