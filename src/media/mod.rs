@@ -10,6 +10,7 @@ pub mod encoding;
 pub mod hub;
 pub mod keyframe;
 pub mod microphone;
+pub mod motion;
 pub mod negotiate;
 pub mod opus;
 pub mod pattern;
