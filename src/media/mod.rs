@@ -17,6 +17,7 @@ pub mod pattern;
 pub mod rate;
 pub mod rpicam;
 pub mod rtp;
+pub mod snapshot;
 pub mod v4l2m2m;
 pub mod vp8;
 pub mod worker;

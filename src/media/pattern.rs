@@ -92,6 +92,25 @@ pub fn unix_millis(time: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
+/// Reads the capture time back from a picture of the pattern (a decoded one too) the way the
+/// README tells a viewer to: the centre pixel of each square, thresholded half-way between the
+/// two luma levels. `None` when the picture is too small to hold the squares.
+pub fn read_timestamp(frame: &I420Frame) -> Option<u64> {
+    let per_row = frame.width() / SQUARE;
+    if per_row == 0 {
+        return None;
+    }
+    let mut value = 0u64;
+    for bit in 0..TIMESTAMP_BITS {
+        let (row, col) = (bit / per_row, bit % per_row);
+        let y = row * SQUARE + SQUARE / 2;
+        let x = col * SQUARE + SQUARE / 2;
+        let luma = *frame.y_plane().get(y * frame.width() + x)?;
+        value = (value << 1) | u64::from(luma > 126);
+    }
+    Some(value)
+}
+
 /// Paints the whole picture for frame `frame_number` captured at `unix_ms`.
 pub fn draw(frame: &mut I420Frame, frame_number: u64, unix_ms: u64) {
     let (width, height) = (frame.width(), frame.height());
@@ -236,19 +255,8 @@ fn fill_rect(
 mod tests {
     use super::*;
 
-    /// Reads the squares back the way the README tells a viewer to: the centre pixel of each
-    /// square, thresholded half-way between the two luma levels.
     fn read_squares(frame: &I420Frame) -> u64 {
-        let per_row = frame.width() / SQUARE;
-        let mut value = 0u64;
-        for bit in 0..TIMESTAMP_BITS {
-            let (row, col) = (bit / per_row, bit % per_row);
-            let y = row * SQUARE + SQUARE / 2;
-            let x = col * SQUARE + SQUARE / 2;
-            let luma = frame.y_plane()[y * frame.width() + x];
-            value = (value << 1) | u64::from(luma > 126);
-        }
-        value
+        read_timestamp(frame).unwrap_or(0)
     }
 
     #[test]
