@@ -68,8 +68,9 @@ impl Reply {
     }
 }
 
-/// Headers kept from a reply; the others are not read.
-const KEPT_HEADERS: [&str; 5] = ["location", "link", "etag", "accept-patch", "content-type"];
+/// Headers kept from a reply: the only ones a publication reads (trickle PATCHes send
+/// `If-Match: *` and stop at the first refusal, so neither the ETag nor Accept-Patch is needed).
+const KEPT_HEADERS: [&str; 2] = ["location", "link"];
 
 /// Makes WHIP's requests. Cheap to clone.
 #[derive(Clone)]
