@@ -4,6 +4,7 @@
 //! The binary is a thin shell around [`device::start`]; everything else is here so that tests
 //! and benchmarks drive the real daemon in-process.
 
+pub mod clock;
 pub mod config;
 pub mod device;
 pub mod link;

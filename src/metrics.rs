@@ -77,6 +77,8 @@ pub struct DeviceFigures {
     /// Each session's link, the unconnected ones' too.
     pub viewers: Vec<ViewerFigures>,
     pub sessions_ended: SessionEnds,
+    /// With motion detection on: whether there is motion now, and how often it started.
+    pub motion: Option<(bool, u64)>,
 }
 
 impl DeviceFigures {
@@ -393,6 +395,32 @@ impl Exposition {
                 devices
                     .iter()
                     .try_for_each(|d| s.states(&d.device, d.source))
+            },
+        )?;
+        let watching = || {
+            devices
+                .iter()
+                .filter_map(|d| d.motion.map(|motion| (&d.device, motion)))
+        };
+        family(
+            e,
+            "campeer_motion",
+            "1 while motion detection sees motion, else 0 (cameras with detection on).",
+            MetricType::Gauge,
+            |s| {
+                watching().try_for_each(|(device, (moving, _))| {
+                    s.whole(&[("device", device)], u64::from(moving))
+                })
+            },
+        )?;
+        family(
+            e,
+            "campeer_motion_events",
+            "Times motion started (cameras with detection on).",
+            MetricType::Counter,
+            |s| {
+                watching()
+                    .try_for_each(|(device, (_, events))| s.counter(&[("device", device)], events))
             },
         )?;
         type Pick = fn(&HubStats) -> u64;

@@ -332,6 +332,18 @@ impl Publisher {
             .try_publish(self.topics.status(), QoS::AtLeastOnce, true, json)
     }
 
+    /// Publishes the retained motion state (QoS 1).
+    pub fn motion(&self, json: String) -> Result<(), PublishError> {
+        self.client
+            .try_publish(self.topics.motion(), QoS::AtLeastOnce, true, json)
+    }
+
+    /// Publishes the retained snapshot of the last motion (QoS 1), a JPEG.
+    pub fn snapshot(&self, jpeg: Vec<u8>) -> Result<(), PublishError> {
+        self.client
+            .try_publish(self.topics.snapshot(), QoS::AtLeastOnce, true, jpeg)
+    }
+
     /// Publishes link figures on the stats topic (QoS 0, not retained: they are stale in a
     /// few seconds, and nobody should get an old one on subscribing).
     pub fn stats(&self, json: String) -> Result<(), PublishError> {

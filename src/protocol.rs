@@ -131,6 +131,16 @@ impl DeviceTopics {
         format!("{}/{}/stats", self.prefix, self.device)
     }
 
+    /// Retained motion state ([`MotionReport`]), with motion detection on.
+    pub fn motion(&self) -> String {
+        format!("{}/{}/motion", self.prefix, self.device)
+    }
+
+    /// Retained JPEG of the picture the last motion started on.
+    pub fn snapshot(&self) -> String {
+        format!("{}/{}/snapshot", self.prefix, self.device)
+    }
+
     /// Subscription filter covering every viewer session's inbound topic.
     pub fn inbound_filter(&self) -> String {
         format!("{}/{}/in/+", self.prefix, self.device)
@@ -349,7 +359,7 @@ fn truncate(text: &str, max_chars: usize) -> String {
 }
 
 /// The retained status of an online device. Offline is the fixed [`OFFLINE_STATUS`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Status {
     pub state: DeviceState,
     pub version: String,
@@ -365,6 +375,24 @@ pub struct Status {
     /// The device's publications into SFUs (`[[publish]]`), when it has any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub publications: Vec<PublicationReport>,
+    /// Motion detection, when it is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub motion: Option<MotionReport>,
+}
+
+/// Motion as the motion topic (retained) and the status tell it:
+/// `{"state":"on","at":"2026-12-08T03:17:20.123Z","area":0.04}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MotionReport {
+    /// `on` while there is motion, else `off`.
+    pub state: String,
+    /// When motion last started or stopped (RFC 3339, UTC); when detection began, before any.
+    pub at: String,
+    /// The share of the picture that changed when motion started; 0 while there is none.
+    pub area: f64,
+    /// Times motion started since campeer did (the status only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<u64>,
 }
 
 /// One publication as the status topic tells it.
@@ -444,6 +472,7 @@ impl Status {
             viewers,
             via: None,
             publications: Vec::new(),
+            motion: None,
         }
     }
 

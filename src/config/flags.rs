@@ -343,6 +343,29 @@ overrides! {
         value_name = "PASSWORD",
         hide_env_values = true,
     ),
+    /// Detect motion on every camera (keeping it open), publish it on <prefix>/<device>/motion
+    /// with a snapshot on <prefix>/<device>/snapshot.
+    "motion.enabled" motion: Option<bool> = arg(
+        long = "motion",
+        env = "CAMPEER_MOTION",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new(),
+    ),
+    /// Motion sensitivity, 0.0 (only large, strong changes) to 1.0 (small, faint ones).
+    "motion.sensitivity" motion_sensitivity: Option<f64> = arg(
+        long = "motion-sensitivity",
+        env = "CAMPEER_MOTION_SENSITIVITY",
+        value_name = "0..1",
+    ),
+    /// Motion is over after this many seconds without any.
+    "motion.quiet_secs" motion_quiet_secs: Option<u64> = arg(
+        long = "motion-quiet-secs",
+        env = "CAMPEER_MOTION_QUIET_SECS",
+        value_name = "SECS",
+    ),
     /// Embedded broker: plain MQTT 3.1.1 and 5 listener.
     "broker.listen" embedded_broker_listen: Option<String> = arg(
         long = "embedded-broker-listen",

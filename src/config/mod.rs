@@ -15,8 +15,9 @@ mod values;
 
 pub use flags::Overrides;
 pub use sections::{
-    AudioConfig, DeviceSection, EmbeddedBrokerConfig, IceConfig, MAX_BROKERS, MqttConfig,
-    PublishConfig, RtspConfig, Sections, SessionConfig, VideoConfig, WebConfig,
+    AudioConfig, DeviceSection, EmbeddedBrokerConfig, IceConfig, IgnoredRectangle, MAX_BROKERS,
+    MotionConfig, MqttConfig, PublishConfig, RtspConfig, Sections, SessionConfig, VideoConfig,
+    WebConfig,
 };
 pub use values::{AudioSourceKind, BrokerAddress, EncoderChoice, IceServer, Secret, SourceKind};
 
@@ -156,6 +157,8 @@ pub struct Config {
     pub ice: IceConfig,
     pub web: WebConfig,
     pub rtsp: RtspConfig,
+    /// Motion detection, for every camera.
+    pub motion: MotionConfig,
     /// `[[publish]]` entries, each naming a device campeer serves.
     pub publish: Vec<PublishTarget>,
     /// `Some` exactly when `mqtt.broker` lists no broker.
@@ -209,6 +212,7 @@ impl Config {
             ice: sections.ice,
             web: sections.web,
             rtsp: sections.rtsp,
+            motion: sections.motion,
             embedded_broker,
         })
     }

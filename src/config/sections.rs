@@ -477,6 +477,101 @@ impl RtspConfig {
     }
 }
 
+/// `[motion]`: motion detection on the captured pictures, for every camera.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MotionConfig {
+    /// Detection runs (and keeps the camera open) whether or not anyone watches.
+    pub enabled: bool,
+    /// 0.0 (only large, strong changes) to 1.0 (small, faint ones).
+    pub sensitivity: f64,
+    /// The least share of the picture, outside the ignored rectangles, that must change.
+    pub min_area: f64,
+    /// Motion is over after this many seconds without any.
+    pub quiet_secs: u64,
+    /// Rectangles where nothing counts (a road, a tree), in fractions of the picture.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ignore: Vec<IgnoredRectangle>,
+}
+
+/// A rectangle of the picture, its corner and size in fractions of the width and height:
+/// `{ x = 0.0, y = 0.0, width = 0.5, height = 0.25 }` is the top left quarter's upper half.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IgnoredRectangle {
+    pub x: f64,
+    pub y: f64,
+    pub width: f64,
+    pub height: f64,
+}
+
+/// Ignored rectangles at most.
+pub const MAX_IGNORED_RECTANGLES: usize = 16;
+
+impl Default for MotionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            sensitivity: 0.5,
+            min_area: 0.01,
+            quiet_secs: 10,
+            ignore: Vec::new(),
+        }
+    }
+}
+
+impl MotionConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(0.0..=1.0).contains(&self.sensitivity) {
+            return Err(invalid("motion.sensitivity", "must be from 0.0 to 1.0"));
+        }
+        if !(self.min_area > 0.0 && self.min_area <= 1.0) {
+            return Err(invalid(
+                "motion.min_area",
+                "must be a share of the picture above 0.0 and at most 1.0",
+            ));
+        }
+        if !(1..=3600).contains(&self.quiet_secs) {
+            return Err(invalid("motion.quiet_secs", "must be from 1 to 3600"));
+        }
+        if self.ignore.len() > MAX_IGNORED_RECTANGLES {
+            return Err(invalid(
+                "motion.ignore",
+                format!("at most {MAX_IGNORED_RECTANGLES} rectangles"),
+            ));
+        }
+        for rectangle in &self.ignore {
+            let IgnoredRectangle {
+                x,
+                y,
+                width,
+                height,
+            } = *rectangle;
+            let inside = (0.0..1.0).contains(&x)
+                && (0.0..1.0).contains(&y)
+                && width > 0.0
+                && height > 0.0
+                && x + width <= 1.0
+                && y + height <= 1.0;
+            if !inside {
+                return Err(invalid(
+                    "motion.ignore",
+                    format!(
+                        "{rectangle:?} is not inside the picture: x and y from 0.0, width and \
+                         height above 0.0, x + width and y + height at most 1.0"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// How long motion lasts after the last of it.
+    pub fn quiet(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.quiet_secs)
+    }
+}
+
 /// A `[[publish]]` entry: a device's stream published to a WHIP endpoint (an SFU's ingest).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -590,6 +685,7 @@ pub struct Sections {
     pub ice: IceConfig,
     pub web: WebConfig,
     pub rtsp: RtspConfig,
+    pub motion: MotionConfig,
     pub broker: EmbeddedBrokerConfig,
     /// `[[publish]]` entries.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -606,6 +702,7 @@ impl Sections {
         self.ice.validate()?;
         self.web.validate()?;
         self.rtsp.validate()?;
+        self.motion.validate()?;
         if self.publish.len() > MAX_PUBLICATIONS {
             return Err(invalid(
                 "publish",

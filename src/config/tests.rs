@@ -108,6 +108,14 @@ fn bad_values_name_their_key() {
             "web.ice_servers",
         ),
         ("[web]\nice_servers = [{urls = []}]", "web.ice_servers"),
+        ("[motion]\nsensitivity = 1.5", "motion.sensitivity"),
+        ("[motion]\nmin_area = 0.0", "motion.min_area"),
+        ("[motion]\nquiet_secs = 0", "motion.quiet_secs"),
+        (
+            "[motion]\nignore = [{ x = 0.8, y = 0.0, width = 0.5, height = 0.5 }]",
+            "motion.ignore",
+        ),
+        ("[motion]\nignore = [{ x = 0.1 }]", "motion.ignore[0]"),
     ];
     for (text, key) in cases {
         let err = resolve(text, Overrides::default()).expect_err(text);

@@ -253,15 +253,26 @@ pub async fn start_on(config: Config, listeners: Listeners) -> anyhow::Result<De
         None => (None, metrics),
     };
     let page = page_config(&config, broker.embedded.is_some());
-    let (http, whep_inboxes) =
-        start_http(&config, listeners.http, page, &broker, &cameras, metrics)?;
-    warn_if_public(&config, broker.embedded.is_some());
     // Sources named in the configuration, which `auto` must not take for the first camera.
     let claimed: Vec<SourceKind> = cameras
         .iter()
         .map(|(_, video)| video.source.clone())
         .filter(|source| *source != SourceKind::Auto)
         .collect();
+    let camera_hubs: Vec<VideoHub> = cameras
+        .iter()
+        .map(|(_, video)| make_hub(video, &config.sessions, &claimed))
+        .collect();
+    let (http, whep_inboxes) = start_http(
+        &config,
+        listeners.http,
+        page,
+        &broker,
+        &cameras,
+        &camera_hubs,
+        metrics,
+    )?;
+    warn_if_public(&config, broker.embedded.is_some());
     let board = Arc::new(SummaryBoard::new(cameras.len()));
     let session_tasks = Arc::<crate::session::SessionTasks>::default();
     let mut hubs = Vec::new();
@@ -270,9 +281,12 @@ pub async fn start_on(config: Config, listeners: Listeners) -> anyhow::Result<De
     let mut routes = Vec::new();
     let mut first_audio = None;
     let mut rtsp_devices = Vec::new();
-    let each_camera = cameras.into_iter().zip(whep_inboxes).zip(figures);
-    for (index, (((id, video), whep), figures)) in each_camera.enumerate() {
-        let hub = make_hub(&video, &config.sessions, &claimed);
+    let each_camera = cameras
+        .into_iter()
+        .zip(camera_hubs)
+        .zip(whep_inboxes)
+        .zip(figures);
+    for (index, ((((id, video), hub), whep), figures)) in each_camera.enumerate() {
         // The microphone goes with the first camera.
         let audio = if index == 0 {
             first_audio = make_audio_hub(&config.audio, config.sessions.idle_grace());

@@ -17,6 +17,7 @@ use crate::web;
 use crate::web::broker::EmbeddedBroker;
 use crate::web::http::{HttpServer, PageConfig};
 use crate::web::metrics::{Access, MetricsEndpoint};
+use crate::web::snapshot::SnapshotEndpoint;
 use crate::web::whep_server::{WhepCommand, WhepEndpoints};
 use anyhow::Context;
 use std::collections::HashMap;
@@ -110,6 +111,7 @@ pub(super) fn start_http(
     page: PageConfig,
     broker: &BrokerEndpoint,
     cameras: &[(Segment, VideoConfig)],
+    hubs: &[VideoHub],
     metrics: MetricsBoard,
 ) -> anyhow::Result<(HttpServer, Vec<mpsc::Receiver<WhepCommand>>)> {
     let mut whep_inboxes = Vec::new();
@@ -126,12 +128,21 @@ pub(super) fn start_http(
     );
     let token = config.web.whep_token.as_ref().map(|t| t.0.as_str());
     let access = Access::decide(config.web.metrics, listener.local_addr()?, token);
+    let snapshots = SnapshotEndpoint::new(
+        cameras
+            .iter()
+            .zip(hubs)
+            .map(|((id, _), hub)| (id.to_string(), hub.clone()))
+            .collect(),
+        token.map(str::to_owned),
+    );
     let http = HttpServer::start(
         listener,
         page,
         broker.embedded.as_ref().map(|b| b.ws_listen),
         whep,
         MetricsEndpoint::new(metrics, access),
+        snapshots,
     )
     .with_context(|| format!("cannot serve the viewer page on {}", config.web.listen))?;
     Ok((http, whep_inboxes))

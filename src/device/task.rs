@@ -3,9 +3,11 @@
 //! core, and carries out what it decides: start, feed and stop sessions, reply, publish the
 //! status and the stats. WHEP's part is in [`whep`].
 
+mod motion;
 mod whep;
 
 use super::{INBOUND_QUEUE, SHUTDOWN_WAIT, SummaryBoard};
+use motion::MotionWatch;
 use whep::{WHEP_RESTARTS_QUEUE, WhepRestarted};
 
 use crate::config::{Config, VideoConfig};
@@ -109,6 +111,11 @@ impl DeviceParts<'_> {
             sessions_ended: SessionEnds::default(),
             figures_stale: false,
             publications: self.publications,
+            motion: if self.config.motion.enabled {
+                MotionWatch::start(&self.hub, &self.config.motion)
+            } else {
+                None
+            },
         };
         (device, reports)
     }
@@ -177,6 +184,8 @@ pub(super) struct Device {
     figures_stale: bool,
     /// This camera's publications into SFUs.
     publications: Vec<watch::Receiver<PublicationStatus>>,
+    /// Motion detection, when it is on.
+    motion: Option<MotionWatch>,
 }
 
 impl Device {
@@ -209,6 +218,9 @@ impl Device {
                     if connection.connected && connection.connects != connects {
                         connects = connection.connects;
                         self.signaling.broker_connected(Instant::now());
+                        if let Some(motion) = &self.motion {
+                            motion.republish(&self.publisher);
+                        }
                     } else if !connection.connected {
                         self.signaling.broker_lost();
                     }
@@ -234,6 +246,13 @@ impl Device {
                 Some(command) = whep.recv() => self.on_whep(command),
                 Some(done) = self.whep_restarts.1.recv() => self.on_whep_restarted(done),
                 Some(report) = reports.recv() => self.on_session_report(report),
+                news = MotionWatch::next(&mut self.motion) => {
+                    if let Some(motion) = &mut self.motion {
+                        motion.on_news(news, &self.publisher);
+                    }
+                    self.signaling.status_changed(Instant::now());
+                    self.figures_stale = true;
+                }
                 Ok(()) = self.source_state.changed() => self.signaling.status_changed(Instant::now()),
                 () = state_changed(&mut self.audio_state) => self.signaling.status_changed(Instant::now()),
                 () = publication_changed(&mut self.publications) => self.signaling.status_changed(Instant::now()),
@@ -395,6 +414,10 @@ impl Device {
             figures.viewer_count = self.signaling.viewers();
             figures.viewers = viewers;
             figures.sessions_ended = self.sessions_ended.clone();
+            figures.motion = self
+                .motion
+                .as_ref()
+                .map(|motion| (motion.is_moving(), motion.events()));
         });
     }
 
@@ -448,6 +471,7 @@ impl Device {
         let mut status = Status::online(video, audio, viewers);
         status.via = self.via.as_ref().map(|via| via.to_string());
         status.publications = self.publication_reports();
+        status.motion = self.motion.as_ref().map(MotionWatch::report);
         if let Err(e) = self.publisher.status(status.to_json()) {
             tracing::warn!("could not publish the status: {e}");
         }

@@ -11,6 +11,7 @@ pub mod hub;
 pub mod keyframe;
 pub mod microphone;
 pub mod motion;
+pub mod motion_tap;
 pub mod negotiate;
 pub mod opus;
 pub mod pattern;

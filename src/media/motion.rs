@@ -56,11 +56,26 @@ pub struct MotionSettings {
 
 impl Default for MotionSettings {
     fn default() -> Self {
+        Self::from(&crate::config::MotionConfig::default())
+    }
+}
+
+impl From<&crate::config::MotionConfig> for MotionSettings {
+    fn from(config: &crate::config::MotionConfig) -> Self {
         Self {
-            sensitivity: 0.5,
-            min_area: 0.01,
-            ignore: Vec::new(),
-            quiet: Duration::from_secs(10),
+            sensitivity: config.sensitivity as f32,
+            min_area: config.min_area as f32,
+            ignore: config
+                .ignore
+                .iter()
+                .map(|rectangle| Zone {
+                    x: rectangle.x as f32,
+                    y: rectangle.y as f32,
+                    width: rectangle.width as f32,
+                    height: rectangle.height as f32,
+                })
+                .collect(),
+            quiet: config.quiet(),
         }
     }
 }
@@ -126,6 +141,11 @@ impl MotionDetector {
             last_motion: None,
             area: 0.0,
         }
+    }
+
+    /// The picture size it was made for.
+    pub fn size(&self) -> (usize, usize) {
+        (self.width, self.height)
     }
 
     /// Whether motion is going on.

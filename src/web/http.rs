@@ -4,6 +4,7 @@
 use super::ice::PageIceServer;
 use super::metrics::{self, MetricsEndpoint};
 use super::response::{accept_entries, plain};
+use super::snapshot::{self, SnapshotEndpoint};
 use super::whep;
 use super::whep_server::WhepEndpoints;
 use super::ws_proxy;
@@ -68,18 +69,22 @@ struct Site {
     whep: WhepEndpoints,
     /// Prometheus' figures, on [`metrics::PATH`].
     metrics: MetricsEndpoint,
+    /// Every camera's snapshots, under [`snapshot::PATH_PREFIX`].
+    snapshots: SnapshotEndpoint,
 }
 
 impl HttpServer {
     /// Serves on `listener`, bound by the caller. `mqtt_backend`: the embedded broker's
     /// WebSocket listener, offered to pages on [`ws_proxy::MQTT_PATH`]; `whep`: the devices'
-    /// WHEP endpoints; `metrics`: what Prometheus reads on [`metrics::PATH`].
+    /// WHEP endpoints; `metrics`: what Prometheus reads on [`metrics::PATH`]; `snapshots`:
+    /// the cameras' pictures.
     pub fn start(
         listener: TcpListener,
         page: PageConfig,
         mqtt_backend: Option<SocketAddr>,
         whep: WhepEndpoints,
         metrics: MetricsEndpoint,
+        snapshots: SnapshotEndpoint,
     ) -> std::io::Result<Self> {
         let local_addr = listener.local_addr()?;
         let broker_origin = page
@@ -102,6 +107,7 @@ impl HttpServer {
             mqtt_backend,
             whep,
             metrics,
+            snapshots,
         };
         let task = tokio::spawn(serve(listener, Arc::new(site)));
         tracing::info!("viewer page on http://{local_addr}/");
@@ -163,6 +169,7 @@ async fn route(request: Request<Incoming>, site: &Site) -> Response<Full<Bytes>>
         Some(backend) if path == ws_proxy::MQTT_PATH => ws_proxy::upgrade(request, backend).await,
         _ if path.starts_with(whep::PATH_PREFIX) => site.whep.handle(request).await,
         _ if path == metrics::PATH => site.metrics.handle(&request),
+        _ if path.starts_with(snapshot::PATH_PREFIX) => site.snapshots.handle(&request).await,
         _ => respond(&request, &site.config_json),
     };
     let headers = response.headers_mut();

@@ -8,6 +8,7 @@ pub mod ice;
 pub mod metrics;
 pub mod mqtt_version;
 pub mod response;
+pub mod snapshot;
 pub mod whep;
 pub mod whep_ice;
 pub mod whep_server;

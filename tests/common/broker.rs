@@ -125,12 +125,17 @@ impl Drop for Broker {
     }
 }
 
+/// A message as it came: its topic and payload.
+pub type TopicPayload = (String, Vec<u8>);
+
 /// Watches one topic and keeps every payload received on it.
 pub struct TopicWatcher {
     client: AsyncClient,
     pub messages: Arc<Mutex<Vec<Value>>>,
     /// The topic each of `messages` came on (the filter may have wildcards).
     pub topics: Arc<Mutex<Vec<String>>>,
+    /// Every payload that was not JSON (a JPEG, say), with its topic.
+    pub others: Arc<Mutex<Vec<TopicPayload>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -169,19 +174,30 @@ impl TopicWatcher {
     ) -> Self {
         let messages = Arc::new(Mutex::new(Vec::new()));
         let topics = Arc::new(Mutex::new(Vec::new()));
-        let (sink, topic_sink) = (Arc::clone(&messages), Arc::clone(&topics));
+        let others = Arc::new(Mutex::new(Vec::new()));
+        let (sink, topic_sink, other_sink) = (
+            Arc::clone(&messages),
+            Arc::clone(&topics),
+            Arc::clone(&others),
+        );
         let (client, task) =
-            subscribe_json_at(host, port, id, credentials, topic, move |topic, value| {
-                // One lock order, so the two lists stay in step.
-                let mut messages = sink.lock().unwrap();
-                topic_sink.lock().unwrap().push(topic);
-                messages.push(value);
+            subscribe_at(host, port, id, credentials, topic, move |topic, payload| {
+                match serde_json::from_slice::<Value>(payload) {
+                    Ok(value) => {
+                        // One lock order, so the two lists stay in step.
+                        let mut messages = sink.lock().unwrap();
+                        topic_sink.lock().unwrap().push(topic);
+                        messages.push(value);
+                    }
+                    Err(_) => other_sink.lock().unwrap().push((topic, payload.to_vec())),
+                }
             })
             .await;
         Self {
             client,
             messages,
             topics,
+            others,
             task,
         }
     }
@@ -248,6 +264,30 @@ pub(crate) async fn subscribe_json_at(
     topic: &str,
     mut on_message: impl FnMut(String, Value) + Send + 'static,
 ) -> (AsyncClient, tokio::task::JoinHandle<()>) {
+    subscribe_at(
+        host,
+        port,
+        client_id,
+        credentials,
+        topic,
+        move |topic, payload| {
+            if let Ok(value) = serde_json::from_slice::<Value>(payload) {
+                on_message(topic, value);
+            }
+        },
+    )
+    .await
+}
+
+/// Like [`subscribe_json_at`], handing on every payload as it came (a JPEG, say).
+pub(crate) async fn subscribe_at(
+    host: &str,
+    port: u16,
+    client_id: &str,
+    credentials: Option<(&str, &str)>,
+    topic: &str,
+    mut on_message: impl FnMut(String, &[u8]) + Send + 'static,
+) -> (AsyncClient, tokio::task::JoinHandle<()>) {
     let mut options = MqttOptions::new(client_id, host, port);
     options.set_max_packet_size(Some(256 * 1024));
     if let Some((user, password)) = credentials {
@@ -269,9 +309,7 @@ pub(crate) async fn subscribe_json_at(
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    if let Ok(value) = serde_json::from_slice::<Value>(&p.payload) {
-                        on_message(String::from_utf8_lossy(&p.topic).into_owned(), value);
-                    }
+                    on_message(String::from_utf8_lossy(&p.topic).into_owned(), &p.payload);
                 }
                 Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
                 Ok(_) => {}

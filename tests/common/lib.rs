@@ -35,6 +35,7 @@ pub mod prometheus;
 pub mod rabbitmq;
 pub mod rpicam;
 pub mod rtsp;
+pub mod scene;
 pub mod stacks;
 pub mod tls;
 pub mod viewer;

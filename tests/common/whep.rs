@@ -19,7 +19,9 @@ use webrtc::peer_connection::{PeerConnection, RTCSessionDescription};
 pub struct HttpReply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
+    /// The body as text (lossy: see `bytes` for a JPEG).
     pub body: String,
+    pub bytes: Vec<u8>,
 }
 
 impl HttpReply {
@@ -68,8 +70,12 @@ pub async fn http(
     let response = tokio::time::timeout(Duration::from_secs(15), exchange)
         .await
         .expect("campeer answers within 15 s");
-    let text = String::from_utf8(response).expect("a UTF-8 response");
-    let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete response");
+    let head = std::str::from_utf8(&response[..split]).expect("a UTF-8 head");
+    let bytes = response[split + 4..].to_vec();
     let mut lines = head.split("\r\n");
     let status = lines
         .next()
@@ -83,7 +89,8 @@ pub async fn http(
     HttpReply {
         status,
         headers,
-        body: body.to_owned(),
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+        bytes,
     }
 }
 

@@ -25,6 +25,7 @@ mod hardware_encoder_in_place;
 mod hardware_encoder_missing;
 mod malformed_messages;
 mod metrics_prometheus;
+mod motion_snapshots;
 mod mqtt_tls;
 mod oversized_publish;
 mod page_origin;

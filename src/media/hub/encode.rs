@@ -320,7 +320,8 @@ pub(super) fn encode_frames(
                     unix_ms: frame.capture_unix_ms,
                     rtp_ticks: rtp_ticks(inner, frame.captured_at),
                 };
-                // VP8 first: a hardware H.264 encoder may take the frame's buffer.
+                // Taps and VP8 first: a hardware H.264 encoder may take the frame's buffer.
+                lock(&inner.taps).show(&frame);
                 if want_vp8 {
                     take_turn(vp8, &inner.vp8, times, now, |vp8, force| {
                         vp8.encode(&inner.vp8, &frame, times.rtp_ticks, force)
@@ -523,6 +524,7 @@ fn send_unit(
         temporal_id: unit.temporal_id,
         payloads,
         encoded_bytes: unit.data.len(),
+        access_unit: unit.data,
     });
     // Kept before it is sent: a viewer that subscribes in between gets it from one or the
     // other, and skips the copy by its sequence number.

@@ -14,9 +14,11 @@
 
 mod encode;
 mod subscription;
+mod taps;
 
 use encode::{H264Stage, PassthroughState, Vp8Stage, encode_frames};
 pub use subscription::{KeyframeRequester, Subscription, ViewerGate};
+pub use taps::{GrabError, MAX_TAPS, PictureTap, TapGuard};
 
 use super::encoding::EncoderKind;
 use super::keyframe::KeyframePolicy;
@@ -65,6 +67,9 @@ pub struct EncodedFrame {
     /// RTP payloads (H.264: FU-A fragments, STAP-A with SPS/PPS; VP8: descriptor and
     /// partition fragments), in order; the last ends the frame.
     pub payloads: Vec<Bytes>,
+    /// The same picture as the encoder made it (H.264: Annex B, parameter sets before each
+    /// keyframe), for the recorder and snapshots of a camera's own H.264.
+    pub access_unit: Bytes,
     pub encoded_bytes: usize,
 }
 
@@ -335,6 +340,8 @@ struct Inner {
     source_state: StateReporter<LiveVideo>,
     h264: Stream,
     vp8: Stream,
+    /// Those looking at the raw pictures (motion detection, snapshots).
+    taps: Mutex<taps::Taps>,
 }
 
 impl Inner {
@@ -409,6 +416,7 @@ impl VideoHub {
             epoch: Instant::now(),
             make_source,
             source_state: StateReporter::new(),
+            taps: Mutex::new(taps::Taps::default()),
         });
         let body = Arc::clone(&inner);
         let pipeline = OnDemand::new("video", idle_grace, move |run| run_pipeline(&body, run));
