@@ -14,6 +14,7 @@ pub mod mqtt;
 pub mod outbox;
 pub mod protocol;
 pub mod publish;
+pub mod record;
 pub mod rtsp;
 pub mod sdp;
 pub mod session;

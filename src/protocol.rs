@@ -378,6 +378,27 @@ pub struct Status {
     /// Motion detection, when it is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub motion: Option<MotionReport>,
+    /// Recording, when it is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<RecordReport>,
+}
+
+/// Recording as the status tells it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordReport {
+    /// `continuous` or `motion`.
+    pub mode: String,
+    /// `recording` (a file is being written), `waiting` (for motion, or for the camera) or
+    /// `failed` (see `error`).
+    pub state: String,
+    /// The file being written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Megabytes free where recordings go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub free_mb: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Motion as the motion topic (retained) and the status tell it:
@@ -473,6 +494,7 @@ impl Status {
             via: None,
             publications: Vec::new(),
             motion: None,
+            record: None,
         }
     }
 

@@ -366,6 +366,49 @@ overrides! {
         env = "CAMPEER_MOTION_QUIET_SECS",
         value_name = "SECS",
     ),
+    /// Record every camera: "off", "continuous" (files of --record-segment-secs) or "motion"
+    /// (clips around motion, with --motion).
+    "record.mode" record_mode: Option<String> = arg(
+        long = "record",
+        env = "CAMPEER_RECORD",
+        value_name = "MODE",
+    ),
+    /// Where recordings go, one folder per camera (an absolute path).
+    "record.path" record_path: Option<PathBuf> = arg(
+        long = "record-path",
+        env = "CAMPEER_RECORD_PATH",
+        value_name = "DIR",
+    ),
+    /// Seconds of video per recording file.
+    "record.segment_secs" record_segment_secs: Option<u64> = arg(
+        long = "record-segment-secs",
+        env = "CAMPEER_RECORD_SEGMENT_SECS",
+        value_name = "SECS",
+    ),
+    /// Seconds a motion clip starts before the motion (kept in memory).
+    "record.pre_roll_secs" record_pre_roll_secs: Option<u64> = arg(
+        long = "record-pre-roll-secs",
+        env = "CAMPEER_RECORD_PRE_ROLL_SECS",
+        value_name = "SECS",
+    ),
+    /// Seconds a motion clip goes on after the motion stopped.
+    "record.post_roll_secs" record_post_roll_secs: Option<u64> = arg(
+        long = "record-post-roll-secs",
+        env = "CAMPEER_RECORD_POST_ROLL_SECS",
+        value_name = "SECS",
+    ),
+    /// Megabytes of the disk kept free: the oldest recordings go first.
+    "record.keep_free_mb" record_keep_free_mb: Option<u64> = arg(
+        long = "record-keep-free-mb",
+        env = "CAMPEER_RECORD_KEEP_FREE_MB",
+        value_name = "MB",
+    ),
+    /// Days recordings are kept; 0 keeps them until space runs short.
+    "record.max_age_days" record_max_age_days: Option<u64> = arg(
+        long = "record-max-age-days",
+        env = "CAMPEER_RECORD_MAX_AGE_DAYS",
+        value_name = "DAYS",
+    ),
     /// Embedded broker: plain MQTT 3.1.1 and 5 listener.
     "broker.listen" embedded_broker_listen: Option<String> = arg(
         long = "embedded-broker-listen",

@@ -16,8 +16,8 @@ mod values;
 pub use flags::Overrides;
 pub use sections::{
     AudioConfig, DeviceSection, EmbeddedBrokerConfig, IceConfig, IgnoredRectangle, MAX_BROKERS,
-    MotionConfig, MqttConfig, PublishConfig, RtspConfig, Sections, SessionConfig, VideoConfig,
-    WebConfig,
+    MotionConfig, MqttConfig, PublishConfig, RecordConfig, RecordMode, RtspConfig, Sections,
+    SessionConfig, VideoConfig, WebConfig,
 };
 pub use values::{AudioSourceKind, BrokerAddress, EncoderChoice, IceServer, Secret, SourceKind};
 
@@ -159,6 +159,8 @@ pub struct Config {
     pub rtsp: RtspConfig,
     /// Motion detection, for every camera.
     pub motion: MotionConfig,
+    /// Recording, for every camera.
+    pub record: RecordConfig,
     /// `[[publish]]` entries, each naming a device campeer serves.
     pub publish: Vec<PublishTarget>,
     /// `Some` exactly when `mqtt.broker` lists no broker.
@@ -213,6 +215,7 @@ impl Config {
             web: sections.web,
             rtsp: sections.rtsp,
             motion: sections.motion,
+            record: sections.record,
             embedded_broker,
         })
     }

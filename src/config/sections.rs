@@ -572,6 +572,84 @@ impl MotionConfig {
     }
 }
 
+/// What is recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordMode {
+    #[default]
+    Off,
+    /// Everything, in files of `segment_secs`.
+    Continuous,
+    /// Clips around motion, from `pre_roll_secs` before it to `post_roll_secs` after.
+    Motion,
+}
+
+/// `[record]`: recording from the one encode, for every camera.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordConfig {
+    /// "off", "continuous" or "motion" (clips around motion; needs motion.enabled).
+    pub mode: RecordMode,
+    /// Where recordings go: one folder per camera, files named by their start time.
+    pub path: PathBuf,
+    /// A new file this often (at the next keyframe).
+    pub segment_secs: u64,
+    /// A motion clip starts at least this long before the motion.
+    pub pre_roll_secs: u64,
+    /// A motion clip goes on this long after the motion stopped.
+    pub post_roll_secs: u64,
+    /// The oldest recordings are deleted to keep this much of the disk free.
+    pub keep_free_mb: u64,
+    /// Recordings older than this are deleted; 0 keeps them until space runs short.
+    pub max_age_days: u64,
+}
+
+impl Default for RecordConfig {
+    fn default() -> Self {
+        Self {
+            mode: RecordMode::Off,
+            path: PathBuf::from("/var/lib/campeer/recordings"),
+            segment_secs: 300,
+            pre_roll_secs: 5,
+            post_roll_secs: 10,
+            keep_free_mb: 1024,
+            max_age_days: 30,
+        }
+    }
+}
+
+/// The longest pre-roll: the ring holds it in memory.
+pub const MAX_PRE_ROLL_SECS: u64 = 60;
+
+impl RecordConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(10..=3600).contains(&self.segment_secs) {
+            return Err(invalid("record.segment_secs", "must be from 10 to 3600"));
+        }
+        if self.pre_roll_secs > MAX_PRE_ROLL_SECS {
+            return Err(invalid(
+                "record.pre_roll_secs",
+                format!("at most {MAX_PRE_ROLL_SECS}"),
+            ));
+        }
+        if self.post_roll_secs > 600 {
+            return Err(invalid("record.post_roll_secs", "at most 600"));
+        }
+        if self.mode != RecordMode::Off && !self.path.is_absolute() {
+            return Err(invalid(
+                "record.path",
+                format!("{} must be an absolute path", self.path.display()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether anything is recorded.
+    pub fn enabled(&self) -> bool {
+        self.mode != RecordMode::Off
+    }
+}
+
 /// A `[[publish]]` entry: a device's stream published to a WHIP endpoint (an SFU's ingest).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -686,6 +764,7 @@ pub struct Sections {
     pub web: WebConfig,
     pub rtsp: RtspConfig,
     pub motion: MotionConfig,
+    pub record: RecordConfig,
     pub broker: EmbeddedBrokerConfig,
     /// `[[publish]]` entries.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -703,6 +782,20 @@ impl Sections {
         self.web.validate()?;
         self.rtsp.validate()?;
         self.motion.validate()?;
+        self.record.validate()?;
+        if self.record.mode == RecordMode::Motion && !self.motion.enabled {
+            return Err(invalid(
+                "record.mode",
+                "motion recording needs motion detection: set motion.enabled = true",
+            ));
+        }
+        if self.record.mode == RecordMode::Motion && self.video.keyframe_interval().is_none() {
+            return Err(invalid(
+                "video.keyframe_interval_secs",
+                "motion recording starts clips at a keyframe before the motion: periodic \
+                 keyframes are needed (a value above 0)",
+            ));
+        }
         if self.publish.len() > MAX_PUBLICATIONS {
             return Err(invalid(
                 "publish",

@@ -4,9 +4,12 @@
 //! status and the stats. WHEP's part is in [`whep`].
 
 mod motion;
+mod recording;
 mod whep;
 
 use super::{INBOUND_QUEUE, SHUTDOWN_WAIT, SummaryBoard};
+use crate::protocol::RecordReport;
+use crate::record::task::RecordingHandle;
 use motion::MotionWatch;
 use whep::{WHEP_RESTARTS_QUEUE, WhepRestarted};
 
@@ -73,6 +76,12 @@ impl DeviceParts<'_> {
             reports: reports_tx,
             tasks: self.tasks,
         };
+        let recording = recording::start(
+            &self.config.record,
+            &self.hub,
+            self.audio.as_ref(),
+            self.publisher.topics().device(),
+        );
         let device = Device {
             publisher: self.publisher,
             outbox,
@@ -116,6 +125,8 @@ impl DeviceParts<'_> {
             } else {
                 None
             },
+            recording,
+            record_headline: None,
         };
         (device, reports)
     }
@@ -186,6 +197,10 @@ pub(super) struct Device {
     publications: Vec<watch::Receiver<PublicationStatus>>,
     /// Motion detection, when it is on.
     motion: Option<MotionWatch>,
+    /// Recording, when it is on.
+    recording: Option<RecordingHandle>,
+    /// What the status last said of the recording.
+    record_headline: Option<RecordReport>,
 }
 
 impl Device {
@@ -247,6 +262,9 @@ impl Device {
                 Some(done) = self.whep_restarts.1.recv() => self.on_whep_restarted(done),
                 Some(report) = reports.recv() => self.on_session_report(report),
                 news = MotionWatch::next(&mut self.motion) => {
+                    if let Some(recording) = &self.recording {
+                        recording.motion(recording::mark(&news));
+                    }
                     if let Some(motion) = &mut self.motion {
                         motion.on_news(news, &self.publisher);
                     }
@@ -257,7 +275,13 @@ impl Device {
                 () = state_changed(&mut self.audio_state) => self.signaling.status_changed(Instant::now()),
                 () = publication_changed(&mut self.publications) => self.signaling.status_changed(Instant::now()),
                 () = sleep_until(wake) => {}
-                _ = heartbeat.tick() => {}
+                _ = heartbeat.tick() => {
+                    let headline = self.recording.as_ref().map(|r| recording::report(r));
+                    if headline != self.record_headline {
+                        self.record_headline = headline;
+                        self.signaling.status_changed(Instant::now());
+                    }
+                }
                 _ = stats.tick() => self.publish_stats(),
                 _ = figures.tick() => self.figures_stale = true,
             }
@@ -472,6 +496,7 @@ impl Device {
         status.via = self.via.as_ref().map(|via| via.to_string());
         status.publications = self.publication_reports();
         status.motion = self.motion.as_ref().map(MotionWatch::report);
+        status.record = self.record_headline.clone();
         if let Err(e) = self.publisher.status(status.to_json()) {
             tracing::warn!("could not publish the status: {e}");
         }
@@ -497,6 +522,9 @@ impl Device {
                 Ok(Some(_)) => {}
                 Ok(None) | Err(_) => break,
             }
+        }
+        if let Some(recording) = self.recording.take() {
+            recording.stop(SHUTDOWN_WAIT).await;
         }
         self.context.hub.shutdown();
         if let Some(audio) = &self.context.audio {
