@@ -15,8 +15,9 @@ use crate::rtsp::server::{RtspDevice, RtspServer, RtspSettings};
 use crate::session::SessionTasks;
 use crate::web;
 use crate::web::broker::EmbeddedBroker;
-use crate::web::http::{HttpServer, PageConfig};
+use crate::web::http::{Endpoints, HttpServer, PageConfig};
 use crate::web::metrics::{Access, MetricsEndpoint};
+use crate::web::recordings::RecordingsEndpoint;
 use crate::web::snapshot::SnapshotEndpoint;
 use crate::web::whep_server::{WhepCommand, WhepEndpoints};
 use anyhow::Context;
@@ -136,13 +137,27 @@ pub(super) fn start_http(
             .collect(),
         token.map(str::to_owned),
     );
+    let recordings = RecordingsEndpoint::new(
+        if config.record.enabled() {
+            cameras
+                .iter()
+                .map(|(id, _)| (id.to_string(), config.record.path.join(id.as_str())))
+                .collect()
+        } else {
+            HashMap::new()
+        },
+        token.map(str::to_owned),
+    );
     let http = HttpServer::start(
         listener,
         page,
         broker.embedded.as_ref().map(|b| b.ws_listen),
-        whep,
-        MetricsEndpoint::new(metrics, access),
-        snapshots,
+        Endpoints {
+            whep,
+            metrics: MetricsEndpoint::new(metrics, access),
+            snapshots,
+            recordings,
+        },
     )
     .with_context(|| format!("cannot serve the viewer page on {}", config.web.listen))?;
     Ok((http, whep_inboxes))

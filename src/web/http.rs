@@ -1,8 +1,10 @@
 //! The HTTP server for the viewer page (the `campeer-page` crate: its files, built into the
 //! binary), WHEP and the page's way to the embedded broker.
 
+use super::body::SiteBody;
 use super::ice::PageIceServer;
 use super::metrics::{self, MetricsEndpoint};
+use super::recordings::{self, RecordingsEndpoint};
 use super::response::{accept_entries, plain};
 use super::snapshot::{self, SnapshotEndpoint};
 use super::whep;
@@ -52,6 +54,14 @@ pub struct PageConfig {
     pub ice_servers: Vec<PageIceServer>,
 }
 
+/// The endpoints the server routes to besides the page.
+pub struct Endpoints {
+    pub whep: WhepEndpoints,
+    pub metrics: MetricsEndpoint,
+    pub snapshots: SnapshotEndpoint,
+    pub recordings: RecordingsEndpoint,
+}
+
 pub struct HttpServer {
     pub local_addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
@@ -71,21 +81,27 @@ struct Site {
     metrics: MetricsEndpoint,
     /// Every camera's snapshots, under [`snapshot::PATH_PREFIX`].
     snapshots: SnapshotEndpoint,
+    /// Every camera's recordings, under [`recordings::PATH_PREFIX`].
+    recordings: RecordingsEndpoint,
 }
 
 impl HttpServer {
     /// Serves on `listener`, bound by the caller. `mqtt_backend`: the embedded broker's
     /// WebSocket listener, offered to pages on [`ws_proxy::MQTT_PATH`]; `whep`: the devices'
     /// WHEP endpoints; `metrics`: what Prometheus reads on [`metrics::PATH`]; `snapshots`:
-    /// the cameras' pictures.
+    /// the cameras' pictures; `recordings`: what they recorded.
     pub fn start(
         listener: TcpListener,
         page: PageConfig,
         mqtt_backend: Option<SocketAddr>,
-        whep: WhepEndpoints,
-        metrics: MetricsEndpoint,
-        snapshots: SnapshotEndpoint,
+        endpoints: Endpoints,
     ) -> std::io::Result<Self> {
+        let Endpoints {
+            whep,
+            metrics,
+            snapshots,
+            recordings,
+        } = endpoints;
         let local_addr = listener.local_addr()?;
         let broker_origin = page
             .broker_url
@@ -108,6 +124,7 @@ impl HttpServer {
             whep,
             metrics,
             snapshots,
+            recordings,
         };
         let task = tokio::spawn(serve(listener, Arc::new(site)));
         tracing::info!("viewer page on http://{local_addr}/");
@@ -163,14 +180,20 @@ async fn serve(listener: TcpListener, site: Arc<Site>) {
     }
 }
 
-async fn route(request: Request<Incoming>, site: &Site) -> Response<Full<Bytes>> {
+async fn route(request: Request<Incoming>, site: &Site) -> Response<SiteBody> {
     let path = request.uri().path();
+    let small = |response: Response<Full<Bytes>>| response.map(SiteBody::from);
     let mut response = match site.mqtt_backend {
-        Some(backend) if path == ws_proxy::MQTT_PATH => ws_proxy::upgrade(request, backend).await,
-        _ if path.starts_with(whep::PATH_PREFIX) => site.whep.handle(request).await,
-        _ if path == metrics::PATH => site.metrics.handle(&request),
-        _ if path.starts_with(snapshot::PATH_PREFIX) => site.snapshots.handle(&request).await,
-        _ => respond(&request, &site.config_json),
+        Some(backend) if path == ws_proxy::MQTT_PATH => {
+            small(ws_proxy::upgrade(request, backend).await)
+        }
+        _ if path.starts_with(whep::PATH_PREFIX) => small(site.whep.handle(request).await),
+        _ if path == metrics::PATH => small(site.metrics.handle(&request)),
+        _ if path.starts_with(snapshot::PATH_PREFIX) => {
+            small(site.snapshots.handle(&request).await)
+        }
+        _ if path.starts_with(recordings::PATH_PREFIX) => site.recordings.handle(&request).await,
+        _ => small(respond(&request, &site.config_json)),
     };
     let headers = response.headers_mut();
     headers.insert("content-security-policy", site.csp.clone());

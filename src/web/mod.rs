@@ -2,11 +2,13 @@
 //! and the embedded MQTT broker.
 
 pub mod bearer;
+pub mod body;
 pub mod broker;
 pub mod http;
 pub mod ice;
 pub mod metrics;
 pub mod mqtt_version;
+pub mod recordings;
 pub mod response;
 pub mod snapshot;
 pub mod whep;

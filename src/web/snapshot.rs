@@ -135,7 +135,7 @@ fn device_of(path: &str) -> Option<&str> {
 
 /// The `width` query parameter, if given: at least 16 pixels (the snapshot is never wider
 /// than the camera's picture).
-fn requested_width(query: Option<&str>) -> Result<Option<usize>, ()> {
+pub fn requested_width(query: Option<&str>) -> Result<Option<usize>, ()> {
     let mut width = None;
     for pair in query.unwrap_or("").split('&') {
         if let Some(value) = pair.strip_prefix("width=") {
