@@ -1,6 +1,6 @@
 //! Writing recordings to disk, on a thread of its own per camera: an SD card can stall for
 //! seconds, which must hold up no frame and no async worker. Each fragment goes out in one
-//! write and is then flushed to the card (`fdatasync`, once a fragment: about a second), so a
+//! write and is then flushed to the card (`fdatasync`, once a fragment: under a second), so a
 //! power cut loses at most the fragment being made; nothing is synced per frame.
 //!
 //! Before each new file, and every minute, rotation deletes recordings (this camera's and the

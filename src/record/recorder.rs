@@ -9,7 +9,7 @@
 //!   keyframe; motion opens a clip at the ring's oldest keyframe and the clip goes on until
 //!   `post_roll` after the motion stopped.
 //!
-//! Each file is an MP4 initialisation segment and then fragments of at most about a second,
+//! Each file is an MP4 initialisation segment and then fragments of at most [`FRAGMENT`],
 //! written as they are made.
 
 use super::mp4::{self, Run, Sample, Tracks};
@@ -18,8 +18,9 @@ use bytes::Bytes;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-/// How much of the stream a fragment holds at most: what a power cut may lose.
-pub const FRAGMENT: Duration = Duration::from_secs(1);
+/// How much of the stream a fragment holds at most. What a power cut loses is the fragment
+/// being made, the frame being encoded and the write in flight: under a second with this.
+pub const FRAGMENT: Duration = Duration::from_millis(800);
 /// Sound is put in a fragment when it is this much older than the video frame that ends the
 /// fragment: a packet comes a little after the frame captured with it, and is then not late.
 const AUDIO_SLACK_US: u64 = 100_000;
@@ -128,6 +129,8 @@ struct OpenFile {
     audio: VecDeque<AudioPacket>,
     /// Where the sound written so far ends, on its clock from the file's start.
     audio_end: u64,
+    /// The last frame's time, which the next must follow.
+    last_ticks: Option<u64>,
 }
 
 /// The ring of the stream before motion, from a keyframe.
@@ -285,14 +288,23 @@ impl Recorder {
 
     /// Motion started at `at_unix_ms` (the picture's capture time).
     pub fn motion_started(&mut self, at_unix_ms: u64) {
-        let _ = at_unix_ms;
         self.moving = true;
         self.clip_until_us = None;
         if self.settings.mode != RecordMode::Motion || self.file.is_some() {
             return;
         }
-        // The clip starts at the ring's oldest keyframe, `pre_roll` or more before now.
-        let frames: Vec<VideoFrame> = self.ring.video.drain(..).collect();
+        // The clip starts at the latest keyframe `pre_roll` or more before the motion (the
+        // ring's oldest when it reaches back no further).
+        let wanted_us = self
+            .stream_time(at_unix_ms)
+            .saturating_sub(self.settings.pre_roll.as_micros() as u64);
+        let start = self
+            .ring
+            .video
+            .iter()
+            .rposition(|frame| frame.keyframe && frame.micros() <= wanted_us)
+            .unwrap_or(0);
+        let frames: Vec<VideoFrame> = self.ring.video.drain(..).skip(start).collect();
         let packets: Vec<AudioPacket> = self.ring.audio.drain(..).collect();
         self.ring.bytes = 0;
         let start_us = frames
@@ -319,11 +331,18 @@ impl Recorder {
         if self.settings.mode != RecordMode::Motion || self.file.is_none() {
             return;
         }
-        let stopped_us = match self.latest {
-            Some((us, unix_ms)) => (us + at_unix_ms * 1000).saturating_sub(unix_ms * 1000),
-            None => 0,
-        };
+        let stopped_us = self.stream_time(at_unix_ms);
         self.clip_until_us = Some(stopped_us + self.settings.post_roll.as_micros() as u64);
+    }
+
+    /// A wall-clock capture time on the stream's clock, by the newest frame's pair of them.
+    fn stream_time(&self, unix_ms: u64) -> u64 {
+        match self.latest {
+            Some((us, latest_unix_ms)) => {
+                (us + unix_ms * 1000).saturating_sub(latest_unix_ms * 1000)
+            }
+            None => 0,
+        }
     }
 
     /// Writes what is pending and closes the file (shutdown, or recording turned off).
@@ -350,12 +369,20 @@ impl Recorder {
             video: Vec::new(),
             audio: VecDeque::new(),
             audio_end: 0,
+            last_ticks: None,
         });
     }
 
     /// One frame into the open file: its start at a keyframe, a new file past the segment
-    /// length, a fragment out when it holds about a second.
-    fn write_frame(&mut self, frame: VideoFrame) {
+    /// length, a fragment out when it holds [`FRAGMENT`].
+    fn write_frame(&mut self, mut frame: VideoFrame) {
+        // A camera may stamp two frames alike (or step back): each sample needs a time of its
+        // own after the last, or players reject the file.
+        if let Some(last) = self.file.as_ref().and_then(|file| file.last_ticks)
+            && frame.ticks <= last
+        {
+            frame.ticks = last + 1;
+        }
         let now_us = frame.micros();
         let segment_us = self.settings.segment.as_micros() as u64;
         let Some(file) = &mut self.file else { return };
@@ -381,6 +408,7 @@ impl Recorder {
             self.actions
                 .push_back(Action::Write(mp4::init_segment(&tracks)));
             file.tracks = Some(tracks);
+            file.last_ticks = Some(frame.ticks);
             file.video.push(frame);
             return;
         }
@@ -398,6 +426,7 @@ impl Recorder {
             self.flush(now_us);
         }
         if let Some(file) = &mut self.file {
+            file.last_ticks = Some(frame.ticks);
             file.video.push(frame);
         }
     }
@@ -545,7 +574,7 @@ mod tests {
     }
 
     #[test]
-    fn continuous_starts_at_a_keyframe_cuts_segments_and_fragments_of_a_second() {
+    fn continuous_starts_at_a_keyframe_cuts_segments_into_short_fragments() {
         let mut recorder = Recorder::new(settings(RecordMode::Continuous));
         // The stream joins mid-GOP: nothing until the keyframe at frame 60.
         for n in 30..60 {
@@ -573,7 +602,7 @@ mod tests {
             [frame(60).unix_ms, frame(360).unix_ms, frame(660).unix_ms]
         );
         assert_eq!(actions.iter().filter(|a| **a == Action::Close).count(), 2);
-        // Each file's fragments start at 0 and follow each other about a second apart.
+        // Each file's fragments start at 0 and follow each other a fragment's length apart.
         let first_file: Vec<Action> = actions
             .iter()
             .skip(1)
@@ -582,14 +611,15 @@ mod tests {
             .collect();
         let times = fragment_times(&first_file);
         assert_eq!(times.first(), Some(&0.0));
+        let most = FRAGMENT.as_secs_f64();
         assert!(
             times
                 .windows(2)
-                .all(|w| w[1] - w[0] <= 1.0 && w[1] - w[0] >= 0.9),
+                .all(|w| w[1] - w[0] <= most + 1e-9 && w[1] - w[0] >= most - 0.05),
             "{times:?}"
         );
         assert!(
-            (times.last().copied().unwrap_or(0.0) - 9.0).abs() < 1.01,
+            (times.last().copied().unwrap_or(0.0) - 9.5).abs() < most,
             "{times:?}"
         );
         assert_eq!(recorder.late_audio(), 0);
@@ -646,6 +676,37 @@ mod tests {
             "{:?}",
             again.first()
         );
+    }
+
+    #[test]
+    fn frames_stamped_alike_still_get_times_of_their_own() {
+        let mut recorder = Recorder::new(settings(RecordMode::Continuous));
+        for n in 0..40 {
+            let mut f = frame(n);
+            // Every second frame carries the one before's time.
+            f.ticks = frame(n - n % 2).ticks;
+            recorder.push_video(f);
+        }
+        recorder.finish();
+        let durations: Vec<u32> = drain(&mut recorder)
+            .iter()
+            .filter_map(|a| match a {
+                Action::Write(bytes) if bytes.get(4..8) == Some(b"moof") => Some(bytes.clone()),
+                _ => None,
+            })
+            .flat_map(|moof| {
+                let at = moof.windows(4).position(|w| w == b"trun").unwrap();
+                let count = u32::from_be_bytes(moof[at + 8..at + 12].try_into().unwrap());
+                (0..count as usize)
+                    .map(|i| {
+                        let field = at + 16 + i * 12;
+                        u32::from_be_bytes(moof[field..field + 4].try_into().unwrap())
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(durations.len(), 40);
+        assert!(durations.iter().all(|d| *d > 0), "{durations:?}");
     }
 
     #[test]

@@ -850,6 +850,22 @@ impl Drop for FakeCamera {
     /// the kernel ends it when the last descriptor closes.
     fn drop(&mut self) {
         use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::MetadataExt;
+        // A campeer still reading the camera (a test that panicked before shutting it down,
+        // or motion detection that keeps it open) would wait in the kernel for answers this
+        // filesystem's threads, gone with the session, never give: the test process could
+        // then never exit. Aborting the connection fails those reads at once.
+        if let Ok(metadata) = std::fs::metadata(self.dir.path()) {
+            let minor = libc::minor(metadata.dev());
+            let connections = Path::new("/sys/fs/fuse/connections");
+            if !connections.join(minor.to_string()).exists() {
+                let _ = std::process::Command::new("mount")
+                    .args(["-t", "fusectl", "none"])
+                    .arg(connections)
+                    .status();
+            }
+            let _ = std::fs::write(connections.join(minor.to_string()).join("abort"), "1");
+        }
         let Ok(mountpoint) = std::ffi::CString::new(self.dir.path().as_os_str().as_bytes()) else {
             return;
         };

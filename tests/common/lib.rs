@@ -33,6 +33,7 @@ pub mod network;
 pub mod playback;
 pub mod prometheus;
 pub mod rabbitmq;
+pub mod recordings;
 pub mod rpicam;
 pub mod rtsp;
 pub mod scene;

@@ -10,7 +10,7 @@ const NOISE_PATTERNS: usize = 8;
 /// How far a pixel's noise reaches either way, in luma levels: a cheap sensor in dim light.
 const NOISE_AMPLITUDE: i32 = 5;
 /// The moving object's side, in pixels.
-const OBJECT_SIDE: usize = 32;
+const OBJECT_SIDE: usize = 48;
 
 /// A rectangle of the picture, in fractions of its width and height.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -29,6 +29,7 @@ mod motion_snapshots;
 mod mqtt_tls;
 mod oversized_publish;
 mod page_origin;
+mod recording;
 mod renegotiation;
 mod rtsp_readers;
 mod session_timeout;

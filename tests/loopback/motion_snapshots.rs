@@ -32,10 +32,18 @@ const WATCHED: Region = Region {
     height: 0.4,
 };
 
-fn motion_config() -> FileConfig {
+const PRE_ROLL_SECS: u64 = 3;
+const POST_ROLL_SECS: u64 = 1;
+
+/// Motion detection with the top left quarter ignored, and clips of the motion recorded
+/// into `recordings`.
+fn motion_config(recordings: &std::path::Path) -> FileConfig {
     FileConfig::parse(&format!(
         "[motion]\nenabled = true\nquiet_secs = {QUIET_SECS}\n\
-         ignore = [{{ x = 0.0, y = 0.0, width = 0.5, height = 0.5 }}]\n"
+         ignore = [{{ x = 0.0, y = 0.0, width = 0.5, height = 0.5 }}]\n\
+         [record]\nmode = \"motion\"\npath = {:?}\npre_roll_secs = {PRE_ROLL_SECS}\n\
+         post_roll_secs = {POST_ROLL_SECS}\nkeep_free_mb = 1\n",
+        recordings.display().to_string()
     ))
     .expect("a valid motion section")
 }
@@ -51,11 +59,12 @@ async fn motion_is_seen_where_it_should_be_and_nowhere_else() {
     let Some(camera) = mount_or_skip(scene.camera(320, 240)) else {
         return;
     };
+    let recordings = tempfile::tempdir().unwrap();
     let broker = Broker::start();
     let motion = TopicWatcher::start(&broker, &format!("{PREFIX}/{DEVICE}/motion")).await;
     let snapshots = TopicWatcher::start(&broker, &format!("{PREFIX}/{DEVICE}/snapshot")).await;
     let device = start_device_with(
-        motion_config(),
+        motion_config(recordings.path()),
         Overrides {
             source: Some(camera.path().display().to_string()),
             width: Some(320),
@@ -115,7 +124,7 @@ async fn motion_is_seen_where_it_should_be_and_nowhere_else() {
     );
     let on = motion.last().expect("the \"on\" message");
     let area = on["area"].as_f64().unwrap_or(0.0);
-    assert!(area > 0.0 && area < 0.2, "area {area} for a 32x32 object");
+    assert!(area > 0.0 && area < 0.2, "area {area} for a 48x48 object");
     assert!(
         on["at"]
             .as_str()
@@ -142,7 +151,7 @@ async fn motion_is_seen_where_it_should_be_and_nowhere_else() {
     let picture = decode_jpeg(&jpeg).expect("the motion snapshot decodes");
     let dark = picture.y_plane().iter().filter(|&&luma| luma < 50).count();
     assert!(
-        dark >= 32 * 32 / 2,
+        dark >= 48 * 48 / 2,
         "the object is not in the snapshot ({dark} dark pixels)"
     );
 
@@ -159,20 +168,28 @@ async fn motion_is_seen_where_it_should_be_and_nowhere_else() {
     );
     let off_after = gone_at.elapsed();
     assert!(
-        off_after >= Duration::from_secs(QUIET_SECS) - Duration::from_millis(200)
+        // Quiet is counted from the last picture that changed enough, which may come a
+        // little before the object goes (passing over the checkerboard, it changes less).
+        off_after >= Duration::from_secs(QUIET_SECS) - Duration::from_millis(600)
             && off_after < Duration::from_secs(QUIET_SECS) + Duration::from_millis(1500),
         "\"off\" {off_after:?} after the object went, with quiet_secs = {QUIET_SECS}"
     );
     assert_eq!(ons(&motion), 1, "one motion, one \"on\"");
+    let clips_dir = recordings.path().join(DEVICE);
+    let before_motion = common::recordings::files_in(&clips_dir);
 
     // The status tells it too, and the HTTP snapshot shows the camera as it is now.
+    // The clip goes on for the post-roll, then the recording waits for the next motion.
     let status = TopicWatcher::start(&broker, &status_topic(DEVICE)).await;
     assert!(
         status
-            .wait_for_last(Duration::from_secs(5), |s| s["motion"]["events"] == 1
-                && s["motion"]["state"] == "off")
+            .wait_for_last(Duration::from_secs(POST_ROLL_SECS + 5), |s| {
+                s["motion"]["events"] == 1
+                    && s["motion"]["state"] == "off"
+                    && s["record"]["state"] == "waiting"
+            })
             .await,
-        "the status does not tell the motion: {:?}",
+        "the status does not tell the motion and the clip's end: {:?}",
         status.last()
     );
     let port = device.http_addr().port();
@@ -189,6 +206,57 @@ async fn motion_is_seen_where_it_should_be_and_nowhere_else() {
     assert_eq!(jpeg_size(&reply.bytes), Some((160, 120)));
     assert!(decode_jpeg(&reply.bytes).is_some());
     device.shutdown().await;
+    check_the_clip(&clips_dir, &motion, &before_motion);
+}
+
+/// One clip was recorded, of the one motion: it plays, starts on a keyframe at least the
+/// pre-roll before the motion, and ends the post-roll after it.
+fn check_the_clip(
+    dir: &std::path::Path,
+    motion: &TopicWatcher,
+    while_moving: &[std::path::PathBuf],
+) {
+    if !common::rtsp::available() {
+        return;
+    }
+    let clips = common::recordings::files_in(dir);
+    assert_eq!(clips.len(), 1, "{clips:?}");
+    assert_eq!(while_moving.len(), 1, "the clip was written as it was made");
+    let clip = &clips[0];
+    assert!(clip.to_string_lossy().ends_with("-motion.mp4"), "{clip:?}");
+    common::recordings::decode_all(clip).unwrap_or_else(|e| panic!("the clip does not play: {e}"));
+    let probe = common::recordings::probe(clip).unwrap();
+    assert!(
+        probe.video_packets.first().is_some_and(|(_, key)| *key),
+        "the clip does not start on a keyframe"
+    );
+    let duration = probe.duration_of("h264").expect("video in the clip");
+    let at = |state: &str| {
+        motion
+            .messages
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|m| m["state"] == state)
+            .and_then(|m| m["at"].as_str().map(str::to_owned))
+            .and_then(|at| campeer::clock::parse_rfc3339(&at))
+            .expect("a time")
+    };
+    let (on, off) = (at("on"), at("off"));
+    // The clip ends at the first frame past off + post-roll; so it starts no later than
+    // that end less its duration, a frame's worth of slack aside.
+    let end = off as f64 / 1000.0 + POST_ROLL_SECS as f64 + 0.05;
+    let pre_roll = on as f64 / 1000.0 - (end - duration);
+    eprintln!("the clip lasts {duration:.2} s and starts {pre_roll:.2} s before the motion");
+    assert!(
+        pre_roll >= PRE_ROLL_SECS as f64,
+        "the clip starts only {pre_roll:.2} s before the motion"
+    );
+    assert!(
+        pre_roll <= PRE_ROLL_SECS as f64 + 2.1,
+        "the clip starts {pre_roll:.2} s before the motion: more than a GOP past the pre-roll"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
