@@ -1,6 +1,7 @@
 // campeer viewer: lists the devices announced on MQTT and plays the one you pick over WebRTC,
 // speaking exactly the signaling protocol in the README. Standards only, no build step.
 import mqtt from "./vendor/mqtt.esm.js";
+import { initCameraPanel, showCamera } from "./camera.js";
 
 const $ = (id) => document.getElementById(id);
 const video = $("video");
@@ -54,6 +55,7 @@ let reconnectTimer = null;
 const devices = new Map(); // device id -> last status
 let wanted = null; // the device the viewer wants to watch
 let watching = null; // the live session, if any
+let shownCamera = null; // the device the camera panel shows
 // The session id is this page's MQTT client id, so a broker ACL on the client id fences it.
 // Each call gets a fresh one (the page reconnects to the broker under it before calling
 // again): nothing meant for an earlier call, a late answer say, can reach the new one.
@@ -185,6 +187,7 @@ function onStatus(device, status) {
   if (!validStatus(status)) return;
   devices.set(device, status);
   renderDevices();
+  if (device === shownCamera) showCamera(device, status);
   applyStatus(device);
   // Cameras served over this device's broker connection go offline and online with it.
   for (const [id, other] of devices) {
@@ -278,6 +281,8 @@ function renderDevices() {
     button.querySelector("small").textContent = details;
     button.addEventListener("click", () => {
       wanted = id;
+      shownCamera = id;
+      showCamera(id, devices.get(id));
       unplayable.delete(id);
       retryAt = 0;
       retryDelay = 1;
@@ -564,6 +569,23 @@ async function main() {
   config = await (await fetch("config.json")).json();
   const fromUrl = new URLSearchParams(location.search).get("device");
   wanted = fromUrl ?? config.device;
+  shownCamera = wanted;
+  initCameraPanel({
+    // A recording plays in the video element: the live session ends, and is not restarted
+    // by the next status until the viewer goes back to live.
+    leaveLive() {
+      wanted = null;
+      stopWatching(true);
+      renderDevices();
+      say("");
+    },
+    backToLive(device) {
+      wanted = device;
+      retryAt = 0;
+      renderDevices();
+      scheduleWatch(device);
+    },
+  });
   $("mute").addEventListener("click", () => {
     video.muted = !video.muted;
     $("mute").textContent = video.muted ? "Unmute" : "Mute";

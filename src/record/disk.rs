@@ -60,14 +60,27 @@ pub enum DiskCommand {
     },
     Write(Vec<u8>),
     Close,
+    /// A picture of the recording that started at `start_unix_ms`, kept beside it (the same
+    /// name, `.jpg`) for the recordings page; dropped if that file is no longer the one open.
+    Thumbnail {
+        start_unix_ms: u64,
+        jpeg: Vec<u8>,
+    },
 }
 
-/// A camera's disk writer: commands in, a status out. The thread ends when this is dropped.
+/// A camera's disk writer: commands in, a status out. The thread ends when this and every
+/// [`DiskSender`] are dropped.
 pub struct DiskWriter {
-    commands: SyncSender<DiskCommand>,
-    status: watch::Sender<DiskStatus>,
+    sender: DiskSender,
     /// Resolves when the thread has written everything and ended.
     done: tokio::sync::oneshot::Receiver<()>,
+}
+
+/// Hands commands to a camera's disk thread; cheap to clone.
+#[derive(Clone)]
+pub struct DiskSender {
+    commands: SyncSender<DiskCommand>,
+    status: watch::Sender<DiskStatus>,
 }
 
 impl DiskWriter {
@@ -83,23 +96,33 @@ impl DiskWriter {
                 let _ = finished.send(());
             })?;
         Ok(Self {
-            commands,
-            status,
+            sender: DiskSender { commands, status },
             done,
         })
     }
 
-    /// Lets the thread write what is queued, close the file and end; resolves then.
+    /// Lets the thread write what is queued, close the file and end (once every
+    /// [`DiskSender`] is gone too); resolves then.
     pub async fn finished(self) {
-        let Self { commands, done, .. } = self;
-        drop(commands);
+        let Self { sender, done } = self;
+        drop(sender);
         let _ = done.await;
     }
 
     pub fn status(&self) -> watch::Receiver<DiskStatus> {
-        self.status.subscribe()
+        self.sender.status.subscribe()
     }
 
+    pub fn sender(&self) -> &DiskSender {
+        &self.sender
+    }
+
+    pub fn send(&self, command: DiskCommand) {
+        self.sender.send(command);
+    }
+}
+
+impl DiskSender {
     /// Hands a command to the disk thread without waiting. With the queue full (the disk
     /// stopped taking writes) the command is dropped and counted: a dropped fragment is a gap
     /// in the file, a dropped open or close leaves the next one to start a file.
@@ -203,6 +226,20 @@ fn run(settings: &DiskSettings, inbox: &Receiver<DiskCommand>, status: &watch::S
                 finish(current.take());
                 status.send_modify(|status| status.file = None);
             }
+            Some(DiskCommand::Thumbnail {
+                start_unix_ms,
+                jpeg,
+            }) => {
+                let Some((_, name)) = &current else { continue };
+                let started = library::parse_name(name).map(|(start, _)| start);
+                if started != Some(start_unix_ms / 1000) {
+                    continue;
+                }
+                let path = settings.dir.join(name).with_extension("jpg");
+                if let Err(e) = std::fs::write(&path, jpeg) {
+                    tracing::debug!("no thumbnail for {name}: {e}");
+                }
+            }
         }
     }
     finish(current);
@@ -292,6 +329,8 @@ fn rotate(
     let mut delete = |path: &Path| match std::fs::remove_file(path) {
         Ok(()) => {
             tracing::info!("deleted the recording {}", path.display());
+            // Its thumbnail, if it has one.
+            let _ = std::fs::remove_file(path.with_extension("jpg"));
             deleted += 1;
         }
         Err(e) => tracing::warn!("cannot delete the recording {}: {e}", path.display()),

@@ -21,6 +21,8 @@ pub struct Recording {
     pub bytes: u64,
     /// From its start to its last write: to within a fragment (a second).
     pub duration_secs: f64,
+    /// Its thumbnail's name, when it has one.
+    pub thumbnail: Option<String>,
 }
 
 /// The name of the `copy`th file (from 1) started at `start_unix_secs` for `trigger`.
@@ -50,6 +52,19 @@ pub fn parse_name(name: &str) -> Option<(u64, Trigger)> {
     Some((start, Trigger::parse(trigger)?))
 }
 
+/// The name of a recording's thumbnail.
+pub fn thumbnail_of(recording: &str) -> Option<String> {
+    recording
+        .strip_suffix(EXTENSION)
+        .map(|stem| format!("{stem}.jpg"))
+}
+
+/// The recording a thumbnail's name belongs to, if it is one.
+pub fn recording_of_thumbnail(name: &str) -> Option<String> {
+    let recording = format!("{}{EXTENSION}", name.strip_suffix(".jpg")?);
+    parse_name(&recording).map(|_| recording)
+}
+
 /// The recordings in `dir`, newest first (at most [`MAX_LISTED`]); regular files only.
 pub fn list(dir: &Path) -> Vec<Recording> {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -71,7 +86,10 @@ pub fn list(dir: &Path) -> Vec<Recording> {
                 .ok()
                 .and_then(|at| at.duration_since(UNIX_EPOCH).ok())
                 .map_or(0.0, |since| since.as_secs_f64());
+            let thumbnail = thumbnail_of(&name)
+                .filter(|jpg| std::fs::symlink_metadata(dir.join(jpg)).is_ok_and(|m| m.is_file()));
             Some(Recording {
+                thumbnail,
                 file_name: name,
                 start_unix_secs,
                 trigger,

@@ -2,7 +2,7 @@
 //! encoder running with nobody watching) and to the sound, feeds the [`Recorder`] with them
 //! and with motion, and hands its decisions to the disk thread.
 
-use super::disk::{DiskCommand, DiskSettings, DiskStatus, DiskWriter};
+use super::disk::{DiskCommand, DiskSender, DiskSettings, DiskStatus, DiskWriter};
 use super::recorder::{Action, AudioPacket, RecordMode, Recorder, RecorderSettings, VideoFrame};
 use crate::media::audio_hub::AudioHub;
 use crate::media::hub::{SourceState, VideoHub};
@@ -131,6 +131,28 @@ async fn run(
     writer.finished().await;
 }
 
+/// Takes a picture and hands it to the disk as the thumbnail of the file started at
+/// `start_unix_ms`; a recording without one is listed all the same.
+async fn thumbnail(hub: VideoHub, disk: DiskSender, start_unix_ms: u64) {
+    let picture = match hub.grab_picture(THUMBNAIL_WAIT).await {
+        Ok(picture) => picture,
+        Err(e) => {
+            tracing::debug!("no thumbnail: {e}");
+            return;
+        }
+    };
+    let jpeg = tokio::task::spawn_blocking(move || {
+        crate::media::snapshot::jpeg(&picture, Some(THUMBNAIL_WIDTH))
+    })
+    .await;
+    if let Ok(Ok(jpeg)) = jpeg {
+        disk.send(DiskCommand::Thumbnail {
+            start_unix_ms,
+            jpeg,
+        });
+    }
+}
+
 /// The next sound packet; never resolves without a microphone.
 async fn next_packet(
     sound: &mut Option<crate::media::audio_hub::AudioSubscription>,
@@ -145,16 +167,29 @@ async fn next_packet(
     }
 }
 
+/// How wide a recording's thumbnail is.
+const THUMBNAIL_WIDTH: usize = 320;
+/// How long a thumbnail may wait for a picture.
+const THUMBNAIL_WAIT: Duration = Duration::from_secs(3);
+
 fn carry_out(recorder: &mut Recorder, writer: &DiskWriter, hub: &VideoHub) {
     while let Some(action) = recorder.poll_action() {
         match action {
             Action::Open {
                 start_unix_ms,
                 trigger,
-            } => writer.send(DiskCommand::Open {
-                start_unix_ms,
-                trigger,
-            }),
+            } => {
+                writer.send(DiskCommand::Open {
+                    start_unix_ms,
+                    trigger,
+                });
+                // A picture of now: a motion clip opens as the motion starts.
+                tokio::spawn(thumbnail(
+                    hub.clone(),
+                    writer.sender().clone(),
+                    start_unix_ms,
+                ));
+            }
             Action::Write(bytes) => writer.send(DiskCommand::Write(bytes)),
             Action::Close => writer.send(DiskCommand::Close),
             Action::RequestKeyframe => hub.request_keyframe(),

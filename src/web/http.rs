@@ -112,7 +112,7 @@ impl HttpServer {
         // which browsers do not throttle in a background tab (Firefox reports the page's
         // error when the worker is refused).
         let csp = format!(
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
              media-src 'self' blob:; worker-src blob:; connect-src 'self'{broker_origin}; \
              frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
         );

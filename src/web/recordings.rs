@@ -148,7 +148,12 @@ impl RecordingsEndpoint {
                 self.listing(device, dir.clone(), request.uri().query())
                     .await,
             ),
-            Some(name) if parse_name(name).is_some() => serve_file(request, dir.join(name)).await,
+            Some(name) if parse_name(name).is_some() => {
+                serve_file(request, dir.join(name), "video/mp4").await
+            }
+            Some(name) if library::recording_of_thumbnail(name).is_some() => {
+                serve_file(request, dir.join(name), "image/jpeg").await
+            }
             Some(_) => small(plain(StatusCode::NOT_FOUND, "no such recording\n")),
         }
     }
@@ -185,6 +190,7 @@ impl RecordingsEndpoint {
                     "bytes": r.bytes,
                     "trigger": r.trigger.name(),
                     "url": format!("{PATH_PREFIX}{device}/{}", r.file_name),
+                    "thumbnail": r.thumbnail.map(|jpg| format!("{PATH_PREFIX}{device}/{jpg}")),
                 })
             })
             .collect();
@@ -203,7 +209,11 @@ fn small(response: Response<Full<Bytes>>) -> Response<SiteBody> {
 }
 
 /// The file at `path` (a recording's), whole or the range asked for.
-async fn serve_file<B>(request: &Request<B>, path: PathBuf) -> Response<SiteBody> {
+async fn serve_file<B>(
+    request: &Request<B>,
+    path: PathBuf,
+    content_type: &'static str,
+) -> Response<SiteBody> {
     let opened = tokio::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
@@ -244,7 +254,7 @@ async fn serve_file<B>(request: &Request<B>, path: PathBuf) -> Response<SiteBody
     let mut response = Response::new(SiteBody::File(FileBody::new(file, remaining)));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     if let Ok(value) = HeaderValue::from_str(&length.to_string()) {

@@ -11,6 +11,7 @@ mod browser_mosquitto;
 mod browser_recovery;
 mod firefox_h264;
 mod firefox_vp8;
+mod recordings_page;
 mod two_cameras_crash;
 mod whep_chromium;
 

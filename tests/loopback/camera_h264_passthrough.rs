@@ -1,7 +1,8 @@
 //! H.264 passthrough: a camera that encodes H.264 itself (the fake camera, with a keyframe only
 //! every 10 s of its own) is streamed as it comes, with no encoding in campeer. Keyframe
 //! requests go to the camera through its FORCE_KEY_FRAME control, so a viewer, and a viewer
-//! who joins later, sees a picture at once rather than at the camera's next keyframe.
+//! who joins later, sees a picture at once rather than at the camera's next keyframe. A
+//! snapshot of such a camera is its next keyframe (asked for at once) decoded.
 
 use common::fakecam::{bars_camera, mount_or_skip};
 use common::*;
@@ -71,6 +72,21 @@ async fn an_h264_camera_is_passed_through_and_forced_to_keyframes() {
     );
     assert!(camera.keyframes_forced() > forced_before);
     assert_eq!(bob.snapshot(|s| s.decode_errors), 0);
+
+    // A snapshot: campeer has no raw picture of this camera, so it decodes a keyframe, which
+    // it asks the camera for rather than wait up to 10 s.
+    let forced_before = camera.keyframes_forced();
+    let started = std::time::Instant::now();
+    let port = device.http_addr().port();
+    let reply = common::whep::http(port, "GET", "/snapshot/cam1.jpg?width=320", &[], "").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(camera.keyframes_forced() > forced_before);
+    assert_eq!(common::scene::jpeg_size(&reply.bytes), Some((320, 240)));
+    let picture = common::scene::decode_jpeg(&reply.bytes).expect("the snapshot decodes");
+    // The bars: bright on the left (white, yellow), dark on the right (blue, black).
+    let row = &picture.y_plane()[120 * 320..121 * 320];
+    assert!(row[10] > 150 && row[310] < 80, "{} / {}", row[10], row[310]);
 
     alice.close().await;
     bob.close().await;

@@ -162,10 +162,23 @@ async fn recordings_are_served_with_ranges_and_nothing_else_is() {
     )
     .unwrap();
     let port = device.http_addr().port();
+    // Each recording gets a thumbnail of its first moments.
+    assert!(
+        wait_for(Duration::from_secs(5), || files_in(&dir)
+            .iter()
+            .any(|f| f.with_extension("jpg").exists()))
+        .await,
+        "no thumbnail beside the recording"
+    );
     let listing = http(port, "GET", &format!("/recordings/{DEVICE}"), &[], "").await;
     let listed: Vec<serde_json::Value> = serde_json::from_str(&listing.body).unwrap();
     assert_eq!(listed.len(), 1, "links are not recordings: {listed:?}");
     let url = listed[0]["url"].as_str().unwrap().to_owned();
+    let thumbnail = listed[0]["thumbnail"].as_str().expect("a thumbnail listed");
+    let picture = http(port, "GET", thumbnail, &[], "").await;
+    assert_eq!(picture.status, 200);
+    assert_eq!(picture.header("content-type"), Some("image/jpeg"));
+    assert_eq!(common::scene::jpeg_size(&picture.bytes), Some((320, 240)));
     let name = url.rsplit('/').next().unwrap();
     let on_disk = std::fs::read(dir.join(name)).unwrap();
     let part = http(port, "GET", &url, &[("Range", "bytes=0-1023")], "").await;

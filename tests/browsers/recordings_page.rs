@@ -1,0 +1,92 @@
+//! The page's camera panel in headless Chromium, as a person uses it: with campeer recording
+//! continuously and watching for motion (the test pattern moves), the panel says so; the
+//! snapshot button shows the camera's picture; the recordings view lists the segments with
+//! thumbnails and plays a finished one in the video element (seekable, with its controls);
+//! back to live plays live again. Screenshots of each step are kept to look at.
+
+use campeer::config::{FileConfig, Overrides};
+use common::*;
+use serde_json::Value;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_page_takes_snapshots_and_plays_recordings() {
+    let _load = common::load::shared();
+    let recordings = tempfile::tempdir().unwrap();
+    let file = FileConfig::parse(&format!(
+        "[motion]\nenabled = true\n[record]\nmode = \"continuous\"\npath = {:?}\n\
+         segment_secs = 10\nkeep_free_mb = 1\n",
+        recordings.path().display().to_string()
+    ))
+    .unwrap();
+    let device = start_device_with(
+        file,
+        Overrides {
+            audio_source: Some("test".into()),
+            ..zero_config_overrides("cam-page")
+        },
+    )
+    .await;
+    // One finished segment and one being written.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let shots = screenshot_prefix("recordings-page");
+    let url = format!("http://{}/", device.http_addr());
+    let output = tokio::time::timeout(
+        Duration::from_secs(90),
+        tokio::process::Command::new("node")
+            .arg(repo_root().join("tests/browsers/driver/recordings.mjs"))
+            .args(["--url", &url, "--screenshot", &shots, "--seconds", "60"])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the page script ends within its bound")
+    .expect("run node (tests/run installs it)");
+    let lines: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    for line in &lines {
+        eprintln!("page: {line}");
+    }
+    let step = |name: &str| {
+        lines
+            .iter()
+            .find(|line| line["step"] == name && line.get("timedOut").is_none())
+            .cloned()
+            .unwrap_or_else(|| panic!("the page never got to {name}: {lines:?}"))
+    };
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.get("pageerror").is_none() && l.get("error").is_none()),
+        "{lines:?}"
+    );
+    let live = step("live");
+    let state = live["cameraState"].as_str().unwrap_or("");
+    assert!(
+        state.contains("Recording: recording (continuous)") && state.contains("MB free"),
+        "{state}"
+    );
+    assert!(state.contains("otion"), "{state}");
+    assert_eq!(step("snapshot")["camera"]["snapshotWidth"], 640);
+    let list = step("list");
+    assert!(
+        list["recordings"].as_array().is_some_and(|r| r.len() >= 2),
+        "{list}"
+    );
+    assert!(list["thumbnails"].as_u64().unwrap_or(0) >= 1, "{list}");
+    let playing = step("playing");
+    assert!(
+        playing["video"]["src"]
+            .as_str()
+            .is_some_and(|src| src.contains("/recordings/cam-page/") && src.ends_with(".mp4"))
+    );
+    assert_eq!(playing["video"]["width"], 640);
+    assert_eq!(playing["video"]["controls"], true);
+    assert_eq!(step("back")["live"], "playing");
+    for name in ["snapshot", "list", "playing"] {
+        assert!(std::path::Path::new(&format!("{shots}-{name}.png")).exists());
+    }
+    device.shutdown().await;
+}
