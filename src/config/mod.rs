@@ -202,6 +202,19 @@ impl Config {
             ));
         }
 
+        if sections.motion.enabled {
+            let passed_through = std::iter::once(&sections.video)
+                .chain(cameras.iter().map(|camera| &camera.video))
+                .any(|video| video.h264_passthrough);
+            if passed_through {
+                return Err(invalid(
+                    "motion.enabled",
+                    "motion detection looks at the raw picture, which a camera whose own H.264 \
+                     is passed through does not give: turn off video.h264_passthrough (for \
+                     every camera) or motion",
+                ));
+            }
+        }
         let publish = resolve_publications(&device_id, &cameras, &sections.publish)?;
         Ok(Self {
             publish,

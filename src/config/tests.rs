@@ -116,6 +116,21 @@ fn bad_values_name_their_key() {
             "motion.ignore",
         ),
         ("[motion]\nignore = [{ x = 0.1 }]", "motion.ignore[0]"),
+        (
+            "[motion]\nenabled = true\n[video]\nh264_passthrough = true",
+            "motion.enabled",
+        ),
+        ("[record]\nmode = \"motion\"", "record.mode"),
+        ("[record]\nmode = \"sometimes\"", "record.mode"),
+        (
+            "[record]\nmode = \"continuous\"\npath = \"recordings\"",
+            "record.path",
+        ),
+        (
+            "[motion]\nenabled = true\n[record]\nmode = \"motion\"\n[video]\nkeyframe_interval_secs = 0.0",
+            "video.keyframe_interval_secs",
+        ),
+        ("[record]\nsegment_secs = 5", "record.segment_secs"),
     ];
     for (text, key) in cases {
         let err = resolve(text, Overrides::default()).expect_err(text);

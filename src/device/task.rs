@@ -276,7 +276,7 @@ impl Device {
                 () = publication_changed(&mut self.publications) => self.signaling.status_changed(Instant::now()),
                 () = sleep_until(wake) => {}
                 _ = heartbeat.tick() => {
-                    let headline = self.recording.as_ref().map(|r| recording::report(r));
+                    let headline = self.recording.as_ref().map(recording::report);
                     if headline != self.record_headline {
                         self.record_headline = headline;
                         self.signaling.status_changed(Instant::now());

@@ -290,7 +290,10 @@ pub fn free_bytes(path: &Path) -> Option<u64> {
     // SAFETY: statvfs fills the struct it is given and reads only the NUL-terminated path.
     let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
     let result = unsafe { libc::statvfs(path.as_ptr(), &mut stats) };
-    (result == 0).then(|| u64::from(stats.f_bavail).saturating_mul(u64::from(stats.f_frsize)))
+    // 32 bits wide on armv7, 64 on aarch64 and x86-64.
+    #[allow(clippy::useless_conversion)]
+    let (blocks, block_size) = (u64::from(stats.f_bavail), u64::from(stats.f_frsize));
+    (result == 0).then(|| blocks.saturating_mul(block_size))
 }
 
 /// Deletes what is too old, then the oldest until `keep_free_bytes` are free (never

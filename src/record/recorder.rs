@@ -529,7 +529,7 @@ mod tests {
 
     /// Frame `n` of a 30 fps stream with a keyframe every two seconds.
     fn frame(n: u64) -> VideoFrame {
-        let keyframe = n % KEY_EVERY == 0;
+        let keyframe = n.is_multiple_of(KEY_EVERY);
         VideoFrame {
             ticks: 90_000 + n * 3000,
             unix_ms: 1_800_000_000_000 + n * 100 / 3,

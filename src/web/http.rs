@@ -1,5 +1,6 @@
 //! The HTTP server for the viewer page (the `campeer-page` crate: its files, built into the
-//! binary), WHEP and the page's way to the embedded broker.
+//! binary), WHEP, the metrics, snapshots, recordings and the page's way to the embedded
+//! broker.
 
 use super::body::SiteBody;
 use super::ice::PageIceServer;
@@ -56,9 +57,13 @@ pub struct PageConfig {
 
 /// The endpoints the server routes to besides the page.
 pub struct Endpoints {
+    /// Every device's WHEP endpoint, under [`whep::PATH_PREFIX`].
     pub whep: WhepEndpoints,
+    /// Prometheus' figures, on [`metrics::PATH`].
     pub metrics: MetricsEndpoint,
+    /// Every camera's snapshots, under [`snapshot::PATH_PREFIX`].
     pub snapshots: SnapshotEndpoint,
+    /// Every camera's recordings, under [`recordings::PATH_PREFIX`].
     pub recordings: RecordingsEndpoint,
 }
 
@@ -87,9 +92,8 @@ struct Site {
 
 impl HttpServer {
     /// Serves on `listener`, bound by the caller. `mqtt_backend`: the embedded broker's
-    /// WebSocket listener, offered to pages on [`ws_proxy::MQTT_PATH`]; `whep`: the devices'
-    /// WHEP endpoints; `metrics`: what Prometheus reads on [`metrics::PATH`]; `snapshots`:
-    /// the cameras' pictures; `recordings`: what they recorded.
+    /// WebSocket listener, offered to pages on [`ws_proxy::MQTT_PATH`]; `endpoints`: WHEP,
+    /// the metrics, snapshots and recordings.
     pub fn start(
         listener: TcpListener,
         page: PageConfig,

@@ -61,7 +61,7 @@ impl SnapshotEndpoint {
         }
         let width = match requested_width(request.uri().query()) {
             Ok(width) => width,
-            Err(()) => {
+            Err(BadWidth) => {
                 return plain(
                     StatusCode::BAD_REQUEST,
                     "width must be a whole number of pixels, 16 or more\n",
@@ -133,15 +133,20 @@ fn device_of(path: &str) -> Option<&str> {
         .filter(|id| !id.is_empty() && !id.contains('/'))
 }
 
+/// A `width` that is not a whole number of pixels, 16 or more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("width must be a whole number of pixels, 16 or more")]
+pub struct BadWidth;
+
 /// The `width` query parameter, if given: at least 16 pixels (the snapshot is never wider
 /// than the camera's picture).
-pub fn requested_width(query: Option<&str>) -> Result<Option<usize>, ()> {
+pub fn requested_width(query: Option<&str>) -> Result<Option<usize>, BadWidth> {
     let mut width = None;
     for pair in query.unwrap_or("").split('&') {
         if let Some(value) = pair.strip_prefix("width=") {
-            let pixels: usize = value.parse().map_err(|_| ())?;
+            let pixels: usize = value.parse().map_err(|_| BadWidth)?;
             if pixels < 16 {
-                return Err(());
+                return Err(BadWidth);
             }
             width = Some(pixels);
         }
@@ -168,7 +173,7 @@ mod tests {
         assert_eq!(requested_width(Some("width=320")), Ok(Some(320)));
         assert_eq!(requested_width(Some("a=b&width=64")), Ok(Some(64)));
         for bad in ["width=", "width=-1", "width=8", "width=1e3"] {
-            assert_eq!(requested_width(Some(bad)), Err(()), "{bad}");
+            assert_eq!(requested_width(Some(bad)), Err(BadWidth), "{bad}");
         }
     }
 }
