@@ -851,10 +851,15 @@ impl Drop for FakeCamera {
     fn drop(&mut self) {
         use std::os::unix::ffi::OsStrExt;
         use std::os::unix::fs::MetadataExt;
-        // A campeer still reading the camera (a test that panicked before shutting it down,
-        // or motion detection that keeps it open) would wait in the kernel for answers this
-        // filesystem's threads, gone with the session, never give: the test process could
-        // then never exit. Aborting the connection fails those reads at once.
+        // A campeer still reading the camera (a scenario that ends without shutting it down,
+        // one that panicked, or motion detection that keeps it open) would wait in the kernel
+        // for answers this filesystem's threads, gone with the session, never give: the test
+        // process could then never exit. Unplugged first, the camera fails its next request
+        // with ENODEV, as a real one does (campeer then closes it; the v4l crate takes that
+        // in its stream's drop, where another error would panic); once campeer had time to let
+        // go, the connection is aborted for whatever still waits.
+        self.set_unplugged(true);
+        std::thread::sleep(Duration::from_millis(300));
         if let Ok(metadata) = std::fs::metadata(self.dir.path()) {
             let minor = libc::minor(metadata.dev());
             let connections = Path::new("/sys/fs/fuse/connections");
