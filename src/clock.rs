@@ -24,29 +24,33 @@ pub fn rfc3339(unix_ms: u64) -> String {
     )
 }
 
-/// `2026-12-08T03-17-20Z`: a time that sorts as text, fit for a file name on any filesystem
-/// (no colons).
-pub fn file_stamp(unix_secs: u64) -> String {
-    let (date, seconds_of_day) = split(unix_secs);
+/// `2026-12-08T03-17-20.123Z`: a time to the millisecond that sorts as text, fit for a file
+/// name on any filesystem (no colons).
+pub fn file_stamp(unix_ms: u64) -> String {
+    let (date, seconds_of_day) = split(unix_ms / 1000);
     format!(
-        "{date}T{:02}-{:02}-{:02}Z",
+        "{date}T{:02}-{:02}-{:02}.{:03}Z",
         seconds_of_day / 3600,
         seconds_of_day / 60 % 60,
-        seconds_of_day % 60
+        seconds_of_day % 60,
+        unix_ms % 1000
     )
 }
 
-/// Reads a [`file_stamp`] back: seconds since the epoch.
+/// Reads a [`file_stamp`] back: milliseconds since the epoch.
 pub fn parse_file_stamp(text: &str) -> Option<u64> {
     let (date, time) = text.strip_suffix('Z')?.split_once('T')?;
+    let (time, millis) = time.split_once('.')?;
     let mut fields = time.split('-');
     let hours = number(fields.next()?, 0..=23)?;
     let minutes = number(fields.next()?, 0..=59)?;
     let seconds = number(fields.next()?, 0..=60)?;
-    if fields.next().is_some() {
+    if fields.next().is_some() || millis.len() != 3 {
         return None;
     }
-    Some(parse_date(date)? * 86_400 + hours * 3600 + minutes * 60 + seconds)
+    let millis = number(millis, 0..=999)?;
+    let secs = parse_date(date)? * 86_400 + hours * 3600 + minutes * 60 + seconds;
+    Some(secs * 1000 + millis)
 }
 
 /// Reads an RFC 3339 time (`2026-12-08T03:17:20Z`, `…T03:17:20.5+01:00`): milliseconds since
@@ -163,10 +167,10 @@ mod tests {
         // 2024-02-29 (a leap day) and 2000-12-31.
         assert_eq!(rfc3339(1_709_164_800_000), "2024-02-29T00:00:00.000Z");
         assert_eq!(rfc3339(978_307_199_000), "2000-12-31T23:59:59.000Z");
-        assert_eq!(file_stamp(1_796_699_840), "2026-12-08T03-17-20Z");
+        assert_eq!(file_stamp(1_796_699_840_045), "2026-12-08T03-17-20.045Z");
         assert_eq!(
-            parse_file_stamp("2026-12-08T03-17-20Z"),
-            Some(1_796_699_840)
+            parse_file_stamp("2026-12-08T03-17-20.045Z"),
+            Some(1_796_699_840_045)
         );
         assert_eq!(
             parse_rfc3339("2026-12-08T03:17:20.123Z"),
@@ -195,6 +199,12 @@ mod tests {
         ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
-        assert_eq!(parse_file_stamp("2026-12-08T03:17:20Z"), None);
+        for bad in [
+            "2026-12-08T03:17:20.000Z",
+            "2026-12-08T03-17-20Z",
+            "2026-12-08T03-17-20.45Z",
+        ] {
+            assert_eq!(parse_file_stamp(bad), None, "{bad}");
+        }
     }
 }

@@ -57,7 +57,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(width >= 16);
     }
     if let Ok((Some(from), Some(to))) = listing_window(query) {
-        // Seconds since 1970 before the year 10000.
-        assert!(from < 253_402_300_800 && to < 253_402_300_800);
+        // Milliseconds since 1970 before the year 10000.
+        assert!(from < 253_402_300_800_000 && to < 253_402_300_800_000);
     }
 });

@@ -184,7 +184,7 @@ fn run(settings: &DiskSettings, inbox: &Receiver<DiskCommand>, status: &watch::S
                     report_failure(status, &mut failures, message);
                     continue;
                 }
-                match create(&settings.dir, start_unix_ms / 1000, trigger) {
+                match create(&settings.dir, start_unix_ms, trigger) {
                     Ok((file, name)) => {
                         tracing::info!("recording to {}", settings.dir.join(&name).display());
                         status.send_modify(|status| {
@@ -232,7 +232,7 @@ fn run(settings: &DiskSettings, inbox: &Receiver<DiskCommand>, status: &watch::S
             }) => {
                 let Some((_, name)) = &current else { continue };
                 let started = library::parse_name(name).map(|(start, _)| start);
-                if started != Some(start_unix_ms / 1000) {
+                if started != Some(start_unix_ms) {
                     continue;
                 }
                 let path = settings.dir.join(name).with_extension("jpg");
@@ -262,11 +262,11 @@ fn report_failure(status: &watch::Sender<DiskStatus>, failures: &mut u64, messag
     status.send_modify(|status| status.error = Some(message));
 }
 
-/// A new file for a recording that starts at `start_unix_secs`: a name no other file has.
-fn create(dir: &Path, start_unix_secs: u64, trigger: Trigger) -> std::io::Result<(File, String)> {
+/// A new file for a recording that starts at `start_unix_ms`: a name no other file has.
+fn create(dir: &Path, start_unix_ms: u64, trigger: Trigger) -> std::io::Result<(File, String)> {
     std::fs::create_dir_all(dir)?;
     for copy in 1..=MAX_COPIES {
-        let name = file_name(start_unix_secs, trigger, copy);
+        let name = file_name(start_unix_ms, trigger, copy);
         match File::options()
             .write(true)
             .create_new(true)
@@ -279,7 +279,7 @@ fn create(dir: &Path, start_unix_secs: u64, trigger: Trigger) -> std::io::Result
     }
     Err(std::io::Error::other(format!(
         "{MAX_COPIES} recordings already started at {}",
-        clock::file_stamp(start_unix_secs)
+        clock::file_stamp(start_unix_ms)
     )))
 }
 
@@ -318,7 +318,7 @@ fn rotate(
                 .into_iter()
                 .map(move |recording| {
                     (
-                        recording.start_unix_secs,
+                        recording.start_unix_ms / 1000,
                         camera.path().join(recording.file_name),
                     )
                 })
@@ -381,9 +381,9 @@ mod tests {
         let other = root.path().join("cam2");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::create_dir_all(&other).unwrap();
-        let old = file_name(now - 40 * 86_400, Trigger::Continuous, 1);
-        let older_other = file_name(now - 50 * 86_400, Trigger::Motion, 1);
-        let recent = file_name(now - 60, Trigger::Continuous, 1);
+        let old = file_name((now - 40 * 86_400) * 1000, Trigger::Continuous, 1);
+        let older_other = file_name((now - 50 * 86_400) * 1000, Trigger::Motion, 1);
+        let recent = file_name((now - 60) * 1000, Trigger::Continuous, 1);
         std::fs::write(dir.join(&old), b"x").unwrap();
         std::fs::write(other.join(&older_other), b"x").unwrap();
         std::fs::write(dir.join(&recent), b"x").unwrap();
@@ -396,7 +396,7 @@ mod tests {
         assert_eq!(status.borrow().files_deleted, 2);
         // Asking for more free space than the disk has deletes everything but the file
         // being written.
-        let another = file_name(now - 30, Trigger::Continuous, 1);
+        let another = file_name((now - 30) * 1000, Trigger::Continuous, 1);
         std::fs::write(dir.join(&another), b"x").unwrap();
         let greedy = DiskSettings {
             keep_free_bytes: u64::MAX,
@@ -410,10 +410,10 @@ mod tests {
     #[test]
     fn files_get_names_of_their_own() {
         let root = tempfile::tempdir().unwrap();
-        let (_, first) = create(root.path(), 1_796_699_840, Trigger::Motion).unwrap();
-        let (_, second) = create(root.path(), 1_796_699_840, Trigger::Motion).unwrap();
-        assert_eq!(first, "2026-12-08T03-17-20Z-motion.mp4");
-        assert_eq!(second, "2026-12-08T03-17-20Z-motion-2.mp4");
+        let (_, first) = create(root.path(), 1_796_699_840_500, Trigger::Motion).unwrap();
+        let (_, second) = create(root.path(), 1_796_699_840_500, Trigger::Motion).unwrap();
+        assert_eq!(first, "2026-12-08T03-17-20.500Z-motion.mp4");
+        assert_eq!(second, "2026-12-08T03-17-20.500Z-motion-2.mp4");
         assert!(free_bytes(root.path()).is_some_and(|free| free > 0));
     }
 }

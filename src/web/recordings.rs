@@ -82,7 +82,7 @@ pub fn parse_range(value: Option<&str>, len: u64) -> RangeAnswer {
     }
 }
 
-/// The `from` and `to` of a listing's query, in seconds since the epoch; `Err` names the
+/// The `from` and `to` of a listing's query, in milliseconds since the epoch; `Err` names the
 /// parameter that is not an RFC 3339 time.
 pub fn listing_window(query: Option<&str>) -> Result<(Option<u64>, Option<u64>), &'static str> {
     let mut window = (None, None);
@@ -94,7 +94,7 @@ pub fn listing_window(query: Option<&str>) -> Result<(Option<u64>, Option<u64>),
             .replace("%2b", "+")
             .replace("%3A", ":")
             .replace("%3a", ":");
-        let parse = || clock::parse_rfc3339(&value).map(|ms| ms / 1000);
+        let parse = || clock::parse_rfc3339(&value);
         match name {
             "from" => window.0 = Some(parse().ok_or("from")?),
             "to" => window.1 = Some(parse().ok_or("to")?),
@@ -181,11 +181,11 @@ impl RecordingsEndpoint {
         };
         let entries: Vec<serde_json::Value> = recordings
             .into_iter()
-            .filter(|r| from.is_none_or(|from| r.start_unix_secs >= from))
-            .filter(|r| to.is_none_or(|to| r.start_unix_secs <= to))
+            .filter(|r| from.is_none_or(|from| r.start_unix_ms >= from))
+            .filter(|r| to.is_none_or(|to| r.start_unix_ms <= to))
             .map(|r| {
                 serde_json::json!({
-                    "start": clock::rfc3339(r.start_unix_secs * 1000),
+                    "start": clock::rfc3339(r.start_unix_ms),
                     "duration_secs": (r.duration_secs * 10.0).round() / 10.0,
                     "bytes": r.bytes,
                     "trigger": r.trigger.name(),
@@ -329,7 +329,7 @@ mod tests {
             listing_window(Some(
                 "from=2026-12-08T03:17:20Z&to=2026-12-08T04%3A17%3A20%2B01%3A00"
             )),
-            Ok((Some(1_796_699_840), Some(1_796_699_840)))
+            Ok((Some(1_796_699_840_000), Some(1_796_699_840_000)))
         );
         assert_eq!(listing_window(Some("from=yesterday")), Err("from"));
     }

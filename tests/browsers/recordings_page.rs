@@ -1,8 +1,9 @@
 //! The page's camera panel in headless Chromium, as a person uses it: with campeer recording
-//! continuously and watching for motion (the test pattern moves), the panel says so; the
-//! snapshot button shows the camera's picture; the recordings view lists the segments with
-//! thumbnails and plays a finished one in the video element (seekable, with its controls);
-//! back to live plays live again. Screenshots of each step are kept to look at.
+//! motion clips (the test pattern never stops moving: one clip after another, cut at the
+//! segment length), the panel says so; the snapshot button shows the camera's picture; the
+//! recordings view lists the clips with thumbnails, marked as motion, and plays a finished one
+//! in the video element (seekable, with its controls); back to live plays live again.
+//! Screenshots of each step are kept to look at.
 
 use campeer::config::{FileConfig, Overrides};
 use common::*;
@@ -14,8 +15,8 @@ async fn the_page_takes_snapshots_and_plays_recordings() {
     let _load = common::load::shared();
     let recordings = tempfile::tempdir().unwrap();
     let file = FileConfig::parse(&format!(
-        "[motion]\nenabled = true\n[record]\nmode = \"continuous\"\npath = {:?}\n\
-         segment_secs = 10\nkeep_free_mb = 1\n",
+        "[motion]\nenabled = true\n[record]\nmode = \"motion\"\npath = {:?}\n\
+         segment_secs = 10\nkeep_free_mb = 1\npre_roll_secs = 1\n",
         recordings.path().display().to_string()
     ))
     .unwrap();
@@ -65,7 +66,7 @@ async fn the_page_takes_snapshots_and_plays_recordings() {
     let live = step("live");
     let state = live["cameraState"].as_str().unwrap_or("");
     assert!(
-        state.contains("Recording: recording (continuous)") && state.contains("MB free"),
+        state.contains("Recording: recording (motion)") && state.contains("MB free"),
         "{state}"
     );
     assert!(state.contains("otion"), "{state}");
@@ -76,6 +77,7 @@ async fn the_page_takes_snapshots_and_plays_recordings() {
         "{list}"
     );
     assert!(list["thumbnails"].as_u64().unwrap_or(0) >= 1, "{list}");
+    assert!(list["motionBadges"].as_u64().unwrap_or(0) >= 2, "{list}");
     let playing = step("playing");
     assert!(
         playing["video"]["src"]

@@ -155,10 +155,14 @@ async fn recordings_are_served_with_ranges_and_nothing_else_is() {
     );
     // A secret beside the recordings, and links that look like recordings.
     std::fs::write(root.path().join("secret.txt"), b"secret").unwrap();
-    std::os::unix::fs::symlink("/etc/passwd", dir.join("2026-01-01T00-00-00Z-motion.mp4")).unwrap();
+    std::os::unix::fs::symlink(
+        "/etc/passwd",
+        dir.join("2026-01-01T00-00-00.000Z-motion.mp4"),
+    )
+    .unwrap();
     std::os::unix::fs::symlink(
         root.path().join("secret.txt"),
-        dir.join("2026-01-01T00-00-01Z-continuous.mp4"),
+        dir.join("2026-01-01T00-00-01.000Z-continuous.mp4"),
     )
     .unwrap();
     let port = device.http_addr().port();
@@ -208,8 +212,8 @@ async fn recordings_are_served_with_ranges_and_nothing_else_is() {
         format!("/recordings/{DEVICE}//etc/passwd"),
         format!("/recordings/{DEVICE}/../secret.txt"),
         "/recordings/../secret.txt".to_owned(),
-        format!("/recordings/{DEVICE}/2026-01-01T00-00-00Z-motion.mp4"),
-        format!("/recordings/{DEVICE}/2026-01-01T00-00-01Z-continuous.mp4"),
+        format!("/recordings/{DEVICE}/2026-01-01T00-00-00.000Z-motion.mp4"),
+        format!("/recordings/{DEVICE}/2026-01-01T00-00-01.000Z-continuous.mp4"),
         "/recordings/nobody".to_owned(),
     ] {
         let reply = http(port, "GET", &path, &[], "").await;
