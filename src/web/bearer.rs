@@ -1,4 +1,28 @@
-//! Bearer tokens (RFC 6750), which WHEP players and metrics scrapers send alike.
+//! Bearer tokens (RFC 6750), which WHEP players, metrics scrapers and the page's snapshot and
+//! recordings requests send alike.
+
+use super::response::plain;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{AUTHORIZATION, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+
+/// The `401` (with `WWW-Authenticate: Bearer`) to answer `request` with when it lacks
+/// `token`; `None` lets it through (it carries the token, or none is required).
+pub fn refusal<B>(request: &Request<B>, token: Option<&str>) -> Option<Response<Full<Bytes>>> {
+    let given = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if authorized(given, token) {
+        return None;
+    }
+    let mut response = plain(StatusCode::UNAUTHORIZED, "a bearer token is required\n");
+    response
+        .headers_mut()
+        .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+    Some(response)
+}
 
 /// Whether `authorization` (the header's value) carries `token`, when one is required. The
 /// comparison takes as long whatever the token's first wrong byte, so timing tells nothing.

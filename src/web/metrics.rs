@@ -1,12 +1,11 @@
 //! `GET /metrics` for Prometheus: who may read it, and the response. What it shows is
 //! [`crate::metrics`]'s.
 
-use super::bearer::authorized;
 use super::response::{accept_entries, plain};
 use crate::metrics::{Format, MetricsBoard, render};
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use hyper::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use std::net::SocketAddr;
 
@@ -81,17 +80,8 @@ impl MetricsEndpoint {
                 );
             }
             Access::Token(token) => {
-                let given = request
-                    .headers()
-                    .get(AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok());
-                if !authorized(given, Some(token)) {
-                    let mut response =
-                        plain(StatusCode::UNAUTHORIZED, "a bearer token is required\n");
-                    response
-                        .headers_mut()
-                        .insert("www-authenticate", HeaderValue::from_static("Bearer"));
-                    return response;
+                if let Some(refusal) = super::bearer::refusal(request, Some(token)) {
+                    return refusal;
                 }
             }
             Access::Open => {}

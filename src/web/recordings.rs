@@ -6,7 +6,6 @@
 //! (see [`library::parse_name`]), which rules out `/`, `..` and anything percent-encoded, and
 //! the file is opened without following a symbolic link.
 
-use super::bearer::authorized;
 use super::body::{FileBody, SiteBody};
 use super::response::plain;
 use crate::clock;
@@ -14,8 +13,7 @@ use crate::record::library::{self, parse_name};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{
-    ACCEPT_RANGES, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE,
-    HeaderValue, RANGE,
+    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderValue, RANGE,
 };
 use hyper::{Method, Request, Response, StatusCode};
 use std::collections::HashMap;
@@ -129,16 +127,8 @@ impl RecordingsEndpoint {
                 "no recordings of that camera\n",
             ));
         };
-        let given = request
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        if !authorized(given, self.token.as_deref()) {
-            let mut response = plain(StatusCode::UNAUTHORIZED, "a bearer token is required\n");
-            response
-                .headers_mut()
-                .insert("www-authenticate", HeaderValue::from_static("Bearer"));
-            return small(response);
+        if let Some(refusal) = super::bearer::refusal(request, self.token.as_deref()) {
+            return small(refusal);
         }
         if request.method() != Method::GET && request.method() != Method::HEAD {
             return small(plain(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n"));

@@ -2,13 +2,12 @@
 //! frame before it is encoded. `?width=N` scales it down. The same bearer token as WHEP
 //! guards it.
 
-use super::bearer::authorized;
 use super::response::plain;
 use crate::media::hub::{GrabError, VideoHub};
 use crate::media::snapshot;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -45,16 +44,8 @@ impl SnapshotEndpoint {
         let Some(hub) = device_of(request.uri().path()).and_then(|id| self.cameras.get(id)) else {
             return plain(StatusCode::NOT_FOUND, "no such camera\n");
         };
-        let given = request
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        if !authorized(given, self.token.as_deref()) {
-            let mut response = plain(StatusCode::UNAUTHORIZED, "a bearer token is required\n");
-            response
-                .headers_mut()
-                .insert("www-authenticate", HeaderValue::from_static("Bearer"));
-            return response;
+        if let Some(refusal) = super::bearer::refusal(request, self.token.as_deref()) {
+            return refusal;
         }
         if request.method() != Method::GET && request.method() != Method::HEAD {
             return plain(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
