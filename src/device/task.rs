@@ -401,6 +401,8 @@ impl Device {
             "encoder_kbps": self.context.hub.stats().target_bitrate_bps / 1000,
             "viewers": viewers,
             "publications": self.publication_reports(),
+            "motion": self.motion.as_ref().map(MotionWatch::report),
+            "record": self.record_headline,
         });
         if let Err(e) = self.publisher.stats(message.to_string()) {
             tracing::debug!("stats not published: {e}");

@@ -28,6 +28,13 @@ async fn the_page_takes_snapshots_and_plays_recordings() {
         },
     )
     .await;
+    // The stats topic, which goes out while anyone watches, tells motion and recording too.
+    let broker_port = device
+        .embedded_broker()
+        .expect("the embedded broker")
+        .listen
+        .port();
+    let stats = TopicWatcher::start_on(broker_port, None, "campeer/cam-page/stats").await;
     // One finished segment and one being written.
     tokio::time::sleep(Duration::from_secs(12)).await;
     let shots = screenshot_prefix("recordings-page");
@@ -87,6 +94,11 @@ async fn the_page_takes_snapshots_and_plays_recordings() {
     assert_eq!(playing["video"]["width"], 640);
     assert_eq!(playing["video"]["controls"], true);
     assert_eq!(step("back")["live"], "playing");
+    assert!(
+        stats.count(|m| m["motion"]["state"].is_string() && m["record"]["mode"] == "motion") > 0,
+        "the stats do not tell motion and recording: {:?}",
+        stats.last()
+    );
     for name in ["snapshot", "list", "playing"] {
         assert!(std::path::Path::new(&format!("{shots}-{name}.png")).exists());
     }
