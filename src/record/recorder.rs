@@ -24,6 +24,8 @@ pub const FRAGMENT: Duration = Duration::from_millis(800);
 /// Sound is put in a fragment when it is this much older than the video frame that ends the
 /// fragment: a packet comes a little after the frame captured with it, and is then not late.
 const AUDIO_SLACK_US: u64 = 100_000;
+/// How long a frame with no other to measure by is taken to last: one at 30 fps.
+const LONE_FRAME_US: u64 = 33_333;
 /// One Opus packet's length on its clock (20 ms at 48 kHz).
 const OPUS_PACKET_TICKS: u32 = 960;
 /// The most the motion ring holds, whatever the pre-roll and keyframe interval ask: at
@@ -31,6 +33,9 @@ const OPUS_PACKET_TICKS: u32 = 960;
 pub const MAX_RING_BYTES: usize = 48 * 1024 * 1024;
 /// Sound packets waiting for their fragment at most (ten seconds).
 const MAX_PENDING_AUDIO: usize = 500;
+/// Sound packets the motion ring holds at most: it is trimmed to the video it keeps, and this
+/// bounds it while no video comes (a camera that failed), at ten minutes.
+const MAX_RING_AUDIO: usize = 30_000;
 
 /// Why a file was recorded; part of its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,7 +189,7 @@ impl Ring {
         if self.video.is_empty() {
             return;
         }
-        if self.audio.len() >= MAX_PENDING_AUDIO * 60 {
+        if self.audio.len() >= MAX_RING_AUDIO {
             self.audio.pop_front();
         }
         self.audio.push_back(packet);
@@ -201,8 +206,6 @@ pub struct Recorder {
     settings: RecorderSettings,
     file: Option<OpenFile>,
     ring: Ring,
-    /// Motion is going on.
-    moving: bool,
     /// With motion over: the clip ends at this capture time (µs on the stream's clock).
     clip_until_us: Option<u64>,
     /// The newest frame's capture time on both clocks, to place motion's wall-clock times.
@@ -218,16 +221,11 @@ impl Recorder {
             settings,
             file: None,
             ring: Ring::default(),
-            moving: false,
             clip_until_us: None,
             latest: None,
             actions: VecDeque::new(),
             late_audio: 0,
         }
-    }
-
-    pub fn settings(&self) -> &RecorderSettings {
-        &self.settings
     }
 
     /// Whether a file is open.
@@ -288,7 +286,6 @@ impl Recorder {
 
     /// Motion started at `at_unix_ms` (the picture's capture time).
     pub fn motion_started(&mut self, at_unix_ms: u64) {
-        self.moving = true;
         self.clip_until_us = None;
         if self.settings.mode != RecordMode::Motion || self.file.is_some() {
             return;
@@ -327,7 +324,6 @@ impl Recorder {
 
     /// Motion stopped at `at_unix_ms`: the clip goes on for the post-roll.
     pub fn motion_stopped(&mut self, at_unix_ms: u64) {
-        self.moving = false;
         if self.settings.mode != RecordMode::Motion || self.file.is_none() {
             return;
         }
@@ -348,11 +344,12 @@ impl Recorder {
     /// Writes what is pending and closes the file (shutdown, or recording turned off).
     pub fn finish(&mut self) {
         if let Some(file) = &self.file {
-            let end = file
-                .video
-                .last()
-                .map(|f| f.micros() + FRAGMENT.as_micros() as u64 / 30)
-                .unwrap_or(file.started_us);
+            // The last frame lasts as long as the one before it did.
+            let end = match file.video.as_slice() {
+                [.., before, last] => last.micros() + last.micros().saturating_sub(before.micros()),
+                [last] => last.micros() + LONE_FRAME_US,
+                [] => file.started_us,
+            };
             self.close(end);
         }
         self.ring.clear();
@@ -449,7 +446,8 @@ impl Recorder {
             .map(|(i, frame)| {
                 let next = frames.get(i + 1).map_or(end_ticks, |next| next.ticks);
                 Sample {
-                    duration: u32::try_from(next.saturating_sub(frame.ticks)).unwrap_or(0),
+                    // At least a tick: the end a fragment is cut at may round onto its last frame.
+                    duration: u32::try_from(next.saturating_sub(frame.ticks).max(1)).unwrap_or(1),
                     sync: frame.keyframe,
                     data: mp4::h264_sample(&frame.access_unit),
                 }
