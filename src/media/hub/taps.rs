@@ -32,10 +32,6 @@ impl Taps {
     pub(super) fn show(&mut self, picture: &I420Frame) {
         self.taps.retain_mut(|(_, tap)| tap.look(picture));
     }
-
-    fn is_empty(&self) -> bool {
-        self.taps.is_empty()
-    }
 }
 
 /// Why no picture could be had.
@@ -86,11 +82,6 @@ impl VideoHub {
             hub: self.clone(),
             id,
         })
-    }
-
-    /// Whether any tap looks at the pictures now.
-    pub fn tapped(&self) -> bool {
-        !lock(&self.inner.taps).is_empty()
     }
 
     /// A picture captured after this call: the camera's raw picture, or for a camera whose
